@@ -1,0 +1,141 @@
+//! Database connection, migration and the retry of transactions that lost a race.
+//!
+//! A service owns its own schema: on PostgreSQL it lives in a schema named after the service
+//! (and `{service}` in the URL can give each service its own database too); on SQLite each
+//! service has its own file.
+
+use std::future::Future;
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm_migration::MigratorTrait;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Secret;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://…` or `postgres://…`; `{service}` is replaced by the service's schema name
+    /// (`member_identity`).
+    pub url: Secret,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("sqlite://data/{service}.db?mode=rwc"),
+            max_connections: 10,
+            min_connections: 1,
+            acquire_timeout_secs: 10,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The URL of one service's database.
+    pub fn url_for(&self, schema: &str) -> String {
+        self.url.expose().replace("{service}", schema)
+    }
+}
+
+/// Connects to a service's database and brings its schema up to date.
+pub async fn connect<M: MigratorTrait>(config: &DatabaseConfig, schema: &str) -> Result<DatabaseConnection, DbErr> {
+    let url = config.url_for(schema);
+    let mut options = ConnectOptions::new(url.clone());
+    options
+        .max_connections(config.max_connections)
+        .min_connections(config.min_connections)
+        .acquire_timeout(Duration::from_secs(config.acquire_timeout_secs))
+        .sqlx_logging(false);
+    if url.starts_with("sqlite:") {
+        create_sqlite_directory(&url)?;
+        // WAL lets readers run beside the one writer; the busy timeout makes writers queue
+        // instead of failing at once.
+        options.map_sqlx_sqlite_opts(|sqlite| {
+            sqlite
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    } else {
+        create_postgres_schema(&url, schema).await?;
+        options.set_schema_search_path(schema.to_owned());
+    }
+    let db = Database::connect(options).await?;
+    M::up(&db, None).await?;
+    Ok(db)
+}
+
+fn create_sqlite_directory(url: &str) -> Result<(), DbErr> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path.starts_with(":memory:") {
+        return Ok(());
+    }
+    match std::path::Path::new(path).parent() {
+        Some(directory) if !directory.as_os_str().is_empty() => std::fs::create_dir_all(directory)
+            .map_err(|error| DbErr::Custom(format!("cannot create {}: {error}", directory.display()))),
+        _ => Ok(()),
+    }
+}
+
+async fn create_postgres_schema(url: &str, schema: &str) -> Result<(), DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options.max_connections(1).sqlx_logging(false);
+    let db = Database::connect(options).await?;
+    debug_assert_eq!(db.get_database_backend(), DbBackend::Postgres);
+    db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+        .await?;
+    db.close().await
+}
+
+/// An error that a fresh attempt of the same transaction may not meet.
+pub trait Transient {
+    fn is_transient(&self) -> bool;
+}
+
+impl Transient for DbErr {
+    fn is_transient(&self) -> bool {
+        crate::error::is_transient(self)
+    }
+}
+
+const ATTEMPTS: u32 = 8;
+
+/// Runs a use case's transaction again while it fails transiently (serialization failure,
+/// deadlock, busy SQLite, a unique key taken by a concurrent transaction), with growing pauses.
+/// Each attempt is a whole transaction, so a retry re-reads what the lost race changed.
+pub async fn with_retries<T, E, F, Fut>(mut attempt: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Transient,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(error) if error.is_transient() && tries < ATTEMPTS => {
+                let jitter = u64::from(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .subsec_nanos()
+                        % 5,
+                );
+                tokio::time::sleep(Duration::from_millis((2 << tries.min(6)) + jitter)).await;
+                tries += 1;
+            }
+            result => return result,
+        }
+    }
+}

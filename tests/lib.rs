@@ -1,0 +1,1 @@
+//! Cross-service end-to-end tests live in `tests/*.rs`; this crate has no library code.
