@@ -5,6 +5,9 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
+/// The environment variable that names the configuration file.
+pub const CONFIG_PATH_VARIABLE: &str = "QUANYU_CONFIG";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration: {0}")]
@@ -25,12 +28,17 @@ pub fn load<T: DeserializeOwned>(toml_text: Option<&str>, file: Option<&Path>) -
     if let Some(path) = file {
         builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
     }
+    // `QUANYU_CONFIG` names the file; it is not a setting of its own.
+    let environment = std::env::vars()
+        .filter(|(name, _)| name.starts_with("QUANYU_") && name != CONFIG_PATH_VARIABLE)
+        .collect();
     let layered = builder
         .add_source(
             config::Environment::with_prefix("QUANYU")
                 .prefix_separator("_")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                .source(Some(environment)),
         )
         .build()?;
     serde_path_to_error::deserialize(layered).map_err(|error| ConfigError::Invalid {

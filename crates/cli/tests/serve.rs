@@ -1,0 +1,172 @@
+//! The `quanyu` binary as a newcomer meets it: `quanyu serve` on the bundled development
+//! configuration, reached by a plain gRPC client through health, reflection and the demo keys.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use quanyu_proto::identity::v1 as pb;
+use quanyu_proto::identity::v1::member_identity_service_client::MemberIdentityServiceClient;
+use quanyu_runtime::auth::BearerKey;
+use tokio_stream::StreamExt as _;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Server {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn quanyu(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_quanyu"));
+    command.current_dir(dir).env_remove("QUANYU_CONFIG").env_remove("RUST_LOG");
+    command
+}
+
+async fn connect(port: u16) -> Channel {
+    let endpoint = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
+    for _ in 0..100 {
+        if let Ok(channel) = endpoint.connect().await {
+            return channel;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("quanyu serve did not start listening on {port}");
+}
+
+#[tokio::test]
+async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc_port, metrics_port) = (free_port(), free_port());
+    let child = quanyu(dir.path())
+        .arg("serve")
+        .env("QUANYU_MEMBER_IDENTITY__LISTEN", format!("127.0.0.1:{grpc_port}"))
+        .env("QUANYU_TELEMETRY__METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Server { child, _dir: dir };
+    let channel = connect(grpc_port).await;
+
+    let mut health = HealthClient::new(channel.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest { service: "quanyu.identity.v1.MemberIdentityService".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let Some(MessageResponse::ListServicesResponse(listed)) = responses.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("reflection did not list services");
+    };
+    let names: Vec<String> = listed.service.into_iter().map(|service| service.name).collect();
+    assert!(names.contains(&"quanyu.identity.v1.MemberIdentityService".to_owned()), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
+
+    let key = BearerKey::new("dev-demo-platform").unwrap();
+    let mut client = MemberIdentityServiceClient::with_interceptor(channel, key);
+    let enroll = |value: &str| pb::EnrollMemberRequest {
+        identities: vec![pb::Identity { kind: pb::IdentityKind::Phone.into(), value: value.into(), namespace: String::new() }],
+        ..Default::default()
+    };
+    let first = client.enroll_member(enroll("13800138000")).await.unwrap().into_inner().member.unwrap();
+    let second = client.enroll_member(enroll("13900139000")).await.unwrap().into_inner().member.unwrap();
+    let resolved = client
+        .resolve_identities(pb::ResolveIdentitiesRequest { identities: enroll("+86 139 0013 9000").identities })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolved.resolutions[0].member_id, second.member_id);
+    let merged = client
+        .merge_members(pb::MergeMembersRequest {
+            member_id: first.member_id.clone(),
+            other_member_id: second.member_id.clone(),
+            survivor_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(merged.survivor.unwrap().identities.len(), 2);
+    let erased = client
+        .erase_member(pb::EraseMemberRequest { member_id: first.member_id.clone(), reason: "test".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(erased.member.unwrap().status, pb::MemberStatus::Erased as i32);
+
+    let metrics = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+        std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut body).unwrap();
+        body
+    })
+    .await
+    .unwrap();
+    assert!(metrics.contains("grpc_server_handled_total"), "{metrics}");
+    assert!(metrics.contains("MergeMembers"), "{metrics}");
+
+    // SIGTERM: health turns NOT_SERVING, in-flight calls finish, the process exits cleanly.
+    let terminated = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().unwrap();
+    assert!(terminated.success());
+    let exit = tokio::task::spawn_blocking(move || server.child.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn dump_config_layers_the_environment_and_redacts_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = quanyu(dir.path())
+        .args(["serve", "--dump-config"])
+        .env("QUANYU_DATABASE__URL", "postgres://quanyu:hunter2@db:5432/quanyu")
+        .env("QUANYU_SERVER__REQUEST_TIMEOUT_SECS", "7")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let dumped = String::from_utf8(output.stdout).unwrap();
+    assert!(dumped.contains("postgres://quanyu:***@db:5432/quanyu"), "{dumped}");
+    assert!(!dumped.contains("hunter2"));
+    assert!(dumped.contains("request_timeout_secs = 7"), "{dumped}");
+}
+
+#[test]
+fn bad_configuration_is_refused_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("quanyu.toml");
+    std::fs::write(&file, "[server]\nrequest_timeout_secs = \"soon\"\n").unwrap();
+    let output = quanyu(dir.path()).args(["serve", "--config"]).arg(&file).output().unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("server.request_timeout_secs"), "{error}");
+
+    std::fs::write(&file, "[[auth.api_keys]]\nid = \"k\"\nrole = \"pos\"\nsha256 = \"abc\"\n").unwrap();
+    let output = quanyu(dir.path()).args(["serve", "--config"]).arg(&file).output().unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("needs a tenant") && error.contains("64 hex digits"), "{error}");
+}
