@@ -30,6 +30,9 @@ pub struct ServerConfig {
     /// How long health reports NOT_SERVING before the listener closes, so that load balancers
     /// stop routing here first.
     pub drain_delay_ms: u64,
+    /// How long in-flight calls may take to finish after the listener closes; streams still
+    /// open then (a health watch, say) are cut.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +44,7 @@ impl Default for ServerConfig {
             max_decode_bytes: 4 * 1024 * 1024,
             max_encode_bytes: 16 * 1024 * 1024,
             drain_delay_ms: 0,
+            shutdown_grace_secs: 10,
         }
     }
 }
@@ -90,7 +94,9 @@ pub async fn serve(
         .layer(GlobalConcurrencyLimitLayer::new(config.max_in_flight_requests))
         .into_inner();
     let drain_delay = Duration::from_millis(config.drain_delay_ms);
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
     let grpc_name = service.grpc_name;
+    let (draining, drained) = tokio::sync::oneshot::channel::<()>();
     let stopping = async move {
         shutdown.wait().await;
         for name in [grpc_name, ""] {
@@ -98,14 +104,25 @@ pub async fn serve(
         }
         tracing::info!(service = grpc_name, "not serving; draining in-flight calls");
         tokio::time::sleep(drain_delay).await;
+        let _ = draining.send(());
     };
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(config.request_timeout_secs))
         .concurrency_limit_per_connection(config.concurrency_limit_per_connection)
         .layer(layers)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), stopping)
-        .await?;
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), stopping);
+    let grace_over = async move {
+        match drained.await {
+            Ok(()) => tokio::time::sleep(grace).await,
+            // The server ended before shutdown began; the other branch has its result.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = server => served?,
+        () = grace_over => tracing::warn!(service = grpc_name, "calls still open after the grace period were cut"),
+    }
     tracing::info!(service = grpc_name, "stopped");
     Ok(())
 }

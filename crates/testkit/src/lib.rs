@@ -81,7 +81,10 @@ impl Suite {
         let keys = KeyRing::from_config(&auth_config()).expect("test keys are valid");
         let context = ServiceContext {
             database: database.config(),
-            server: ServerConfig::default(),
+            server: ServerConfig {
+                shutdown_grace_secs: 2,
+                ..ServerConfig::default()
+            },
             keys: Arc::new(keys),
         };
         let shutdown = Shutdown::new();
