@@ -3,7 +3,7 @@
 //! `TEST_DATABASE_URL` (else the local one at 127.0.0.1:5432, when it answers).
 //!
 //! When no PostgreSQL can be found the PostgreSQL tests pass without running and say so once on
-//! stderr; with `QUANYU_REQUIRE_POSTGRES=1` (set by CI) they fail instead.
+//! stderr; with `TEST_REQUIRE_POSTGRES=1` (set by CI) they fail instead.
 
 mod postgres;
 

@@ -11,7 +11,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 use crate::{Backend, database_config};
 
 const LOCAL_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
-const REQUIRE: &str = "QUANYU_REQUIRE_POSTGRES";
+const REQUIRE: &str = "TEST_REQUIRE_POSTGRES";
 
 pub struct TestDatabase {
     url: String,
