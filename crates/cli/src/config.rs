@@ -50,8 +50,9 @@ impl ConfigArgs {
     /// Loads and validates the configuration.
     pub fn load(&self) -> anyhow::Result<Loaded> {
         let config: QuanyuConfig = match &self.config {
-            Some(path) => quanyu_runtime::config::load(None, Some(path))
-                .with_context(|| format!("loading {}", path.display()))?,
+            Some(path) => {
+                quanyu_runtime::config::load(None, Some(path)).with_context(|| format!("loading {}", path.display()))?
+            }
             None => quanyu_runtime::config::load(Some(DEV_CONFIG), None)?,
         };
         Ok(Loaded {
@@ -82,8 +83,17 @@ mod tests {
     fn bundled_config_is_valid_and_its_keys_are_the_printed_ones() {
         let loaded = ConfigArgs { config: None }.load().unwrap();
         assert!(loaded.development);
-        let configured: Vec<&str> = loaded.config.auth.api_keys.iter().map(|key| key.sha256.as_str()).collect();
-        let printed: Vec<String> = DEV_KEYS.iter().map(|(_, key)| quanyu_runtime::auth::digest(key)).collect();
+        let configured: Vec<&str> = loaded
+            .config
+            .auth
+            .api_keys
+            .iter()
+            .map(|key| key.sha256.as_str())
+            .collect();
+        let printed: Vec<String> = DEV_KEYS
+            .iter()
+            .map(|(_, key)| quanyu_runtime::auth::digest(key))
+            .collect();
         assert_eq!(configured, printed);
         assert!(loaded.config.service_context().is_ok());
     }

@@ -7,7 +7,11 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "quanyu", version, about = "Quanyu omnichannel membership and loyalty services")]
+#[command(
+    name = "quanyu",
+    version,
+    about = "Quanyu omnichannel membership and loyalty services"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -48,7 +48,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut failure = None;
     while let Some(finished) = servers.join_next().await {
-        if let Err(error) = finished.map_err(anyhow::Error::from).and_then(|served| served.map_err(Into::into)) {
+        if let Err(error) = finished
+            .map_err(anyhow::Error::from)
+            .and_then(|served| served.map_err(Into::into))
+        {
             tracing::error!(%error, "a server stopped; shutting the others down");
             shutdown.trigger();
             failure.get_or_insert(error);
@@ -59,7 +62,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 pub fn selected(only: Option<&str>) -> Vec<&'static str> {
-    SERVICES.iter().copied().filter(|name| only.is_none_or(|only| only == *name)).collect()
+    SERVICES
+        .iter()
+        .copied()
+        .filter(|name| only.is_none_or(|only| only == *name))
+        .collect()
 }
 
 async fn build(

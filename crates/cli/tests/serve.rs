@@ -1,6 +1,8 @@
 //! The `quanyu` binary as a newcomer meets it: `quanyu serve` on the bundled development
 //! configuration, reached by a plain gRPC client through health, reflection and the demo keys.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -12,10 +14,10 @@ use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -35,7 +37,10 @@ impl Drop for Server {
 
 fn quanyu(dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_quanyu"));
-    command.current_dir(dir).env_remove("QUANYU_CONFIG").env_remove("RUST_LOG");
+    command
+        .current_dir(dir)
+        .env_remove("QUANYU_CONFIG")
+        .env_remove("RUST_LOG");
     command
 }
 
@@ -67,7 +72,9 @@ async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
 
     let mut health = HealthClient::new(channel.clone());
     let status = health
-        .check(tonic_health::pb::HealthCheckRequest { service: "quanyu.identity.v1.MemberIdentityService".into() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "quanyu.identity.v1.MemberIdentityService".into(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -79,25 +86,50 @@ async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut responses = reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
     let Some(MessageResponse::ListServicesResponse(listed)) = responses.next().await.unwrap().unwrap().message_response
     else {
         panic!("reflection did not list services");
     };
     let names: Vec<String> = listed.service.into_iter().map(|service| service.name).collect();
-    assert!(names.contains(&"quanyu.identity.v1.MemberIdentityService".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"quanyu.identity.v1.MemberIdentityService".to_owned()),
+        "{names:?}"
+    );
     assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
 
     let key = BearerKey::new("dev-demo-platform").unwrap();
     let mut client = MemberIdentityServiceClient::with_interceptor(channel, key);
     let enroll = |value: &str| pb::EnrollMemberRequest {
-        identities: vec![pb::Identity { kind: pb::IdentityKind::Phone.into(), value: value.into(), namespace: String::new() }],
+        identities: vec![pb::Identity {
+            kind: pb::IdentityKind::Phone.into(),
+            value: value.into(),
+            namespace: String::new(),
+        }],
         ..Default::default()
     };
-    let first = client.enroll_member(enroll("13800138000")).await.unwrap().into_inner().member.unwrap();
-    let second = client.enroll_member(enroll("13900139000")).await.unwrap().into_inner().member.unwrap();
+    let first = client
+        .enroll_member(enroll("13800138000"))
+        .await
+        .unwrap()
+        .into_inner()
+        .member
+        .unwrap();
+    let second = client
+        .enroll_member(enroll("13900139000"))
+        .await
+        .unwrap()
+        .into_inner()
+        .member
+        .unwrap();
     let resolved = client
-        .resolve_identities(pb::ResolveIdentitiesRequest { identities: enroll("+86 139 0013 9000").identities })
+        .resolve_identities(pb::ResolveIdentitiesRequest {
+            identities: enroll("+86 139 0013 9000").identities,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -113,7 +145,10 @@ async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
         .into_inner();
     assert_eq!(merged.survivor.unwrap().identities.len(), 2);
     let erased = client
-        .erase_member(pb::EraseMemberRequest { member_id: first.member_id.clone(), reason: "test".into() })
+        .erase_member(pb::EraseMemberRequest {
+            member_id: first.member_id.clone(),
+            reason: "test".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -132,9 +167,16 @@ async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
     assert!(metrics.contains("MergeMembers"), "{metrics}");
 
     // SIGTERM: health turns NOT_SERVING, in-flight calls finish, the process exits cleanly.
-    let terminated = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().unwrap();
+    let terminated = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.child.id().to_string())
+        .status()
+        .unwrap();
     assert!(terminated.success());
-    let exit = tokio::task::spawn_blocking(move || server.child.wait()).await.unwrap().unwrap();
+    let exit = tokio::task::spawn_blocking(move || server.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(exit.success(), "{exit:?}");
 }
 
@@ -159,14 +201,29 @@ fn bad_configuration_is_refused_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("quanyu.toml");
     std::fs::write(&file, "[server]\nrequest_timeout_secs = \"soon\"\n").unwrap();
-    let output = quanyu(dir.path()).args(["serve", "--config"]).arg(&file).output().unwrap();
+    let output = quanyu(dir.path())
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let error = String::from_utf8_lossy(&output.stderr);
     assert!(error.contains("server.request_timeout_secs"), "{error}");
 
-    std::fs::write(&file, "[[auth.api_keys]]\nid = \"k\"\nrole = \"pos\"\nsha256 = \"abc\"\n").unwrap();
-    let output = quanyu(dir.path()).args(["serve", "--config"]).arg(&file).output().unwrap();
+    std::fs::write(
+        &file,
+        "[[auth.api_keys]]\nid = \"k\"\nrole = \"pos\"\nsha256 = \"abc\"\n",
+    )
+    .unwrap();
+    let output = quanyu(dir.path())
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let error = String::from_utf8_lossy(&output.stderr);
-    assert!(error.contains("needs a tenant") && error.contains("64 hex digits"), "{error}");
+    assert!(
+        error.contains("needs a tenant") && error.contains("64 hex digits"),
+        "{error}"
+    );
 }

@@ -72,10 +72,10 @@ impl Drop for TestDatabase {
 }
 
 async fn server_url() -> Option<String> {
-    if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
-        if !url.is_empty() {
-            return Some(url);
-        }
+    if let Ok(url) = std::env::var("TEST_DATABASE_URL")
+        && !url.is_empty()
+    {
+        return Some(url);
     }
     let local = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect("127.0.0.1:5432")).await;
     if matches!(local, Ok(Ok(_))) {

@@ -1,5 +1,7 @@
 //! member-identity over real gRPC, every case run on SQLite and on PostgreSQL.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use quanyu_proto::identity::v1 as pb;
 use quanyu_testkit::{ACME, GLOBEX, IdentityClient, Suite, keys};
 use tonic::Code;
