@@ -71,6 +71,7 @@ impl QuanyuConfig {
             database: self.database.clone(),
             server: self.server.clone(),
             keys: Arc::new(keys),
+            shutdown: quanyu_runtime::shutdown::Shutdown::new(),
         })
     }
 }

@@ -2,7 +2,6 @@
 
 use anyhow::Context as _;
 use quanyu_runtime::server::Service;
-use quanyu_runtime::shutdown::Shutdown;
 use tokio::net::TcpListener;
 
 use crate::config::{ConfigArgs, DEV_KEYS, QuanyuConfig};
@@ -34,7 +33,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if loaded.development {
         print_development_keys();
     }
-    let shutdown = Shutdown::new();
+    let shutdown = context.shutdown.clone();
     shutdown.on_signals();
     let mut servers = tokio::task::JoinSet::new();
     for name in selected(args.only.as_deref()) {

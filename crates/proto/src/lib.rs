@@ -16,3 +16,10 @@ pub mod identity {
         tonic::include_proto!("quanyu.identity.v1");
     }
 }
+
+pub mod events {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic)]
+        tonic::include_proto!("quanyu.events.v1");
+    }
+}

@@ -211,11 +211,12 @@ impl KeyRing {
         if caller.role != Role::Service {
             return Ok(caller.clone());
         }
-        let tenant = metadata
-            .get(TENANT_HEADER)
-            .ok_or(AuthError::MissingTenantHeader)?
-            .to_str()
-            .unwrap_or_default();
+        // Without the header a service key acts for no tenant: it may read every tenant's event
+        // stream, and tenant-scoped calls refuse it (see `authorize`).
+        let Some(tenant) = metadata.get(TENANT_HEADER) else {
+            return Ok(caller.clone());
+        };
+        let tenant = tenant.to_str().unwrap_or_default();
         if !is_slug(tenant) {
             return Err(AuthError::InvalidTenantHeader(tenant.to_owned()));
         }
@@ -259,6 +260,25 @@ pub fn authorize<T>(request: &Request<T>, access: Access) -> Result<TenantActor,
             tenant_id: tenant_id.clone(),
             key_id: caller.key_id.clone(),
         }),
+        (None, true) if caller.role == Role::Service => Err(AuthError::MissingTenantHeader),
+        _ => Err(AuthError::Forbidden { role: caller.role }),
+    }
+}
+
+/// Which tenants a reader of cross-tenant data (an event stream) may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadScope {
+    /// A service key without `x-quanyu-tenant`: every tenant.
+    AllTenants,
+    Tenant(Arc<str>),
+}
+
+/// Admits a reader of data that spans tenants, such as an event stream.
+pub fn authorize_reader<T>(request: &Request<T>) -> Result<ReadScope, AuthError> {
+    let caller = caller(request)?;
+    match (&caller.tenant_id, caller.role.allows(Access::Read)) {
+        (Some(tenant_id), true) => Ok(ReadScope::Tenant(tenant_id.clone())),
+        (None, true) => Ok(ReadScope::AllTenants),
         _ => Err(AuthError::Forbidden { role: caller.role }),
     }
 }
@@ -370,10 +390,11 @@ mod tests {
         assert_eq!((caller.role, caller.tenant_id.as_deref()), (Role::Pos, Some("acme")));
 
         metadata.insert("authorization", "Bearer internal".parse().unwrap());
-        assert!(matches!(
-            keys.authenticate(&metadata),
-            Err(AuthError::MissingTenantHeader)
-        ));
+        assert_eq!(
+            keys.authenticate(&metadata).unwrap().tenant_id,
+            None,
+            "a service key may act for no tenant"
+        );
         metadata.insert(TENANT_HEADER, "globex".parse().unwrap());
         assert_eq!(
             keys.authenticate(&metadata).unwrap().tenant_id.as_deref(),

@@ -53,8 +53,8 @@ impl Default for ServerConfig {
 pub struct Service {
     /// Short name, as in `quanyu serve --only member-identity`.
     pub name: &'static str,
-    /// Full gRPC service name, as reported by health.
-    pub grpc_name: &'static str,
+    /// Full names of the gRPC services it serves, as reported by health.
+    pub grpc_names: Vec<&'static str>,
     pub routes: Routes,
 }
 
@@ -75,7 +75,8 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    for name in [service.grpc_name, ""] {
+    let health_names: Vec<&'static str> = service.grpc_names.iter().copied().chain([""]).collect();
+    for name in &health_names {
         health.set_service_status(name, ServingStatus::Serving).await;
     }
     let reflection = tonic_reflection::server::Builder::configure()
@@ -95,11 +96,11 @@ pub async fn serve(
         .into_inner();
     let drain_delay = Duration::from_millis(config.drain_delay_ms);
     let grace = Duration::from_secs(config.shutdown_grace_secs);
-    let grpc_name = service.grpc_name;
+    let grpc_name = service.name;
     let (draining, drained) = tokio::sync::oneshot::channel::<()>();
     let stopping = async move {
         shutdown.wait().await;
-        for name in [grpc_name, ""] {
+        for name in &health_names {
             health.set_service_status(name, ServingStatus::NotServing).await;
         }
         tracing::info!(service = grpc_name, "not serving; draining in-flight calls");
@@ -189,4 +190,6 @@ pub struct ServiceContext {
     pub database: crate::db::DatabaseConfig,
     pub server: ServerConfig,
     pub keys: std::sync::Arc<crate::auth::KeyRing>,
+    /// Stops the services' background work (such as outbox pruning) too.
+    pub shutdown: Shutdown,
 }

@@ -41,7 +41,8 @@ pub mod keys {
 pub const ACME: &str = "acme";
 pub const GLOBEX: &str = "globex";
 
-fn auth_config() -> AuthConfig {
+/// The configuration of the test keys in [`keys`].
+pub fn auth_config() -> AuthConfig {
     let key = |id: &str, role, tenant: Option<&str>| ApiKeyConfig {
         id: id.to_owned(),
         role,
@@ -86,8 +87,9 @@ impl Suite {
                 ..ServerConfig::default()
             },
             keys: Arc::new(keys),
+            shutdown: Shutdown::new(),
         };
-        let shutdown = Shutdown::new();
+        let shutdown = context.shutdown.clone();
         let (identity_addr, server) = start_identity(&context, &shutdown).await;
         Some(Suite {
             backend,
@@ -172,12 +174,29 @@ fn database_config(url: String) -> DatabaseConfig {
 #[macro_export]
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
+        $crate::stamp!($crate::Suite::start; $($name),*);
+    };
+}
+
+/// Stamps each listed `async fn(TestDatabase)` into two tests, one per backend, for code that
+/// needs a fresh database but no running service.
+#[macro_export]
+macro_rules! database_suite {
+    ($($name:ident),* $(,)?) => {
+        $crate::stamp!($crate::TestDatabase::create; $($name),*);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! stamp {
+    ($start:path; $($name:ident),*) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if let Some(suite) = $crate::Suite::start($crate::Backend::Sqlite).await {
-                        super::$name(suite).await;
+                    if let Some(fixture) = $start($crate::Backend::Sqlite).await {
+                        super::$name(fixture).await;
                     }
                 }
             )*
@@ -186,8 +205,8 @@ macro_rules! suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if let Some(suite) = $crate::Suite::start($crate::Backend::Postgres).await {
-                        super::$name(suite).await;
+                    if let Some(fixture) = $start($crate::Backend::Postgres).await {
+                        super::$name(fixture).await;
                     }
                 }
             )*

@@ -14,6 +14,7 @@ const LOCAL_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 const REQUIRE: &str = "TEST_REQUIRE_POSTGRES";
 
 pub struct TestDatabase {
+    pub backend: Backend,
     url: String,
     _sqlite_dir: Option<tempfile::TempDir>,
     postgres: Option<(String, String)>,
@@ -27,6 +28,7 @@ impl TestDatabase {
                 let dir = tempfile::tempdir().expect("a temporary directory");
                 let url = format!("sqlite://{}/{{service}}.db?mode=rwc", dir.path().display());
                 Some(TestDatabase {
+                    backend,
                     url,
                     _sqlite_dir: Some(dir),
                     postgres: None,
@@ -38,6 +40,7 @@ impl TestDatabase {
                 execute(&server_url, &format!("CREATE DATABASE \"{name}\"")).await;
                 let url = with_database(&server_url, &name);
                 Some(TestDatabase {
+                    backend,
                     url,
                     _sqlite_dir: None,
                     postgres: Some((server_url, name)),

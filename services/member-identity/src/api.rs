@@ -15,12 +15,13 @@ use quanyu_runtime::page;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
+use crate::convert::{binding_to_pb, consent_to_pb, identity_to_pb, member_to_pb, timestamp};
 use crate::domain::identity::{Identity, IdentityKind, Normaliser};
 use crate::domain::merge::ConsentDecision;
 use crate::domain::profile::{self, Profile, ProfilePatch};
 use crate::domain::tags::{TagDefinition, TagKind};
 use crate::error::IdentityError;
-use crate::store::{self, MemberView, TagTarget, entity};
+use crate::store::{self, TagTarget, entity};
 
 /// Identities per enrolment.
 const MAX_ENROLL_IDENTITIES: usize = 20;
@@ -69,36 +70,6 @@ fn kind_from_pb(kind: pb::IdentityKind) -> IdentityKind {
         pb::IdentityKind::PosCard => IdentityKind::PosCard,
         pb::IdentityKind::External => IdentityKind::External,
     }
-}
-
-fn kind_to_pb(kind: IdentityKind) -> pb::IdentityKind {
-    match kind {
-        IdentityKind::Phone => pb::IdentityKind::Phone,
-        IdentityKind::Email => pb::IdentityKind::Email,
-        IdentityKind::WechatUnionid => pb::IdentityKind::WechatUnionid,
-        IdentityKind::WechatOpenid => pb::IdentityKind::WechatOpenid,
-        IdentityKind::TmallOuid => pb::IdentityKind::TmallOuid,
-        IdentityKind::PhoneHash => pb::IdentityKind::PhoneHash,
-        IdentityKind::JdPin => pb::IdentityKind::JdPin,
-        IdentityKind::DouyinOpenid => pb::IdentityKind::DouyinOpenid,
-        IdentityKind::PosCard => pb::IdentityKind::PosCard,
-        IdentityKind::External => pb::IdentityKind::External,
-    }
-}
-
-fn identity_to_pb(identity: &Identity) -> pb::Identity {
-    pb::Identity {
-        kind: kind_to_pb(identity.kind).into(),
-        value: identity.value.clone(),
-        namespace: identity.namespace.clone(),
-    }
-}
-
-fn timestamp(at: DateTime<Utc>) -> Option<Timestamp> {
-    Some(Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    })
 }
 
 fn time_from(field: &str, at: Option<&Timestamp>) -> Result<Option<DateTime<Utc>>, FieldViolation> {
@@ -188,101 +159,6 @@ fn profile_from(profile: Option<&pb::Profile>) -> Result<Profile, Vec<FieldViola
     }
     violations.into_result()?;
     Ok(profile)
-}
-
-fn profile_to_pb(profile: &Profile) -> pb::Profile {
-    pb::Profile {
-        name: profile.name.clone(),
-        gender: profile.gender.into(),
-        birthday: profile.birthday.map(|date| date.to_string()).unwrap_or_default(),
-        province: profile.province.clone(),
-        city: profile.city.clone(),
-        life_stage: profile.life_stage.into(),
-        attributes: profile.attributes.clone().into_iter().collect(),
-    }
-}
-
-fn status_to_pb(status: &str) -> pb::MemberStatus {
-    match status {
-        "merged" => pb::MemberStatus::Merged,
-        "erased" => pb::MemberStatus::Erased,
-        _ => pb::MemberStatus::Active,
-    }
-}
-
-fn binding_to_pb(binding: &entity::guide_bindings::Model) -> pb::GuideBinding {
-    pb::GuideBinding {
-        store_id: binding.store_id.clone(),
-        guide_id: binding.guide_id.clone(),
-        bound_at: timestamp(binding.bound_at),
-        unbound_at: binding.unbound_at.and_then(timestamp),
-        source: binding.source.clone(),
-    }
-}
-
-fn consent_to_pb(decision: &ConsentDecision) -> pb::Consent {
-    pb::Consent {
-        channel: pb::ContactChannel::from_str_name(&decision.channel)
-            .unwrap_or(pb::ContactChannel::Unspecified)
-            .into(),
-        granted: decision.granted,
-        decided_at: timestamp(decision.decided_at),
-        source: decision.source.clone(),
-    }
-}
-
-fn member_to_pb(member: &MemberView) -> pb::Member {
-    let row = &member.row;
-    pb::Member {
-        member_id: row.id.clone(),
-        status: status_to_pb(&row.status).into(),
-        merged_into: row.merged_into.clone().unwrap_or_default(),
-        profile: Some(profile_to_pb(&member.profile())),
-        identities: member
-            .identities
-            .iter()
-            .filter_map(|identity| {
-                Some(pb::Identity {
-                    kind: kind_to_pb(IdentityKind::parse(&identity.kind)?).into(),
-                    value: identity.value.clone(),
-                    namespace: identity.namespace.clone(),
-                })
-            })
-            .collect(),
-        tags: member
-            .tags
-            .iter()
-            .map(|tag| pb::MemberTag {
-                name: tag.tag_name.clone(),
-                value: tag.value.clone(),
-                tagged_at: timestamp(tag.tagged_at),
-            })
-            .collect(),
-        consents: member
-            .consents
-            .iter()
-            .map(|consent| {
-                consent_to_pb(&ConsentDecision {
-                    channel: consent.channel.clone(),
-                    granted: consent.granted,
-                    decided_at: consent.decided_at,
-                    source: consent.source.clone(),
-                })
-            })
-            .collect(),
-        current_guide: member.current_guide.as_ref().map(binding_to_pb),
-        enrollment: Some(pb::Enrollment {
-            channel: Channel::from_str_name(&row.channel)
-                .unwrap_or(Channel::Unspecified)
-                .into(),
-            brand_id: row.brand_id.clone(),
-            store_id: row.store_id.clone(),
-            guide_id: row.guide_id.clone(),
-            referral_code: row.referral_code.clone(),
-        }),
-        enrolled_at: timestamp(row.enrolled_at),
-        updated_at: timestamp(row.updated_at),
-    }
 }
 
 fn tenant_to_pb(tenant: entity::tenants::Model) -> pb::Tenant {

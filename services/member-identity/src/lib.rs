@@ -2,6 +2,7 @@
 //! profiles, tags, consent and shopping-guide binding, with an audit trail of every change.
 
 pub mod api;
+mod convert;
 pub mod domain;
 pub mod error;
 pub mod migration;
@@ -9,10 +10,13 @@ pub mod store;
 
 use std::net::SocketAddr;
 
+use quanyu_outbox::subscribe::EventStream;
+use quanyu_proto::events::v1::event_stream_service_server::EventStreamServiceServer;
 use quanyu_proto::identity::v1::member_identity_service_server::MemberIdentityServiceServer;
 use quanyu_runtime::auth::Authenticator;
 use quanyu_runtime::server::{Service, ServiceContext};
 use serde::{Deserialize, Serialize};
+use tonic::service::interceptor::InterceptedService;
 
 /// The name of the service, as in `quanyu serve --only member-identity`.
 pub const NAME: &str = "member-identity";
@@ -25,6 +29,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// ISO 3166-1 region in which phone numbers without a country code are read.
     pub default_region: String,
+    pub events: quanyu_outbox::subscribe::StreamConfig,
+    pub retention: quanyu_outbox::retention::RetentionConfig,
 }
 
 impl Default for Config {
@@ -32,6 +38,8 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             default_region: "CN".into(),
+            events: quanyu_outbox::subscribe::StreamConfig::default(),
+            retention: quanyu_outbox::retention::RetentionConfig::default(),
         }
     }
 }
@@ -52,14 +60,22 @@ pub async fn build(config: &Config, context: &ServiceContext) -> Result<Service,
     let normaliser = domain::identity::Normaliser::new(&config.default_region).map_err(BuildError::Region)?;
     let db = quanyu_runtime::db::connect::<migration::Migrator>(&context.database, SCHEMA).await?;
     store::ensure_tenants(&db, &context.keys.tenants()).await?;
-    let server = MemberIdentityServiceServer::new(api::MemberIdentityApi::new(db, normaliser))
+    quanyu_outbox::retention::spawn_pruner(db.clone(), config.retention.clone(), context.shutdown.clone());
+    let authenticator = Authenticator::new(context.keys.clone());
+    let identity = MemberIdentityServiceServer::new(api::MemberIdentityApi::new(db.clone(), normaliser))
         .max_decoding_message_size(context.server.max_decode_bytes)
         .max_encoding_message_size(context.server.max_encode_bytes);
-    let authenticated =
-        tonic::service::interceptor::InterceptedService::new(server, Authenticator::new(context.keys.clone()));
+    let events = EventStreamServiceServer::new(EventStream::new(db, config.events.clone()))
+        .max_decoding_message_size(context.server.max_decode_bytes)
+        .max_encoding_message_size(context.server.max_encode_bytes);
+    let routes = tonic::service::Routes::new(InterceptedService::new(identity, authenticator.clone()))
+        .add_service(InterceptedService::new(events, authenticator));
     Ok(Service {
         name: NAME,
-        grpc_name: "quanyu.identity.v1.MemberIdentityService",
-        routes: tonic::service::Routes::new(authenticated),
+        grpc_names: vec![
+            "quanyu.identity.v1.MemberIdentityService",
+            "quanyu.events.v1.EventStreamService",
+        ],
+        routes,
     })
 }

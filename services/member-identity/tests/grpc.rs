@@ -25,6 +25,7 @@ quanyu_testkit::suite!(
     guide_binding_keeps_history,
     audit_trail_names_actor_and_fields_only,
     tenant_administration,
+    every_change_is_published_on_the_event_stream,
 );
 
 fn identity(kind: pb::IdentityKind, value: &str) -> pb::Identity {
@@ -1371,4 +1372,165 @@ async fn tenant_administration(suite: Suite) {
         .unwrap()
         .into_inner();
     assert_eq!(rest.tenants[0].tenant_id, "initech");
+}
+
+async fn every_change_is_published_on_the_event_stream(suite: Suite) {
+    use quanyu_proto::events::v1::event::Payload;
+    use quanyu_proto::events::v1::event_stream_service_client::EventStreamServiceClient;
+    use quanyu_proto::events::v1::{SubscribeRequest, subscribe_response};
+    use tokio_stream::StreamExt as _;
+
+    let mut client = suite.identity(keys::ACME_PLATFORM).await;
+    let mut globex = suite.identity(keys::GLOBEX_PLATFORM).await;
+    member_id_of(&mut globex, vec![email("other-tenant@example.com")], "").await;
+    let enrolled = client
+        .enroll_member(pb::EnrollMemberRequest {
+            identities: vec![phone("13800138111")],
+            enrollment: Some(pb::Enrollment {
+                store_id: "sh-01".into(),
+                guide_id: "g-1".into(),
+                referral_code: "INV42".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .member
+        .unwrap()
+        .member_id;
+    let other = member_id_of(&mut client, vec![email("events@example.com")], "").await;
+    client
+        .update_profile(pb::UpdateProfileRequest {
+            member_id: enrolled.clone(),
+            city: Some("Suzhou".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client
+        .link_identity(pb::LinkIdentityRequest {
+            member_id: enrolled.clone(),
+            identity: Some(email("linked@example.com")),
+        })
+        .await
+        .unwrap();
+    client
+        .unlink_identity(pb::UnlinkIdentityRequest {
+            member_id: enrolled.clone(),
+            identity: Some(email("linked@example.com")),
+        })
+        .await
+        .unwrap();
+    client
+        .define_tag(pb::DefineTagRequest {
+            name: "koc".into(),
+            kind: pb::TagKind::Label.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client
+        .set_tags(pb::SetTagsRequest {
+            member_ids: vec![enrolled.clone()],
+            tags: vec![pb::TagValue {
+                name: "koc".into(),
+                value: String::new(),
+            }],
+        })
+        .await
+        .unwrap();
+    client
+        .remove_tags(pb::RemoveTagsRequest {
+            member_ids: vec![enrolled.clone()],
+            tag_names: vec!["koc".into()],
+        })
+        .await
+        .unwrap();
+    client
+        .set_consent(pb::SetConsentRequest {
+            member_id: enrolled.clone(),
+            channel: pb::ContactChannel::Sms.into(),
+            granted: true,
+            source: "till".into(),
+            decided_at: None,
+        })
+        .await
+        .unwrap();
+    client
+        .bind_guide(pb::BindGuideRequest {
+            member_id: enrolled.clone(),
+            store_id: "sh-02".into(),
+            guide_id: "g-2".into(),
+            source: String::new(),
+        })
+        .await
+        .unwrap();
+    merge(&mut client, &enrolled, &other, &enrolled).await.unwrap();
+    client
+        .erase_member(pb::EraseMemberRequest {
+            member_id: enrolled.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    // Failed calls publish nothing.
+    assert!(merge(&mut client, &enrolled, "missing", "").await.is_err());
+
+    let bearer = quanyu_runtime::auth::BearerKey::new(keys::ACME_PLATFORM).unwrap();
+    let mut events = EventStreamServiceClient::with_interceptor(suite.identity_channel().await, bearer);
+    let mut stream = events
+        .subscribe(SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut received = Vec::new();
+    while let subscribe_response::Item::Event(event) = stream.next().await.unwrap().unwrap().item.unwrap() {
+        received.push(event);
+    }
+    let types: Vec<&str> = received.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        vec![
+            "identity.MemberEnrolled",
+            "identity.MemberEnrolled",
+            "identity.ProfileUpdated",
+            "identity.IdentityLinked",
+            "identity.IdentityUnlinked",
+            "identity.TagsChanged",
+            "identity.TagsChanged",
+            "identity.ConsentChanged",
+            "identity.GuideBound",
+            "identity.MembersMerged",
+            "identity.MemberErased",
+        ]
+    );
+    assert!(received.iter().all(|e| e.tenant_id == ACME), "no other tenant's events");
+    assert!(received.windows(2).all(|pair| pair[0].position < pair[1].position));
+    let Some(Payload::MemberEnrolled(first)) = &received[0].payload else {
+        panic!("{:?}", received[0])
+    };
+    let enrollment = first.enrollment.clone().unwrap();
+    assert_eq!(
+        (enrollment.store_id.as_str(), enrollment.referral_code.as_str()),
+        ("sh-01", "INV42")
+    );
+    assert_eq!(first.identity_kinds, vec![pb::IdentityKind::Phone as i32]);
+    let Some(Payload::ProfileUpdated(updated)) = &received[2].payload else {
+        panic!()
+    };
+    assert_eq!(updated.changed_fields, vec!["city"]);
+    assert_eq!(updated.profile.clone().unwrap().city, "Suzhou");
+    let Some(Payload::IdentityUnlinked(unlinked)) = &received[4].payload else {
+        panic!()
+    };
+    assert_eq!(unlinked.identity.clone().unwrap().value, "linked@example.com");
+    let Some(Payload::MembersMerged(merged)) = &received[9].payload else {
+        panic!()
+    };
+    assert_eq!(
+        (merged.survivor_id.as_str(), merged.merged_member_id.as_str()),
+        (enrolled.as_str(), other.as_str())
+    );
 }

@@ -9,7 +9,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_create_identity_tables::Migration)]
+        vec![
+            Box::new(m20261123_000001_create_identity_tables::Migration),
+            Box::new(quanyu_outbox::migration::CreateOutbox),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

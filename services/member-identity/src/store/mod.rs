@@ -18,6 +18,11 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
+use quanyu_outbox::NewEvent;
+use quanyu_proto::events::v1::event::Payload;
+use quanyu_proto::identity::v1 as pb;
+
+use crate::convert::{binding_to_pb, consent_to_pb, enrollment_to_pb, identity_to_pb, profile_to_pb, tag_to_pb};
 use crate::domain::identity::{Identity, IdentityKind, phone_digests};
 use crate::domain::merge::{self, Candidate, ConsentDecision, TagAssignment};
 use crate::domain::profile::{self, Profile, ProfilePatch};
@@ -112,6 +117,35 @@ async fn audit(
         .exec_without_returning(txn)
         .await?;
     Ok(())
+}
+
+fn member_event(tenant_id: &str, member_id: &str, payload: Payload) -> NewEvent {
+    NewEvent {
+        tenant_id: tenant_id.to_owned(),
+        aggregate_type: "member",
+        aggregate_id: member_id.to_owned(),
+        payload,
+    }
+}
+
+fn linked_events(tenant_id: &str, member_id: &str, linked: &[Identity]) -> Vec<NewEvent> {
+    linked
+        .iter()
+        .map(|identity| {
+            let payload = Payload::IdentityLinked(pb::IdentityLinked {
+                member_id: member_id.to_owned(),
+                identity: Some(identity_to_pb(identity)),
+            });
+            member_event(tenant_id, member_id, payload)
+        })
+        .collect()
+}
+
+fn kinds_changed(identities: &[Identity]) -> Vec<String> {
+    identities
+        .iter()
+        .map(|identity| format!("identities.{}", identity.kind.as_str()))
+        .collect()
 }
 
 // ---- tenants and brands ----
@@ -393,7 +427,7 @@ async fn link_missing(
     tenant_id: &str,
     member_id: &str,
     wanted: Vec<(Identity, Option<String>)>,
-) -> Result<Vec<&'static str>> {
+) -> Result<Vec<Identity>> {
     let keys: Vec<&Identity> = wanted.iter().map(|(identity, _)| identity).collect();
     let existing = find_identities(txn, tenant_id, &keys).await?;
     if let Some(taken) = existing.iter().find(|row| row.member_id != member_id) {
@@ -405,13 +439,13 @@ async fn link_missing(
         .into_iter()
         .filter(|(identity, _)| !present.contains(identity))
         .collect();
-    let linked_kinds = missing
+    let linked = missing
         .iter()
         .filter(|(_, derived_from)| derived_from.is_none())
-        .map(|(identity, _)| identity.kind.as_str())
+        .map(|(identity, _)| identity.clone())
         .collect();
     insert_identities(txn, tenant_id, member_id, missing).await?;
-    Ok(linked_kinds)
+    Ok(linked)
 }
 
 pub struct EnrollCommand {
@@ -456,8 +490,15 @@ pub async fn enroll(
         let row = find_active(&txn, tenant_id, &member_id).await?;
         let linked = link_missing(&txn, tenant_id, &member_id, wanted).await?;
         if !linked.is_empty() {
-            let changed: Vec<String> = linked.iter().map(|kind| format!("identities.{kind}")).collect();
-            audit(&txn, actor, "member.identity_linked", &[&member_id], &changed).await?;
+            audit(
+                &txn,
+                actor,
+                "member.identity_linked",
+                &[&member_id],
+                &kinds_changed(&linked),
+            )
+            .await?;
+            quanyu_outbox::append(&txn, linked_events(tenant_id, &member_id, &linked)).await?;
         }
         let member = view(&txn, row).await?;
         txn.commit().await?;
@@ -494,13 +535,25 @@ pub async fn enroll(
         )
         .await?;
     }
-    let changed: Vec<String> = command
-        .identities
-        .iter()
-        .map(|i| format!("identities.{}", i.kind.as_str()))
-        .collect();
-    audit(&txn, actor, "member.enrolled", &[&member_id], &changed).await?;
+    audit(
+        &txn,
+        actor,
+        "member.enrolled",
+        &[&member_id],
+        &kinds_changed(&command.identities),
+    )
+    .await?;
     let member = view(&txn, find_member(&txn, tenant_id, &member_id, false).await?).await?;
+    let enrolled = Payload::MemberEnrolled(pb::MemberEnrolled {
+        member_id: member_id.clone(),
+        enrollment: Some(enrollment_to_pb(&member.row)),
+        identity_kinds: command
+            .identities
+            .iter()
+            .map(|i| crate::convert::kind_to_pb(i.kind).into())
+            .collect(),
+    });
+    quanyu_outbox::append(&txn, vec![member_event(tenant_id, &member_id, enrolled)]).await?;
     txn.commit().await?;
     Ok((member, false))
 }
@@ -532,6 +585,12 @@ pub async fn update_profile(
     active.updated_at = Set(now());
     let row = members::Entity::update(active).exec(&txn).await?;
     audit(&txn, actor, "member.profile_updated", &[member_id], &changed).await?;
+    let updated = Payload::ProfileUpdated(pb::ProfileUpdated {
+        member_id: member_id.to_owned(),
+        changed_fields: changed,
+        profile: Some(profile_to_pb(&profile)),
+    });
+    quanyu_outbox::append(&txn, vec![member_event(&actor.tenant_id, member_id, updated)]).await?;
     let member = view(&txn, row).await?;
     txn.commit().await?;
     Ok(member)
@@ -626,8 +685,15 @@ pub async fn link_identity(
     )
     .await?;
     if !linked.is_empty() {
-        let changed: Vec<String> = linked.iter().map(|kind| format!("identities.{kind}")).collect();
-        audit(&txn, actor, "member.identity_linked", &[member_id], &changed).await?;
+        audit(
+            &txn,
+            actor,
+            "member.identity_linked",
+            &[member_id],
+            &kinds_changed(&linked),
+        )
+        .await?;
+        quanyu_outbox::append(&txn, linked_events(&actor.tenant_id, member_id, &linked)).await?;
     }
     let member = view(&txn, row).await?;
     txn.commit().await?;
@@ -686,6 +752,11 @@ pub async fn unlink_identity(
         &[format!("identities.{}", identity.kind.as_str())],
     )
     .await?;
+    let unlinked = Payload::IdentityUnlinked(pb::IdentityUnlinked {
+        member_id: member_id.to_owned(),
+        identity: Some(identity_to_pb(identity)),
+    });
+    quanyu_outbox::append(&txn, vec![member_event(tenant_id, member_id, unlinked)]).await?;
     let member = view(&txn, row).await?;
     txn.commit().await?;
     Ok(member)
@@ -823,6 +894,11 @@ pub async fn merge(
         &[format!("survivor:{}", survivor.id)],
     )
     .await?;
+    let merged = Payload::MembersMerged(pb::MembersMerged {
+        survivor_id: survivor.id.clone(),
+        merged_member_id: loser.id.clone(),
+    });
+    quanyu_outbox::append(&txn, vec![member_event(tenant_id, &survivor.id, merged)]).await?;
     let survivor = view(&txn, find_member(&txn, tenant_id, &survivor.id, false).await?).await?;
     txn.commit().await?;
     Ok(MergeOutcome {
@@ -977,6 +1053,10 @@ pub async fn erase(db: &DatabaseConnection, actor: &TenantActor, member_id: &str
         .to_vec();
     let changed = [changed, vec![format!("reason:{reason}")]].concat();
     audit(&txn, actor, "member.erased", &[member_id], &changed).await?;
+    let erased = Payload::MemberErased(pb::MemberErased {
+        member_id: member_id.to_owned(),
+    });
+    quanyu_outbox::append(&txn, vec![member_event(tenant_id, member_id, erased)]).await?;
     let member = view(&txn, row).await?;
     txn.commit().await?;
     Ok(member)
@@ -1155,6 +1235,30 @@ pub async fn set_tags(
     let changed: Vec<String> = values.iter().map(|(name, _)| format!("tags.{name}")).collect();
     let applied_refs: Vec<&str> = applied.iter().map(String::as_str).collect();
     audit(&txn, actor, "member.tags_set", &applied_refs, &changed).await?;
+    let set: Vec<pb::MemberTag> = values
+        .iter()
+        .map(|(name, value)| {
+            tag_to_pb(&member_tags::Model {
+                tenant_id: tenant_id.to_owned(),
+                member_id: String::new(),
+                tag_name: name.clone(),
+                value: value.clone(),
+                tagged_at: at,
+            })
+        })
+        .collect();
+    let events = applied
+        .iter()
+        .map(|member_id| {
+            let changed = Payload::TagsChanged(pb::TagsChanged {
+                member_id: member_id.clone(),
+                set: set.clone(),
+                removed: Vec::new(),
+            });
+            member_event(tenant_id, member_id, changed)
+        })
+        .collect();
+    quanyu_outbox::append(&txn, events).await?;
     txn.commit().await?;
     Ok(targets)
 }
@@ -1178,6 +1282,18 @@ pub async fn remove_tags(
     let changed: Vec<String> = tag_names.iter().map(|name| format!("tags.{name}")).collect();
     let applied_refs: Vec<&str> = applied.iter().map(String::as_str).collect();
     audit(&txn, actor, "member.tags_removed", &applied_refs, &changed).await?;
+    let events = applied
+        .iter()
+        .map(|member_id| {
+            let changed = Payload::TagsChanged(pb::TagsChanged {
+                member_id: member_id.clone(),
+                set: Vec::new(),
+                removed: tag_names.to_vec(),
+            });
+            member_event(tenant_id, member_id, changed)
+        })
+        .collect();
+    quanyu_outbox::append(&txn, events).await?;
     txn.commit().await?;
     Ok(targets)
 }
@@ -1270,6 +1386,11 @@ pub async fn set_consent(
         &[format!("consents.{}", decision.channel)],
     )
     .await?;
+    let changed = Payload::ConsentChanged(pb::ConsentChanged {
+        member_id: member_id.to_owned(),
+        consent: Some(consent_to_pb(&decision)),
+    });
+    quanyu_outbox::append(&txn, vec![member_event(tenant_id, member_id, changed)]).await?;
     txn.commit().await?;
     Ok((decision, true))
 }
@@ -1335,6 +1456,11 @@ pub async fn bind_guide(
         &["store_id".into(), "guide_id".into()],
     )
     .await?;
+    let bound = Payload::GuideBound(pb::GuideBound {
+        member_id: member_id.to_owned(),
+        binding: Some(binding_to_pb(&binding)),
+    });
+    quanyu_outbox::append(&txn, vec![member_event(tenant_id, member_id, bound)]).await?;
     txn.commit().await?;
     Ok(binding)
 }

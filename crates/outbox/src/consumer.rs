@@ -1,0 +1,164 @@
+//! A consumer of another service's event stream that applies each event exactly once: the effect
+//! and the new cursor are written in one transaction of the consumer's own database.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use quanyu_proto::events::v1::event_stream_service_client::EventStreamServiceClient;
+use quanyu_proto::events::v1::{AcknowledgeRequest, Event, SubscribeRequest, subscribe_response};
+use quanyu_runtime::auth::BearerKey;
+use quanyu_runtime::shutdown::Shutdown;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, TransactionTrait,
+};
+use tokio_stream::StreamExt as _;
+
+use crate::entity::cursors;
+
+/// What a consumer does with each event, inside the transaction that also moves its cursor.
+#[async_trait::async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    async fn apply(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), DbErr>;
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Names the cursor, and registers the consumer with the producer's retention.
+    pub name: String,
+    /// The producer, e.g. `http://member-identity:50051`.
+    pub endpoint: String,
+    /// A `service` key (every tenant) or a tenant's key.
+    pub api_key: String,
+    pub event_types: Vec<String>,
+    /// How often the position is acknowledged to the producer.
+    pub acknowledge_every: Duration,
+    /// Longest pause between reconnection attempts.
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConsumeError {
+    #[error("cannot reach the producer: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("stream failed: {0}")]
+    Stream(#[from] tonic::Status),
+    #[error("cannot apply an event: {0}")]
+    Database(#[from] DbErr),
+    #[error("invalid api key: {0}")]
+    Key(#[from] tonic::metadata::errors::InvalidMetadataValue),
+}
+
+/// Returns how far the consumer has applied its stream.
+pub async fn cursor<C: ConnectionTrait>(db: &C, name: &str) -> Result<u64, DbErr> {
+    let row = cursors::Entity::find_by_id(name.to_owned()).one(db).await?;
+    Ok(row.map_or(0, |row| row.position.unsigned_abs()))
+}
+
+async fn store_cursor<C: ConnectionTrait>(db: &C, name: &str, position: u64) -> Result<(), DbErr> {
+    let row = cursors::ActiveModel {
+        consumer: Set(name.to_owned()),
+        position: Set(i64::try_from(position).map_err(|_| DbErr::Custom("position out of range".into()))?),
+        updated_at: Set(Utc::now()),
+    };
+    cursors::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(cursors::Column::Consumer)
+                .update_columns([cursors::Column::Position, cursors::Column::UpdatedAt])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+pub struct Consumer<H> {
+    config: ConsumerConfig,
+    db: DatabaseConnection,
+    handler: H,
+}
+
+impl<H: EventHandler> Consumer<H> {
+    pub fn new(config: ConsumerConfig, db: DatabaseConnection, handler: H) -> Self {
+        Self { config, db, handler }
+    }
+
+    /// Consumes until shutdown, reconnecting with growing pauses whenever the producer is down or
+    /// an event cannot be applied (it is retried from the stored cursor).
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let outcome = tokio::select! {
+                outcome = self.consume() => outcome,
+                () = shutdown.wait() => return,
+            };
+            match outcome {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(error) => {
+                    tracing::warn!(consumer = %self.config.name, %error, ?backoff, "event stream interrupted; reconnecting");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.wait() => return,
+            }
+            backoff = (backoff * 2).min(self.config.max_backoff);
+        }
+    }
+
+    /// One connection's worth of consuming; returns when the stream ends or fails.
+    async fn consume(&self) -> Result<(), ConsumeError> {
+        let name = self.config.name.as_str();
+        let mut position = cursor(&self.db, name).await?;
+        let channel = tonic::transport::Channel::from_shared(self.config.endpoint.clone())
+            .map_err(|error| tonic::Status::invalid_argument(error.to_string()))?
+            .connect()
+            .await?;
+        let mut client = EventStreamServiceClient::with_interceptor(channel, BearerKey::new(&self.config.api_key)?);
+        let request = SubscribeRequest {
+            after_position: position,
+            event_types: self.config.event_types.clone(),
+            tenant_id: String::new(),
+            consumer: name.to_owned(),
+        };
+        let mut stream = client.subscribe(request).await?.into_inner();
+        tracing::info!(consumer = name, position, "subscribed");
+        let mut acknowledged = position;
+        let mut last_ack = tokio::time::Instant::now();
+        while let Some(item) = stream.next().await {
+            match item?.item {
+                Some(subscribe_response::Item::Event(event)) if event.position > position => {
+                    let txn = self.db.begin().await?;
+                    self.handler.apply(&txn, &event).await?;
+                    store_cursor(&txn, name, event.position).await?;
+                    txn.commit().await?;
+                    position = event.position;
+                    let lag = event.occurred_at.map_or(0.0, |at| {
+                        (Utc::now().timestamp_millis() - at.seconds * 1000) as f64 / 1000.0
+                    });
+                    metrics::gauge!("outbox_consumer_lag_seconds", "consumer" => name.to_owned()).set(lag.max(0.0));
+                }
+                Some(subscribe_response::Item::Heartbeat(heartbeat)) => {
+                    if heartbeat.position > position {
+                        store_cursor(&self.db, name, heartbeat.position).await?;
+                        position = heartbeat.position;
+                    }
+                    metrics::gauge!("outbox_consumer_lag_seconds", "consumer" => name.to_owned()).set(0.0);
+                }
+                // Redelivered after a reconnect: already applied.
+                Some(subscribe_response::Item::Event(_)) | None => {}
+            }
+            if position > acknowledged && last_ack.elapsed() >= self.config.acknowledge_every {
+                client
+                    .acknowledge(AcknowledgeRequest {
+                        consumer: name.to_owned(),
+                        position,
+                    })
+                    .await?;
+                acknowledged = position;
+                last_ack = tokio::time::Instant::now();
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,96 @@
+//! Appending events inside the transaction of the change they describe.
+
+use chrono::{SubsecRound, Utc};
+use prost::Message;
+use quanyu_proto::events::v1::{Event, event::Payload};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait};
+
+use crate::entity::events;
+
+/// An event about to be appended.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub tenant_id: String,
+    pub aggregate_type: &'static str,
+    pub aggregate_id: String,
+    pub payload: Payload,
+}
+
+/// The stream name of a payload: `<area>.<Message>`.
+pub fn event_type(payload: &Payload) -> &'static str {
+    match payload {
+        Payload::MemberEnrolled(_) => "identity.MemberEnrolled",
+        Payload::ProfileUpdated(_) => "identity.ProfileUpdated",
+        Payload::IdentityLinked(_) => "identity.IdentityLinked",
+        Payload::IdentityUnlinked(_) => "identity.IdentityUnlinked",
+        Payload::MembersMerged(_) => "identity.MembersMerged",
+        Payload::MemberErased(_) => "identity.MemberErased",
+        Payload::TagsChanged(_) => "identity.TagsChanged",
+        Payload::ConsentChanged(_) => "identity.ConsentChanged",
+        Payload::GuideBound(_) => "identity.GuideBound",
+    }
+}
+
+/// Appends events in the caller's transaction: they exist if and only if it commits.
+///
+/// Takes the next positions under the sequence row's lock, which is held until the transaction
+/// ends (see the crate documentation): call it last, just before commit.
+pub async fn append(txn: &DatabaseTransaction, new_events: Vec<NewEvent>) -> Result<(), DbErr> {
+    if new_events.is_empty() {
+        return Ok(());
+    }
+    let count = i64::try_from(new_events.len()).map_err(|_| DbErr::Custom("too many events".into()))?;
+    let take_positions = Query::update()
+        .table("outbox_sequence")
+        .value("last_position", Expr::col("last_position").add(count))
+        .and_where(Expr::col("id").eq(1))
+        .returning_col("last_position")
+        .to_owned();
+    let last: i64 = txn
+        .query_one(&take_positions)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("outbox_sequence row (is the outbox migrated?)".into()))?
+        .try_get("", "last_position")?;
+    let occurred_at = Utc::now().trunc_subsecs(6);
+    let rows = new_events.into_iter().zip(last - count + 1..).map(|(event, position)| {
+        let event_type = event_type(&event.payload);
+        let payload = Event {
+            payload: Some(event.payload),
+            ..Event::default()
+        }
+        .encode_to_vec();
+        events::ActiveModel {
+            position: Set(position),
+            event_id: Set(uuid::Uuid::now_v7().to_string()),
+            tenant_id: Set(event.tenant_id),
+            aggregate_type: Set(event.aggregate_type.to_owned()),
+            aggregate_id: Set(event.aggregate_id),
+            event_type: Set(event_type.to_owned()),
+            occurred_at: Set(occurred_at),
+            payload: Set(payload),
+        }
+    });
+    events::Entity::insert_many(rows).exec_without_returning(txn).await?;
+    metrics::counter!("outbox_events_appended_total").increment(count.unsigned_abs());
+    Ok(())
+}
+
+/// Rebuilds the full event from its stored row.
+pub(crate) fn decode(row: events::Model) -> Result<Event, DbErr> {
+    let stored = Event::decode(row.payload.as_slice())
+        .map_err(|error| DbErr::Custom(format!("event {} has an undecodable payload: {error}", row.position)))?;
+    Ok(Event {
+        event_id: row.event_id,
+        tenant_id: row.tenant_id,
+        aggregate_type: row.aggregate_type,
+        aggregate_id: row.aggregate_id,
+        event_type: row.event_type,
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: row.occurred_at.timestamp(),
+            nanos: i32::try_from(row.occurred_at.timestamp_subsec_nanos()).unwrap_or(0),
+        }),
+        position: row.position.unsigned_abs(),
+        payload: stored.payload,
+    })
+}
