@@ -46,9 +46,18 @@ async fn main() -> anyhow::Result<()> {
     println!("event stream benchmark (PostgreSQL, {WRITERS} enrolling clients for {WRITE_FOR:?})");
     println!("| measure | value | goal |");
     println!("|---|---|---|");
-    println!("| enrolments committed | {writes} ({:.0}/s) | |", writes as f64 / WRITE_FOR.as_secs_f64());
-    println!("| commit-to-subscriber latency p50 | {:.1} ms | |", p50.as_secs_f64() * 1e3);
-    println!("| commit-to-subscriber latency p99 | {:.1} ms | <= 500 ms |", p99.as_secs_f64() * 1e3);
+    println!(
+        "| enrolments committed | {writes} ({:.0}/s) | |",
+        writes as f64 / WRITE_FOR.as_secs_f64()
+    );
+    println!(
+        "| commit-to-subscriber latency p50 | {:.1} ms | |",
+        p50.as_secs_f64() * 1e3
+    );
+    println!(
+        "| commit-to-subscriber latency p99 | {:.1} ms | <= 500 ms |",
+        p99.as_secs_f64() * 1e3
+    );
     println!("| catch-up, Subscribe over gRPC | {stream_rate:.0} events/s | >= 20,000 events/s |");
     println!("| baseline: same rows read straight from PostgreSQL | {baseline_rate:.0} events/s | |");
     println!("| ratio Subscribe / baseline | {:.2} | |", stream_rate / baseline_rate);
@@ -109,7 +118,11 @@ async fn latency_under_writes(suite: &Suite) -> anyhow::Result<(Vec<Duration>, u
         writes += writer.await??;
     }
     latencies.sort();
-    anyhow::ensure!(latencies.len() == writes, "received {} of {writes} events", latencies.len());
+    anyhow::ensure!(
+        latencies.len() == writes,
+        "received {} of {writes} events",
+        latencies.len()
+    );
     Ok((latencies, writes))
 }
 
@@ -121,7 +134,9 @@ async fn append_backlog(db: &DatabaseConnection) -> anyhow::Result<()> {
                 tenant_id: "acme".into(),
                 aggregate_type: "member",
                 aggregate_id: format!("backlog-{batch}-{n}"),
-                payload: Payload::MemberErased(pb::MemberErased { member_id: format!("backlog-{batch}-{n}") }),
+                payload: Payload::MemberErased(pb::MemberErased {
+                    member_id: format!("backlog-{batch}-{n}"),
+                }),
             })
             .collect();
         quanyu_outbox::append(&txn, events).await?;
@@ -136,7 +151,10 @@ async fn catch_up(suite: &Suite, from: u64) -> anyhow::Result<f64> {
     let mut events = EventStreamServiceClient::with_interceptor(suite.identity_channel().await, bearer);
     let started = Instant::now();
     let mut stream = events
-        .subscribe(SubscribeRequest { after_position: from, ..Default::default() })
+        .subscribe(SubscribeRequest {
+            after_position: from,
+            ..Default::default()
+        })
         .await?
         .into_inner();
     let mut received = 0u64;
