@@ -2,20 +2,19 @@
 //! migrate once (a Kubernetes Job) before the new replicas start.
 
 use crate::config::ConfigArgs;
-use crate::serve::{SERVICES, selected};
+use crate::serve::Selection;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Migrate only this service's schema.
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(SERVICES))]
-    only: Option<String>,
+    #[command(flatten)]
+    selection: Selection,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.config.load()?.config;
-    for name in selected(args.only.as_deref()) {
+    for name in args.selection.services() {
         match name {
             quanyu_member_identity::NAME => {
                 let db = quanyu_runtime::db::connect::<quanyu_member_identity::migration::Migrator>(

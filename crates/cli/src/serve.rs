@@ -9,13 +9,30 @@ use crate::config::{ConfigArgs, DEV_KEYS, QuanyuConfig};
 /// The services `quanyu` can run.
 pub const SERVICES: &[&str] = &[quanyu_member_identity::NAME];
 
+/// Which services a command acts on: all, or the one named by `--only`.
+#[derive(clap::Args)]
+pub struct Selection {
+    /// Only this service (the container entrypoint uses this).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(SERVICES))]
+    only: Option<String>,
+}
+
+impl Selection {
+    pub fn services(&self) -> Vec<&'static str> {
+        SERVICES
+            .iter()
+            .copied()
+            .filter(|name| self.only.as_deref().is_none_or(|only| only == *name))
+            .collect()
+    }
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Run only this service (the container entrypoint uses this).
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(SERVICES))]
-    only: Option<String>,
+    #[command(flatten)]
+    selection: Selection,
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     dump_config: bool,
@@ -36,7 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = context.shutdown.clone();
     shutdown.on_signals();
     let mut servers = tokio::task::JoinSet::new();
-    for name in selected(args.only.as_deref()) {
+    for name in args.selection.services() {
         let (address, service) = build(name, &config, &context).await?;
         let listener = TcpListener::bind(address)
             .await
@@ -58,14 +75,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     telemetry.shutdown().await;
     failure.map_or(Ok(()), Err)
-}
-
-pub fn selected(only: Option<&str>) -> Vec<&'static str> {
-    SERVICES
-        .iter()
-        .copied()
-        .filter(|name| only.is_none_or(|only| only == *name))
-        .collect()
 }
 
 async fn build(

@@ -15,7 +15,7 @@ use quanyu_outbox::{NewEvent, append};
 use quanyu_proto::events::v1::event::Payload;
 use quanyu_proto::events::v1::event_stream_service_client::EventStreamServiceClient;
 use quanyu_proto::events::v1::event_stream_service_server::EventStreamServiceServer;
-use quanyu_proto::events::v1::{AcknowledgeRequest, Event, SubscribeRequest, subscribe_response};
+use quanyu_proto::events::v1::{AcknowledgeRequest, Event, SubscribeRequest, SubscribeResponse, subscribe_response};
 use quanyu_proto::identity::v1::MemberErased;
 use quanyu_runtime::auth::{Authenticator, BearerKey, KeyRing};
 use quanyu_runtime::server::{ServerConfig, Service};
@@ -146,6 +146,22 @@ impl Producer {
     }
 }
 
+/// The next `count` events of a tailing subscription, as (position, aggregate id).
+async fn next_events(stream: &mut tonic::Streaming<SubscribeResponse>, count: usize) -> Vec<(u64, String)> {
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        let item = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(subscribe_response::Item::Event(event)) = item.item {
+            seen.push((event.position, event.aggregate_id));
+        }
+    }
+    seen
+}
+
 /// Subscribes and collects events until the first heartbeat says the backlog is exhausted.
 async fn backlog(producer: &Producer, key: &str, request: SubscribeRequest) -> Result<Vec<Event>, tonic::Status> {
     let mut stream = producer.client(key).await.subscribe(request).await?.into_inner();
@@ -222,17 +238,7 @@ async fn positions_follow_commit_order(database: TestDatabase) {
         .await
         .unwrap()
         .into_inner();
-    let mut seen = Vec::new();
-    while seen.len() < 2 {
-        let item = tokio::time::timeout(Duration::from_secs(10), stream.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        if let Some(subscribe_response::Item::Event(event)) = item.item {
-            seen.push((event.position, event.aggregate_id));
-        }
-    }
+    let seen = next_events(&mut stream, 2).await;
     assert_eq!(seen, vec![(1, "t1".to_owned()), (2, "t2".to_owned())]);
 
     if database.backend == Backend::Postgres {
@@ -259,18 +265,9 @@ async fn positions_follow_commit_order(database: TestDatabase) {
         assert_eq!(positions(&after_t4), vec![3]);
         append(&third, vec![erased("acme", "t3")]).await.unwrap();
         third.commit().await.unwrap();
-        while seen.len() < 4 {
-            let item = tokio::time::timeout(Duration::from_secs(10), stream.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            if let Some(subscribe_response::Item::Event(event)) = item.item {
-                seen.push((event.position, event.aggregate_id));
-            }
-        }
+        let seen = next_events(&mut stream, 2).await;
         assert_eq!(
-            seen[2..],
+            seen[..],
             [(3, "t4".to_owned()), (4, "t3".to_owned())],
             "the tail saw both, in commit order"
         );
