@@ -30,6 +30,7 @@ pub struct QuanyuConfig {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub member_identity: quanyu_member_identity::Config,
+    pub loyalty_points: quanyu_loyalty_points::Config,
 }
 
 #[derive(clap::Args)]

@@ -24,6 +24,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .await?;
                 db.close().await?;
             }
+            quanyu_loyalty_points::NAME => {
+                let db = quanyu_runtime::db::connect::<quanyu_loyalty_points::migration::Migrator>(
+                    &config.database,
+                    quanyu_loyalty_points::SCHEMA,
+                )
+                .await?;
+                db.close().await?;
+            }
             other => anyhow::bail!("unknown service {other:?}"),
         }
         println!("{name}: schema up to date");

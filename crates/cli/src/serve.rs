@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use crate::config::{ConfigArgs, DEV_KEYS, QuanyuConfig};
 
 /// The services `quanyu` can run.
-pub const SERVICES: &[&str] = &[quanyu_member_identity::NAME];
+pub const SERVICES: &[&str] = &[quanyu_member_identity::NAME, quanyu_loyalty_points::NAME];
 
 /// Which services a command acts on: all, or the one named by `--only`.
 #[derive(clap::Args)]
@@ -86,6 +86,10 @@ async fn build(
         quanyu_member_identity::NAME => Ok((
             config.member_identity.listen,
             quanyu_member_identity::build(&config.member_identity, context).await?,
+        )),
+        quanyu_loyalty_points::NAME => Ok((
+            config.loyalty_points.listen,
+            quanyu_loyalty_points::build(&config.loyalty_points, context).await?,
         )),
         other => anyhow::bail!("unknown service {other:?}"),
     }

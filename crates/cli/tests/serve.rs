@@ -58,10 +58,15 @@ async fn connect(port: u16) -> Channel {
 #[tokio::test]
 async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc_port, metrics_port) = (free_port(), free_port());
+    let (grpc_port, points_port, metrics_port) = (free_port(), free_port(), free_port());
     let child = quanyu(dir.path())
         .arg("serve")
         .env("QUANYU_MEMBER_IDENTITY__LISTEN", format!("127.0.0.1:{grpc_port}"))
+        .env("QUANYU_LOYALTY_POINTS__LISTEN", format!("127.0.0.1:{points_port}"))
+        .env(
+            "QUANYU_LOYALTY_POINTS__IDENTITY_ENDPOINT",
+            format!("http://127.0.0.1:{grpc_port}"),
+        )
         .env("QUANYU_TELEMETRY__METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -23,3 +23,10 @@ pub mod events {
         tonic::include_proto!("quanyu.events.v1");
     }
 }
+
+pub mod points {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic)]
+        tonic::include_proto!("quanyu.points.v1");
+    }
+}

@@ -45,6 +45,10 @@ pub enum Access {
     Resolve,
     /// Enrolling a member (a till signing up its buyer).
     Enroll,
+    /// Syncing sales and refunds from a till or a shop.
+    Sync,
+    /// Redeeming and holding points at a till, and reading the balance it shows.
+    Redeem,
 }
 
 impl Role {
@@ -53,7 +57,7 @@ impl Role {
         match self {
             Role::Admin => access == A::Admin,
             Role::Platform | Role::Service => access != A::Admin,
-            Role::Pos => matches!(access, A::Resolve | A::Enroll),
+            Role::Pos => matches!(access, A::Resolve | A::Enroll | A::Sync | A::Redeem),
             Role::Analyst => matches!(access, A::Read | A::Resolve),
         }
     }
@@ -344,12 +348,15 @@ mod tests {
     #[test]
     fn role_matrix() {
         use Access::*;
-        let all = [Admin, Read, Write, Resolve, Enroll];
+        let all = [Admin, Read, Write, Resolve, Enroll, Sync, Redeem];
         let allowed = |role: Role| all.iter().copied().filter(|a| role.allows(*a)).collect::<Vec<_>>();
         assert_eq!(allowed(Role::Admin), vec![Admin]);
-        assert_eq!(allowed(Role::Platform), vec![Read, Write, Resolve, Enroll]);
-        assert_eq!(allowed(Role::Service), vec![Read, Write, Resolve, Enroll]);
-        assert_eq!(allowed(Role::Pos), vec![Resolve, Enroll]);
+        assert_eq!(
+            allowed(Role::Platform),
+            vec![Read, Write, Resolve, Enroll, Sync, Redeem]
+        );
+        assert_eq!(allowed(Role::Service), vec![Read, Write, Resolve, Enroll, Sync, Redeem]);
+        assert_eq!(allowed(Role::Pos), vec![Resolve, Enroll, Sync, Redeem]);
         assert_eq!(allowed(Role::Analyst), vec![Read, Resolve]);
     }
 

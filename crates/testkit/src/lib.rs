@@ -11,9 +11,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use quanyu_proto::identity::v1::member_identity_service_client::MemberIdentityServiceClient;
+use quanyu_proto::points::v1::points_service_client::PointsServiceClient;
 use quanyu_runtime::auth::{ApiKeyConfig, AuthConfig, BearerKey, KeyRing, Role, digest};
 use quanyu_runtime::db::DatabaseConfig;
-use quanyu_runtime::server::{ServerConfig, ServiceContext};
+use quanyu_runtime::server::{ServerConfig, Service, ServiceContext};
 use quanyu_runtime::shutdown::Shutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -61,12 +62,15 @@ pub fn auth_config() -> AuthConfig {
     }
 }
 
+pub type PointsClient = PointsServiceClient<InterceptedService<Channel, BearerKey>>;
+
 pub type IdentityClient = MemberIdentityServiceClient<InterceptedService<Channel, BearerKey>>;
 
 /// Running services, stopped when dropped.
 pub struct Suite {
     pub backend: Backend,
     pub identity_addr: SocketAddr,
+    pub points_addr: SocketAddr,
     pub context: ServiceContext,
     shutdown: Shutdown,
     servers: Vec<JoinHandle<()>>,
@@ -90,13 +94,26 @@ impl Suite {
             shutdown: Shutdown::new(),
         };
         let shutdown = context.shutdown.clone();
-        let (identity_addr, server) = start_identity(&context, &shutdown).await;
+        let identity = quanyu_member_identity::build(&quanyu_member_identity::Config::default(), &context)
+            .await
+            .expect("member-identity builds");
+        let (identity_addr, identity_server) = start(identity, &context, &shutdown).await;
+        let points_config = quanyu_loyalty_points::Config {
+            identity_endpoint: format!("http://{identity_addr}"),
+            identity_api_key: quanyu_runtime::config::Secret::new(keys::SERVICE),
+            ..quanyu_loyalty_points::Config::default()
+        };
+        let points = quanyu_loyalty_points::build(&points_config, &context)
+            .await
+            .expect("loyalty-points builds");
+        let (points_addr, points_server) = start(points, &context, &shutdown).await;
         Some(Suite {
             backend,
             identity_addr,
+            points_addr,
             context,
             shutdown,
-            servers: vec![server],
+            servers: vec![identity_server, points_server],
             _database: database,
         })
     }
@@ -124,6 +141,16 @@ impl Suite {
         MemberIdentityServiceClient::with_interceptor(self.identity_channel().await, bearer)
     }
 
+    /// A loyalty-points client that calls with `key`.
+    pub async fn points(&self, key: &str) -> PointsClient {
+        let channel = Channel::from_shared(format!("http://{}", self.points_addr))
+            .expect("valid address")
+            .connect()
+            .await
+            .expect("loyalty-points accepts connections");
+        PointsServiceClient::with_interceptor(channel, BearerKey::new(key).expect("test keys are ASCII"))
+    }
+
     /// Triggers graceful shutdown and waits until every server has stopped.
     pub async fn stop(mut self) {
         self.shutdown.trigger();
@@ -144,17 +171,15 @@ impl Drop for Suite {
     }
 }
 
-async fn start_identity(context: &ServiceContext, shutdown: &Shutdown) -> (SocketAddr, JoinHandle<()>) {
-    let service = quanyu_member_identity::build(&quanyu_member_identity::Config::default(), context)
-        .await
-        .expect("member-identity builds");
+async fn start(service: Service, context: &ServiceContext, shutdown: &Shutdown) -> (SocketAddr, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
     let addr = listener.local_addr().expect("bound address");
     let server_config = context.server.clone();
     let shutdown = shutdown.clone();
+    let name = service.name;
     let server = tokio::spawn(async move {
         if let Err(error) = quanyu_runtime::server::serve(listener, service, &server_config, shutdown).await {
-            panic!("member-identity server failed: {error}");
+            panic!("{name} server failed: {error}");
         }
     });
     (addr, server)

@@ -1,6 +1,72 @@
-//! loyalty-points: one points balance and one tier per member across every channel.
-//!
-//! So far this crate holds the domain rules only (ledger, lots, holds, earning, tiers), pure and
-//! tested; the gRPC service, its storage and POS sync are still to be built (issue 4).
+//! loyalty-points: one points balance and one tier per member and program, fed by POS and
+//! e-commerce sales that retry, arrive late and come twice.
 
+pub mod api;
 pub mod domain;
+pub mod error;
+pub mod migration;
+pub mod program;
+pub mod store;
+
+use std::net::SocketAddr;
+
+use quanyu_proto::points::v1::points_service_server::PointsServiceServer;
+use quanyu_runtime::auth::Authenticator;
+use quanyu_runtime::config::Secret;
+use quanyu_runtime::server::{Service, ServiceContext};
+use serde::{Deserialize, Serialize};
+use tonic::service::interceptor::InterceptedService;
+
+/// The name of the service, as in `quanyu serve --only loyalty-points`.
+pub const NAME: &str = "loyalty-points";
+/// The name of its database schema (and of `{service}` in the database URL).
+pub const SCHEMA: &str = "loyalty_points";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Where member-identity answers, to resolve and enrol buyers.
+    pub identity_endpoint: String,
+    /// A `service` API key accepted by member-identity.
+    pub identity_api_key: Secret,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
+            identity_endpoint: "http://127.0.0.1:50051".into(),
+            identity_api_key: Secret::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("loyalty-points database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("loyalty-points.identity_endpoint: {0}")]
+    Endpoint(String),
+}
+
+/// Connects and migrates the database and returns the service ready to serve.
+pub async fn build(config: &Config, context: &ServiceContext) -> Result<Service, BuildError> {
+    let db = quanyu_runtime::db::connect::<migration::Migrator>(&context.database, SCHEMA).await?;
+    let channel = tonic::transport::Channel::from_shared(config.identity_endpoint.clone())
+        .map_err(|error| BuildError::Endpoint(error.to_string()))?
+        .connect_lazy();
+    let identity = api::IdentityClient::new(channel, config.identity_api_key.expose().to_owned());
+    let points = PointsServiceServer::new(api::PointsApi::new(db, identity))
+        .max_decoding_message_size(context.server.max_decode_bytes)
+        .max_encoding_message_size(context.server.max_encode_bytes);
+    let routes = tonic::service::Routes::new(InterceptedService::new(
+        points,
+        Authenticator::new(context.keys.clone()),
+    ));
+    Ok(Service {
+        name: NAME,
+        grpc_names: vec!["quanyu.points.v1.PointsService"],
+        routes,
+    })
+}

@@ -94,6 +94,34 @@ fn positive(points: i64) -> Result<i64, LedgerError> {
 }
 
 impl Ledger {
+    /// Rebuilds an account's ledger from its stored state; `entries` then holds only what the
+    /// operations that follow append.
+    pub fn restore(balance: i64, lots: Vec<Lot>, holds: Vec<Hold>, last_id: u64) -> Self {
+        let highest = lots
+            .iter()
+            .map(|lot| lot.id)
+            .chain(holds.iter().map(|hold| hold.id))
+            .max()
+            .unwrap_or(0);
+        Self {
+            balance,
+            lots,
+            holds,
+            entries: Vec::new(),
+            next_id: last_id.max(highest),
+        }
+    }
+
+    /// The last lot or hold id handed out, to be stored with the account.
+    pub fn last_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Hands over the entries appended since the ledger was restored.
+    pub fn take_entries(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.entries)
+    }
+
     pub fn balance(&self) -> i64 {
         self.balance
     }

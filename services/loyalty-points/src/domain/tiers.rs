@@ -43,6 +43,10 @@ impl TierLadder {
         Ok(Self { tiers })
     }
 
+    pub fn tiers(&self) -> &[Tier] {
+        &self.tiers
+    }
+
     /// The highest tier `growth` reaches.
     pub fn tier_for(&self, growth: i64) -> &Tier {
         self.tiers

@@ -1,0 +1,87 @@
+//! The failures of loyalty-points' use cases, each mapped to one gRPC code.
+
+use quanyu_runtime::db::Transient;
+use quanyu_runtime::error::{FieldViolation, ServiceError, describe, into_status};
+use sea_orm::DbErr;
+use tonic::{Code, Status};
+
+use crate::domain::ledger::LedgerError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PointsError {
+    #[error("{}", describe(.0))]
+    InvalidInput(Vec<FieldViolation>),
+    #[error("{0}")]
+    Ledger(#[from] LedgerError),
+    #[error("program {0:?} not found")]
+    ProgramNotFound(String),
+    #[error("brand {brand_id:?} already earns in program {program_id:?}")]
+    BrandTaken { brand_id: String, program_id: String },
+    #[error("idempotency key {0:?} was used for a different request")]
+    IdempotencyConflict(String),
+    #[error("member-identity is unavailable: {0}")]
+    IdentityUnavailable(String),
+    #[error("member-identity failed: {0}")]
+    Identity(String),
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+}
+
+impl PointsError {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidInput(vec![FieldViolation::new(field, description)])
+    }
+}
+
+impl From<Vec<FieldViolation>> for PointsError {
+    fn from(violations: Vec<FieldViolation>) -> Self {
+        Self::InvalidInput(violations)
+    }
+}
+
+impl From<tonic::Status> for PointsError {
+    fn from(status: tonic::Status) -> Self {
+        match status.code() {
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+                Self::IdentityUnavailable(status.message().to_owned())
+            }
+            _ => Self::Identity(format!("{:?}: {}", status.code(), status.message())),
+        }
+    }
+}
+
+impl ServiceError for PointsError {
+    fn code(&self) -> Code {
+        match self {
+            Self::InvalidInput(_) | Self::Ledger(LedgerError::NotPositive(_) | LedgerError::ExpiryNotAfterEarning) => {
+                Code::InvalidArgument
+            }
+            Self::Ledger(LedgerError::InsufficientPoints { .. } | LedgerError::HoldExpired(_)) => {
+                Code::FailedPrecondition
+            }
+            Self::Ledger(LedgerError::HoldNotFound(_)) | Self::ProgramNotFound(_) => Code::NotFound,
+            Self::BrandTaken { .. } | Self::IdempotencyConflict(_) => Code::AlreadyExists,
+            Self::IdentityUnavailable(_) => Code::Unavailable,
+            Self::Identity(_) | Self::Database(_) => Code::Internal,
+        }
+    }
+
+    fn field_violations(&self) -> &[FieldViolation] {
+        match self {
+            Self::InvalidInput(violations) => violations,
+            _ => &[],
+        }
+    }
+}
+
+impl Transient for PointsError {
+    fn is_transient(&self) -> bool {
+        matches!(self, Self::Database(error) if error.is_transient())
+    }
+}
+
+impl From<PointsError> for Status {
+    fn from(error: PointsError) -> Self {
+        into_status(&error)
+    }
+}

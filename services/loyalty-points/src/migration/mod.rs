@@ -1,0 +1,18 @@
+//! The loyalty-points schema's migrations. Files are never edited once merged.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_points_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_create_points_tables::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "loyalty_points_migrations".into_iden()
+    }
+}

@@ -1,0 +1,156 @@
+//! sea-orm entities of the loyalty-points schema, keyed by `tenant_id` first.
+
+macro_rules! no_relations {
+    () => {
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    };
+}
+
+pub mod programs {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "programs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub brand_id: String,
+        pub rules_version: i32,
+        /// The encoded `quanyu.points.v1.Program`.
+        pub definition: Vec<u8>,
+        pub updated_at: ChronoDateTimeUtc,
+    }
+
+    no_relations!();
+}
+
+pub mod accounts {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "accounts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub program_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub member_id: String,
+        pub balance: i64,
+        pub growth_period: i64,
+        pub growth_lifetime: i64,
+        /// The calendar year `growth_period` belongs to.
+        pub growth_year: i32,
+        pub tier: String,
+        /// The last lot or hold id handed out.
+        pub next_id: i64,
+        pub updated_at: ChronoDateTimeUtc,
+    }
+
+    no_relations!();
+}
+
+pub mod lots {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "lots")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub program_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub member_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub lot_id: i64,
+        pub earned_at: ChronoDateTimeUtc,
+        pub expires_at: ChronoDateTimeUtc,
+        pub original: i64,
+        pub remaining: i64,
+        pub reference: String,
+    }
+
+    no_relations!();
+}
+
+pub mod holds {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "holds")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub program_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub member_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub hold_id: i64,
+        pub amount: i64,
+        pub expires_at: ChronoDateTimeUtc,
+        pub reference: String,
+    }
+
+    no_relations!();
+}
+
+pub mod entries {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "entries")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        /// UUIDv7: ordered by time.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub program_id: String,
+        pub member_id: String,
+        pub kind: String,
+        pub points: i64,
+        pub balance_after: i64,
+        pub at: ChronoDateTimeUtc,
+        pub reference: String,
+        pub rules_version: i32,
+    }
+
+    no_relations!();
+}
+
+pub mod operations {
+    use sea_orm::entity::prelude::*;
+
+    /// Every idempotent write (a sale, a refund, a redemption…) by its key, kept for good: the
+    /// request to tell a replay from a conflict, the result to answer a replay with.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "operations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub source: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        pub request: Vec<u8>,
+        pub result: Vec<u8>,
+        pub member_id: Option<String>,
+        pub program_id: Option<String>,
+        /// For sales: the spend points were earned on, and what refunds have taken back.
+        pub eligible_minor: i64,
+        pub points_earned: i64,
+        pub refunded_minor: i64,
+        pub points_reversed: i64,
+        pub growth: i64,
+        pub recorded_at: ChronoDateTimeUtc,
+    }
+
+    no_relations!();
+}

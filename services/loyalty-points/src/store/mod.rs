@@ -1,0 +1,379 @@
+//! The use cases of loyalty-points, one database transaction each.
+//!
+//! An account's row is locked (on PostgreSQL `FOR UPDATE`; SQLite has one writer) before its
+//! ledger is loaded, changed by the domain rules and written back, so concurrent tills crediting
+//! or redeeming on one member serialize on that row and never lose an update; a batch locks its
+//! accounts in one fixed order, so batches cannot deadlock each other. Expired lots are turned
+//! into EXPIRE entries whenever an account is loaded for a change.
+
+pub mod entity;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Datelike, SubsecRound, Utc};
+use quanyu_runtime::auth::TenantActor;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
+};
+
+use crate::domain::ledger::{Entry, EntryKind, Hold, Ledger, Lot};
+use crate::domain::tiers::TierState;
+use crate::error::PointsError;
+use crate::program::ProgramRules;
+use entity::{accounts, entries, holds, lots, operations, programs};
+
+type Result<T> = std::result::Result<T, PointsError>;
+
+/// Timestamps are kept to the microsecond, as PostgreSQL stores them.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+// ---- programs ----
+
+pub struct StoredProgram {
+    pub definition: Vec<u8>,
+    pub rules_version: u32,
+}
+
+pub async fn upsert_program(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    program_id: &str,
+    brand_id: &str,
+    encode: impl Fn(u32) -> Vec<u8>,
+) -> Result<StoredProgram> {
+    let txn = db.begin().await?;
+    let current = programs::Entity::find_by_id((tenant_id.to_owned(), program_id.to_owned()))
+        .lock_exclusive()
+        .one(&txn)
+        .await?;
+    let clash = programs::Entity::find()
+        .filter(programs::Column::TenantId.eq(tenant_id))
+        .filter(programs::Column::BrandId.eq(brand_id))
+        .filter(programs::Column::Id.ne(program_id))
+        .one(&txn)
+        .await?;
+    if let Some(other) = clash {
+        return Err(PointsError::BrandTaken {
+            brand_id: brand_id.to_owned(),
+            program_id: other.id,
+        });
+    }
+    let version = current.as_ref().map_or(1, |row| row.rules_version.unsigned_abs() + 1);
+    let definition = encode(version);
+    let row = programs::ActiveModel {
+        tenant_id: Set(tenant_id.to_owned()),
+        id: Set(program_id.to_owned()),
+        brand_id: Set(brand_id.to_owned()),
+        rules_version: Set(i32::try_from(version).unwrap_or(i32::MAX)),
+        definition: Set(definition.clone()),
+        updated_at: Set(now()),
+    };
+    programs::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([programs::Column::TenantId, programs::Column::Id])
+                .update_columns([
+                    programs::Column::BrandId,
+                    programs::Column::RulesVersion,
+                    programs::Column::Definition,
+                    programs::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(StoredProgram {
+        definition,
+        rules_version: version,
+    })
+}
+
+/// Every program of a tenant, as stored.
+pub async fn programs(db: &DatabaseConnection, tenant_id: &str) -> Result<Vec<programs::Model>> {
+    Ok(programs::Entity::find()
+        .filter(programs::Column::TenantId.eq(tenant_id))
+        .order_by_asc(programs::Column::Id)
+        .all(db)
+        .await?)
+}
+
+// ---- accounts ----
+
+/// An account loaded for a change: its ledger and tier, locked until the transaction ends.
+pub struct Account {
+    pub program_id: String,
+    pub member_id: String,
+    pub ledger: Ledger,
+    pub tier: TierState,
+    growth_year: i32,
+    /// Points earned today before this transaction, for the daily cap; kept current as a batch
+    /// earns.
+    pub(crate) earned_today: i64,
+}
+
+async fn load_account(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    program: &ProgramRules,
+    member_id: &str,
+    at: DateTime<Utc>,
+) -> Result<Account> {
+    let key = (tenant_id.to_owned(), program.id.clone(), member_id.to_owned());
+    let year = at.with_timezone(&program.offset).year();
+    let fresh = accounts::ActiveModel {
+        tenant_id: Set(key.0.clone()),
+        program_id: Set(key.1.clone()),
+        member_id: Set(key.2.clone()),
+        balance: Set(0),
+        growth_period: Set(0),
+        growth_lifetime: Set(0),
+        growth_year: Set(year),
+        tier: Set(program.ladder.tier_for(0).code.clone()),
+        next_id: Set(0),
+        updated_at: Set(at),
+    };
+    accounts::Entity::insert(fresh)
+        .on_conflict(
+            OnConflict::columns([
+                accounts::Column::TenantId,
+                accounts::Column::ProgramId,
+                accounts::Column::MemberId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    let row = accounts::Entity::find_by_id(key.clone())
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or_else(|| PointsError::Database(DbErr::RecordNotFound("account".into())))?;
+    let lots = lots::Entity::find()
+        .filter(lots::Column::TenantId.eq(tenant_id))
+        .filter(lots::Column::ProgramId.eq(program.id.as_str()))
+        .filter(lots::Column::MemberId.eq(member_id))
+        .order_by_asc(lots::Column::LotId)
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|lot| Lot {
+            id: lot.lot_id.unsigned_abs(),
+            earned_at: lot.earned_at,
+            expires_at: lot.expires_at,
+            original: lot.original,
+            remaining: lot.remaining,
+            reference: lot.reference,
+        })
+        .collect();
+    let holds = holds::Entity::find()
+        .filter(holds::Column::TenantId.eq(tenant_id))
+        .filter(holds::Column::ProgramId.eq(program.id.as_str()))
+        .filter(holds::Column::MemberId.eq(member_id))
+        .filter(holds::Column::ExpiresAt.gt(at))
+        .order_by_asc(holds::Column::HoldId)
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|hold| Hold {
+            id: hold.hold_id.unsigned_abs(),
+            amount: hold.amount,
+            expires_at: hold.expires_at,
+            reference: hold.reference,
+        })
+        .collect();
+    let mut ledger = Ledger::restore(row.balance, lots, holds, row.next_id.unsigned_abs());
+    ledger.expire(at);
+    let mut tier = TierState {
+        tier: row.tier.clone(),
+        period_growth: row.growth_period,
+        lifetime_growth: row.growth_lifetime,
+    };
+    // Each calendar year that ended since the account last changed closes a period.
+    for _ in row.growth_year..year.min(row.growth_year + 2) {
+        tier.close_period(&program.ladder);
+    }
+    Ok(Account {
+        program_id: program.id.clone(),
+        member_id: member_id.to_owned(),
+        ledger,
+        tier,
+        growth_year: year.max(row.growth_year),
+        earned_today: 0,
+    })
+}
+
+fn entry_kind(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::Earn => "EARN",
+        EntryKind::Redeem => "REDEEM",
+        EntryKind::Expire => "EXPIRE",
+        EntryKind::Reverse => "REVERSE",
+        EntryKind::Adjust => "ADJUST",
+        EntryKind::Grant => "GRANT",
+        EntryKind::MergeIn => "MERGE_IN",
+        EntryKind::MergeOut => "MERGE_OUT",
+    }
+}
+
+/// Writes an account back: its row, its open lots and holds, and the entries appended.
+async fn save_account(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    account: &mut Account,
+    rules_version: u32,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let scope = (tenant_id, account.program_id.as_str(), account.member_id.as_str());
+    let row = accounts::ActiveModel {
+        tenant_id: Set(scope.0.to_owned()),
+        program_id: Set(scope.1.to_owned()),
+        member_id: Set(scope.2.to_owned()),
+        balance: Set(account.ledger.balance()),
+        growth_period: Set(account.tier.period_growth),
+        growth_lifetime: Set(account.tier.lifetime_growth),
+        growth_year: Set(account.growth_year),
+        tier: Set(account.tier.tier.clone()),
+        next_id: Set(to_i64(account.ledger.last_id())),
+        updated_at: Set(at),
+    };
+    accounts::Entity::update(row).exec(txn).await?;
+    lots::Entity::delete_many()
+        .filter(lots::Column::TenantId.eq(scope.0))
+        .filter(lots::Column::ProgramId.eq(scope.1))
+        .filter(lots::Column::MemberId.eq(scope.2))
+        .exec(txn)
+        .await?;
+    let open_lots: Vec<lots::ActiveModel> = account
+        .ledger
+        .lots()
+        .iter()
+        .filter(|lot| lot.remaining > 0)
+        .map(|lot| lots::ActiveModel {
+            tenant_id: Set(scope.0.to_owned()),
+            program_id: Set(scope.1.to_owned()),
+            member_id: Set(scope.2.to_owned()),
+            lot_id: Set(to_i64(lot.id)),
+            earned_at: Set(lot.earned_at),
+            expires_at: Set(lot.expires_at),
+            original: Set(lot.original),
+            remaining: Set(lot.remaining),
+            reference: Set(lot.reference.clone()),
+        })
+        .collect();
+    if !open_lots.is_empty() {
+        lots::Entity::insert_many(open_lots).exec_without_returning(txn).await?;
+    }
+    holds::Entity::delete_many()
+        .filter(holds::Column::TenantId.eq(scope.0))
+        .filter(holds::Column::ProgramId.eq(scope.1))
+        .filter(holds::Column::MemberId.eq(scope.2))
+        .exec(txn)
+        .await?;
+    let open_holds: Vec<holds::ActiveModel> = account
+        .ledger
+        .holds()
+        .iter()
+        .map(|hold| holds::ActiveModel {
+            tenant_id: Set(scope.0.to_owned()),
+            program_id: Set(scope.1.to_owned()),
+            member_id: Set(scope.2.to_owned()),
+            hold_id: Set(to_i64(hold.id)),
+            amount: Set(hold.amount),
+            expires_at: Set(hold.expires_at),
+            reference: Set(hold.reference.clone()),
+        })
+        .collect();
+    if !open_holds.is_empty() {
+        holds::Entity::insert_many(open_holds)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    let appended: Vec<Entry> = account.ledger.take_entries();
+    if !appended.is_empty() {
+        let version = i32::try_from(rules_version).unwrap_or(i32::MAX);
+        let rows = appended.into_iter().map(|entry| entries::ActiveModel {
+            tenant_id: Set(scope.0.to_owned()),
+            id: Set(uuid::Uuid::now_v7().to_string()),
+            program_id: Set(scope.1.to_owned()),
+            member_id: Set(scope.2.to_owned()),
+            kind: Set(entry_kind(entry.kind).to_owned()),
+            points: Set(entry.amount),
+            balance_after: Set(entry.balance_after),
+            at: Set(entry.at),
+            reference: Set(entry.reference),
+            rules_version: Set(version),
+        });
+        entries::Entity::insert_many(rows).exec_without_returning(txn).await?;
+    }
+    Ok(())
+}
+
+/// Points a member earned today (in the program's time zone), for the daily cap.
+async fn earned_today(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    account: &Account,
+    program: &ProgramRules,
+    at: DateTime<Utc>,
+) -> Result<i64> {
+    let local = at.with_timezone(&program.offset);
+    let midnight = local
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .and_then(|midnight| midnight.and_local_timezone(program.offset).single())
+        .map_or(at, |midnight| midnight.with_timezone(&Utc));
+    let rows = entries::Entity::find()
+        .filter(entries::Column::TenantId.eq(tenant_id))
+        .filter(entries::Column::ProgramId.eq(account.program_id.as_str()))
+        .filter(entries::Column::MemberId.eq(account.member_id.as_str()))
+        .filter(entries::Column::Kind.eq("EARN"))
+        .filter(entries::Column::At.gte(midnight))
+        .all(txn)
+        .await?;
+    Ok(rows.iter().map(|row| row.points).sum())
+}
+
+pub mod accounts_api;
+pub mod sales;
+
+pub use accounts_api::*;
+
+/// What a transaction needs to know to run against an account.
+pub struct AccountKey<'a> {
+    pub actor: &'a TenantActor,
+    pub program: &'a ProgramRules,
+    pub rules_version: u32,
+    pub member_id: &'a str,
+}
+
+/// Operations already recorded under these keys, one query per source.
+async fn recorded(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    keys: &[(String, String)],
+) -> Result<HashMap<(String, String), operations::Model>> {
+    let mut by_source: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+    for (source, key) in keys {
+        by_source.entry(source.as_str()).or_default().push(key.as_str());
+    }
+    let mut found = HashMap::new();
+    for (source, keys) in by_source {
+        let rows = operations::Entity::find()
+            .filter(operations::Column::TenantId.eq(tenant_id))
+            .filter(operations::Column::Source.eq(source))
+            .filter(operations::Column::Key.is_in(keys))
+            .all(txn)
+            .await?;
+        found.extend(rows.into_iter().map(|row| ((row.source.clone(), row.key.clone()), row)));
+    }
+    Ok(found)
+}

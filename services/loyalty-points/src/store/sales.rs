@@ -1,0 +1,392 @@
+//! Recording a batch of sales and refunds in one transaction.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use prost::Message;
+use quanyu_proto::points::v1 as pb;
+use quanyu_runtime::auth::TenantActor;
+use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, TransactionTrait};
+
+use super::entity::operations;
+use super::{Account, Result, load_account, now, recorded, save_account};
+use crate::domain::earning::{Earned, SaleContext, SaleLine, points_to_reverse};
+use crate::domain::expiry::expires_at;
+use crate::domain::ledger::{Credit, LedgerError};
+use crate::program::ProgramRules;
+
+/// What a validated sale asks for.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// A member's purchase: earn on `lines`, spend `redeem` points at the till.
+    Earn {
+        member_id: String,
+        program_id: String,
+        lines: Vec<SaleLine>,
+        redeem: i64,
+        context: SaleContext,
+    },
+    /// A refund of `refund_minor` of the sale recorded under `original_key`.
+    Refund { original_key: String, refund_minor: i64 },
+    /// A sale by nobody known: kept for analytics, earns nothing.
+    NonMember,
+}
+
+#[derive(Debug, Clone)]
+pub struct PreparedSale {
+    pub index: i32,
+    pub source: String,
+    pub key: String,
+    /// The sale as received, encoded: a replay must match it byte for byte.
+    pub sale: pb::Sale,
+    pub plan: Plan,
+}
+
+/// The programs of the tenant by id, with their current rules version.
+pub type Programs = HashMap<String, (ProgramRules, u32)>;
+
+fn rejected(index: i32, field: &str, description: String) -> pb::SaleResult {
+    pb::SaleResult {
+        index,
+        outcome: pb::SaleOutcome::Rejected.into(),
+        violations: vec![pb::FieldViolation {
+            field: field.to_owned(),
+            description,
+        }],
+        ..Default::default()
+    }
+}
+
+/// Why one sale of a batch was refused.
+struct Rejection {
+    field: String,
+    description: String,
+}
+
+impl Rejection {
+    fn new(field: &str, description: String) -> Self {
+        Self {
+            field: field.to_owned(),
+            description,
+        }
+    }
+}
+
+/// Names the first field in which a replayed sale differs from the one first recorded.
+fn differing_field(recorded: &pb::Sale, replayed: &pb::Sale) -> &'static str {
+    let fields: [(&'static str, bool); 12] = [
+        ("kind", recorded.kind != replayed.kind),
+        (
+            "original_transaction_id",
+            recorded.original_transaction_id != replayed.original_transaction_id,
+        ),
+        ("channel", recorded.channel != replayed.channel),
+        ("brand_id", recorded.brand_id != replayed.brand_id),
+        ("store_id", recorded.store_id != replayed.store_id),
+        ("occurred_at", recorded.occurred_at != replayed.occurred_at),
+        ("buyer", recorded.buyer != replayed.buyer),
+        ("amount", recorded.amount != replayed.amount),
+        ("lines", recorded.lines != replayed.lines),
+        ("points_redeemed", recorded.points_redeemed != replayed.points_redeemed),
+        ("source", recorded.source != replayed.source),
+        ("transaction_id", recorded.transaction_id != replayed.transaction_id),
+    ];
+    fields
+        .into_iter()
+        .find(|(_, differs)| *differs)
+        .map_or("sale", |(field, _)| field)
+}
+
+/// What a fully or partly refunded share of `total` comes to, the same way every time.
+fn share(total: i64, eligible: i64, refunded: i64) -> i64 {
+    points_to_reverse(
+        &Earned {
+            points: total,
+            eligible_minor: eligible,
+            rules_version: 0,
+        },
+        0,
+        refunded,
+        0,
+    )
+}
+
+struct Batch<'a> {
+    tenant_id: &'a str,
+    programs: &'a Programs,
+    accounts: HashMap<(String, String), Account>,
+    operations: HashMap<(String, String), operations::Model>,
+    new_keys: BTreeSet<(String, String)>,
+    changed_originals: BTreeSet<(String, String)>,
+    at: DateTime<Utc>,
+}
+
+impl Batch<'_> {
+    fn apply(&mut self, sale: &PreparedSale) -> std::result::Result<(pb::SaleResult, operations::Model), Rejection> {
+        let index = sale.index;
+        let mut result = pb::SaleResult {
+            index,
+            outcome: pb::SaleOutcome::Applied.into(),
+            ..Default::default()
+        };
+        let mut operation = operations::Model {
+            tenant_id: self.tenant_id.to_owned(),
+            source: sale.source.clone(),
+            key: sale.key.clone(),
+            request: sale.sale.encode_to_vec(),
+            result: Vec::new(),
+            member_id: None,
+            program_id: None,
+            eligible_minor: 0,
+            points_earned: 0,
+            refunded_minor: 0,
+            points_reversed: 0,
+            growth: 0,
+            recorded_at: self.at,
+        };
+        match &sale.plan {
+            Plan::NonMember => {}
+            Plan::Earn {
+                member_id,
+                program_id,
+                lines,
+                redeem,
+                context,
+            } => {
+                let Some((program, version)) = self.programs.get(program_id) else {
+                    return Err(Rejection::new("brand_id", "no program for this brand".into()));
+                };
+                let account = self
+                    .accounts
+                    .get_mut(&(program_id.clone(), member_id.clone()))
+                    .ok_or_else(|| Rejection::new("buyer", "account not loaded".into()))?;
+                if *redeem > 0 {
+                    account
+                        .ledger
+                        .redeem(*redeem, self.at, &sale.key)
+                        .map_err(|error| match error {
+                            LedgerError::InsufficientPoints { available, .. } => {
+                                Rejection::new("points_redeemed", format!("only {available} points are available"))
+                            }
+                            other => Rejection::new("points_redeemed", other.to_string()),
+                        })?;
+                }
+                let context = SaleContext {
+                    tier: account.tier.tier.clone(),
+                    ..context.clone()
+                };
+                let today = account.earned_today;
+                let earned = program.earning.points_for(lines, &context, today);
+                if earned.points > 0 {
+                    let expiry = expires_at(program.expiry, self.at, program.offset);
+                    account
+                        .ledger
+                        .credit(Credit::Earn, earned.points, self.at, expiry, &sale.key)
+                        .map_err(|error| Rejection::new("occurred_at", error.to_string()))?;
+                    account.earned_today += earned.points;
+                }
+                let growth = earned.eligible_minor / 100;
+                account.tier.accrue(&program.ladder, growth);
+                result.member_id = member_id.clone();
+                result.program_id = program_id.clone();
+                result.points_earned = earned.points;
+                result.points_redeemed = *redeem;
+                result.balance_after = account.ledger.balance();
+                result.rules_version = *version;
+                operation.member_id = Some(member_id.clone());
+                operation.program_id = Some(program_id.clone());
+                operation.eligible_minor = earned.eligible_minor;
+                operation.points_earned = earned.points;
+                operation.growth = growth;
+            }
+            Plan::Refund {
+                original_key,
+                refund_minor,
+            } => {
+                let original_id = (sale.source.clone(), original_key.clone());
+                let Some(original) = self.operations.get(&original_id).cloned() else {
+                    return Err(Rejection::new(
+                        "original_transaction_id",
+                        format!("no sale {original_key:?} from source {:?} is recorded", sale.source),
+                    ));
+                };
+                let original_sale = pb::Sale::decode(original.request.as_slice()).unwrap_or_default();
+                if original_sale.kind != i32::from(pb::SaleKind::Sale) {
+                    return Err(Rejection::new(
+                        "original_transaction_id",
+                        "names a refund, not a sale".into(),
+                    ));
+                }
+                if let (Some(member_id), Some(program_id)) = (&original.member_id, &original.program_id) {
+                    let Some((program, version)) = self.programs.get(program_id) else {
+                        return Err(Rejection::new(
+                            "original_transaction_id",
+                            "its program no longer exists".into(),
+                        ));
+                    };
+                    let account = self
+                        .accounts
+                        .get_mut(&(program_id.clone(), member_id.clone()))
+                        .ok_or_else(|| Rejection::new("original_transaction_id", "account not loaded".into()))?;
+                    let earned = Earned {
+                        points: original.points_earned,
+                        eligible_minor: original.eligible_minor,
+                        rules_version: *version,
+                    };
+                    let reversed = points_to_reverse(
+                        &earned,
+                        original.refunded_minor,
+                        *refund_minor,
+                        original.points_reversed,
+                    );
+                    if reversed > 0 {
+                        account
+                            .ledger
+                            .reverse(reversed, self.at, original_key)
+                            .map_err(|error| Rejection::new("amount", error.to_string()))?;
+                    }
+                    let refunded_after = original.refunded_minor + refund_minor;
+                    let growth_back = share(original.growth, original.eligible_minor, refunded_after)
+                        - share(original.growth, original.eligible_minor, original.refunded_minor);
+                    account.tier.accrue(&program.ladder, -growth_back);
+                    result.member_id = member_id.clone();
+                    result.program_id = program_id.clone();
+                    result.points_reversed = reversed;
+                    result.balance_after = account.ledger.balance();
+                    result.rules_version = *version;
+                    operation.member_id = Some(member_id.clone());
+                    operation.program_id = Some(program_id.clone());
+                    if let Some(stored) = self.operations.get_mut(&original_id) {
+                        stored.refunded_minor = refunded_after;
+                        stored.points_reversed += reversed;
+                    }
+                    self.changed_originals.insert(original_id);
+                }
+            }
+        }
+        operation.result = result.encode_to_vec();
+        Ok((result, operation))
+    }
+}
+
+/// Applies a batch: each sale once, whatever the retries; answers each on its own.
+pub async fn record_sales(
+    db: &DatabaseConnection,
+    actor: &TenantActor,
+    programs: &Programs,
+    sales: &[PreparedSale],
+) -> Result<Vec<pb::SaleResult>> {
+    let tenant_id = actor.tenant_id.as_ref();
+    let at = now();
+    let txn = db.begin().await?;
+    let mut keys: Vec<(String, String)> = sales
+        .iter()
+        .map(|sale| (sale.source.clone(), sale.key.clone()))
+        .collect();
+    keys.extend(sales.iter().filter_map(|sale| match &sale.plan {
+        Plan::Refund { original_key, .. } => Some((sale.source.clone(), original_key.clone())),
+        _ => None,
+    }));
+    let operations = recorded(&txn, tenant_id, &keys).await?;
+    // Every account the batch touches, locked in one order.
+    let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
+    for sale in sales {
+        match &sale.plan {
+            Plan::Earn {
+                member_id, program_id, ..
+            } => {
+                touched.insert((program_id.clone(), member_id.clone()));
+            }
+            Plan::Refund { original_key, .. } => {
+                let original = operations.get(&(sale.source.clone(), original_key.clone()));
+                if let Some((Some(member), Some(program))) = original.map(|op| (&op.member_id, &op.program_id)) {
+                    touched.insert((program.clone(), member.clone()));
+                }
+            }
+            Plan::NonMember => {}
+        }
+    }
+    let mut accounts = HashMap::new();
+    for (program_id, member_id) in touched {
+        let Some((program, _)) = programs.get(&program_id) else {
+            continue;
+        };
+        let mut account = load_account(&txn, tenant_id, program, &member_id, at).await?;
+        account.earned_today = super::earned_today(&txn, tenant_id, &account, program, at).await?;
+        accounts.insert((program_id, member_id), account);
+    }
+    let mut batch = Batch {
+        tenant_id,
+        programs,
+        accounts,
+        operations,
+        new_keys: BTreeSet::new(),
+        changed_originals: BTreeSet::new(),
+        at,
+    };
+    let mut results = Vec::with_capacity(sales.len());
+    let mut new_operations = Vec::new();
+    for sale in sales {
+        let id = (sale.source.clone(), sale.key.clone());
+        if let Some(first) = batch.operations.get(&id) {
+            let result = if first.request == sale.sale.encode_to_vec() {
+                pb::SaleResult {
+                    index: sale.index,
+                    outcome: pb::SaleOutcome::Duplicate.into(),
+                    original: pb::SaleResult::decode(first.result.as_slice()).ok().map(Box::new),
+                    ..Default::default()
+                }
+            } else {
+                let recorded_sale = pb::Sale::decode(first.request.as_slice()).unwrap_or_default();
+                let field = differing_field(&recorded_sale, &sale.sale);
+                rejected(
+                    sale.index,
+                    field,
+                    format!(
+                        "transaction {:?} of {:?} was recorded with a different {field}",
+                        sale.key, sale.source
+                    ),
+                )
+            };
+            results.push(result);
+            continue;
+        }
+        match batch.apply(sale) {
+            Ok((result, operation)) => {
+                batch.new_keys.insert(id.clone());
+                batch.operations.insert(id, operation.clone());
+                new_operations.push(id_of(&operation));
+                results.push(result);
+            }
+            Err(rejection) => results.push(rejected(sale.index, &rejection.field, rejection.description)),
+        }
+    }
+    for account in batch.accounts.values_mut() {
+        let version = programs.get(&account.program_id).map_or(0, |(_, version)| *version);
+        save_account(&txn, tenant_id, account, version, at).await?;
+    }
+    let inserted: Vec<operations::ActiveModel> = new_operations
+        .iter()
+        .filter_map(|id| batch.operations.get(id))
+        .map(|operation| operations::ActiveModel::from(operation.clone()))
+        .collect();
+    if !inserted.is_empty() {
+        operations::Entity::insert_many(inserted)
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    for id in batch.changed_originals.difference(&batch.new_keys) {
+        if let Some(original) = batch.operations.get(id) {
+            let mut row: operations::ActiveModel = original.clone().into();
+            row.refunded_minor = Set(original.refunded_minor);
+            row.points_reversed = Set(original.points_reversed);
+            operations::Entity::update(row).exec(&txn).await?;
+        }
+    }
+    txn.commit().await?;
+    Ok(results)
+}
+
+fn id_of(operation: &operations::Model) -> (String, String) {
+    (operation.source.clone(), operation.key.clone())
+}

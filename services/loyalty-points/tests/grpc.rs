@@ -1,0 +1,489 @@
+//! loyalty-points over real gRPC, with member-identity beside it, on SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use quanyu_proto::common::v1::{Channel, Money};
+use quanyu_proto::identity::v1 as identity_pb;
+use quanyu_proto::points::v1 as pb;
+use quanyu_testkit::{PointsClient, Suite, keys};
+use tonic::Code;
+
+quanyu_testkit::suite!(
+    programs_are_validated_and_versioned,
+    sales_earn_and_replays_change_nothing,
+    a_batch_applies_the_good_sales_and_reports_the_bad,
+    refunds_reverse_proportionally_and_may_leave_a_debt,
+    holds_reserve_points_until_confirmed_released_or_expired,
+    concurrent_redeems_never_overspend,
+    tiers_upgrade_at_once,
+    tenants_never_see_each_other,
+);
+
+fn program(hold_ttl_seconds: i32) -> pb::Program {
+    pb::Program {
+        program_id: "lumen-club".into(),
+        brand_id: String::new(),
+        points_name: "Lumen points".into(),
+        earning: Some(pb::EarningRules {
+            points_per_unit: 1,
+            unit_minor: 100,
+            rounding: pb::Rounding::Down.into(),
+            multipliers: Vec::new(),
+            excluded_categories: vec!["gift-card".into()],
+            cap_per_order: 0,
+            cap_per_day: 0,
+            utc_offset_minutes: 480,
+        }),
+        expiry: Some(pb::ExpiryPolicy {
+            policy: Some(pb::expiry_policy::Policy::RollingMonths(12)),
+        }),
+        tiers: vec![
+            pb::Tier {
+                code: "member".into(),
+                growth_threshold: 0,
+                multiplier_bp: 10_000,
+            },
+            pb::Tier {
+                code: "gold".into(),
+                growth_threshold: 1_000,
+                multiplier_bp: 20_000,
+            },
+        ],
+        hold_ttl_seconds,
+        auto_enroll: true,
+        rules_version: 0,
+    }
+}
+
+async fn with_program(suite: &Suite, hold_ttl_seconds: i32) -> PointsClient {
+    let mut client = suite.points(keys::ACME_PLATFORM).await;
+    client
+        .upsert_program(pb::UpsertProgramRequest {
+            program: Some(program(hold_ttl_seconds)),
+        })
+        .await
+        .unwrap();
+    client
+}
+
+fn cny(amount_minor: i64) -> Option<Money> {
+    Some(Money {
+        amount_minor,
+        currency: "CNY".into(),
+    })
+}
+
+fn now() -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp(),
+        nanos: 0,
+    })
+}
+
+fn phone_buyer(phone: &str) -> Option<pb::Buyer> {
+    Some(pb::Buyer {
+        who: Some(pb::buyer::Who::Identity(identity_pb::Identity {
+            kind: identity_pb::IdentityKind::Phone.into(),
+            value: phone.into(),
+            namespace: String::new(),
+        })),
+    })
+}
+
+fn sale(transaction_id: &str, buyer: Option<pb::Buyer>, amount_minor: i64) -> pb::Sale {
+    pb::Sale {
+        source: "pos-sh".into(),
+        transaction_id: transaction_id.into(),
+        kind: pb::SaleKind::Sale.into(),
+        original_transaction_id: String::new(),
+        channel: Channel::Store.into(),
+        brand_id: String::new(),
+        store_id: "sh-01".into(),
+        occurred_at: now(),
+        buyer,
+        amount: cny(amount_minor),
+        lines: vec![pb::SaleLine {
+            sku: "serum".into(),
+            category: "skincare".into(),
+            quantity: 1,
+            amount: cny(amount_minor),
+        }],
+        points_redeemed: 0,
+    }
+}
+
+fn refund(transaction_id: &str, original: &str, amount_minor: i64) -> pb::Sale {
+    pb::Sale {
+        kind: pb::SaleKind::Refund.into(),
+        original_transaction_id: original.into(),
+        buyer: None,
+        lines: Vec::new(),
+        ..sale(transaction_id, None, amount_minor)
+    }
+}
+
+async fn record(client: &mut PointsClient, sales: Vec<pb::Sale>) -> Vec<pb::SaleResult> {
+    client
+        .record_sales(pb::RecordSalesRequest { sales })
+        .await
+        .unwrap()
+        .into_inner()
+        .results
+}
+
+fn account(member_id: &str) -> Option<pb::AccountRef> {
+    Some(pb::AccountRef {
+        member_id: member_id.into(),
+        program_id: String::new(),
+    })
+}
+
+async fn balance(client: &mut PointsClient, member_id: &str) -> pb::Balance {
+    client
+        .get_balance(pb::GetBalanceRequest {
+            account: account(member_id),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .balance
+        .unwrap()
+}
+
+async fn programs_are_validated_and_versioned(suite: Suite) {
+    let mut client = suite.points(keys::ACME_PLATFORM).await;
+    let first = client
+        .upsert_program(pb::UpsertProgramRequest {
+            program: Some(program(0)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.into_inner().program.unwrap().rules_version, 1);
+    let second = client
+        .upsert_program(pb::UpsertProgramRequest {
+            program: Some(program(0)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(second.into_inner().program.unwrap().rules_version, 2);
+    let fetched = client
+        .get_program(pb::GetProgramRequest {
+            program_id: "lumen-club".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(fetched.into_inner().program.unwrap().rules_version, 2);
+
+    let bad = pb::Program {
+        program_id: "X".into(),
+        earning: None,
+        expiry: None,
+        tiers: vec![pb::Tier {
+            code: "gold".into(),
+            growth_threshold: 5,
+            multiplier_bp: 10_000,
+        }],
+        ..program(0)
+    };
+    let status = client
+        .upsert_program(pb::UpsertProgramRequest { program: Some(bad) })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    for field in ["program_id", "earning", "expiry", "tiers"] {
+        assert!(status.message().contains(field), "{field} in {}", status.message());
+    }
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let denied = pos
+        .upsert_program(pb::UpsertProgramRequest {
+            program: Some(program(0)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+}
+
+async fn sales_earn_and_replays_change_nothing(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let batch = vec![
+        sale("t-1", phone_buyer("13800138000"), 12_345),
+        sale("t-2", None, 5_000),
+    ];
+    let results = record(&mut pos, batch.clone()).await;
+    assert_eq!(results[0].outcome, pb::SaleOutcome::Applied as i32);
+    assert_eq!(results[0].points_earned, 123);
+    assert!(!results[0].member_id.is_empty(), "the unknown buyer was enrolled");
+    assert_eq!(results[1].outcome, pb::SaleOutcome::Applied as i32);
+    assert!(
+        results[1].member_id.is_empty(),
+        "an anonymous sale is kept without points"
+    );
+    let member_id = results[0].member_id.clone();
+
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let resolved = identity
+        .resolve_identities(identity_pb::ResolveIdentitiesRequest {
+            identities: vec![identity_pb::Identity {
+                kind: identity_pb::IdentityKind::Phone.into(),
+                value: "+8613800138000".into(),
+                namespace: String::new(),
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolved.resolutions[0].member_id, member_id);
+
+    let replay = record(&mut pos, batch).await;
+    assert_eq!(replay[0].outcome, pb::SaleOutcome::Duplicate as i32);
+    let original = replay[0].original.clone().unwrap();
+    assert_eq!(*original, results[0], "a replay answers with the original result");
+    assert_eq!(balance(&mut pos, &member_id).await.balance, 123, "nothing earned twice");
+
+    let mut changed = sale("t-1", phone_buyer("13800138000"), 99_999);
+    changed.lines[0].amount = cny(99_999);
+    let conflict = record(&mut pos, vec![changed]).await;
+    assert_eq!(conflict[0].outcome, pb::SaleOutcome::Rejected as i32);
+    assert_eq!(conflict[0].violations[0].field, "amount");
+
+    let entries = pos
+        .list_entries(pb::ListEntriesRequest {
+            account: account(&member_id),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(
+        entries.unwrap_err().code(),
+        Code::PermissionDenied,
+        "pos keys do not read history"
+    );
+    let mut analyst = suite.points(keys::ACME_ANALYST).await;
+    let entries = analyst
+        .list_entries(pb::ListEntriesRequest {
+            account: account(&member_id),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (entries[0].kind, entries[0].points, entries[0].rules_version),
+        (pb::EntryKind::Earn as i32, 123, 1)
+    );
+    let shown = balance(&mut pos, &member_id).await;
+    assert_eq!(shown.expiring.len(), 1);
+    assert_eq!(shown.expiring[0].points, 123);
+}
+
+async fn a_batch_applies_the_good_sales_and_reports_the_bad(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let mut sales: Vec<pb::Sale> = (0..1000)
+        .map(|n| sale(&format!("b-{n}"), phone_buyer(&format!("1390000{n:04}")), 1_000))
+        .collect();
+    sales[10].amount = cny(-5);
+    sales[500].occurred_at = None;
+    sales[999].lines[0].quantity = 0;
+    let results = record(&mut pos, sales).await;
+    assert_eq!(results.len(), 1000);
+    let rejected: Vec<(i32, String)> = results
+        .iter()
+        .filter(|r| r.outcome == pb::SaleOutcome::Rejected as i32)
+        .map(|r| (r.index, r.violations[0].field.clone()))
+        .collect();
+    assert_eq!(
+        rejected,
+        vec![
+            (10, "amount.amount_minor".into()),
+            (500, "occurred_at".into()),
+            (999, "lines[0].quantity".into())
+        ]
+    );
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| r.outcome == pb::SaleOutcome::Applied as i32)
+            .count(),
+        997
+    );
+}
+
+async fn refunds_reverse_proportionally_and_may_leave_a_debt(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let earned = record(&mut pos, vec![sale("r-1", phone_buyer("13700137000"), 30_000)]).await;
+    let member_id = earned[0].member_id.clone();
+    assert_eq!(earned[0].points_earned, 300);
+    pos.redeem(pb::RedeemRequest {
+        account: account(&member_id),
+        points: 250,
+        idempotency_key: "till-9".into(),
+    })
+    .await
+    .unwrap();
+    let first = record(&mut pos, vec![refund("r-1-a", "r-1", 10_000)]).await;
+    assert_eq!(first[0].points_reversed, 100);
+    let rest = record(&mut pos, vec![refund("r-1-b", "r-1", 20_000)]).await;
+    assert_eq!(rest[0].points_reversed, 200);
+    assert_eq!(rest[0].balance_after, -250, "points already spent leave a debt");
+    let later = record(&mut pos, vec![sale("r-2", phone_buyer("13700137000"), 40_000)]).await;
+    assert_eq!(later[0].balance_after, 150, "later earnings pay the debt first");
+    let unknown = record(&mut pos, vec![refund("r-x", "never-sold", 100)]).await;
+    assert_eq!(unknown[0].violations[0].field, "original_transaction_id");
+}
+
+async fn holds_reserve_points_until_confirmed_released_or_expired(suite: Suite) {
+    with_program(&suite, 1).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let earned = record(&mut pos, vec![sale("h-1", phone_buyer("13600136000"), 50_000)]).await;
+    let member_id = earned[0].member_id.clone();
+    let hold = pos
+        .place_hold(pb::PlaceHoldRequest {
+            account: account(&member_id),
+            points: 400,
+            idempotency_key: "h-a".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hold.balance.unwrap().available, 100);
+    let too_much = pos
+        .redeem(pb::RedeemRequest {
+            account: account(&member_id),
+            points: 101,
+            idempotency_key: "r-a".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(too_much.code(), Code::FailedPrecondition);
+    let confirmed = pos
+        .confirm_hold(pb::ConfirmHoldRequest {
+            account: account(&member_id),
+            hold_id: hold.hold_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .balance
+        .unwrap();
+    assert_eq!((confirmed.balance, confirmed.held), (100, 0));
+
+    let hold = pos
+        .place_hold(pb::PlaceHoldRequest {
+            account: account(&member_id),
+            points: 60,
+            idempotency_key: "h-b".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hold.balance.unwrap().available, 40);
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let after_ttl = balance(&mut pos, &member_id).await;
+    assert_eq!(
+        (after_ttl.available, after_ttl.held),
+        (100, 0),
+        "the hold released itself after its TTL"
+    );
+    let late = pos
+        .confirm_hold(pb::ConfirmHoldRequest {
+            account: account(&member_id),
+            hold_id: hold.hold_id,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::NotFound);
+}
+
+async fn concurrent_redeems_never_overspend(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let earned = record(&mut pos, vec![sale("c-1", phone_buyer("13500135000"), 10_000)]).await;
+    let member_id = earned[0].member_id.clone();
+    let tasks: Vec<_> = (0..64)
+        .map(|n| {
+            let mut client = pos.clone();
+            let member_id = member_id.clone();
+            tokio::spawn(async move {
+                client
+                    .redeem(pb::RedeemRequest {
+                        account: account(&member_id),
+                        points: 3,
+                        idempotency_key: format!("c-{n}"),
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(|status| status.code())
+            })
+        })
+        .collect();
+    let mut succeeded = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => succeeded += 1,
+            Err(code) => assert_eq!(code, Code::FailedPrecondition),
+        }
+    }
+    assert_eq!(succeeded, 33, "100 points buy 33 redemptions of 3");
+    assert_eq!(balance(&mut pos, &member_id).await.balance, 1);
+}
+
+async fn tiers_upgrade_at_once(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let first = record(&mut pos, vec![sale("g-1", phone_buyer("13400134000"), 100_000)]).await;
+    let member_id = first[0].member_id.clone();
+    assert_eq!(first[0].points_earned, 1_000);
+    assert_eq!(
+        balance(&mut pos, &member_id).await.tier,
+        "gold",
+        "1,000 growth reaches gold at once"
+    );
+    let second = record(&mut pos, vec![sale("g-2", phone_buyer("13400134000"), 10_000)]).await;
+    assert_eq!(second[0].points_earned, 200, "gold earns double");
+}
+
+async fn tenants_never_see_each_other(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let earned = record(&mut pos, vec![sale("x-1", phone_buyer("13300133000"), 10_000)]).await;
+    let member_id = earned[0].member_id.clone();
+    let mut globex = suite.points(keys::GLOBEX_PLATFORM).await;
+    let status = globex
+        .get_balance(pb::GetBalanceRequest {
+            account: account(&member_id),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::NotFound,
+        "globex has no program, let alone acme's accounts"
+    );
+    globex
+        .upsert_program(pb::UpsertProgramRequest {
+            program: Some(program(0)),
+        })
+        .await
+        .unwrap();
+    let empty = globex
+        .get_balance(pb::GetBalanceRequest {
+            account: account(&member_id),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        empty.into_inner().balance.unwrap().balance,
+        0,
+        "acme's points are not globex's"
+    );
+    let replayed = record(&mut globex, vec![sale("x-1", None, 10_000)]).await;
+    assert_eq!(
+        replayed[0].outcome,
+        pb::SaleOutcome::Applied as i32,
+        "keys are per tenant"
+    );
+}
