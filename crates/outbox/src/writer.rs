@@ -29,6 +29,11 @@ pub fn event_type(payload: &Payload) -> &'static str {
         Payload::TagsChanged(_) => "identity.TagsChanged",
         Payload::ConsentChanged(_) => "identity.ConsentChanged",
         Payload::GuideBound(_) => "identity.GuideBound",
+        Payload::SaleRecorded(_) => "points.SaleRecorded",
+        Payload::PointsChanged(_) => "points.PointsChanged",
+        Payload::TierChanged(_) => "points.TierChanged",
+        Payload::HoldPlaced(_) => "points.HoldPlaced",
+        Payload::HoldReleased(_) => "points.HoldReleased",
     }
 }
 

@@ -101,6 +101,7 @@ impl Suite {
         let points_config = quanyu_loyalty_points::Config {
             identity_endpoint: format!("http://{identity_addr}"),
             identity_api_key: quanyu_runtime::config::Secret::new(keys::SERVICE),
+            sweep_interval_secs: 1,
             ..quanyu_loyalty_points::Config::default()
         };
         let points = quanyu_loyalty_points::build(&points_config, &context)
@@ -141,14 +142,19 @@ impl Suite {
         MemberIdentityServiceClient::with_interceptor(self.identity_channel().await, bearer)
     }
 
-    /// A loyalty-points client that calls with `key`.
-    pub async fn points(&self, key: &str) -> PointsClient {
-        let channel = Channel::from_shared(format!("http://{}", self.points_addr))
+    /// A channel to loyalty-points.
+    pub async fn points_channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.points_addr))
             .expect("valid address")
             .connect()
             .await
-            .expect("loyalty-points accepts connections");
-        PointsServiceClient::with_interceptor(channel, BearerKey::new(key).expect("test keys are ASCII"))
+            .expect("loyalty-points accepts connections")
+    }
+
+    /// A loyalty-points client that calls with `key`.
+    pub async fn points(&self, key: &str) -> PointsClient {
+        let bearer = BearerKey::new(key).expect("test keys are ASCII");
+        PointsServiceClient::with_interceptor(self.points_channel().await, bearer)
     }
 
     /// Triggers graceful shutdown and waits until every server has stopped.

@@ -68,15 +68,7 @@ impl PointsApi {
     }
 
     async fn programs(&self, tenant_id: &str) -> Result<Programs, PointsError> {
-        let mut programs = HashMap::new();
-        for row in store::programs(&self.db, tenant_id).await? {
-            let definition = pb::Program::decode(row.definition.as_slice())
-                .map_err(|error| PointsError::Identity(format!("stored program {} is unreadable: {error}", row.id)))?;
-            let version = row.rules_version.unsigned_abs();
-            let rules = ProgramRules::from_pb(&definition, version).map_err(PointsError::InvalidInput)?;
-            programs.insert(row.id, (rules, version));
-        }
-        Ok(programs)
+        store::program_rules(&self.db, tenant_id).await
     }
 
     /// The program an account reference names: the given id, else the tenant-wide program.

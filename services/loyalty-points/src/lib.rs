@@ -10,6 +10,8 @@ pub mod store;
 
 use std::net::SocketAddr;
 
+use quanyu_outbox::subscribe::EventStream;
+use quanyu_proto::events::v1::event_stream_service_server::EventStreamServiceServer;
 use quanyu_proto::points::v1::points_service_server::PointsServiceServer;
 use quanyu_runtime::auth::Authenticator;
 use quanyu_runtime::config::Secret;
@@ -30,6 +32,10 @@ pub struct Config {
     pub identity_endpoint: String,
     /// A `service` API key accepted by member-identity.
     pub identity_api_key: Secret,
+    /// How often due lots are expired and lapsed holds released on accounts nobody touches.
+    pub sweep_interval_secs: u64,
+    pub events: quanyu_outbox::subscribe::StreamConfig,
+    pub retention: quanyu_outbox::retention::RetentionConfig,
 }
 
 impl Default for Config {
@@ -38,6 +44,9 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
             identity_endpoint: "http://127.0.0.1:50051".into(),
             identity_api_key: Secret::default(),
+            sweep_interval_secs: 30,
+            events: quanyu_outbox::subscribe::StreamConfig::default(),
+            retention: quanyu_outbox::retention::RetentionConfig::default(),
         }
     }
 }
@@ -57,16 +66,21 @@ pub async fn build(config: &Config, context: &ServiceContext) -> Result<Service,
         .map_err(|error| BuildError::Endpoint(error.to_string()))?
         .connect_lazy();
     let identity = api::IdentityClient::new(channel, config.identity_api_key.expose().to_owned());
-    let points = PointsServiceServer::new(api::PointsApi::new(db, identity))
+    let every = std::time::Duration::from_secs(config.sweep_interval_secs.max(1));
+    store::sweep::spawn_sweeper(db.clone(), every, context.shutdown.clone());
+    quanyu_outbox::retention::spawn_pruner(db.clone(), config.retention.clone(), context.shutdown.clone());
+    let authenticator = Authenticator::new(context.keys.clone());
+    let points = PointsServiceServer::new(api::PointsApi::new(db.clone(), identity))
         .max_decoding_message_size(context.server.max_decode_bytes)
         .max_encoding_message_size(context.server.max_encode_bytes);
-    let routes = tonic::service::Routes::new(InterceptedService::new(
-        points,
-        Authenticator::new(context.keys.clone()),
-    ));
+    let events = EventStreamServiceServer::new(EventStream::new(db, config.events.clone()))
+        .max_decoding_message_size(context.server.max_decode_bytes)
+        .max_encoding_message_size(context.server.max_encode_bytes);
+    let routes = tonic::service::Routes::new(InterceptedService::new(points, authenticator.clone()))
+        .add_service(InterceptedService::new(events, authenticator));
     Ok(Service {
         name: NAME,
-        grpc_names: vec!["quanyu.points.v1.PointsService"],
+        grpc_names: vec!["quanyu.points.v1.PointsService", "quanyu.events.v1.EventStreamService"],
         routes,
     })
 }

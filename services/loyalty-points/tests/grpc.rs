@@ -17,6 +17,7 @@ quanyu_testkit::suite!(
     concurrent_redeems_never_overspend,
     tiers_upgrade_at_once,
     tenants_never_see_each_other,
+    every_change_is_published_and_lapsed_holds_settle_by_themselves,
 );
 
 fn program(hold_ttl_seconds: i32) -> pb::Program {
@@ -486,4 +487,68 @@ async fn tenants_never_see_each_other(suite: Suite) {
         pb::SaleOutcome::Applied as i32,
         "keys are per tenant"
     );
+}
+
+async fn every_change_is_published_and_lapsed_holds_settle_by_themselves(suite: Suite) {
+    use quanyu_proto::events::v1::event::Payload;
+    use quanyu_proto::events::v1::event_stream_service_client::EventStreamServiceClient;
+    use quanyu_proto::events::v1::{Event, SubscribeRequest, subscribe_response};
+    use tokio_stream::StreamExt as _;
+
+    with_program(&suite, 1).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let earned = record(&mut pos, vec![sale("e-1", phone_buyer("13200132000"), 150_000)]).await;
+    let member_id = earned[0].member_id.clone();
+    pos.place_hold(pb::PlaceHoldRequest {
+        account: account(&member_id),
+        points: 10,
+        idempotency_key: "e-h".into(),
+    })
+    .await
+    .unwrap();
+    // Nobody touches the account again: the sweeper releases the hold when its TTL lapses.
+    tokio::time::sleep(std::time::Duration::from_millis(3_000)).await;
+
+    let bearer = quanyu_runtime::auth::BearerKey::new(keys::ACME_ANALYST).unwrap();
+    let mut events = EventStreamServiceClient::with_interceptor(suite.points_channel().await, bearer);
+    let mut stream = events
+        .subscribe(SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut received: Vec<Event> = Vec::new();
+    while let subscribe_response::Item::Event(event) = stream.next().await.unwrap().unwrap().item.unwrap() {
+        received.push(event);
+    }
+    let types: Vec<&str> = received.iter().map(|event| event.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        vec![
+            "points.PointsChanged",
+            "points.TierChanged",
+            "points.SaleRecorded",
+            "points.HoldPlaced",
+            "points.HoldReleased",
+        ]
+    );
+    let Some(Payload::PointsChanged(changed)) = &received[0].payload else {
+        panic!()
+    };
+    assert_eq!((changed.points, changed.kind), (1_500, pb::EntryKind::Earn as i32));
+    let Some(Payload::TierChanged(tier)) = &received[1].payload else {
+        panic!()
+    };
+    assert_eq!((tier.from_tier.as_str(), tier.to_tier.as_str()), ("member", "gold"));
+    let Some(Payload::SaleRecorded(recorded)) = &received[2].payload else {
+        panic!()
+    };
+    assert_eq!(
+        (recorded.member_id.as_str(), recorded.points_earned),
+        (member_id.as_str(), 1_500)
+    );
+    let Some(Payload::HoldReleased(released)) = &received[4].payload else {
+        panic!()
+    };
+    assert_eq!(released.end, pb::HoldEnd::Expired as i32);
+    assert_eq!(received[0].aggregate_id, format!("lumen-club/{member_id}"));
 }

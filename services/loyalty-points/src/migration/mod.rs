@@ -9,7 +9,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_create_points_tables::Migration)]
+        vec![
+            Box::new(m20261124_000001_create_points_tables::Migration),
+            Box::new(quanyu_outbox::migration::CreateOutbox),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

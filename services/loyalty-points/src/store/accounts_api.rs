@@ -2,7 +2,7 @@
 
 use chrono::DateTime;
 use prost::Message;
-use quanyu_proto::points::v1 as pb;
+use quanyu_proto::points::v1::{self as pb, HoldEnd};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 
 use super::entity::{entries, operations};
@@ -91,7 +91,8 @@ pub async fn change(
             if first.request != *request {
                 return Err(PointsError::IdempotencyConflict((*idempotency_key).to_owned()));
             }
-            save_account(&txn, tenant_id, &mut account, key.rules_version, at).await?;
+            let events = save_account(&txn, tenant_id, &mut account, key.rules_version, at).await?;
+            quanyu_outbox::append(&txn, events).await?;
             txn.commit().await?;
             return Ok(Changed {
                 balance: balance_of(&account),
@@ -109,9 +110,14 @@ pub async fn change(
             let until = at + key.program.hold_ttl;
             hold = Some((account.ledger.place_hold(points, until, &reference)?, until));
         }
-        Change::ConfirmHold { hold_id } => account.ledger.confirm_hold(hold_id, at)?,
+        Change::ConfirmHold { hold_id } => {
+            let hold = account.ledger.holds().iter().find(|hold| hold.id == hold_id).cloned();
+            account.ledger.confirm_hold(hold_id, at)?;
+            account.ended_holds.extend(hold.map(|hold| (hold, HoldEnd::Confirmed)));
+        }
         Change::ReleaseHold { hold_id } => {
-            account.ledger.release_hold(hold_id)?;
+            let hold = account.ledger.release_hold(hold_id)?;
+            account.ended_holds.push((hold, HoldEnd::Released));
         }
         Change::Adjust { points, reason } if points > 0 => {
             let expiry = expires_at(key.program.expiry, at, key.program.offset);
@@ -120,7 +126,7 @@ pub async fn change(
         Change::Adjust { points, reason } => account.ledger.debit_adjustment(-points, at, &reason)?,
         Change::Read => {}
     }
-    save_account(&txn, tenant_id, &mut account, key.rules_version, at).await?;
+    let events = save_account(&txn, tenant_id, &mut account, key.rules_version, at).await?;
     let balance = balance_of(&account);
     if let Some((source, idempotency_key, request)) = idempotency {
         let row = operations::Model {
@@ -142,6 +148,7 @@ pub async fn change(
             .exec_without_returning(&txn)
             .await?;
     }
+    quanyu_outbox::append(&txn, events).await?;
     txn.commit().await?;
     Ok(Changed { balance, hold })
 }

@@ -18,6 +18,10 @@ use sea_orm::{
     QueryOrder, QuerySelect, TransactionTrait,
 };
 
+use quanyu_outbox::NewEvent;
+use quanyu_proto::events::v1::event::Payload;
+use quanyu_proto::points::v1::{self as pb, HoldEnd};
+
 use crate::domain::ledger::{Entry, EntryKind, Hold, Ledger, Lot};
 use crate::domain::tiers::TierState;
 use crate::error::PointsError;
@@ -96,6 +100,19 @@ pub async fn upsert_program(
     })
 }
 
+/// Every program of a tenant with its rules, by id.
+pub async fn program_rules(db: &DatabaseConnection, tenant_id: &str) -> Result<sales::Programs> {
+    let mut rules = HashMap::new();
+    for row in programs(db, tenant_id).await? {
+        let definition = <quanyu_proto::points::v1::Program as prost::Message>::decode(row.definition.as_slice())
+            .map_err(|error| PointsError::Database(DbErr::Custom(format!("program {}: {error}", row.id))))?;
+        let version = row.rules_version.unsigned_abs();
+        let program = ProgramRules::from_pb(&definition, version).map_err(PointsError::InvalidInput)?;
+        rules.insert(row.id, (program, version));
+    }
+    Ok(rules)
+}
+
 /// Every program of a tenant, as stored.
 pub async fn programs(db: &DatabaseConnection, tenant_id: &str) -> Result<Vec<programs::Model>> {
     Ok(programs::Entity::find()
@@ -117,6 +134,11 @@ pub struct Account {
     /// Points earned today before this transaction, for the daily cap; kept current as a batch
     /// earns.
     pub(crate) earned_today: i64,
+    /// The tier and holds as loaded, to tell what changed when the account is saved.
+    loaded_tier: String,
+    loaded_holds: Vec<u64>,
+    /// Holds that ended in this transaction, and how.
+    pub(crate) ended_holds: Vec<(Hold, HoldEnd)>,
 }
 
 async fn load_account(
@@ -178,7 +200,6 @@ async fn load_account(
         .filter(holds::Column::TenantId.eq(tenant_id))
         .filter(holds::Column::ProgramId.eq(program.id.as_str()))
         .filter(holds::Column::MemberId.eq(member_id))
-        .filter(holds::Column::ExpiresAt.gt(at))
         .order_by_asc(holds::Column::HoldId)
         .all(txn)
         .await?
@@ -191,6 +212,12 @@ async fn load_account(
         })
         .collect();
     let mut ledger = Ledger::restore(row.balance, lots, holds, row.next_id.unsigned_abs());
+    let loaded_holds = ledger.holds().iter().map(|hold| hold.id).collect();
+    let ended_holds = ledger
+        .release_expired_holds(at)
+        .into_iter()
+        .map(|hold| (hold, HoldEnd::Expired))
+        .collect();
     ledger.expire(at);
     let mut tier = TierState {
         tier: row.tier.clone(),
@@ -208,6 +235,9 @@ async fn load_account(
         tier,
         growth_year: year.max(row.growth_year),
         earned_today: 0,
+        loaded_tier: row.tier,
+        loaded_holds,
+        ended_holds,
     })
 }
 
@@ -224,14 +254,15 @@ fn entry_kind(kind: EntryKind) -> &'static str {
     }
 }
 
-/// Writes an account back: its row, its open lots and holds, and the entries appended.
+/// Writes an account back: its row, its open lots and holds, and the entries appended; returns
+/// the events that describe what changed.
 async fn save_account(
     txn: &DatabaseTransaction,
     tenant_id: &str,
     account: &mut Account,
     rules_version: u32,
     at: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Vec<NewEvent>> {
     let scope = (tenant_id, account.program_id.as_str(), account.member_id.as_str());
     let row = accounts::ActiveModel {
         tenant_id: Set(scope.0.to_owned()),
@@ -298,6 +329,7 @@ async fn save_account(
             .await?;
     }
     let appended: Vec<Entry> = account.ledger.take_entries();
+    let events = account_events(tenant_id, account, &appended, rules_version);
     if !appended.is_empty() {
         let version = i32::try_from(rules_version).unwrap_or(i32::MAX);
         let rows = appended.into_iter().map(|entry| entries::ActiveModel {
@@ -314,7 +346,85 @@ async fn save_account(
         });
         entries::Entity::insert_many(rows).exec_without_returning(txn).await?;
     }
-    Ok(())
+    Ok(events)
+}
+
+fn entry_kind_pb(kind: EntryKind) -> pb::EntryKind {
+    match kind {
+        EntryKind::Earn => pb::EntryKind::Earn,
+        EntryKind::Redeem => pb::EntryKind::Redeem,
+        EntryKind::Expire => pb::EntryKind::Expire,
+        EntryKind::Reverse => pb::EntryKind::Reverse,
+        EntryKind::Adjust => pb::EntryKind::Adjust,
+        EntryKind::Grant => pb::EntryKind::Grant,
+        EntryKind::MergeIn => pb::EntryKind::MergeIn,
+        EntryKind::MergeOut => pb::EntryKind::MergeOut,
+    }
+}
+
+/// An event about an account.
+pub(crate) fn account_event(tenant_id: &str, program_id: &str, member_id: &str, payload: Payload) -> NewEvent {
+    NewEvent {
+        tenant_id: tenant_id.to_owned(),
+        aggregate_type: "account",
+        aggregate_id: format!("{program_id}/{member_id}"),
+        payload,
+    }
+}
+
+/// The events of what an account's save changes: its entries, its tier, its holds.
+fn account_events(tenant_id: &str, account: &Account, appended: &[Entry], rules_version: u32) -> Vec<NewEvent> {
+    let (program_id, member_id) = (account.program_id.as_str(), account.member_id.as_str());
+    let event = |payload| account_event(tenant_id, program_id, member_id, payload);
+    let mut events: Vec<NewEvent> = appended
+        .iter()
+        .map(|entry| {
+            event(Payload::PointsChanged(pb::PointsChanged {
+                member_id: member_id.to_owned(),
+                program_id: program_id.to_owned(),
+                kind: entry_kind_pb(entry.kind).into(),
+                points: entry.amount,
+                balance_after: entry.balance_after,
+                reference: entry.reference.clone(),
+                rules_version,
+            }))
+        })
+        .collect();
+    if account.tier.tier != account.loaded_tier {
+        events.push(event(Payload::TierChanged(pb::TierChanged {
+            member_id: member_id.to_owned(),
+            program_id: program_id.to_owned(),
+            from_tier: account.loaded_tier.clone(),
+            to_tier: account.tier.tier.clone(),
+        })));
+    }
+    for hold in account
+        .ledger
+        .holds()
+        .iter()
+        .filter(|hold| !account.loaded_holds.contains(&hold.id))
+    {
+        events.push(event(Payload::HoldPlaced(pb::HoldPlaced {
+            member_id: member_id.to_owned(),
+            program_id: program_id.to_owned(),
+            hold_id: hold.id.to_string(),
+            points: hold.amount,
+            expires_at: Some(prost_types::Timestamp {
+                seconds: hold.expires_at.timestamp(),
+                nanos: i32::try_from(hold.expires_at.timestamp_subsec_nanos()).unwrap_or(0),
+            }),
+        })));
+    }
+    for (hold, end) in &account.ended_holds {
+        events.push(event(Payload::HoldReleased(pb::HoldReleased {
+            member_id: member_id.to_owned(),
+            program_id: program_id.to_owned(),
+            hold_id: hold.id.to_string(),
+            points: hold.amount,
+            end: (*end).into(),
+        })));
+    }
+    events
 }
 
 /// Points a member earned today (in the program's time zone), for the daily cap.
@@ -344,6 +454,7 @@ async fn earned_today(
 
 pub mod accounts_api;
 pub mod sales;
+pub mod sweep;
 
 pub use accounts_api::*;
 

@@ -326,6 +326,7 @@ pub async fn record_sales(
     };
     let mut results = Vec::with_capacity(sales.len());
     let mut new_operations = Vec::new();
+    let mut sale_events = Vec::new();
     for sale in sales {
         let id = (sale.source.clone(), sale.key.clone());
         if let Some(first) = batch.operations.get(&id) {
@@ -353,6 +354,7 @@ pub async fn record_sales(
         }
         match batch.apply(sale) {
             Ok((result, operation)) => {
+                sale_events.push(sale_recorded(tenant_id, sale, &result));
                 batch.new_keys.insert(id.clone());
                 batch.operations.insert(id, operation.clone());
                 new_operations.push(id_of(&operation));
@@ -361,10 +363,17 @@ pub async fn record_sales(
             Err(rejection) => results.push(rejected(sale.index, &rejection.field, rejection.description)),
         }
     }
-    for account in batch.accounts.values_mut() {
+    let mut events = Vec::new();
+    let mut touched: Vec<_> = batch.accounts.keys().cloned().collect();
+    touched.sort();
+    for id in touched {
+        let Some(account) = batch.accounts.get_mut(&id) else {
+            continue;
+        };
         let version = programs.get(&account.program_id).map_or(0, |(_, version)| *version);
-        save_account(&txn, tenant_id, account, version, at).await?;
+        events.extend(save_account(&txn, tenant_id, account, version, at).await?);
     }
+    events.extend(sale_events);
     let inserted: Vec<operations::ActiveModel> = new_operations
         .iter()
         .filter_map(|id| batch.operations.get(id))
@@ -383,8 +392,33 @@ pub async fn record_sales(
             operations::Entity::update(row).exec(&txn).await?;
         }
     }
+    quanyu_outbox::append(&txn, events).await?;
     txn.commit().await?;
     Ok(results)
+}
+
+fn sale_recorded(tenant_id: &str, sale: &PreparedSale, result: &pb::SaleResult) -> quanyu_outbox::NewEvent {
+    let recorded = pb::SaleRecorded {
+        source: sale.source.clone(),
+        transaction_id: sale.key.clone(),
+        kind: sale.sale.kind,
+        member_id: result.member_id.clone(),
+        program_id: result.program_id.clone(),
+        channel: sale.sale.channel,
+        brand_id: sale.sale.brand_id.clone(),
+        store_id: sale.sale.store_id.clone(),
+        amount: sale.sale.amount.clone(),
+        occurred_at: sale.sale.occurred_at,
+        points_earned: result.points_earned,
+        points_redeemed: result.points_redeemed,
+        points_reversed: result.points_reversed,
+    };
+    quanyu_outbox::NewEvent {
+        tenant_id: tenant_id.to_owned(),
+        aggregate_type: "sale",
+        aggregate_id: format!("{}/{}", sale.source, sale.key),
+        payload: quanyu_proto::events::v1::event::Payload::SaleRecorded(recorded),
+    }
 }
 
 fn id_of(operation: &operations::Model) -> (String, String) {

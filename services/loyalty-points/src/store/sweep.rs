@@ -1,0 +1,94 @@
+//! The background pass that expires due lots and releases holds past their TTL on accounts
+//! nobody touched, so that balances, events and analytics do not wait for the member's next
+//! visit.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use quanyu_runtime::db::with_retries;
+use quanyu_runtime::shutdown::Shutdown;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, TransactionTrait};
+
+use super::entity::{holds, lots};
+use super::sales::Programs;
+use super::{Result, load_account, now, program_rules, save_account};
+
+const ACCOUNTS_PER_PASS: u64 = 500;
+
+type AccountId = (String, String, String);
+
+async fn due_accounts(db: &DatabaseConnection, at: DateTime<Utc>) -> Result<BTreeSet<AccountId>> {
+    let expiring: Vec<AccountId> = lots::Entity::find()
+        .select_only()
+        .columns([lots::Column::TenantId, lots::Column::ProgramId, lots::Column::MemberId])
+        .filter(lots::Column::ExpiresAt.lte(at))
+        .filter(lots::Column::Remaining.gt(0))
+        .distinct()
+        .limit(ACCOUNTS_PER_PASS)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let lapsed: Vec<AccountId> = holds::Entity::find()
+        .select_only()
+        .columns([
+            holds::Column::TenantId,
+            holds::Column::ProgramId,
+            holds::Column::MemberId,
+        ])
+        .filter(holds::Column::ExpiresAt.lte(at))
+        .distinct()
+        .limit(ACCOUNTS_PER_PASS)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(expiring.into_iter().chain(lapsed).collect())
+}
+
+async fn settle(
+    db: &DatabaseConnection,
+    programs: &Programs,
+    (tenant_id, program_id, member_id): &AccountId,
+) -> Result<()> {
+    let Some((program, version)) = programs.get(program_id) else {
+        return Ok(());
+    };
+    let at = now();
+    let txn = db.begin().await?;
+    let mut account = load_account(&txn, tenant_id, program, member_id, at).await?;
+    let events = save_account(&txn, tenant_id, &mut account, *version, at).await?;
+    quanyu_outbox::append(&txn, events).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// One pass; returns how many accounts it settled.
+pub async fn sweep(db: &DatabaseConnection) -> Result<usize> {
+    let due = due_accounts(db, now()).await?;
+    let mut programs_of: HashMap<String, Programs> = HashMap::new();
+    for account in &due {
+        if !programs_of.contains_key(&account.0) {
+            programs_of.insert(account.0.clone(), program_rules(db, &account.0).await?);
+        }
+        let programs = &programs_of[&account.0];
+        with_retries(|| settle(db, programs, account)).await?;
+    }
+    Ok(due.len())
+}
+
+/// Sweeps every `every` until shutdown.
+pub fn spawn_sweeper(db: DatabaseConnection, every: Duration, shutdown: Shutdown) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = shutdown.wait() => return,
+            }
+            match sweep(&db).await {
+                Ok(0) => {}
+                Ok(settled) => tracing::info!(settled, "expired lots and lapsed holds settled"),
+                Err(error) => tracing::warn!(%error, "points sweep failed; will retry"),
+            }
+        }
+    });
+}
