@@ -94,7 +94,11 @@ impl PointsApi {
         idempotency: Option<(&str, &str, Vec<u8>)>,
     ) -> Result<store::Changed, PointsError> {
         let account = account.cloned().unwrap_or_default();
-        let member_id = member_id(&account.member_id).map_err(|v| PointsError::from(vec![v.under("account")]))?;
+        let asked = member_id(&account.member_id).map_err(|v| PointsError::from(vec![v.under("account")]))?;
+        let member_id = store::current_members(&self.db, &actor.tenant_id, std::slice::from_ref(&asked))
+            .await?
+            .remove(&asked)
+            .unwrap_or(asked);
         let (program, version) = self.program_for(&actor.tenant_id, &account.program_id).await?;
         let key = AccountKey {
             actor,
@@ -415,6 +419,15 @@ impl PointsService for PointsApi {
             .into_iter()
             .zip(self.resolve_buyers(&actor.tenant_id, wanted, &enroll).await?)
             .collect();
+        // Sales that name a merged member go to its survivor.
+        let named: Vec<String> = sales
+            .iter()
+            .filter_map(|sale| match sale.buyer.as_ref().and_then(|buyer| buyer.who.as_ref()) {
+                Some(pb::buyer::Who::MemberId(id)) => Some(id.trim().to_owned()),
+                _ => None,
+            })
+            .collect();
+        let current = store::current_members(&self.db, &actor.tenant_id, &named).await?;
         let mut prepared = Vec::new();
         for (index, check) in checked {
             let sale = &sales[index];
@@ -425,7 +438,10 @@ impl PointsService for PointsApi {
                 },
                 _ => {
                     let member = match sale.buyer.as_ref().and_then(|buyer| buyer.who.as_ref()) {
-                        Some(pb::buyer::Who::MemberId(id)) => Ok(Some(id.trim().to_owned())),
+                        Some(pb::buyer::Who::MemberId(id)) => {
+                            let id = id.trim();
+                            Ok(Some(current.get(id).cloned().unwrap_or_else(|| id.to_owned())))
+                        }
                         Some(pb::buyer::Who::Identity(_)) => resolved.get(&index).cloned().unwrap_or(Ok(None)),
                         None => Ok(None),
                     };

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod domain;
 pub mod error;
+pub mod merge;
 pub mod migration;
 pub mod program;
 pub mod store;
@@ -69,6 +70,16 @@ pub async fn build(config: &Config, context: &ServiceContext) -> Result<Service,
     let every = std::time::Duration::from_secs(config.sweep_interval_secs.max(1));
     store::sweep::spawn_sweeper(db.clone(), every, context.shutdown.clone());
     quanyu_outbox::retention::spawn_pruner(db.clone(), config.retention.clone(), context.shutdown.clone());
+    let merges = quanyu_outbox::consumer::ConsumerConfig {
+        name: "loyalty-points.merges".into(),
+        endpoint: config.identity_endpoint.clone(),
+        api_key: config.identity_api_key.expose().to_owned(),
+        event_types: vec!["identity.MembersMerged".into()],
+        acknowledge_every: std::time::Duration::from_secs(5),
+        max_backoff: std::time::Duration::from_secs(10),
+    };
+    let folding = quanyu_outbox::consumer::Consumer::new(merges, db.clone(), merge::MergeFolder);
+    tokio::spawn(folding.run(context.shutdown.clone()));
     let authenticator = Authenticator::new(context.keys.clone());
     let points = PointsServiceServer::new(api::PointsApi::new(db.clone(), identity))
         .max_decoding_message_size(context.server.max_decode_bytes)

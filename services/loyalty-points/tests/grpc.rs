@@ -18,6 +18,7 @@ quanyu_testkit::suite!(
     tiers_upgrade_at_once,
     tenants_never_see_each_other,
     every_change_is_published_and_lapsed_holds_settle_by_themselves,
+    merged_members_accounts_fold_into_the_survivor,
 );
 
 fn program(hold_ttl_seconds: i32) -> pb::Program {
@@ -211,6 +212,7 @@ async fn sales_earn_and_replays_change_nothing(suite: Suite) {
         sale("t-1", phone_buyer("13800138000"), 12_345),
         sale("t-2", None, 5_000),
     ];
+    let first_sale_time = batch[0].occurred_at;
     let results = record(&mut pos, batch.clone()).await;
     assert_eq!(results[0].outcome, pb::SaleOutcome::Applied as i32);
     assert_eq!(results[0].points_earned, 123);
@@ -244,6 +246,7 @@ async fn sales_earn_and_replays_change_nothing(suite: Suite) {
 
     let mut changed = sale("t-1", phone_buyer("13800138000"), 99_999);
     changed.lines[0].amount = cny(99_999);
+    changed.occurred_at = first_sale_time;
     let conflict = record(&mut pos, vec![changed]).await;
     assert_eq!(conflict[0].outcome, pb::SaleOutcome::Rejected as i32);
     assert_eq!(conflict[0].violations[0].field, "amount");
@@ -551,4 +554,54 @@ async fn every_change_is_published_and_lapsed_holds_settle_by_themselves(suite: 
     };
     assert_eq!(released.end, pb::HoldEnd::Expired as i32);
     assert_eq!(received[0].aggregate_id, format!("lumen-club/{member_id}"));
+}
+
+async fn merged_members_accounts_fold_into_the_survivor(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let first = record(&mut pos, vec![sale("m-1", phone_buyer("13100131000"), 20_000)]).await;
+    let second = record(&mut pos, vec![sale("m-2", phone_buyer("13100131001"), 30_000)]).await;
+    let (survivor, loser) = (first[0].member_id.clone(), second[0].member_id.clone());
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    identity
+        .merge_members(identity_pb::MergeMembersRequest {
+            member_id: survivor.clone(),
+            other_member_id: loser.clone(),
+            survivor_id: survivor.clone(),
+        })
+        .await
+        .unwrap();
+    let mut folded = balance(&mut pos, &survivor).await;
+    for _ in 0..100 {
+        if folded.balance == 500 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        folded = balance(&mut pos, &survivor).await;
+    }
+    assert_eq!(folded.balance, 500, "the loser's 300 points joined the survivor's 200");
+    assert_eq!(folded.growth_lifetime, 500, "growth adds up");
+    assert_eq!(
+        folded.expiring.iter().map(|lot| lot.points).sum::<i64>(),
+        500,
+        "lots kept with their expiry"
+    );
+    let merged_away = balance(&mut pos, &loser).await;
+    assert_eq!(
+        (merged_away.member_id.as_str(), merged_away.balance),
+        (survivor.as_str(), 500),
+        "the loser's id reaches the survivor"
+    );
+
+    let by_id = pb::Sale {
+        buyer: Some(pb::Buyer {
+            who: Some(pb::buyer::Who::MemberId(loser.clone())),
+        }),
+        ..sale("m-3", None, 10_000)
+    };
+    let results = record(&mut pos, vec![by_id]).await;
+    assert_eq!(
+        (results[0].member_id.as_str(), results[0].balance_after),
+        (survivor.as_str(), 600)
+    );
 }

@@ -118,6 +118,16 @@ impl MigrationTrait for Migration {
                 ],
                 &["tenant_id", "source", "key"],
             ),
+            table(
+                "member_aliases",
+                vec![
+                    string("tenant_id"),
+                    string("member_id"),
+                    string("survivor_id"),
+                    timestamp_with_time_zone("merged_at"),
+                ],
+                &["tenant_id", "member_id"],
+            ),
         ];
         for statement in tables {
             manager.create_table(statement).await?;
@@ -138,7 +148,15 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for name in ["operations", "entries", "holds", "lots", "accounts", "programs"] {
+        for name in [
+            "member_aliases",
+            "operations",
+            "entries",
+            "holds",
+            "lots",
+            "accounts",
+            "programs",
+        ] {
             manager
                 .drop_table(Table::drop().table(name).if_exists().to_owned())
                 .await?;

@@ -154,3 +154,22 @@ pub mod operations {
 
     no_relations!();
 }
+
+pub mod aliases {
+    use sea_orm::entity::prelude::*;
+
+    /// Members merged into another (from member-identity's MembersMerged): their id now means
+    /// the survivor's.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "member_aliases")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub member_id: String,
+        pub survivor_id: String,
+        pub merged_at: ChronoDateTimeUtc,
+    }
+
+    no_relations!();
+}

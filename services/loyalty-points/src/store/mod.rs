@@ -26,7 +26,7 @@ use crate::domain::ledger::{Entry, EntryKind, Hold, Ledger, Lot};
 use crate::domain::tiers::TierState;
 use crate::error::PointsError;
 use crate::program::ProgramRules;
-use entity::{accounts, entries, holds, lots, operations, programs};
+use entity::{accounts, aliases, entries, holds, lots, operations, programs};
 
 type Result<T> = std::result::Result<T, PointsError>;
 
@@ -102,6 +102,10 @@ pub async fn upsert_program(
 
 /// Every program of a tenant with its rules, by id.
 pub async fn program_rules(db: &DatabaseConnection, tenant_id: &str) -> Result<sales::Programs> {
+    program_rules_in(db, tenant_id).await
+}
+
+async fn program_rules_in<C: sea_orm::ConnectionTrait>(db: &C, tenant_id: &str) -> Result<sales::Programs> {
     let mut rules = HashMap::new();
     for row in programs(db, tenant_id).await? {
         let definition = <quanyu_proto::points::v1::Program as prost::Message>::decode(row.definition.as_slice())
@@ -114,7 +118,7 @@ pub async fn program_rules(db: &DatabaseConnection, tenant_id: &str) -> Result<s
 }
 
 /// Every program of a tenant, as stored.
-pub async fn programs(db: &DatabaseConnection, tenant_id: &str) -> Result<Vec<programs::Model>> {
+pub async fn programs<C: sea_orm::ConnectionTrait>(db: &C, tenant_id: &str) -> Result<Vec<programs::Model>> {
     Ok(programs::Entity::find()
         .filter(programs::Column::TenantId.eq(tenant_id))
         .order_by_asc(programs::Column::Id)
@@ -453,10 +457,12 @@ async fn earned_today(
 }
 
 pub mod accounts_api;
+pub mod merge;
 pub mod sales;
 pub mod sweep;
 
 pub use accounts_api::*;
+pub use merge::{current_members, fold_merged};
 
 /// What a transaction needs to know to run against an account.
 pub struct AccountKey<'a> {

@@ -1,0 +1,92 @@
+//! Folding a merged member's accounts into the survivor's, and following merges afterwards.
+
+use std::collections::HashMap;
+
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter};
+
+use super::{Result, aliases, load_account, now, program_rules_in, save_account};
+
+/// Moves every account of `loser` into `survivor`'s in the same program, and records that
+/// `loser` now means `survivor`. Folding the same pair again changes nothing.
+pub async fn fold_merged(txn: &DatabaseTransaction, tenant_id: &str, survivor: &str, loser: &str) -> Result<()> {
+    let at = now();
+    let alias = aliases::ActiveModel {
+        tenant_id: Set(tenant_id.to_owned()),
+        member_id: Set(loser.to_owned()),
+        survivor_id: Set(survivor.to_owned()),
+        merged_at: Set(at),
+    };
+    aliases::Entity::insert(alias)
+        .on_conflict(
+            OnConflict::columns([aliases::Column::TenantId, aliases::Column::MemberId])
+                .update_column(aliases::Column::SurvivorId)
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    // Members merged into the loser earlier now point at the survivor too (chains collapse).
+    aliases::Entity::update_many()
+        .col_expr(
+            aliases::Column::SurvivorId,
+            sea_orm::sea_query::Expr::value(survivor.to_owned()),
+        )
+        .filter(aliases::Column::TenantId.eq(tenant_id))
+        .filter(aliases::Column::SurvivorId.eq(loser))
+        .exec(txn)
+        .await?;
+    let mut events = Vec::new();
+    for (program_id, (program, version)) in program_rules_in(txn, tenant_id).await? {
+        let has_account = super::accounts::Entity::find_by_id((tenant_id.to_owned(), program_id, loser.to_owned()))
+            .one(txn)
+            .await?
+            .is_some();
+        if !has_account {
+            continue;
+        }
+        // Locked in id order, as every other transaction locks accounts.
+        let (first, second) = if survivor < loser {
+            (survivor, loser)
+        } else {
+            (loser, survivor)
+        };
+        let mut first = load_account(txn, tenant_id, &program, first, at).await?;
+        let mut second = load_account(txn, tenant_id, &program, second, at).await?;
+        let (kept, merged) = if first.member_id == survivor {
+            (&mut first, &mut second)
+        } else {
+            (&mut second, &mut first)
+        };
+        kept.ledger.absorb(&mut merged.ledger, at, &format!("merge:{loser}"));
+        kept.tier.absorb(&program.ladder, &merged.tier);
+        merged.tier.period_growth = 0;
+        merged.tier.lifetime_growth = 0;
+        events.extend(save_account(txn, tenant_id, kept, version, at).await?);
+        events.extend(save_account(txn, tenant_id, merged, version, at).await?);
+    }
+    quanyu_outbox::append(txn, events).await?;
+    Ok(())
+}
+
+/// The member each id now means: the survivor for merged members, the id itself otherwise.
+pub async fn current_members<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    member_ids: &[String],
+) -> Result<HashMap<String, String>> {
+    if member_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let merged: HashMap<String, String> = aliases::Entity::find()
+        .filter(aliases::Column::TenantId.eq(tenant_id))
+        .filter(aliases::Column::MemberId.is_in(member_ids.iter().cloned()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|alias| (alias.member_id, alias.survivor_id))
+        .collect();
+    Ok(member_ids
+        .iter()
+        .map(|id| (id.clone(), merged.get(id).cloned().unwrap_or_else(|| id.clone())))
+        .collect())
+}
