@@ -292,99 +292,19 @@ fn rejection(index: usize, violations: Vec<FieldViolation>) -> pb::SaleResult {
 }
 
 impl PointsApi {
-    /// Finds (or, where the program says so, enrols) the members behind the sales' identities.
-    async fn resolve_buyers(
-        &self,
-        tenant_id: &str,
-        identities: Vec<identity_pb::Identity>,
-        enroll: &[bool],
-    ) -> Result<Vec<Result<Option<String>, String>>, PointsError> {
-        if identities.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut client = self.identity.client(tenant_id)?;
-        let resolutions = client
-            .resolve_identities(identity_pb::ResolveIdentitiesRequest {
-                identities: identities.clone(),
-            })
-            .await?
-            .into_inner()
-            .resolutions;
-        let mut buyers = Vec::with_capacity(identities.len());
-        for ((resolution, identity), enroll) in resolutions.into_iter().zip(identities).zip(enroll) {
-            let outcome = identity_pb::ResolveOutcome::try_from(resolution.outcome);
-            buyers.push(match outcome {
-                Ok(identity_pb::ResolveOutcome::Found) => Ok(Some(resolution.member_id)),
-                Ok(identity_pb::ResolveOutcome::Invalid) => Err(resolution.error),
-                _ if *enroll => {
-                    let enrolled = client
-                        .enroll_member(identity_pb::EnrollMemberRequest {
-                            identities: vec![identity],
-                            ..Default::default()
-                        })
-                        .await?
-                        .into_inner();
-                    Ok(enrolled.member.map(|member| member.member_id))
-                }
-                _ => Ok(None),
-            });
-        }
-        Ok(buyers)
-    }
-}
-
-#[tonic::async_trait]
-impl PointsService for PointsApi {
-    async fn upsert_program(&self, request: Request<pb::UpsertProgramRequest>) -> Reply<pb::UpsertProgramResponse> {
-        let actor = authorize(&request, Access::Write)?;
-        let program = request.into_inner().program.unwrap_or_default();
-        ProgramRules::from_pb(&program, 0).map_err(PointsError::InvalidInput)?;
-        let encode = |version: u32| {
-            pb::Program {
-                rules_version: version,
-                ..program.clone()
-            }
-            .encode_to_vec()
-        };
-        let stored = with_retries(|| {
-            store::upsert_program(
-                &self.db,
-                &actor.tenant_id,
-                &program.program_id,
-                &program.brand_id,
-                encode,
-            )
-        })
-        .await?;
-        let program = pb::Program {
-            rules_version: stored.rules_version,
-            ..program
-        };
-        Ok(Response::new(pb::UpsertProgramResponse { program: Some(program) }))
-    }
-
-    async fn get_program(&self, request: Request<pb::GetProgramRequest>) -> Reply<pb::GetProgramResponse> {
-        let actor = authorize(&request, Access::Read)?;
-        let wanted = request.get_ref().program_id.clone();
-        let row = store::programs(&self.db, &actor.tenant_id)
-            .await?
-            .into_iter()
-            .find(|row| row.id == wanted)
-            .ok_or(PointsError::ProgramNotFound(wanted))?;
-        let program = pb::Program::decode(row.definition.as_slice()).unwrap_or_default();
-        Ok(Response::new(pb::GetProgramResponse { program: Some(program) }))
-    }
-
+    /// Records one batch of sales (RecordSales, or one chunk of UploadSales).
     #[tracing::instrument(skip_all, fields(tenant, sales))]
-    async fn record_sales(&self, request: Request<pb::RecordSalesRequest>) -> Reply<pb::RecordSalesResponse> {
-        let actor = authorize(&request, Access::Sync)?;
-        let sales = request.into_inner().sales;
+    async fn record_batch(
+        &self,
+        actor: &TenantActor,
+        sales: Vec<pb::Sale>,
+    ) -> Result<Vec<pb::SaleResult>, PointsError> {
         tracing::Span::current()
             .record("tenant", actor.tenant_id.as_ref())
             .record("sales", sales.len());
         if sales.is_empty() || sales.len() > MAX_BATCH {
             let why = format!("must hold 1-{MAX_BATCH} sales, got {}", sales.len());
-            return Err(PointsError::invalid("sales", why).into());
+            return Err(PointsError::invalid("sales", why));
         }
         let programs = self.programs(&actor.tenant_id).await?;
         let now = Utc::now();
@@ -477,7 +397,7 @@ impl PointsService for PointsApi {
                 plan,
             });
         }
-        let applied = with_retries(|| store::sales::record_sales(&self.db, &actor, &programs, &prepared)).await?;
+        let applied = with_retries(|| store::sales::record_sales(&self.db, actor, &programs, &prepared)).await?;
         for result in applied {
             let index = usize::try_from(result.index).unwrap_or_default();
             results[index] = Some(result);
@@ -488,7 +408,123 @@ impl PointsService for PointsApi {
             .filter(|r| r.outcome == i32::from(pb::SaleOutcome::Rejected))
             .count();
         tracing::info!(batch = results.len(), rejected, "sales recorded");
+        Ok(results)
+    }
+
+    /// Finds (or, where the program says so, enrols) the members behind the sales' identities.
+    async fn resolve_buyers(
+        &self,
+        tenant_id: &str,
+        identities: Vec<identity_pb::Identity>,
+        enroll: &[bool],
+    ) -> Result<Vec<Result<Option<String>, String>>, PointsError> {
+        if identities.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.identity.client(tenant_id)?;
+        let resolutions = client
+            .resolve_identities(identity_pb::ResolveIdentitiesRequest {
+                identities: identities.clone(),
+            })
+            .await?
+            .into_inner()
+            .resolutions;
+        let mut buyers = Vec::with_capacity(identities.len());
+        for ((resolution, identity), enroll) in resolutions.into_iter().zip(identities).zip(enroll) {
+            let outcome = identity_pb::ResolveOutcome::try_from(resolution.outcome);
+            buyers.push(match outcome {
+                Ok(identity_pb::ResolveOutcome::Found) => Ok(Some(resolution.member_id)),
+                Ok(identity_pb::ResolveOutcome::Invalid) => Err(resolution.error),
+                _ if *enroll => {
+                    let enrolled = client
+                        .enroll_member(identity_pb::EnrollMemberRequest {
+                            identities: vec![identity],
+                            ..Default::default()
+                        })
+                        .await?
+                        .into_inner();
+                    Ok(enrolled.member.map(|member| member.member_id))
+                }
+                _ => Ok(None),
+            });
+        }
+        Ok(buyers)
+    }
+}
+
+#[tonic::async_trait]
+impl PointsService for PointsApi {
+    async fn upsert_program(&self, request: Request<pb::UpsertProgramRequest>) -> Reply<pb::UpsertProgramResponse> {
+        let actor = authorize(&request, Access::Write)?;
+        let program = request.into_inner().program.unwrap_or_default();
+        ProgramRules::from_pb(&program, 0).map_err(PointsError::InvalidInput)?;
+        let encode = |version: u32| {
+            pb::Program {
+                rules_version: version,
+                ..program.clone()
+            }
+            .encode_to_vec()
+        };
+        let stored = with_retries(|| {
+            store::upsert_program(
+                &self.db,
+                &actor.tenant_id,
+                &program.program_id,
+                &program.brand_id,
+                encode,
+            )
+        })
+        .await?;
+        let program = pb::Program {
+            rules_version: stored.rules_version,
+            ..program
+        };
+        Ok(Response::new(pb::UpsertProgramResponse { program: Some(program) }))
+    }
+
+    async fn get_program(&self, request: Request<pb::GetProgramRequest>) -> Reply<pb::GetProgramResponse> {
+        let actor = authorize(&request, Access::Read)?;
+        let wanted = request.get_ref().program_id.clone();
+        let row = store::programs(&self.db, &actor.tenant_id)
+            .await?
+            .into_iter()
+            .find(|row| row.id == wanted)
+            .ok_or(PointsError::ProgramNotFound(wanted))?;
+        let program = pb::Program::decode(row.definition.as_slice()).unwrap_or_default();
+        Ok(Response::new(pb::GetProgramResponse { program: Some(program) }))
+    }
+
+    async fn record_sales(&self, request: Request<pb::RecordSalesRequest>) -> Reply<pb::RecordSalesResponse> {
+        let actor = authorize(&request, Access::Sync)?;
+        let results = self.record_batch(&actor, request.into_inner().sales).await?;
         Ok(Response::new(pb::RecordSalesResponse { results }))
+    }
+
+    async fn upload_sales(
+        &self,
+        request: Request<tonic::Streaming<pb::UploadSalesRequest>>,
+    ) -> Reply<pb::UploadSalesResponse> {
+        let actor = authorize(&request, Access::Sync)?;
+        let mut chunks = request.into_inner();
+        let mut summary = pb::UploadSalesResponse::default();
+        let mut offset = 0i32;
+        while let Some(chunk) = chunks.message().await? {
+            let count = i32::try_from(chunk.sales.len()).unwrap_or(i32::MAX);
+            for mut result in self.record_batch(&actor, chunk.sales).await? {
+                match pb::SaleOutcome::try_from(result.outcome) {
+                    Ok(pb::SaleOutcome::Applied) => summary.applied += 1,
+                    Ok(pb::SaleOutcome::Duplicate) => summary.duplicates += 1,
+                    _ => {
+                        summary.rejected += 1;
+                        result.index += offset;
+                        summary.rejections.push(result);
+                    }
+                }
+            }
+            offset = offset.saturating_add(count);
+            tracing::info!(uploaded = offset, "sales upload progressing");
+        }
+        Ok(Response::new(summary))
     }
 
     async fn get_balance(&self, request: Request<pb::GetBalanceRequest>) -> Reply<pb::GetBalanceResponse> {

@@ -19,6 +19,7 @@ quanyu_testkit::suite!(
     tenants_never_see_each_other,
     every_change_is_published_and_lapsed_holds_settle_by_themselves,
     merged_members_accounts_fold_into_the_survivor,
+    offline_backlogs_stream_in_chunks,
 );
 
 fn program(hold_ttl_seconds: i32) -> pb::Program {
@@ -604,4 +605,44 @@ async fn merged_members_accounts_fold_into_the_survivor(suite: Suite) {
         (results[0].member_id.as_str(), results[0].balance_after),
         (survivor.as_str(), 600)
     );
+}
+
+async fn offline_backlogs_stream_in_chunks(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let mut backlog: Vec<pb::Sale> = (0..2_500)
+        .map(|n| {
+            sale(
+                &format!("off-{n}"),
+                phone_buyer(&format!("1370000{:04}", n % 50)),
+                1_000,
+            )
+        })
+        .collect();
+    backlog[1_234].amount = cny(-1);
+    backlog[2_499].kind = 42;
+    let chunks = |sales: &[pb::Sale]| {
+        let chunks: Vec<pb::UploadSalesRequest> = sales
+            .chunks(1_000)
+            .map(|chunk| pb::UploadSalesRequest { sales: chunk.to_vec() })
+            .collect();
+        tokio_stream::iter(chunks)
+    };
+    let summary = pos.upload_sales(chunks(&backlog)).await.unwrap().into_inner();
+    assert_eq!((summary.applied, summary.duplicates, summary.rejected), (2_498, 0, 2));
+    let indexes: Vec<i32> = summary.rejections.iter().map(|r| r.index).collect();
+    assert_eq!(indexes, vec![1_234, 2_499], "indexes count across the whole upload");
+
+    let replay = pos.upload_sales(chunks(&backlog)).await.unwrap().into_inner();
+    assert_eq!(
+        (replay.applied, replay.duplicates, replay.rejected),
+        (0, 2_498, 2),
+        "a replayed backlog changes nothing"
+    );
+    let too_big = pos
+        .upload_sales(tokio_stream::iter([pb::UploadSalesRequest {
+            sales: backlog[..1_001].to_vec(),
+        }]))
+        .await;
+    assert_eq!(too_big.unwrap_err().code(), Code::InvalidArgument);
 }
