@@ -1,12 +1,14 @@
 //! Single-account use cases: balance, history, redemption, holds and adjustments.
 
+use std::collections::HashMap;
+
 use chrono::DateTime;
 use prost::Message;
 use quanyu_proto::points::v1::{self as pb, HoldEnd};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 
 use super::entity::{entries, operations};
-use super::{Account, AccountKey, Result, load_account, now, recorded, save_account};
+use super::{Account, AccountKey, Result, load_accounts, now, recorded, save_accounts};
 use crate::domain::expiry::expires_at;
 use crate::domain::ledger::Credit;
 use crate::error::PointsError;
@@ -84,14 +86,19 @@ pub async fn change(
     let tenant_id = key.actor.tenant_id.as_ref();
     let at = now();
     let txn = db.begin().await?;
-    let mut account = load_account(&txn, tenant_id, key.program, key.member_id, at).await?;
+    let programs = HashMap::from([(key.program.id.clone(), (key.program.clone(), key.rules_version))]);
+    let id = (key.program.id.clone(), key.member_id.to_owned());
+    let mut account = load_accounts(&txn, tenant_id, &programs, [id.clone()], at)
+        .await?
+        .remove(&id)
+        .ok_or_else(|| PointsError::ProgramNotFound(key.program.id.clone()))?;
     if let Some((source, idempotency_key, request)) = &idempotency {
         let ids = [(source.to_string(), idempotency_key.to_string())];
         if let Some(first) = recorded(&txn, tenant_id, &ids).await?.into_values().next() {
             if first.request != *request {
                 return Err(PointsError::IdempotencyConflict((*idempotency_key).to_owned()));
             }
-            let events = save_account(&txn, tenant_id, &mut account, key.rules_version, at).await?;
+            let events = save_accounts(&txn, tenant_id, &programs, [&mut account], at).await?;
             quanyu_outbox::append(&txn, events).await?;
             txn.commit().await?;
             return Ok(Changed {
@@ -126,7 +133,7 @@ pub async fn change(
         Change::Adjust { points, reason } => account.ledger.debit_adjustment(-points, at, &reason)?,
         Change::Read => {}
     }
-    let events = save_account(&txn, tenant_id, &mut account, key.rules_version, at).await?;
+    let events = save_accounts(&txn, tenant_id, &programs, [&mut account], at).await?;
     let balance = balance_of(&account);
     if let Some((source, idempotency_key, request)) = idempotency {
         let row = operations::Model {

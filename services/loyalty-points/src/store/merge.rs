@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
-use super::{Result, aliases, load_account, now, program_rules_in, save_account};
+use super::{Result, aliases, load_accounts, now, program_rules_in, save_accounts};
 
 /// Moves every account of `loser` into `survivor`'s in the same program, and records that
 /// `loser` now means `survivor`. Folding the same pair again changes nothing.
@@ -35,34 +35,28 @@ pub async fn fold_merged(txn: &DatabaseTransaction, tenant_id: &str, survivor: &
         .filter(aliases::Column::SurvivorId.eq(loser))
         .exec(txn)
         .await?;
+    let programs = program_rules_in(txn, tenant_id).await?;
     let mut events = Vec::new();
-    for (program_id, (program, version)) in program_rules_in(txn, tenant_id).await? {
-        let has_account = super::accounts::Entity::find_by_id((tenant_id.to_owned(), program_id, loser.to_owned()))
-            .one(txn)
-            .await?
-            .is_some();
+    for (program_id, (program, _)) in &programs {
+        let loser_id = (program_id.clone(), loser.to_owned());
+        let has_account =
+            super::accounts::Entity::find_by_id((tenant_id.to_owned(), program_id.clone(), loser.to_owned()))
+                .one(txn)
+                .await?
+                .is_some();
         if !has_account {
             continue;
         }
-        // Locked in id order, as every other transaction locks accounts.
-        let (first, second) = if survivor < loser {
-            (survivor, loser)
-        } else {
-            (loser, survivor)
-        };
-        let mut first = load_account(txn, tenant_id, &program, first, at).await?;
-        let mut second = load_account(txn, tenant_id, &program, second, at).await?;
-        let (kept, merged) = if first.member_id == survivor {
-            (&mut first, &mut second)
-        } else {
-            (&mut second, &mut first)
+        let survivor_id = (program_id.clone(), survivor.to_owned());
+        let mut loaded = load_accounts(txn, tenant_id, &programs, [survivor_id.clone(), loser_id.clone()], at).await?;
+        let (Some(mut kept), Some(mut merged)) = (loaded.remove(&survivor_id), loaded.remove(&loser_id)) else {
+            continue;
         };
         kept.ledger.absorb(&mut merged.ledger, at, &format!("merge:{loser}"));
         kept.tier.absorb(&program.ladder, &merged.tier);
         merged.tier.period_growth = 0;
         merged.tier.lifetime_growth = 0;
-        events.extend(save_account(txn, tenant_id, kept, version, at).await?);
-        events.extend(save_account(txn, tenant_id, merged, version, at).await?);
+        events.extend(save_accounts(txn, tenant_id, &programs, [&mut kept, &mut merged], at).await?);
     }
     quanyu_outbox::append(txn, events).await?;
     Ok(())

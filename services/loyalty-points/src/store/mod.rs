@@ -138,111 +138,162 @@ pub struct Account {
     /// Points earned today before this transaction, for the daily cap; kept current as a batch
     /// earns.
     pub(crate) earned_today: i64,
-    /// The tier and holds as loaded, to tell what changed when the account is saved.
+    /// The tier, lots and holds as loaded, to tell what changed when the account is saved.
     loaded_tier: String,
+    loaded_lots: HashMap<u64, i64>,
     loaded_holds: Vec<u64>,
     /// Holds that ended in this transaction, and how.
     pub(crate) ended_holds: Vec<(Hold, HoldEnd)>,
 }
 
-async fn load_account(
+/// Identifies an account within a tenant: (program id, member id).
+pub type AccountId = (String, String);
+
+/// Loads the accounts, creating those missing, and locks their rows: one statement per table
+/// whatever their number. Rows are locked in key order (the order of the VALUES list), so
+/// transactions that share accounts cannot deadlock. Due lots expire and lapsed holds end here.
+async fn load_accounts(
     txn: &DatabaseTransaction,
     tenant_id: &str,
-    program: &ProgramRules,
-    member_id: &str,
+    programs: &sales::Programs,
+    wanted: impl IntoIterator<Item = AccountId>,
     at: DateTime<Utc>,
-) -> Result<Account> {
-    let key = (tenant_id.to_owned(), program.id.clone(), member_id.to_owned());
-    let year = at.with_timezone(&program.offset).year();
-    let fresh = accounts::ActiveModel {
-        tenant_id: Set(key.0.clone()),
-        program_id: Set(key.1.clone()),
-        member_id: Set(key.2.clone()),
-        balance: Set(0),
-        growth_period: Set(0),
-        growth_lifetime: Set(0),
-        growth_year: Set(year),
-        tier: Set(program.ladder.tier_for(0).code.clone()),
-        next_id: Set(0),
-        updated_at: Set(at),
-    };
-    accounts::Entity::insert(fresh)
+) -> Result<HashMap<AccountId, Account>> {
+    let wanted: std::collections::BTreeSet<AccountId> = wanted
+        .into_iter()
+        .filter(|(program_id, _)| programs.contains_key(program_id))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let fresh = wanted.iter().map(|(program_id, member_id)| {
+        let program = &programs[program_id].0;
+        accounts::ActiveModel {
+            tenant_id: Set(tenant_id.to_owned()),
+            program_id: Set(program_id.clone()),
+            member_id: Set(member_id.clone()),
+            balance: Set(0),
+            growth_period: Set(0),
+            growth_lifetime: Set(0),
+            growth_year: Set(at.with_timezone(&program.offset).year()),
+            tier: Set(program.ladder.tier_for(0).code.clone()),
+            next_id: Set(0),
+            updated_at: Set(at),
+        }
+    });
+    // The no-op update makes the insert return (and lock) rows that already exist.
+    let rows = accounts::Entity::insert_many(fresh)
         .on_conflict(
             OnConflict::columns([
                 accounts::Column::TenantId,
                 accounts::Column::ProgramId,
                 accounts::Column::MemberId,
             ])
-            .do_nothing()
+            .update_column(accounts::Column::TenantId)
             .to_owned(),
         )
-        .exec_without_returning(txn)
+        .exec_with_returning(txn)
         .await?;
-    let row = accounts::Entity::find_by_id(key.clone())
-        .lock_exclusive()
-        .one(txn)
-        .await?
-        .ok_or_else(|| PointsError::Database(DbErr::RecordNotFound("account".into())))?;
-    let lots = lots::Entity::find()
-        .filter(lots::Column::TenantId.eq(tenant_id))
-        .filter(lots::Column::ProgramId.eq(program.id.as_str()))
-        .filter(lots::Column::MemberId.eq(member_id))
-        .order_by_asc(lots::Column::LotId)
-        .all(txn)
-        .await?
-        .into_iter()
-        .map(|lot| Lot {
-            id: lot.lot_id.unsigned_abs(),
-            earned_at: lot.earned_at,
-            expires_at: lot.expires_at,
-            original: lot.original,
-            remaining: lot.remaining,
-            reference: lot.reference,
-        })
-        .collect();
-    let holds = holds::Entity::find()
-        .filter(holds::Column::TenantId.eq(tenant_id))
-        .filter(holds::Column::ProgramId.eq(program.id.as_str()))
-        .filter(holds::Column::MemberId.eq(member_id))
-        .order_by_asc(holds::Column::HoldId)
-        .all(txn)
-        .await?
-        .into_iter()
-        .map(|hold| Hold {
-            id: hold.hold_id.unsigned_abs(),
-            amount: hold.amount,
-            expires_at: hold.expires_at,
-            reference: hold.reference,
-        })
-        .collect();
-    let mut ledger = Ledger::restore(row.balance, lots, holds, row.next_id.unsigned_abs());
-    let loaded_holds = ledger.holds().iter().map(|hold| hold.id).collect();
-    let ended_holds = ledger
-        .release_expired_holds(at)
-        .into_iter()
-        .map(|hold| (hold, HoldEnd::Expired))
-        .collect();
-    ledger.expire(at);
-    let mut tier = TierState {
-        tier: row.tier.clone(),
-        period_growth: row.growth_period,
-        lifetime_growth: row.growth_lifetime,
-    };
-    // Each calendar year that ended since the account last changed closes a period.
-    for _ in row.growth_year..year.min(row.growth_year + 2) {
-        tier.close_period(&program.ladder);
+    let mut members_of: HashMap<&str, Vec<String>> = HashMap::new();
+    for (program_id, member_id) in &wanted {
+        members_of
+            .entry(program_id.as_str())
+            .or_default()
+            .push(member_id.clone());
     }
-    Ok(Account {
-        program_id: program.id.clone(),
-        member_id: member_id.to_owned(),
-        ledger,
-        tier,
-        growth_year: year.max(row.growth_year),
-        earned_today: 0,
-        loaded_tier: row.tier,
-        loaded_holds,
-        ended_holds,
-    })
+    let mut lots_of: HashMap<AccountId, Vec<Lot>> = HashMap::new();
+    let mut holds_of: HashMap<AccountId, Vec<Hold>> = HashMap::new();
+    let mut earned_of: HashMap<AccountId, i64> = HashMap::new();
+    for (program_id, members) in &members_of {
+        let found = lots::Entity::find()
+            .filter(lots::Column::TenantId.eq(tenant_id))
+            .filter(lots::Column::ProgramId.eq(*program_id))
+            .filter(lots::Column::MemberId.is_in(members.clone()))
+            .order_by_asc(lots::Column::LotId)
+            .all(txn)
+            .await?;
+        for lot in found {
+            lots_of
+                .entry((lot.program_id.clone(), lot.member_id.clone()))
+                .or_default()
+                .push(Lot {
+                    id: lot.lot_id.unsigned_abs(),
+                    earned_at: lot.earned_at,
+                    expires_at: lot.expires_at,
+                    original: lot.original,
+                    remaining: lot.remaining,
+                    reference: lot.reference,
+                });
+        }
+        let found = holds::Entity::find()
+            .filter(holds::Column::TenantId.eq(tenant_id))
+            .filter(holds::Column::ProgramId.eq(*program_id))
+            .filter(holds::Column::MemberId.is_in(members.clone()))
+            .order_by_asc(holds::Column::HoldId)
+            .all(txn)
+            .await?;
+        for hold in found {
+            holds_of
+                .entry((hold.program_id.clone(), hold.member_id.clone()))
+                .or_default()
+                .push(Hold {
+                    id: hold.hold_id.unsigned_abs(),
+                    amount: hold.amount,
+                    expires_at: hold.expires_at,
+                    reference: hold.reference,
+                });
+        }
+        let program = &programs[*program_id].0;
+        if program.earning.cap_per_day.is_some() {
+            for (member_id, earned) in earned_today(txn, tenant_id, program, members, at).await? {
+                earned_of.insert(((*program_id).to_owned(), member_id), earned);
+            }
+        }
+    }
+    let mut loaded = HashMap::new();
+    for row in rows {
+        let id = (row.program_id.clone(), row.member_id.clone());
+        let program = &programs[&row.program_id].0;
+        let year = at.with_timezone(&program.offset).year();
+        let lots = lots_of.remove(&id).unwrap_or_default();
+        let loaded_lots = lots.iter().map(|lot| (lot.id, lot.remaining)).collect();
+        let mut ledger = Ledger::restore(
+            row.balance,
+            lots,
+            holds_of.remove(&id).unwrap_or_default(),
+            row.next_id.unsigned_abs(),
+        );
+        let loaded_holds = ledger.holds().iter().map(|hold| hold.id).collect();
+        let ended_holds = ledger
+            .release_expired_holds(at)
+            .into_iter()
+            .map(|hold| (hold, HoldEnd::Expired))
+            .collect();
+        ledger.expire(at);
+        let mut tier = TierState {
+            tier: row.tier.clone(),
+            period_growth: row.growth_period,
+            lifetime_growth: row.growth_lifetime,
+        };
+        // Each calendar year that ended since the account last changed closes a period.
+        for _ in row.growth_year..year.min(row.growth_year + 2) {
+            tier.close_period(&program.ladder);
+        }
+        let account = Account {
+            program_id: row.program_id,
+            member_id: row.member_id,
+            ledger,
+            tier,
+            growth_year: year.max(row.growth_year),
+            earned_today: earned_of.remove(&id).unwrap_or_default(),
+            loaded_tier: row.tier,
+            loaded_lots,
+            loaded_holds,
+            ended_holds,
+        };
+        loaded.insert(id, account);
+    }
+    Ok(loaded)
 }
 
 fn entry_kind(kind: EntryKind) -> &'static str {
@@ -258,98 +309,141 @@ fn entry_kind(kind: EntryKind) -> &'static str {
     }
 }
 
-/// Writes an account back: its row, its open lots and holds, and the entries appended; returns
-/// the events that describe what changed.
-async fn save_account(
+/// Writes accounts back, one statement per table whatever their number: their rows, the lots
+/// and holds that changed, and the entries appended; returns the events that describe it all.
+async fn save_accounts<'a>(
     txn: &DatabaseTransaction,
     tenant_id: &str,
-    account: &mut Account,
-    rules_version: u32,
+    programs: &sales::Programs,
+    accounts: impl IntoIterator<Item = &'a mut Account>,
     at: DateTime<Utc>,
 ) -> Result<Vec<NewEvent>> {
-    let scope = (tenant_id, account.program_id.as_str(), account.member_id.as_str());
-    let row = accounts::ActiveModel {
-        tenant_id: Set(scope.0.to_owned()),
-        program_id: Set(scope.1.to_owned()),
-        member_id: Set(scope.2.to_owned()),
-        balance: Set(account.ledger.balance()),
-        growth_period: Set(account.tier.period_growth),
-        growth_lifetime: Set(account.tier.lifetime_growth),
-        growth_year: Set(account.growth_year),
-        tier: Set(account.tier.tier.clone()),
-        next_id: Set(to_i64(account.ledger.last_id())),
-        updated_at: Set(at),
-    };
-    accounts::Entity::update(row).exec(txn).await?;
-    lots::Entity::delete_many()
-        .filter(lots::Column::TenantId.eq(scope.0))
-        .filter(lots::Column::ProgramId.eq(scope.1))
-        .filter(lots::Column::MemberId.eq(scope.2))
-        .exec(txn)
-        .await?;
-    let open_lots: Vec<lots::ActiveModel> = account
-        .ledger
-        .lots()
-        .iter()
-        .filter(|lot| lot.remaining > 0)
-        .map(|lot| lots::ActiveModel {
-            tenant_id: Set(scope.0.to_owned()),
-            program_id: Set(scope.1.to_owned()),
-            member_id: Set(scope.2.to_owned()),
-            lot_id: Set(to_i64(lot.id)),
-            earned_at: Set(lot.earned_at),
-            expires_at: Set(lot.expires_at),
-            original: Set(lot.original),
-            remaining: Set(lot.remaining),
-            reference: Set(lot.reference.clone()),
-        })
-        .collect();
-    if !open_lots.is_empty() {
-        lots::Entity::insert_many(open_lots).exec_without_returning(txn).await?;
-    }
-    holds::Entity::delete_many()
-        .filter(holds::Column::TenantId.eq(scope.0))
-        .filter(holds::Column::ProgramId.eq(scope.1))
-        .filter(holds::Column::MemberId.eq(scope.2))
-        .exec(txn)
-        .await?;
-    let open_holds: Vec<holds::ActiveModel> = account
-        .ledger
-        .holds()
-        .iter()
-        .map(|hold| holds::ActiveModel {
-            tenant_id: Set(scope.0.to_owned()),
-            program_id: Set(scope.1.to_owned()),
-            member_id: Set(scope.2.to_owned()),
-            hold_id: Set(to_i64(hold.id)),
-            amount: Set(hold.amount),
-            expires_at: Set(hold.expires_at),
-            reference: Set(hold.reference.clone()),
-        })
-        .collect();
-    if !open_holds.is_empty() {
-        holds::Entity::insert_many(open_holds)
-            .exec_without_returning(txn)
-            .await?;
-    }
-    let appended: Vec<Entry> = account.ledger.take_entries();
-    let events = account_events(tenant_id, account, &appended, rules_version);
-    if !appended.is_empty() {
-        let version = i32::try_from(rules_version).unwrap_or(i32::MAX);
-        let rows = appended.into_iter().map(|entry| entries::ActiveModel {
-            tenant_id: Set(scope.0.to_owned()),
+    let mut account_rows = Vec::new();
+    let mut changed_lots = Vec::new();
+    let mut new_holds = Vec::new();
+    let mut entry_rows = Vec::new();
+    let mut touched_members = Vec::new();
+    let mut events = Vec::new();
+    for account in accounts {
+        let version = programs.get(&account.program_id).map_or(0, |(_, version)| *version);
+        let rules_version = i32::try_from(version).unwrap_or(i32::MAX);
+        let (program_id, member_id) = (account.program_id.clone(), account.member_id.clone());
+        account_rows.push(accounts::ActiveModel {
+            tenant_id: Set(tenant_id.to_owned()),
+            program_id: Set(program_id.clone()),
+            member_id: Set(member_id.clone()),
+            balance: Set(account.ledger.balance()),
+            growth_period: Set(account.tier.period_growth),
+            growth_lifetime: Set(account.tier.lifetime_growth),
+            growth_year: Set(account.growth_year),
+            tier: Set(account.tier.tier.clone()),
+            next_id: Set(to_i64(account.ledger.last_id())),
+            updated_at: Set(at),
+        });
+        for lot in account.ledger.lots() {
+            if account.loaded_lots.get(&lot.id) == Some(&lot.remaining) {
+                continue;
+            }
+            changed_lots.push(lots::ActiveModel {
+                tenant_id: Set(tenant_id.to_owned()),
+                program_id: Set(program_id.clone()),
+                member_id: Set(member_id.clone()),
+                lot_id: Set(to_i64(lot.id)),
+                earned_at: Set(lot.earned_at),
+                expires_at: Set(lot.expires_at),
+                original: Set(lot.original),
+                remaining: Set(lot.remaining),
+                reference: Set(lot.reference.clone()),
+            });
+        }
+        for hold in account
+            .ledger
+            .holds()
+            .iter()
+            .filter(|hold| !account.loaded_holds.contains(&hold.id))
+        {
+            new_holds.push(holds::ActiveModel {
+                tenant_id: Set(tenant_id.to_owned()),
+                program_id: Set(program_id.clone()),
+                member_id: Set(member_id.clone()),
+                hold_id: Set(to_i64(hold.id)),
+                amount: Set(hold.amount),
+                expires_at: Set(hold.expires_at),
+                reference: Set(hold.reference.clone()),
+            });
+        }
+        let ended: Vec<i64> = account.ended_holds.iter().map(|(hold, _)| to_i64(hold.id)).collect();
+        if !ended.is_empty() {
+            holds::Entity::delete_many()
+                .filter(holds::Column::TenantId.eq(tenant_id))
+                .filter(holds::Column::ProgramId.eq(program_id.as_str()))
+                .filter(holds::Column::MemberId.eq(member_id.as_str()))
+                .filter(holds::Column::HoldId.is_in(ended))
+                .exec(txn)
+                .await?;
+        }
+        let appended: Vec<Entry> = account.ledger.take_entries();
+        events.extend(account_events(tenant_id, account, &appended, version));
+        entry_rows.extend(appended.into_iter().map(|entry| entries::ActiveModel {
+            tenant_id: Set(tenant_id.to_owned()),
             id: Set(uuid::Uuid::now_v7().to_string()),
-            program_id: Set(scope.1.to_owned()),
-            member_id: Set(scope.2.to_owned()),
+            program_id: Set(program_id.clone()),
+            member_id: Set(member_id.clone()),
             kind: Set(entry_kind(entry.kind).to_owned()),
             points: Set(entry.amount),
             balance_after: Set(entry.balance_after),
             at: Set(entry.at),
             reference: Set(entry.reference),
-            rules_version: Set(version),
-        });
-        entries::Entity::insert_many(rows).exec_without_returning(txn).await?;
+            rules_version: Set(rules_version),
+        }));
+        touched_members.push(member_id);
     }
+    accounts::Entity::insert_many(account_rows)
+        .on_conflict(
+            OnConflict::columns([
+                accounts::Column::TenantId,
+                accounts::Column::ProgramId,
+                accounts::Column::MemberId,
+            ])
+            .update_columns([
+                accounts::Column::Balance,
+                accounts::Column::GrowthPeriod,
+                accounts::Column::GrowthLifetime,
+                accounts::Column::GrowthYear,
+                accounts::Column::Tier,
+                accounts::Column::NextId,
+                accounts::Column::UpdatedAt,
+            ])
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    lots::Entity::insert_many(changed_lots)
+        .on_conflict(
+            OnConflict::columns([
+                lots::Column::TenantId,
+                lots::Column::ProgramId,
+                lots::Column::MemberId,
+                lots::Column::LotId,
+            ])
+            .update_column(lots::Column::Remaining)
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    // Spent and expired lots are history: the entries keep it.
+    lots::Entity::delete_many()
+        .filter(lots::Column::TenantId.eq(tenant_id))
+        .filter(lots::Column::MemberId.is_in(touched_members))
+        .filter(lots::Column::Remaining.eq(0))
+        .exec(txn)
+        .await?;
+    holds::Entity::insert_many(new_holds)
+        .exec_without_returning(txn)
+        .await?;
+    entries::Entity::insert_many(entry_rows)
+        .exec_without_returning(txn)
+        .await?;
     Ok(events)
 }
 
@@ -431,29 +525,38 @@ fn account_events(tenant_id: &str, account: &Account, appended: &[Entry], rules_
     events
 }
 
-/// Points a member earned today (in the program's time zone), for the daily cap.
+/// Points each member earned today (in the program's time zone), for the daily cap.
 async fn earned_today(
     txn: &DatabaseTransaction,
     tenant_id: &str,
-    account: &Account,
     program: &ProgramRules,
+    members: &[String],
     at: DateTime<Utc>,
-) -> Result<i64> {
+) -> Result<Vec<(String, i64)>> {
     let local = at.with_timezone(&program.offset);
     let midnight = local
         .date_naive()
         .and_hms_opt(0, 0, 0)
         .and_then(|midnight| midnight.and_local_timezone(program.offset).single())
         .map_or(at, |midnight| midnight.with_timezone(&Utc));
-    let rows = entries::Entity::find()
+    // PostgreSQL sums BIGINT as NUMERIC: cast back.
+    let earned: Vec<(String, i64)> = entries::Entity::find()
+        .select_only()
+        .column(entries::Column::MemberId)
+        .column_as(
+            sea_orm::ExprTrait::cast_as(entries::Column::Points.sum(), "BIGINT"),
+            "earned",
+        )
         .filter(entries::Column::TenantId.eq(tenant_id))
-        .filter(entries::Column::ProgramId.eq(account.program_id.as_str()))
-        .filter(entries::Column::MemberId.eq(account.member_id.as_str()))
+        .filter(entries::Column::ProgramId.eq(program.id.as_str()))
+        .filter(entries::Column::MemberId.is_in(members.to_vec()))
         .filter(entries::Column::Kind.eq("EARN"))
         .filter(entries::Column::At.gte(midnight))
+        .group_by(entries::Column::MemberId)
+        .into_tuple()
         .all(txn)
         .await?;
-    Ok(rows.iter().map(|row| row.points).sum())
+    Ok(earned)
 }
 
 pub mod accounts_api;

@@ -9,7 +9,7 @@ use quanyu_runtime::auth::TenantActor;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, TransactionTrait};
 
 use super::entity::operations;
-use super::{Account, Result, load_account, now, recorded, save_account};
+use super::{Account, Result, load_accounts, now, recorded, save_accounts};
 use crate::domain::earning::{Earned, SaleContext, SaleLine, points_to_reverse};
 use crate::domain::expiry::expires_at;
 use crate::domain::ledger::{Credit, LedgerError};
@@ -290,7 +290,11 @@ pub async fn record_sales(
     let operations = recorded(&txn, tenant_id, &keys).await?;
     // Every account the batch touches, locked in one order.
     let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
-    for sale in sales {
+    // Replays touch no account: they are answered from what was recorded.
+    let fresh = sales
+        .iter()
+        .filter(|sale| !operations.contains_key(&(sale.source.clone(), sale.key.clone())));
+    for sale in fresh {
         match &sale.plan {
             Plan::Earn {
                 member_id, program_id, ..
@@ -306,15 +310,7 @@ pub async fn record_sales(
             Plan::NonMember => {}
         }
     }
-    let mut accounts = HashMap::new();
-    for (program_id, member_id) in touched {
-        let Some((program, _)) = programs.get(&program_id) else {
-            continue;
-        };
-        let mut account = load_account(&txn, tenant_id, program, &member_id, at).await?;
-        account.earned_today = super::earned_today(&txn, tenant_id, &account, program, at).await?;
-        accounts.insert((program_id, member_id), account);
-    }
+    let accounts = load_accounts(&txn, tenant_id, programs, touched, at).await?;
     let mut batch = Batch {
         tenant_id,
         programs,
@@ -363,16 +359,9 @@ pub async fn record_sales(
             Err(rejection) => results.push(rejected(sale.index, &rejection.field, rejection.description)),
         }
     }
-    let mut events = Vec::new();
-    let mut touched: Vec<_> = batch.accounts.keys().cloned().collect();
-    touched.sort();
-    for id in touched {
-        let Some(account) = batch.accounts.get_mut(&id) else {
-            continue;
-        };
-        let version = programs.get(&account.program_id).map_or(0, |(_, version)| *version);
-        events.extend(save_account(&txn, tenant_id, account, version, at).await?);
-    }
+    let mut saved: Vec<&mut Account> = batch.accounts.values_mut().collect();
+    saved.sort_by(|a, b| (&a.program_id, &a.member_id).cmp(&(&b.program_id, &b.member_id)));
+    let mut events = save_accounts(&txn, tenant_id, programs, saved, at).await?;
     events.extend(sale_events);
     let inserted: Vec<operations::ActiveModel> = new_operations
         .iter()

@@ -12,7 +12,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySe
 
 use super::entity::{holds, lots};
 use super::sales::Programs;
-use super::{Result, load_account, now, program_rules, save_account};
+use super::{Result, load_accounts, now, program_rules, save_accounts};
 
 const ACCOUNTS_PER_PASS: u64 = 500;
 
@@ -50,13 +50,11 @@ async fn settle(
     programs: &Programs,
     (tenant_id, program_id, member_id): &AccountId,
 ) -> Result<()> {
-    let Some((program, version)) = programs.get(program_id) else {
-        return Ok(());
-    };
     let at = now();
     let txn = db.begin().await?;
-    let mut account = load_account(&txn, tenant_id, program, member_id, at).await?;
-    let events = save_account(&txn, tenant_id, &mut account, *version, at).await?;
+    let id = (program_id.clone(), member_id.clone());
+    let mut loaded = load_accounts(&txn, tenant_id, programs, [id], at).await?;
+    let events = save_accounts(&txn, tenant_id, programs, loaded.values_mut(), at).await?;
     quanyu_outbox::append(&txn, events).await?;
     txn.commit().await?;
     Ok(())

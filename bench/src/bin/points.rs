@@ -1,0 +1,234 @@
+//! Sales-sync benchmark, side by side with PostgreSQL's own pgbench (TPC-B) on the same server
+//! in the same run (TEST_DATABASE_URL, else the local server):
+//! - single-sale RecordSales throughput at 8 and 32 concurrent clients, against TPC-B tps at the
+//!   same concurrency (goal >= 1.0x);
+//! - 1,000-sale batches in sales/s (goal >= 10x TPC-B tps at 8 clients);
+//! - replaying an applied batch (goal >= 10x faster than applying it);
+//! - one hot member credited from 8 tills at once.
+//!
+//! cargo run --release -p quanyu-bench --bin points
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use quanyu_proto::common::v1::{Channel, Money};
+use quanyu_proto::points::v1 as pb;
+use quanyu_testkit::{Backend, PointsClient, Suite, keys};
+use sea_orm::{ConnectionTrait, Database};
+
+const RUN_FOR: Duration = Duration::from_secs(10);
+const BATCHES: usize = 10;
+
+fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let base = url.split('?').next().unwrap_or(url);
+    let root = base.rsplit_once('/').map_or(base, |(root, _)| root);
+    format!("{root}/{name}")
+}
+
+/// TPC-B transactions per second at `clients`, measured by pgbench on a scratch database.
+async fn pgbench_tps(clients: u32) -> anyhow::Result<f64> {
+    let admin = Database::connect(server_url()).await?;
+    let name = "quanyu_bench_pgbench";
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
+    let url = with_database(&server_url(), name);
+    let init = Command::new("pgbench")
+        .args(["-i", "-q", "-s", "10", &url])
+        .output()
+        .context("pgbench")?;
+    anyhow::ensure!(
+        init.status.success(),
+        "pgbench -i failed: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let seconds = RUN_FOR.as_secs().to_string();
+    let run = Command::new("pgbench")
+        .args(["-c", &clients.to_string(), "-j", "2", "-T", &seconds, &url])
+        .output()?;
+    anyhow::ensure!(
+        run.status.success(),
+        "pgbench failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    let report = String::from_utf8_lossy(&run.stdout);
+    report
+        .lines()
+        .find_map(|line| line.strip_prefix("tps = ")?.split_whitespace().next()?.parse().ok())
+        .context("no tps in pgbench's report")
+}
+
+fn cny(amount_minor: i64) -> Option<Money> {
+    Some(Money {
+        amount_minor,
+        currency: "CNY".into(),
+    })
+}
+
+fn sale(key: &str, member_id: &str) -> pb::Sale {
+    pb::Sale {
+        source: "bench".into(),
+        transaction_id: key.into(),
+        kind: pb::SaleKind::Sale.into(),
+        channel: Channel::Store.into(),
+        store_id: "sh-01".into(),
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp(),
+            nanos: 0,
+        }),
+        buyer: Some(pb::Buyer {
+            who: Some(pb::buyer::Who::MemberId(member_id.into())),
+        }),
+        amount: cny(12_800),
+        lines: vec![pb::SaleLine {
+            sku: "serum".into(),
+            category: "skincare".into(),
+            quantity: 1,
+            amount: cny(12_800),
+        }],
+        ..Default::default()
+    }
+}
+
+async fn program(suite: &Suite) -> anyhow::Result<()> {
+    let mut client = suite.points(keys::ACME_PLATFORM).await;
+    let program = pb::Program {
+        program_id: "bench".into(),
+        points_name: "points".into(),
+        earning: Some(pb::EarningRules {
+            points_per_unit: 1,
+            unit_minor: 100,
+            utc_offset_minutes: 480,
+            ..Default::default()
+        }),
+        expiry: Some(pb::ExpiryPolicy {
+            policy: Some(pb::expiry_policy::Policy::RollingMonths(12)),
+        }),
+        tiers: vec![pb::Tier {
+            code: "member".into(),
+            growth_threshold: 0,
+            multiplier_bp: 10_000,
+        }],
+        ..Default::default()
+    };
+    client
+        .upsert_program(pb::UpsertProgramRequest { program: Some(program) })
+        .await?;
+    Ok(())
+}
+
+/// Single-sale calls per second from `clients` concurrent clients; `member` picks the buyer.
+async fn single_sales(
+    suite: &Suite,
+    clients: usize,
+    tag: &str,
+    member: fn(usize, usize) -> String,
+) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + RUN_FOR;
+    let mut tasks = Vec::new();
+    for client_index in 0..clients {
+        let mut client: PointsClient = suite.points(keys::ACME_POS).await;
+        let tag = tag.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0usize;
+            while Instant::now() < deadline {
+                let key = format!("{tag}-{client_index}-{done}");
+                let sales = vec![sale(&key, &member(client_index, done))];
+                let results = client
+                    .record_sales(pb::RecordSalesRequest { sales })
+                    .await?
+                    .into_inner()
+                    .results;
+                anyhow::ensure!(
+                    results[0].outcome == pb::SaleOutcome::Applied as i32,
+                    "{:?}",
+                    results[0]
+                );
+                done += 1;
+            }
+            Ok(done)
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total as f64 / RUN_FOR.as_secs_f64())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let tpcb_8 = pgbench_tps(8).await?;
+    let tpcb_32 = pgbench_tps(32).await?;
+    let suite = Suite::start(Backend::Postgres).await.context("needs PostgreSQL")?;
+    program(&suite).await?;
+
+    let distinct = |client: usize, n: usize| format!("m-{client}-{}", n % 500);
+    let single_8 = single_sales(&suite, 8, "s8", distinct).await?;
+    let single_32 = single_sales(&suite, 32, "s32", distinct).await?;
+    let hot = single_sales(&suite, 8, "hot", |_, _| "hot-member".to_owned()).await?;
+
+    let mut client = suite.points(keys::ACME_POS).await;
+    let batches: Vec<Vec<pb::Sale>> = (0..BATCHES)
+        .map(|b| {
+            (0..1_000)
+                .map(|n| sale(&format!("b-{b}-{n}"), &format!("bm-{}", (b * 1_000 + n) % 5_000)))
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    for batch in &batches {
+        client
+            .record_sales(pb::RecordSalesRequest { sales: batch.clone() })
+            .await?;
+    }
+    let apply_rate = (BATCHES * 1_000) as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for batch in &batches {
+        let results = client
+            .record_sales(pb::RecordSalesRequest { sales: batch.clone() })
+            .await?
+            .into_inner()
+            .results;
+        anyhow::ensure!(
+            results.iter().all(|r| r.outcome == pb::SaleOutcome::Duplicate as i32),
+            "replay applied"
+        );
+    }
+    let replay_rate = (BATCHES * 1_000) as f64 / started.elapsed().as_secs_f64();
+
+    println!("sales-sync benchmark (PostgreSQL, {RUN_FOR:?} per measure, same server as pgbench)");
+    println!("| measure | value | baseline | ratio | goal |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| single-sale RecordSales, 8 clients | {single_8:.0} sales/s | TPC-B {tpcb_8:.0} tps | {:.2}x | >= 1.0x |",
+        single_8 / tpcb_8
+    );
+    println!(
+        "| single-sale RecordSales, 32 clients | {single_32:.0} sales/s | TPC-B {tpcb_32:.0} tps | {:.2}x | >= 1.0x |",
+        single_32 / tpcb_32
+    );
+    println!(
+        "| 1,000-sale batches, 1 client | {apply_rate:.0} sales/s | TPC-B {tpcb_8:.0} tps | {:.2}x | >= 10x |",
+        apply_rate / tpcb_8
+    );
+    println!(
+        "| replay of applied batches | {replay_rate:.0} sales/s | applying them {apply_rate:.0} sales/s | {:.2}x | >= 10x |",
+        replay_rate / apply_rate
+    );
+    println!(
+        "| one hot member, 8 tills | {hot:.0} sales/s | TPC-B {tpcb_8:.0} tps | {:.2}x | |",
+        hot / tpcb_8
+    );
+    suite.stop().await;
+    Ok(())
+}
