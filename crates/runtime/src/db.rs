@@ -139,3 +139,45 @@ where
         }
     }
 }
+
+/// Helpers for services' migrations, so that each migration file states only its tables.
+pub mod schema {
+    use sea_orm_migration::prelude::*;
+
+    /// `CREATE TABLE IF NOT EXISTS name (columns…, PRIMARY KEY (key…))`.
+    pub fn table(name: &'static str, columns: Vec<ColumnDef>, key: &[&'static str]) -> TableCreateStatement {
+        let mut statement = Table::create();
+        statement.table(name).if_not_exists();
+        for mut column in columns {
+            statement.col(&mut column);
+        }
+        let mut primary_key = Index::create();
+        for column in key {
+            primary_key.col(*column);
+        }
+        statement.primary_key(&mut primary_key);
+        statement.to_owned()
+    }
+
+    /// `CREATE INDEX IF NOT EXISTS name ON table (columns…)`.
+    pub fn index(name: &'static str, table: &'static str, columns: &[&'static str]) -> IndexCreateStatement {
+        let mut statement = Index::create();
+        statement.name(name).table(table).if_not_exists();
+        for column in columns {
+            statement.col(*column);
+        }
+        statement.to_owned()
+    }
+}
+
+/// Declares an entity's (empty) relations and default active-model behaviour: Quanyu's tables
+/// relate by tenant-scoped keys in queries, not by sea-orm relations.
+#[macro_export]
+macro_rules! no_relations {
+    () => {
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    };
+}

@@ -1,3 +1,4 @@
+use quanyu_runtime::db::schema::{index, table};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{big_integer, binary, integer, string, string_null, timestamp_with_time_zone};
 
@@ -7,20 +8,6 @@ impl MigrationName for Migration {
     fn name(&self) -> &str {
         "m20261124_000001_create_points_tables"
     }
-}
-
-fn table(name: &'static str, columns: Vec<ColumnDef>, key: &[&'static str]) -> TableCreateStatement {
-    let mut statement = Table::create();
-    statement.table(name).if_not_exists();
-    for mut column in columns {
-        statement.col(&mut column);
-    }
-    let mut primary_key = Index::create();
-    for column in key {
-        primary_key.col(*column);
-    }
-    statement.primary_key(&mut primary_key);
-    statement.to_owned()
 }
 
 #[async_trait::async_trait]
@@ -132,18 +119,9 @@ impl MigrationTrait for Migration {
         for statement in tables {
             manager.create_table(statement).await?;
         }
+        let by_account = ["tenant_id", "program_id", "member_id", "id"];
         manager
-            .create_index(
-                Index::create()
-                    .name("entries_by_account")
-                    .table("entries")
-                    .col("tenant_id")
-                    .col("program_id")
-                    .col("member_id")
-                    .col("id")
-                    .if_not_exists()
-                    .to_owned(),
-            )
+            .create_index(index("entries_by_account", "entries", &by_account))
             .await
     }
 

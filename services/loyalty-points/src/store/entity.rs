@@ -1,14 +1,5 @@
 //! sea-orm entities of the loyalty-points schema, keyed by `tenant_id` first.
 
-macro_rules! no_relations {
-    () => {
-        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-        pub enum Relation {}
-
-        impl ActiveModelBehavior for ActiveModel {}
-    };
-}
-
 pub mod programs {
     use sea_orm::entity::prelude::*;
 
@@ -26,7 +17,7 @@ pub mod programs {
         pub updated_at: ChronoDateTimeUtc,
     }
 
-    no_relations!();
+    quanyu_runtime::no_relations!();
 }
 
 pub mod accounts {
@@ -52,7 +43,7 @@ pub mod accounts {
         pub updated_at: ChronoDateTimeUtc,
     }
 
-    no_relations!();
+    quanyu_runtime::no_relations!();
 }
 
 pub mod lots {
@@ -76,7 +67,7 @@ pub mod lots {
         pub reference: String,
     }
 
-    no_relations!();
+    quanyu_runtime::no_relations!();
 }
 
 pub mod holds {
@@ -98,7 +89,7 @@ pub mod holds {
         pub reference: String,
     }
 
-    no_relations!();
+    quanyu_runtime::no_relations!();
 }
 
 pub mod entries {
@@ -122,7 +113,7 @@ pub mod entries {
         pub rules_version: i32,
     }
 
-    no_relations!();
+    quanyu_runtime::no_relations!();
 }
 
 pub mod operations {
@@ -152,7 +143,7 @@ pub mod operations {
         pub recorded_at: ChronoDateTimeUtc,
     }
 
-    no_relations!();
+    quanyu_runtime::no_relations!();
 }
 
 pub mod aliases {
@@ -171,5 +162,5 @@ pub mod aliases {
         pub merged_at: ChronoDateTimeUtc,
     }
 
-    no_relations!();
+    quanyu_runtime::no_relations!();
 }

@@ -1,3 +1,4 @@
+use quanyu_runtime::db::schema::{index, table};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{
     boolean, string, string_null, text, timestamp_with_time_zone, timestamp_with_time_zone_null,
@@ -9,29 +10,6 @@ impl MigrationName for Migration {
     fn name(&self) -> &str {
         "m20261123_000001_create_identity_tables"
     }
-}
-
-fn table(name: &'static str, columns: Vec<ColumnDef>, key: &[&'static str]) -> TableCreateStatement {
-    let mut statement = Table::create();
-    statement.table(name).if_not_exists();
-    for mut column in columns {
-        statement.col(&mut column);
-    }
-    let mut primary_key = Index::create();
-    for column in key {
-        primary_key.col(*column);
-    }
-    statement.primary_key(&mut primary_key);
-    statement.to_owned()
-}
-
-fn index(name: &'static str, table: &'static str, columns: &[&'static str]) -> IndexCreateStatement {
-    let mut statement = Index::create();
-    statement.name(name).table(table).if_not_exists();
-    for column in columns {
-        statement.col(*column);
-    }
-    statement.to_owned()
 }
 
 #[async_trait::async_trait]

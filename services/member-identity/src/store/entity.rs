@@ -1,14 +1,5 @@
 //! sea-orm entities of the member-identity schema. Every table is keyed by `tenant_id` first.
 
-macro_rules! no_relations {
-    () => {
-        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-        pub enum Relation {}
-
-        impl ActiveModelBehavior for ActiveModel {}
-    };
-}
-
 pub mod tenants {
     use sea_orm::entity::prelude::*;
 
@@ -21,7 +12,7 @@ pub mod tenants {
         pub created_at: ChronoDateTimeUtc,
     }
 
-    no_relations!();
+    quanyu_runtime::no_relations!();
 }
 
 pub mod brands {
@@ -38,7 +29,7 @@ pub mod brands {
         pub created_at: ChronoDateTimeUtc,
     }
 
-    no_relations!();
+    quanyu_runtime::no_relations!();
 }
 
 pub mod members {
@@ -72,7 +63,7 @@ pub mod members {
         pub updated_at: ChronoDateTimeUtc,
     }
 
-    no_relations!();
+    quanyu_runtime::no_relations!();
 }
 
 pub mod identities {
@@ -96,7 +87,7 @@ pub mod identities {
         pub linked_at: ChronoDateTimeUtc,
     }
 
-    no_relations!();
+    quanyu_runtime::no_relations!();
 }
 
 pub mod tag_definitions {
@@ -116,7 +107,7 @@ pub mod tag_definitions {
         pub created_at: ChronoDateTimeUtc,
     }
 
-    no_relations!();
+    quanyu_runtime::no_relations!();
 }
 
 pub mod member_tags {
@@ -135,7 +126,7 @@ pub mod member_tags {
         pub tagged_at: ChronoDateTimeUtc,
     }
 
-    no_relations!();
+    quanyu_runtime::no_relations!();
 }
 
 pub mod consents {
@@ -155,7 +146,7 @@ pub mod consents {
         pub source: String,
     }
 
-    no_relations!();
+    quanyu_runtime::no_relations!();
 }
 
 pub mod guide_bindings {
@@ -176,7 +167,7 @@ pub mod guide_bindings {
         pub unbound_at: Option<ChronoDateTimeUtc>,
     }
 
-    no_relations!();
+    quanyu_runtime::no_relations!();
 }
 
 pub mod audit_entries {
@@ -198,5 +189,5 @@ pub mod audit_entries {
         pub occurred_at: ChronoDateTimeUtc,
     }
 
-    no_relations!();
+    quanyu_runtime::no_relations!();
 }
