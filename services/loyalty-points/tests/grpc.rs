@@ -20,6 +20,7 @@ quanyu_testkit::suite!(
     every_change_is_published_and_lapsed_holds_settle_by_themselves,
     merged_members_accounts_fold_into_the_survivor,
     offline_backlogs_stream_in_chunks,
+    every_bad_field_is_named,
 );
 
 fn program(hold_ttl_seconds: i32) -> pb::Program {
@@ -645,4 +646,199 @@ async fn offline_backlogs_stream_in_chunks(suite: Suite) {
         }]))
         .await;
     assert_eq!(too_big.unwrap_err().code(), Code::InvalidArgument);
+}
+
+async fn every_bad_field_is_named(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let good = sale("f-0", phone_buyer("13900001111"), 1_000);
+    let bad = |change: fn(&mut pb::Sale)| {
+        let mut sale = good.clone();
+        change(&mut sale);
+        sale
+    };
+    let cases: Vec<(pb::Sale, &str)> = vec![
+        (bad(|s| s.source.clear()), "source"),
+        (bad(|s| s.transaction_id = "x".repeat(129)), "transaction_id"),
+        (bad(|s| s.kind = 0), "kind"),
+        (bad(|s| s.channel = 99), "channel"),
+        (bad(|s| s.store_id = "\u{7}".into()), "store_id"),
+        (
+            bad(|s| {
+                s.occurred_at = Some(prost_types::Timestamp {
+                    seconds: 4_000_000_000,
+                    nanos: 0,
+                })
+            }),
+            "occurred_at",
+        ),
+        (bad(|s| s.amount = None), "amount"),
+        (
+            bad(|s| {
+                s.amount = Some(Money {
+                    amount_minor: 1,
+                    currency: "rmb".into(),
+                })
+            }),
+            "amount.currency",
+        ),
+        (
+            bad(|s| {
+                s.lines[0].amount = Some(Money {
+                    amount_minor: 1,
+                    currency: "USD".into(),
+                })
+            }),
+            "lines[0].amount.currency",
+        ),
+        (bad(|s| s.lines[0].quantity = -1), "lines[0].quantity"),
+        (bad(|s| s.lines[0].category = "c".repeat(65)), "lines[0].category"),
+        (bad(|s| s.points_redeemed = -5), "points_redeemed"),
+        (bad(|s| s.brand_id = "Not A Brand".into()), "brand_id"),
+        (bad(|s| s.buyer = Some(pb::Buyer { who: None })), "buyer"),
+        (
+            bad(|s| {
+                s.buyer = Some(pb::Buyer {
+                    who: Some(pb::buyer::Who::MemberId(String::new())),
+                })
+            }),
+            "buyer.member_id",
+        ),
+        (bad(|s| s.buyer = phone_buyer("12")), "buyer.identity"),
+        (bad(|s| s.points_redeemed = 1_000_000), "points_redeemed"),
+        (
+            bad(|s| {
+                s.kind = pb::SaleKind::Refund.into();
+                s.original_transaction_id.clear();
+            }),
+            "original_transaction_id",
+        ),
+    ];
+    let (sales, fields): (Vec<pb::Sale>, Vec<&str>) = cases
+        .into_iter()
+        .enumerate()
+        .map(|(n, (mut sale, field))| {
+            if field != "transaction_id" {
+                sale.transaction_id = format!("f-{}", n + 1);
+            }
+            (sale, field)
+        })
+        .unzip();
+    let results = record(&mut pos, sales).await;
+    for (result, field) in results.iter().zip(&fields) {
+        assert_eq!(result.outcome, pb::SaleOutcome::Rejected as i32, "{field}: {result:?}");
+        assert_eq!(result.violations[0].field, *field, "{result:?}");
+    }
+
+    let twice = record(&mut pos, vec![good.clone(), good.clone()]).await;
+    assert_eq!(twice[0].outcome, pb::SaleOutcome::Applied as i32);
+    assert_eq!(
+        twice[1].outcome,
+        pb::SaleOutcome::Duplicate as i32,
+        "the same key twice in one batch applies once"
+    );
+
+    let empty = pos
+        .record_sales(pb::RecordSalesRequest { sales: Vec::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument);
+    let member_id = twice[0].member_id.clone();
+    let no_key = pos
+        .redeem(pb::RedeemRequest {
+            account: account(&member_id),
+            points: 1,
+            idempotency_key: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(no_key.code(), Code::InvalidArgument);
+    let zero = pos
+        .redeem(pb::RedeemRequest {
+            account: account(&member_id),
+            points: 0,
+            idempotency_key: "z".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(zero.code(), Code::InvalidArgument);
+    let no_member = pos
+        .redeem(pb::RedeemRequest {
+            account: account(""),
+            points: 1,
+            idempotency_key: "z2".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(no_member.code(), Code::InvalidArgument);
+    let bad_hold = pos
+        .confirm_hold(pb::ConfirmHoldRequest {
+            account: account(&member_id),
+            hold_id: "abc".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_hold.code(), Code::InvalidArgument);
+    let mut platform = suite.points(keys::ACME_PLATFORM).await;
+    let bad_adjust = platform
+        .adjust(pb::AdjustRequest {
+            account: account(&member_id),
+            points: 0,
+            reason: String::new(),
+            idempotency_key: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_adjust.code(), Code::InvalidArgument);
+    for field in ["idempotency_key", "points", "reason"] {
+        assert!(
+            bad_adjust.message().contains(field),
+            "{field}: {}",
+            bad_adjust.message()
+        );
+    }
+    let reused = pos
+        .redeem(pb::RedeemRequest {
+            account: account(&member_id),
+            points: 1,
+            idempotency_key: "k".into(),
+        })
+        .await;
+    assert!(reused.is_ok());
+    let conflict = pos
+        .redeem(pb::RedeemRequest {
+            account: account(&member_id),
+            points: 2,
+            idempotency_key: "k".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        conflict.code(),
+        Code::AlreadyExists,
+        "one key, two different redemptions"
+    );
+    let adjusted = platform
+        .adjust(pb::AdjustRequest {
+            account: account(&member_id),
+            points: -3,
+            reason: "goodwill reversal".into(),
+            idempotency_key: "a-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .balance
+        .unwrap();
+    assert_eq!(adjusted.balance, 10 - 1 - 3);
+    let denied = pos
+        .adjust(pb::AdjustRequest {
+            account: account(&member_id),
+            points: 5,
+            reason: "x".into(),
+            idempotency_key: "a-2".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "only platform keys adjust");
 }
