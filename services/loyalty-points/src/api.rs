@@ -2,6 +2,8 @@
 //! resolves buyers through member-identity, runs the use case and converts the answer.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use prost::Message;
@@ -60,20 +62,43 @@ impl IdentityClient {
 pub struct PointsApi {
     db: DatabaseConnection,
     identity: IdentityClient,
+    /// Programs by tenant, read at most every `PROGRAM_CACHE_TTL` (a change made through another
+    /// replica takes that long to apply here; through this one, at once).
+    programs: Mutex<HashMap<String, (Instant, Arc<Programs>)>>,
 }
+
+const PROGRAM_CACHE_TTL: Duration = Duration::from_secs(2);
 
 impl PointsApi {
     pub fn new(db: DatabaseConnection, identity: IdentityClient) -> Self {
-        Self { db, identity }
+        Self {
+            db,
+            identity,
+            programs: Mutex::new(HashMap::new()),
+        }
     }
 
-    async fn programs(&self, tenant_id: &str) -> Result<Programs, PointsError> {
-        store::program_rules(&self.db, tenant_id).await
+    async fn programs(&self, tenant_id: &str) -> Result<Arc<Programs>, PointsError> {
+        let cached = self.cached_programs().get(tenant_id).cloned();
+        if let Some((read_at, programs)) = cached
+            && read_at.elapsed() < PROGRAM_CACHE_TTL
+        {
+            return Ok(programs);
+        }
+        let programs = Arc::new(store::program_rules(&self.db, tenant_id).await?);
+        self.cached_programs()
+            .insert(tenant_id.to_owned(), (Instant::now(), programs.clone()));
+        Ok(programs)
+    }
+
+    fn cached_programs(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Arc<Programs>)>> {
+        // A panic while holding the lock cannot leave the cache inconsistent: entries are whole.
+        self.programs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The program an account reference names: the given id, else the tenant-wide program.
     async fn program_for(&self, tenant_id: &str, program_id: &str) -> Result<(ProgramRules, u32), PointsError> {
-        let mut programs = self.programs(tenant_id).await?;
+        let programs = self.programs(tenant_id).await?;
         let id = if program_id.is_empty() {
             programs
                 .iter()
@@ -83,7 +108,7 @@ impl PointsApi {
         } else {
             program_id.to_owned()
         };
-        programs.remove(&id).ok_or(PointsError::ProgramNotFound(id))
+        programs.get(&id).cloned().ok_or(PointsError::ProgramNotFound(id))
     }
 
     async fn run_change(
@@ -475,6 +500,7 @@ impl PointsService for PointsApi {
             )
         })
         .await?;
+        self.cached_programs().remove(actor.tenant_id.as_ref());
         let program = pb::Program {
             rules_version: stored.rules_version,
             ..program

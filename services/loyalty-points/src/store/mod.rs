@@ -322,7 +322,7 @@ async fn save_accounts<'a>(
     let mut changed_lots = Vec::new();
     let mut new_holds = Vec::new();
     let mut entry_rows = Vec::new();
-    let mut touched_members = Vec::new();
+    let mut emptied_members = Vec::new();
     let mut events = Vec::new();
     for account in accounts {
         let version = programs.get(&account.program_id).map_or(0, |(_, version)| *version);
@@ -340,6 +340,9 @@ async fn save_accounts<'a>(
             next_id: Set(to_i64(account.ledger.last_id())),
             updated_at: Set(at),
         });
+        if account.ledger.lots().iter().any(|lot| lot.remaining == 0) {
+            emptied_members.push(member_id.clone());
+        }
         for lot in account.ledger.lots() {
             if account.loaded_lots.get(&lot.id) == Some(&lot.remaining) {
                 continue;
@@ -396,7 +399,6 @@ async fn save_accounts<'a>(
             reference: Set(entry.reference),
             rules_version: Set(rules_version),
         }));
-        touched_members.push(member_id);
     }
     accounts::Entity::insert_many(account_rows)
         .on_conflict(
@@ -432,12 +434,14 @@ async fn save_accounts<'a>(
         .exec_without_returning(txn)
         .await?;
     // Spent and expired lots are history: the entries keep it.
-    lots::Entity::delete_many()
-        .filter(lots::Column::TenantId.eq(tenant_id))
-        .filter(lots::Column::MemberId.is_in(touched_members))
-        .filter(lots::Column::Remaining.eq(0))
-        .exec(txn)
-        .await?;
+    if !emptied_members.is_empty() {
+        lots::Entity::delete_many()
+            .filter(lots::Column::TenantId.eq(tenant_id))
+            .filter(lots::Column::MemberId.is_in(emptied_members))
+            .filter(lots::Column::Remaining.eq(0))
+            .exec(txn)
+            .await?;
+    }
     holds::Entity::insert_many(new_holds)
         .exec_without_returning(txn)
         .await?;
