@@ -9,9 +9,7 @@ use quanyu_proto::events::v1::{AcknowledgeRequest, Event, SubscribeRequest, subs
 use quanyu_runtime::auth::BearerKey;
 use quanyu_runtime::shutdown::Shutdown;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait};
 use tokio_stream::StreamExt as _;
 
 use crate::entity::cursors;
@@ -128,7 +126,7 @@ impl<H: EventHandler> Consumer<H> {
         while let Some(item) = stream.next().await {
             match item?.item {
                 Some(subscribe_response::Item::Event(event)) if event.position > position => {
-                    let txn = self.db.begin().await?;
+                    let txn = quanyu_runtime::db::begin_write(&self.db).await?;
                     self.handler.apply(&txn, &event).await?;
                     store_cursor(&txn, name, event.position).await?;
                     txn.commit().await?;

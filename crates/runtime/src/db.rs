@@ -99,6 +99,17 @@ async fn create_postgres_schema(url: &str, schema: &str) -> Result<(), DbErr> {
     db.close().await
 }
 
+/// Begins a transaction that will write. On SQLite it takes the write lock at once (`BEGIN
+/// IMMEDIATE`), so that a writer waits its turn under the busy timeout instead of failing when
+/// another commits between its first read and its first write; PostgreSQL ignores the mode.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    let options = sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..sea_orm::TransactionOptions::default()
+    };
+    sea_orm::TransactionTrait::begin_with_options(db, options).await
+}
+
 /// An error that a fresh attempt of the same transaction may not meet.
 pub trait Transient {
     fn is_transient(&self) -> bool;

@@ -21,6 +21,7 @@ quanyu_testkit::suite!(
     merged_members_accounts_fold_into_the_survivor,
     offline_backlogs_stream_in_chunks,
     every_bad_field_is_named,
+    many_tills_crediting_one_member_lose_nothing,
 );
 
 fn program(hold_ttl_seconds: i32) -> pb::Program {
@@ -841,4 +842,53 @@ async fn every_bad_field_is_named(suite: Suite) {
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied, "only platform keys adjust");
+}
+
+async fn many_tills_crediting_one_member_lose_nothing(suite: Suite) {
+    with_program(&suite, 0).await;
+    let pos = suite.points(keys::ACME_POS).await;
+    let tills: Vec<_> = (0..16)
+        .map(|till| {
+            let mut client = pos.clone();
+            tokio::spawn(async move {
+                let mut applied = 0;
+                for n in 0..5 {
+                    let results = record(
+                        &mut client,
+                        vec![sale(&format!("hot-{till}-{n}"), phone_buyer("13811112222"), 1_000)],
+                    )
+                    .await;
+                    assert_eq!(results[0].outcome, pb::SaleOutcome::Applied as i32, "{results:?}");
+                    applied += results[0].points_earned;
+                }
+                applied
+            })
+        })
+        .collect();
+    let mut earned = 0;
+    for till in tills {
+        earned += till.await.unwrap();
+    }
+    assert_eq!(earned, 16 * 5 * 10);
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let member_id = identity
+        .resolve_identities(identity_pb::ResolveIdentitiesRequest {
+            identities: vec![identity_pb::Identity {
+                kind: identity_pb::IdentityKind::Phone.into(),
+                value: "13811112222".into(),
+                namespace: String::new(),
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .resolutions[0]
+        .member_id
+        .clone();
+    let mut pos = pos;
+    assert_eq!(
+        balance(&mut pos, &member_id).await.balance,
+        earned,
+        "no credit was lost"
+    );
 }

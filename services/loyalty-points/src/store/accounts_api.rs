@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use chrono::DateTime;
 use prost::Message;
 use quanyu_proto::points::v1::{self as pb, HoldEnd};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
+use quanyu_runtime::db::begin_write;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::entity::{entries, operations};
 use super::{Account, AccountKey, Result, load_accounts, now, recorded, save_accounts};
@@ -85,7 +86,7 @@ pub async fn change(
 ) -> Result<Changed> {
     let tenant_id = key.actor.tenant_id.as_ref();
     let at = now();
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let programs = HashMap::from([(key.program.id.clone(), (key.program.clone(), key.rules_version))]);
     let id = (key.program.id.clone(), key.member_id.to_owned());
     let mut account = load_accounts(&txn, tenant_id, &programs, [id.clone()], at)

@@ -12,10 +12,11 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use quanyu_runtime::auth::TenantActor;
+use quanyu_runtime::db::begin_write;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
 };
 
 use quanyu_outbox::NewEvent;
@@ -53,7 +54,7 @@ pub async fn upsert_program(
     brand_id: &str,
     encode: impl Fn(u32) -> Vec<u8>,
 ) -> Result<StoredProgram> {
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let current = programs::Entity::find_by_id((tenant_id.to_owned(), program_id.to_owned()))
         .lock_exclusive()
         .one(&txn)

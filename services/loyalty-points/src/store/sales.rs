@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use prost::Message;
 use quanyu_proto::points::v1 as pb;
 use quanyu_runtime::auth::TenantActor;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, TransactionTrait};
+use quanyu_runtime::db::begin_write;
+use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
 
 use super::entity::operations;
 use super::{Account, Result, load_accounts, now, recorded, save_accounts};
@@ -278,7 +279,7 @@ pub async fn record_sales(
 ) -> Result<Vec<pb::SaleResult>> {
     let tenant_id = actor.tenant_id.as_ref();
     let at = now();
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let mut keys: Vec<(String, String)> = sales
         .iter()
         .map(|sale| (sale.source.clone(), sale.key.clone()))

@@ -6,9 +6,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use quanyu_runtime::db::begin_write;
 use quanyu_runtime::db::with_retries;
 use quanyu_runtime::shutdown::Shutdown;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, TransactionTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 
 use super::entity::{holds, lots};
 use super::sales::Programs;
@@ -51,7 +52,7 @@ async fn settle(
     (tenant_id, program_id, member_id): &AccountId,
 ) -> Result<()> {
     let at = now();
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let id = (program_id.clone(), member_id.clone());
     let mut loaded = load_accounts(&txn, tenant_id, programs, [id], at).await?;
     let events = save_accounts(&txn, tenant_id, programs, loaded.values_mut(), at).await?;

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, SubsecRound, Utc};
 use quanyu_proto::identity::v1::{Gender, LifeStage};
 use quanyu_runtime::auth::TenantActor;
+use quanyu_runtime::db::begin_write;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait,
@@ -169,7 +170,7 @@ pub async fn ensure_tenants(db: &DatabaseConnection, tenant_ids: &[String]) -> R
 }
 
 pub async fn create_tenant(db: &DatabaseConnection, id: &str, display_name: &str) -> Result<tenants::Model> {
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     if tenants::Entity::find_by_id(id).one(&txn).await?.is_some() {
         return Err(IdentityError::TenantExists(id.to_owned()));
     }
@@ -206,7 +207,7 @@ pub async fn create_brand(
     id: &str,
     display_name: &str,
 ) -> Result<brands::Model> {
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     if brands::Entity::find_by_id((actor.tenant_id.to_string(), id.to_owned()))
         .one(&txn)
         .await?
@@ -461,7 +462,7 @@ pub async fn enroll(
     command: &EnrollCommand,
 ) -> Result<(MemberView, bool)> {
     let tenant_id = actor.tenant_id.as_ref();
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let brand_id = &command.enrollment.brand_id;
     if !brand_id.is_empty()
         && brands::Entity::find_by_id((tenant_id.to_owned(), brand_id.clone()))
@@ -571,7 +572,7 @@ pub async fn update_profile(
     member_id: &str,
     patch: ProfilePatch,
 ) -> Result<MemberView> {
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let row = find_active(&txn, &actor.tenant_id, member_id).await?;
     let mut profile = profile_of(&row);
     let changed = profile.apply(patch)?;
@@ -675,7 +676,7 @@ pub async fn link_identity(
     member_id: &str,
     identity: &Identity,
 ) -> Result<MemberView> {
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let row = find_active(&txn, &actor.tenant_id, member_id).await?;
     let linked = link_missing(
         &txn,
@@ -707,7 +708,7 @@ pub async fn unlink_identity(
     identity: &Identity,
 ) -> Result<MemberView> {
     let tenant_id = actor.tenant_id.as_ref();
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let row = find_active(&txn, tenant_id, member_id).await?;
     let linked = find_identities(&txn, tenant_id, &[identity])
         .await?
@@ -784,7 +785,7 @@ pub async fn merge(
     explicit_survivor: Option<&str>,
 ) -> Result<MergeOutcome> {
     let tenant_id = actor.tenant_id.as_ref();
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     // Rows are locked in id order, so that concurrent merges of the same pair cannot deadlock.
     let (first_id, second_id) = if member_id <= other_member_id {
         (member_id, other_member_id)
@@ -1011,7 +1012,7 @@ async fn merge_guide_bindings(
 
 pub async fn erase(db: &DatabaseConnection, actor: &TenantActor, member_id: &str, reason: &str) -> Result<MemberView> {
     let tenant_id = actor.tenant_id.as_ref();
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let row = find_member(&txn, tenant_id, member_id, true).await?;
     match row.status.as_str() {
         MERGED => {
@@ -1079,7 +1080,7 @@ pub async fn define_tag(
     definition: &TagDefinition,
 ) -> Result<(TagDefinition, DateTime<Utc>)> {
     let tenant_id = actor.tenant_id.as_ref();
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let existing = tag_definitions::Entity::find_by_id((tenant_id.to_owned(), definition.name.clone()))
         .one(&txn)
         .await?;
@@ -1182,7 +1183,7 @@ pub async fn set_tags(
     tags: &[(String, String)],
 ) -> Result<Vec<TagTarget>> {
     let tenant_id = actor.tenant_id.as_ref();
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let definitions: HashMap<String, TagDefinition> = tag_definitions::Entity::find()
         .filter(tag_definitions::Column::TenantId.eq(tenant_id))
         .filter(tag_definitions::Column::Name.is_in(tags.iter().map(|(name, _)| name.clone())))
@@ -1270,7 +1271,7 @@ pub async fn remove_tags(
     tag_names: &[String],
 ) -> Result<Vec<TagTarget>> {
     let tenant_id = actor.tenant_id.as_ref();
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let targets = tag_targets(&txn, tenant_id, member_ids).await?;
     let applied = applied_ids(&targets);
     member_tags::Entity::delete_many()
@@ -1352,7 +1353,7 @@ pub async fn set_consent(
     decision: ConsentDecision,
 ) -> Result<(ConsentDecision, bool)> {
     let tenant_id = actor.tenant_id.as_ref();
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     find_active(&txn, tenant_id, member_id).await?;
     let stored = consents::Entity::find_by_id((tenant_id.to_owned(), member_id.to_owned(), decision.channel.clone()))
         .one(&txn)
@@ -1430,7 +1431,7 @@ pub async fn bind_guide(
     source: &str,
 ) -> Result<guide_bindings::Model> {
     let tenant_id = actor.tenant_id.as_ref();
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     find_active(&txn, tenant_id, member_id).await?;
     let current = guide_bindings::Entity::find()
         .filter(guide_bindings::Column::TenantId.eq(tenant_id))
