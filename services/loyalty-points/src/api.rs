@@ -302,18 +302,14 @@ fn check_sale(sale: &pb::Sale, programs: &Programs, now: DateTime<Utc>) -> Resul
 }
 
 fn rejection(index: usize, violations: Vec<FieldViolation>) -> pb::SaleResult {
-    pb::SaleResult {
-        index: i32::try_from(index).unwrap_or(i32::MAX),
-        outcome: pb::SaleOutcome::Rejected.into(),
-        violations: violations
-            .into_iter()
-            .map(|violation| pb::FieldViolation {
-                field: violation.field,
-                description: violation.description,
-            })
-            .collect(),
-        ..Default::default()
-    }
+    let violations = violations
+        .into_iter()
+        .map(|violation| pb::FieldViolation {
+            field: violation.field,
+            description: violation.description,
+        })
+        .collect();
+    store::sales::rejected(i32::try_from(index).unwrap_or(i32::MAX), violations)
 }
 
 impl PointsApi {

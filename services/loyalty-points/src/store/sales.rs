@@ -46,16 +46,21 @@ pub struct PreparedSale {
 /// The programs of the tenant by id, with their current rules version.
 pub type Programs = HashMap<String, (ProgramRules, u32)>;
 
-fn rejected(index: i32, field: &str, description: String) -> pb::SaleResult {
+/// The answer to a sale refused for `violations`.
+pub fn rejected(index: i32, violations: Vec<pb::FieldViolation>) -> pb::SaleResult {
     pb::SaleResult {
         index,
         outcome: pb::SaleOutcome::Rejected.into(),
-        violations: vec![pb::FieldViolation {
-            field: field.to_owned(),
-            description,
-        }],
+        violations,
         ..Default::default()
     }
+}
+
+fn violation(field: &str, description: String) -> Vec<pb::FieldViolation> {
+    vec![pb::FieldViolation {
+        field: field.to_owned(),
+        description,
+    }]
 }
 
 /// Why one sale of a batch was refused.
@@ -337,14 +342,11 @@ pub async fn record_sales(
             } else {
                 let recorded_sale = pb::Sale::decode(first.request.as_slice()).unwrap_or_default();
                 let field = differing_field(&recorded_sale, &sale.sale);
-                rejected(
-                    sale.index,
-                    field,
-                    format!(
-                        "transaction {:?} of {:?} was recorded with a different {field}",
-                        sale.key, sale.source
-                    ),
-                )
+                let why = format!(
+                    "transaction {:?} of {:?} was recorded with a different {field}",
+                    sale.key, sale.source
+                );
+                rejected(sale.index, violation(field, why))
             };
             results.push(result);
             continue;
@@ -357,7 +359,7 @@ pub async fn record_sales(
                 new_operations.push(id_of(&operation));
                 results.push(result);
             }
-            Err(rejection) => results.push(rejected(sale.index, &rejection.field, rejection.description)),
+            Err(rejection) => results.push(rejected(sale.index, violation(&rejection.field, rejection.description))),
         }
     }
     let mut saved: Vec<&mut Account> = batch.accounts.values_mut().collect();
