@@ -73,6 +73,7 @@ impl QuanyuConfig {
             server: self.server.clone(),
             keys: Arc::new(keys),
             shutdown: quanyu_runtime::shutdown::Shutdown::new(),
+            clock: quanyu_runtime::clock::Clock::default(),
         })
     }
 }

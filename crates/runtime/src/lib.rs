@@ -3,6 +3,7 @@
 //! migration, paging and graceful shutdown.
 
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;

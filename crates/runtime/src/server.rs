@@ -192,4 +192,6 @@ pub struct ServiceContext {
     pub keys: std::sync::Arc<crate::auth::KeyRing>,
     /// Stops the services' background work (such as outbox pruning) too.
     pub shutdown: Shutdown,
+    /// Business time (expiry, holds, tier periods); tests move it.
+    pub clock: crate::clock::Clock,
 }

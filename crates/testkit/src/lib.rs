@@ -92,6 +92,7 @@ impl Suite {
             },
             keys: Arc::new(keys),
             shutdown: Shutdown::new(),
+            clock: quanyu_runtime::clock::Clock::default(),
         };
         let shutdown = context.shutdown.clone();
         let identity = quanyu_member_identity::build(&quanyu_member_identity::Config::default(), &context)

@@ -13,6 +13,7 @@ use quanyu_proto::identity::v1::member_identity_service_client::MemberIdentitySe
 use quanyu_proto::points::v1 as pb;
 use quanyu_proto::points::v1::points_service_server::PointsService;
 use quanyu_runtime::auth::{Access, BearerKey, TenantActor, authorize, is_slug};
+use quanyu_runtime::clock::Clock;
 use quanyu_runtime::db::with_retries;
 use quanyu_runtime::error::{FieldViolation, Violations};
 use quanyu_runtime::page;
@@ -62,6 +63,7 @@ impl IdentityClient {
 pub struct PointsApi {
     db: DatabaseConnection,
     identity: IdentityClient,
+    clock: Clock,
     /// Programs by tenant, read at most every `PROGRAM_CACHE_TTL` (a change made through another
     /// replica takes that long to apply here; through this one, at once).
     programs: Mutex<HashMap<String, (Instant, Arc<Programs>)>>,
@@ -70,10 +72,11 @@ pub struct PointsApi {
 const PROGRAM_CACHE_TTL: Duration = Duration::from_secs(2);
 
 impl PointsApi {
-    pub fn new(db: DatabaseConnection, identity: IdentityClient) -> Self {
+    pub fn new(db: DatabaseConnection, identity: IdentityClient, clock: Clock) -> Self {
         Self {
             db,
             identity,
+            clock,
             programs: Mutex::new(HashMap::new()),
         }
     }
@@ -131,7 +134,8 @@ impl PointsApi {
             rules_version: version,
             member_id: &member_id,
         };
-        with_retries(|| store::change(&self.db, &key, change(), idempotency.clone())).await
+        let at = self.clock.now();
+        with_retries(|| store::change(&self.db, &key, change(), idempotency.clone(), at)).await
     }
 }
 
@@ -328,7 +332,7 @@ impl PointsApi {
             return Err(PointsError::invalid("sales", why));
         }
         let programs = self.programs(&actor.tenant_id).await?;
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut results: Vec<Option<pb::SaleResult>> = vec![None; sales.len()];
         let mut checked = Vec::new();
         for (index, sale) in sales.iter().enumerate() {
@@ -418,7 +422,7 @@ impl PointsApi {
                 plan,
             });
         }
-        let applied = with_retries(|| store::sales::record_sales(&self.db, actor, &programs, &prepared)).await?;
+        let applied = with_retries(|| store::sales::record_sales(&self.db, actor, &programs, &prepared, now)).await?;
         for result in applied {
             let index = usize::try_from(result.index).unwrap_or_default();
             results[index] = Some(result);

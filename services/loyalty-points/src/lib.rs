@@ -68,7 +68,7 @@ pub async fn build(config: &Config, context: &ServiceContext) -> Result<Service,
         .connect_lazy();
     let identity = api::IdentityClient::new(channel, config.identity_api_key.expose().to_owned());
     let every = std::time::Duration::from_secs(config.sweep_interval_secs.max(1));
-    store::sweep::spawn_sweeper(db.clone(), every, context.shutdown.clone());
+    store::sweep::spawn_sweeper(db.clone(), context.clock.clone(), every, context.shutdown.clone());
     quanyu_outbox::retention::spawn_pruner(db.clone(), config.retention.clone(), context.shutdown.clone());
     let merges = quanyu_outbox::consumer::ConsumerConfig {
         name: "loyalty-points.merges".into(),
@@ -78,10 +78,16 @@ pub async fn build(config: &Config, context: &ServiceContext) -> Result<Service,
         acknowledge_every: std::time::Duration::from_secs(5),
         max_backoff: std::time::Duration::from_secs(10),
     };
-    let folding = quanyu_outbox::consumer::Consumer::new(merges, db.clone(), merge::MergeFolder);
+    let folding = quanyu_outbox::consumer::Consumer::new(
+        merges,
+        db.clone(),
+        merge::MergeFolder {
+            clock: context.clock.clone(),
+        },
+    );
     tokio::spawn(folding.run(context.shutdown.clone()));
     let authenticator = Authenticator::new(context.keys.clone());
-    let points = PointsServiceServer::new(api::PointsApi::new(db.clone(), identity))
+    let points = PointsServiceServer::new(api::PointsApi::new(db.clone(), identity, context.clock.clone()))
         .max_decoding_message_size(context.server.max_decode_bytes)
         .max_encoding_message_size(context.server.max_encode_bytes);
     let events = EventStreamServiceServer::new(EventStream::new(db, config.events.clone()))

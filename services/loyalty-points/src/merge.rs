@@ -10,7 +10,9 @@ use sea_orm::{DatabaseTransaction, DbErr};
 
 use crate::store;
 
-pub struct MergeFolder;
+pub struct MergeFolder {
+    pub clock: quanyu_runtime::clock::Clock,
+}
 
 #[async_trait::async_trait]
 impl EventHandler for MergeFolder {
@@ -18,7 +20,8 @@ impl EventHandler for MergeFolder {
         let Some(Payload::MembersMerged(merged)) = &event.payload else {
             return Ok(());
         };
-        store::fold_merged(txn, &event.tenant_id, &merged.survivor_id, &merged.merged_member_id)
+        let at = self.clock.now();
+        store::fold_merged(txn, &event.tenant_id, &merged.survivor_id, &merged.merged_member_id, at)
             .await
             .map_err(|error| {
                 DbErr::Custom(format!(

@@ -22,6 +22,7 @@ quanyu_testkit::suite!(
     offline_backlogs_stream_in_chunks,
     every_bad_field_is_named,
     many_tills_crediting_one_member_lose_nothing,
+    expiry_and_tiers_follow_the_calendar_year,
 );
 
 fn program(hold_ttl_seconds: i32) -> pb::Program {
@@ -890,5 +891,64 @@ async fn many_tills_crediting_one_member_lose_nothing(suite: Suite) {
         balance(&mut pos, &member_id).await.balance,
         earned,
         "no credit was lost"
+    );
+}
+
+async fn expiry_and_tiers_follow_the_calendar_year(suite: Suite) {
+    use chrono::TimeZone;
+    let mut platform = suite.points(keys::ACME_PLATFORM).await;
+    let year_end = pb::Program {
+        expiry: Some(pb::ExpiryPolicy {
+            policy: Some(pb::expiry_policy::Policy::EndOfYearAfter(0)),
+        }),
+        ..program(0)
+    };
+    platform
+        .upsert_program(pb::UpsertProgramRequest {
+            program: Some(year_end),
+        })
+        .await
+        .unwrap();
+    let clock = &suite.context.clock;
+    // 23:58 on New Year's Eve in the program's time zone (UTC+8).
+    clock.set(chrono::Utc.with_ymd_and_hms(2026, 12, 31, 15, 58, 0).unwrap());
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let earned = record(&mut pos, vec![sale("ny-1", phone_buyer("13822223333"), 100_000)]).await;
+    let member_id = earned[0].member_id.clone();
+    let before = balance(&mut pos, &member_id).await;
+    assert_eq!((before.balance, before.tier.as_str()), (1_000, "gold"));
+    let expires = before.expiring[0].expires_at.unwrap();
+    assert_eq!(
+        expires.seconds,
+        chrono::Utc
+            .with_ymd_and_hms(2026, 12, 31, 15, 59, 59)
+            .unwrap()
+            .timestamp()
+    );
+
+    clock.advance(chrono::Duration::minutes(2));
+    let new_year = balance(&mut pos, &member_id).await;
+    assert_eq!(new_year.balance, 0, "the year's points expired at midnight local time");
+    assert_eq!(new_year.tier, "gold", "2026's growth keeps gold through 2027");
+    assert_eq!((new_year.growth_this_period, new_year.growth_lifetime), (0, 1_000));
+    let mut analyst = suite.points(keys::ACME_ANALYST).await;
+    let expired = analyst
+        .list_entries(pb::ListEntriesRequest {
+            account: account(&member_id),
+            kind: pb::EntryKind::Expire.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].points, -1_000);
+
+    clock.advance(chrono::Duration::days(366));
+    let a_year_later = balance(&mut pos, &member_id).await;
+    assert_eq!(
+        a_year_later.tier, "member",
+        "no growth in 2027: down a tier when 2027 closes"
     );
 }

@@ -9,7 +9,7 @@ use quanyu_runtime::db::begin_write;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::entity::{entries, operations};
-use super::{Account, AccountKey, Result, load_accounts, now, recorded, save_accounts};
+use super::{Account, AccountKey, Result, load_accounts, recorded, save_accounts};
 use crate::domain::expiry::expires_at;
 use crate::domain::ledger::Credit;
 use crate::error::PointsError;
@@ -83,9 +83,9 @@ pub async fn change(
     key: &AccountKey<'_>,
     change: Change,
     idempotency: Option<(&str, &str, Vec<u8>)>,
+    at: DateTime<chrono::Utc>,
 ) -> Result<Changed> {
     let tenant_id = key.actor.tenant_id.as_ref();
-    let at = now();
     let txn = begin_write(db).await?;
     let programs = HashMap::from([(key.program.id.clone(), (key.program.clone(), key.rules_version))]);
     let id = (key.program.id.clone(), key.member_id.to_owned());

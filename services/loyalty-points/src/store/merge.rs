@@ -5,12 +5,17 @@ use std::collections::HashMap;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
-use super::{Result, aliases, load_accounts, now, program_rules_in, save_accounts};
+use super::{Result, aliases, load_accounts, program_rules_in, save_accounts};
 
 /// Moves every account of `loser` into `survivor`'s in the same program, and records that
 /// `loser` now means `survivor`. Folding the same pair again changes nothing.
-pub async fn fold_merged(txn: &DatabaseTransaction, tenant_id: &str, survivor: &str, loser: &str) -> Result<()> {
-    let at = now();
+pub async fn fold_merged(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    survivor: &str,
+    loser: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
     let alias = aliases::ActiveModel {
         tenant_id: Set(tenant_id.to_owned()),
         member_id: Set(loser.to_owned()),

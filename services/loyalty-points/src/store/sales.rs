@@ -10,7 +10,7 @@ use quanyu_runtime::db::begin_write;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
 
 use super::entity::operations;
-use super::{Account, Result, load_accounts, now, recorded, save_accounts};
+use super::{Account, Result, load_accounts, recorded, save_accounts};
 use crate::domain::earning::{Earned, SaleContext, SaleLine, points_to_reverse};
 use crate::domain::expiry::expires_at;
 use crate::domain::ledger::{Credit, LedgerError};
@@ -281,9 +281,9 @@ pub async fn record_sales(
     actor: &TenantActor,
     programs: &Programs,
     sales: &[PreparedSale],
+    at: DateTime<Utc>,
 ) -> Result<Vec<pb::SaleResult>> {
     let tenant_id = actor.tenant_id.as_ref();
-    let at = now();
     let txn = begin_write(db).await?;
     let mut keys: Vec<(String, String)> = sales
         .iter()

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use quanyu_runtime::clock::Clock;
 use quanyu_runtime::db::begin_write;
 use quanyu_runtime::db::with_retries;
 use quanyu_runtime::shutdown::Shutdown;
@@ -13,7 +14,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySe
 
 use super::entity::{holds, lots};
 use super::sales::Programs;
-use super::{Result, load_accounts, now, program_rules, save_accounts};
+use super::{Result, load_accounts, program_rules, save_accounts};
 
 const ACCOUNTS_PER_PASS: u64 = 500;
 
@@ -50,8 +51,9 @@ async fn settle(
     db: &DatabaseConnection,
     programs: &Programs,
     (tenant_id, program_id, member_id): &AccountId,
+    clock: &Clock,
 ) -> Result<()> {
-    let at = now();
+    let at = clock.now();
     let txn = begin_write(db).await?;
     let id = (program_id.clone(), member_id.clone());
     let mut loaded = load_accounts(&txn, tenant_id, programs, [id], at).await?;
@@ -62,28 +64,28 @@ async fn settle(
 }
 
 /// One pass; returns how many accounts it settled.
-pub async fn sweep(db: &DatabaseConnection) -> Result<usize> {
-    let due = due_accounts(db, now()).await?;
+pub async fn sweep(db: &DatabaseConnection, clock: &Clock) -> Result<usize> {
+    let due = due_accounts(db, clock.now()).await?;
     let mut programs_of: HashMap<String, Programs> = HashMap::new();
     for account in &due {
         if !programs_of.contains_key(&account.0) {
             programs_of.insert(account.0.clone(), program_rules(db, &account.0).await?);
         }
         let programs = &programs_of[&account.0];
-        with_retries(|| settle(db, programs, account)).await?;
+        with_retries(|| settle(db, programs, account, clock)).await?;
     }
     Ok(due.len())
 }
 
 /// Sweeps every `every` until shutdown.
-pub fn spawn_sweeper(db: DatabaseConnection, every: Duration, shutdown: Shutdown) {
+pub fn spawn_sweeper(db: DatabaseConnection, clock: Clock, every: Duration, shutdown: Shutdown) {
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
                 () = shutdown.wait() => return,
             }
-            match sweep(&db).await {
+            match sweep(&db, &clock).await {
                 Ok(0) => {}
                 Ok(settled) => tracing::info!(settled, "expired lots and lapsed holds settled"),
                 Err(error) => tracing::warn!(%error, "points sweep failed; will retry"),
