@@ -341,12 +341,27 @@ impl PointsApi {
                 Err(violations) => results[index] = Some(rejection(index, violations)),
             }
         }
+        // Replays are answered from what was recorded: their buyers need no resolving or enrolling.
+        let keys: Vec<(String, String)> = checked
+            .iter()
+            .map(|(index, _)| (sales[*index].source.clone(), sales[*index].transaction_id.clone()))
+            .collect();
+        let recorded = store::recorded_requests(&self.db, &actor.tenant_id, &keys).await?;
+        let is_replay = |sale: &pb::Sale| {
+            let key = (sale.source.clone(), sale.transaction_id.clone());
+            recorded
+                .get(&key)
+                .is_some_and(|request| *request == sale.encode_to_vec())
+        };
         // One resolve call for every identity buyer of the batch.
         let mut wanted = Vec::new();
         let mut enroll = Vec::new();
         let mut asked_by = Vec::new();
         for (index, check) in &checked {
             let sale = &sales[*index];
+            if is_replay(sale) {
+                continue;
+            }
             if let (pb::SaleKind::Sale, Some(pb::buyer::Who::Identity(identity))) =
                 (check.kind, sale.buyer.as_ref().and_then(|buyer| buyer.who.as_ref()))
             {

@@ -242,8 +242,24 @@ async fn sales_earn_and_replays_change_nothing(suite: Suite) {
         .into_inner();
     assert_eq!(resolved.resolutions[0].member_id, member_id);
 
+    let enrolled_before = identity
+        .list_members(identity_pb::ListMembersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .members
+        .len();
     let replay = record(&mut pos, batch).await;
     assert_eq!(replay[0].outcome, pb::SaleOutcome::Duplicate as i32);
+    let enrolled_after = identity
+        .list_members(identity_pb::ListMembersRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        enrolled_after.into_inner().members.len(),
+        enrolled_before,
+        "a replay enrols nobody"
+    );
     let original = replay[0].original.clone().unwrap();
     assert_eq!(*original, results[0], "a replay answers with the original result");
     assert_eq!(balance(&mut pos, &member_id).await.balance, 123, "nothing earned twice");

@@ -580,9 +580,23 @@ pub struct AccountKey<'a> {
     pub member_id: &'a str,
 }
 
+/// The requests already recorded under these keys, read outside any transaction: keys are kept
+/// for good, so what this finds stays true.
+pub async fn recorded_requests(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    keys: &[(String, String)],
+) -> Result<HashMap<(String, String), Vec<u8>>> {
+    Ok(recorded(db, tenant_id, keys)
+        .await?
+        .into_iter()
+        .map(|(key, operation)| (key, operation.request))
+        .collect())
+}
+
 /// Operations already recorded under these keys, one query per source.
-async fn recorded(
-    txn: &DatabaseTransaction,
+async fn recorded<C: sea_orm::ConnectionTrait>(
+    txn: &C,
     tenant_id: &str,
     keys: &[(String, String)],
 ) -> Result<HashMap<(String, String), operations::Model>> {
