@@ -91,10 +91,7 @@ pub(crate) fn decode(row: events::Model) -> Result<Event, DbErr> {
         aggregate_type: row.aggregate_type,
         aggregate_id: row.aggregate_id,
         event_type: row.event_type,
-        occurred_at: Some(prost_types::Timestamp {
-            seconds: row.occurred_at.timestamp(),
-            nanos: i32::try_from(row.occurred_at.timestamp_subsec_nanos()).unwrap_or(0),
-        }),
+        occurred_at: Some(quanyu_runtime::clock::to_proto(row.occurred_at)),
         position: row.position.unsigned_abs(),
         payload: stored.payload,
     })

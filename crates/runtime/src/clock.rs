@@ -31,6 +31,19 @@ impl Clock {
     }
 }
 
+/// A time as the contract carries it.
+pub fn to_proto(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// A time from the contract; `None` when it names no representable instant.
+pub fn from_proto(at: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +59,14 @@ mod tests {
         assert!((shared.now() - year_end).num_seconds().abs() <= 1);
         shared.advance(chrono::Duration::minutes(2));
         assert!(clock.now() > year_end + chrono::Duration::minutes(1));
+    }
+
+    #[test]
+    fn times_round_trip_through_the_contract() {
+        let at = DateTime::parse_from_rfc3339("2026-11-23T10:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(from_proto(&to_proto(at)), Some(at));
+        assert_eq!(from_proto(&prost_types::Timestamp { seconds: 0, nanos: -1 }), None);
     }
 }

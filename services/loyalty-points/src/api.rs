@@ -13,7 +13,7 @@ use quanyu_proto::identity::v1::member_identity_service_client::MemberIdentitySe
 use quanyu_proto::points::v1 as pb;
 use quanyu_proto::points::v1::points_service_server::PointsService;
 use quanyu_runtime::auth::{Access, BearerKey, TenantActor, authorize, is_slug};
-use quanyu_runtime::clock::Clock;
+use quanyu_runtime::clock::{Clock, from_proto, to_proto};
 use quanyu_runtime::db::with_retries;
 use quanyu_runtime::error::{FieldViolation, Violations};
 use quanyu_runtime::page;
@@ -156,15 +156,7 @@ fn idempotency_key(key: &str) -> Result<String, FieldViolation> {
 }
 
 fn time(at: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
-    let at = at?;
-    DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).ok()?)
-}
-
-fn timestamp(at: DateTime<Utc>) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    })
+    from_proto(at?)
 }
 
 fn money(field: &str, amount: Option<&Money>, currency: Option<&str>, violations: &mut Violations) -> i64 {
@@ -621,7 +613,7 @@ impl PointsService for PointsApi {
                     .into(),
                 points: row.points,
                 balance_after: row.balance_after,
-                at: timestamp(row.at),
+                at: Some(to_proto(row.at)),
                 reference: row.reference,
                 rules_version: row.rules_version.unsigned_abs(),
             })
@@ -665,9 +657,9 @@ impl PointsService for PointsApi {
                 idempotency,
             )
             .await?;
-        let (hold_id, expires_at) = changed
-            .hold
-            .map_or((String::new(), None), |(id, until)| (id.to_string(), timestamp(until)));
+        let (hold_id, expires_at) = changed.hold.map_or((String::new(), None), |(id, until)| {
+            (id.to_string(), Some(to_proto(until)))
+        });
         Ok(Response::new(pb::PlaceHoldResponse {
             hold_id,
             expires_at,

@@ -55,9 +55,7 @@ fn condition(when: Option<&pb::multiplier::When>, field: &str) -> Result<Conditi
             .map(Condition::Weekday)
             .ok_or_else(|| violation("weekday must be 1-7")),
         Some(When::Between(range)) => {
-            let time = |at: Option<&prost_types::Timestamp>| {
-                at.and_then(|at| chrono::DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).ok()?))
-            };
+            let time = |at: Option<&prost_types::Timestamp>| at.and_then(quanyu_runtime::clock::from_proto);
             match (time(range.from.as_ref()), time(range.until.as_ref())) {
                 (Some(from), Some(until)) if from < until => Ok(Condition::Between(from, until)),
                 _ => Err(violation("a date range needs from < until")),

@@ -1,6 +1,7 @@
 //! The gRPC face of member-identity: authorises each call, validates and converts the request,
 //! runs the use case (retrying a transaction that lost a race) and converts the answer.
 
+use quanyu_runtime::clock::{from_proto, to_proto};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -15,7 +16,7 @@ use quanyu_runtime::page;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
-use crate::convert::{binding_to_pb, consent_to_pb, identity_to_pb, member_to_pb, timestamp};
+use crate::convert::{binding_to_pb, consent_to_pb, identity_to_pb, member_to_pb};
 use crate::domain::identity::{Identity, IdentityKind, Normaliser};
 use crate::domain::merge::ConsentDecision;
 use crate::domain::profile::{self, Profile, ProfilePatch};
@@ -74,9 +75,7 @@ fn kind_from_pb(kind: pb::IdentityKind) -> IdentityKind {
 
 fn time_from(field: &str, at: Option<&Timestamp>) -> Result<Option<DateTime<Utc>>, FieldViolation> {
     at.map(|at| {
-        u32::try_from(at.nanos)
-            .ok()
-            .and_then(|nanos| DateTime::from_timestamp(at.seconds, nanos))
+        from_proto(at)
             .map(|at| chrono::SubsecRound::trunc_subsecs(at, 6))
             .ok_or_else(|| FieldViolation::new(field, "is not a valid timestamp"))
     })
@@ -165,7 +164,7 @@ fn tenant_to_pb(tenant: entity::tenants::Model) -> pb::Tenant {
     pb::Tenant {
         tenant_id: tenant.id,
         display_name: tenant.display_name,
-        created_at: timestamp(tenant.created_at),
+        created_at: Some(to_proto(tenant.created_at)),
     }
 }
 
@@ -173,7 +172,7 @@ fn brand_to_pb(brand: entity::brands::Model) -> pb::Brand {
     pb::Brand {
         brand_id: brand.id,
         display_name: brand.display_name,
-        created_at: timestamp(brand.created_at),
+        created_at: Some(to_proto(brand.created_at)),
     }
 }
 
@@ -188,7 +187,7 @@ fn tag_definition_to_pb((definition, created_at): (TagDefinition, DateTime<Utc>)
         kind: kind.into(),
         allowed_values: definition.allowed_values,
         description: definition.description,
-        created_at: timestamp(created_at),
+        created_at: Some(to_proto(created_at)),
     }
 }
 
@@ -663,7 +662,7 @@ impl MemberIdentityService for MemberIdentityApi {
                 .map(|tag| pb::TaggedMember {
                     member_id: tag.member_id,
                     value: tag.value,
-                    tagged_at: timestamp(tag.tagged_at),
+                    tagged_at: Some(to_proto(tag.tagged_at)),
                 })
                 .collect(),
             next_page_token,
@@ -767,7 +766,7 @@ impl MemberIdentityService for MemberIdentityApi {
                     action: entry.action,
                     member_id: entry.member_id,
                     changed: serde_json::from_str(&entry.changed).unwrap_or_default(),
-                    occurred_at: timestamp(entry.occurred_at),
+                    occurred_at: Some(to_proto(entry.occurred_at)),
                 })
                 .collect(),
             next_page_token,

@@ -1,10 +1,9 @@
 //! Conversions from stored and domain values to their proto form, shared by the API and the
 //! events the store publishes.
 
-use chrono::{DateTime, Utc};
-use prost_types::Timestamp;
 use quanyu_proto::common::v1::Channel;
 use quanyu_proto::identity::v1 as pb;
+use quanyu_runtime::clock::to_proto;
 
 use crate::domain::identity::{Identity, IdentityKind};
 use crate::domain::merge::ConsentDecision;
@@ -34,13 +33,6 @@ pub(crate) fn identity_to_pb(identity: &Identity) -> pb::Identity {
     }
 }
 
-pub(crate) fn timestamp(at: DateTime<Utc>) -> Option<Timestamp> {
-    Some(Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    })
-}
-
 pub(crate) fn profile_to_pb(profile: &Profile) -> pb::Profile {
     pb::Profile {
         name: profile.name.clone(),
@@ -65,8 +57,8 @@ pub(crate) fn binding_to_pb(binding: &entity::guide_bindings::Model) -> pb::Guid
     pb::GuideBinding {
         store_id: binding.store_id.clone(),
         guide_id: binding.guide_id.clone(),
-        bound_at: timestamp(binding.bound_at),
-        unbound_at: binding.unbound_at.and_then(timestamp),
+        bound_at: Some(to_proto(binding.bound_at)),
+        unbound_at: binding.unbound_at.map(to_proto),
         source: binding.source.clone(),
     }
 }
@@ -77,7 +69,7 @@ pub(crate) fn consent_to_pb(decision: &ConsentDecision) -> pb::Consent {
             .unwrap_or(pb::ContactChannel::Unspecified)
             .into(),
         granted: decision.granted,
-        decided_at: timestamp(decision.decided_at),
+        decided_at: Some(to_proto(decision.decided_at)),
         source: decision.source.clone(),
     }
 }
@@ -104,8 +96,8 @@ pub(crate) fn member_to_pb(member: &MemberView) -> pb::Member {
         consents: member.consents.iter().map(consent_row_to_pb).collect(),
         current_guide: member.current_guide.as_ref().map(binding_to_pb),
         enrollment: Some(enrollment_to_pb(row)),
-        enrolled_at: timestamp(row.enrolled_at),
-        updated_at: timestamp(row.updated_at),
+        enrolled_at: Some(to_proto(row.enrolled_at)),
+        updated_at: Some(to_proto(row.updated_at)),
     }
 }
 
@@ -113,7 +105,7 @@ pub(crate) fn tag_to_pb(tag: &entity::member_tags::Model) -> pb::MemberTag {
     pb::MemberTag {
         name: tag.tag_name.clone(),
         value: tag.value.clone(),
-        tagged_at: timestamp(tag.tagged_at),
+        tagged_at: Some(to_proto(tag.tagged_at)),
     }
 }
 

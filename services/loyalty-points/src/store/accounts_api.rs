@@ -1,5 +1,6 @@
 //! Single-account use cases: balance, history, redemption, holds and adjustments.
 
+use quanyu_runtime::clock::to_proto;
 use std::collections::HashMap;
 
 use chrono::DateTime;
@@ -14,13 +15,6 @@ use crate::domain::expiry::expires_at;
 use crate::domain::ledger::Credit;
 use crate::error::PointsError;
 
-fn timestamp(at: DateTime<chrono::Utc>) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    })
-}
-
 /// The balance as the contract shows it.
 pub fn balance_of(account: &Account) -> pb::Balance {
     let mut expiring: Vec<pb::ExpiringPoints> = Vec::new();
@@ -28,9 +22,9 @@ pub fn balance_of(account: &Account) -> pb::Balance {
     lots.sort_by_key(|lot| lot.expires_at);
     for lot in lots {
         match expiring.last_mut() {
-            Some(last) if last.expires_at == timestamp(lot.expires_at) => last.points += lot.remaining,
+            Some(last) if last.expires_at == Some(to_proto(lot.expires_at)) => last.points += lot.remaining,
             _ => expiring.push(pb::ExpiringPoints {
-                expires_at: timestamp(lot.expires_at),
+                expires_at: Some(to_proto(lot.expires_at)),
                 points: lot.remaining,
             }),
         }

@@ -512,10 +512,7 @@ fn account_events(tenant_id: &str, account: &Account, appended: &[Entry], rules_
             program_id: program_id.to_owned(),
             hold_id: hold.id.to_string(),
             points: hold.amount,
-            expires_at: Some(prost_types::Timestamp {
-                seconds: hold.expires_at.timestamp(),
-                nanos: i32::try_from(hold.expires_at.timestamp_subsec_nanos()).unwrap_or(0),
-            }),
+            expires_at: Some(quanyu_runtime::clock::to_proto(hold.expires_at)),
         })));
     }
     for (hold, end) in &account.ended_holds {
