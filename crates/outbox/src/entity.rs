@@ -24,6 +24,30 @@ pub mod events {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod pending {
+    use sea_orm::entity::prelude::*;
+
+    /// Committed events not yet given a position by the sequencer.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox_pending")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub event_id: String,
+        pub tenant_id: String,
+        pub aggregate_type: String,
+        pub aggregate_id: String,
+        pub event_type: String,
+        pub occurred_at: ChronoDateTimeUtc,
+        pub payload: Vec<u8>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod consumers {
     use sea_orm::entity::prelude::*;
 

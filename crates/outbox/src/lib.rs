@@ -10,17 +10,25 @@
 //!
 //! On PostgreSQL transactions commit in another order than the one in which they took sequence
 //! numbers, so a reader tailing by a sequence can pass a number whose transaction commits later,
-//! and never see that event. Here positions are handed out in commit order instead: `append`
-//! increments the single row of `outbox_sequence` and keeps its row lock until the transaction
-//! ends, so a second writer cannot take a position until the first has committed (or rolled back,
-//! returning its positions). The events a reader can see are therefore always a gap-free prefix of
-//! the stream, and a reader that has seen position N can never later find an event below N.
-//! Appending last in a use case's transaction keeps that lock short. SQLite has one writer at a
-//! time, which gives the same order.
+//! and never see that event. Here positions are handed out only to committed events instead:
+//! `append` writes unnumbered rows into `outbox_pending`, and the [`sequencer`] moves committed
+//! ones into `outbox_events` under the next positions, holding the lock of the single
+//! `outbox_sequence` row while it does. Sequencers (one per replica, and each subscription before
+//! it reads) therefore take turns, each numbering what had committed when it got the lock, above
+//! every position already given. The events a reader can see are always a gap-free prefix of the
+//! stream, a reader that has seen position N never later finds an event below N, and events of
+//! one aggregate (written by transactions that lock it) keep their commit order.
+//!
+//! Writers take no shared lock: a sale's transaction commits (and waits for its WAL flush)
+//! alongside others instead of queueing behind every other writer's commit, which an earlier
+//! design, numbering inside the writing transaction, did. The price is one more write per event
+//! and a short wait for the sequencer before subscribers see it. SQLite has one writer at a time
+//! and uses the same path.
 
 pub mod consumer;
 pub mod migration;
 pub mod retention;
+pub mod sequencer;
 pub mod subscribe;
 pub mod writer;
 

@@ -1,5 +1,5 @@
-//! Migrations that a service adds to its own migrator: [`CreateOutbox`] in a producer,
-//! [`CreateCursors`] in a consumer.
+//! Migrations that a service adds to its own migrator: [`CreateOutbox`] then
+//! [`CreatePendingEvents`] in a producer, [`CreateCursors`] in a consumer.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{big_integer, binary, string, timestamp_with_time_zone};
@@ -82,6 +82,44 @@ impl MigrationTrait for CreateOutbox {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// Where `append` writes: events wait here, unnumbered, until the sequencer gives them positions
+/// (see the crate documentation). Added after [`CreateOutbox`], in the same migrators.
+pub struct CreatePendingEvents;
+
+impl MigrationName for CreatePendingEvents {
+    fn name(&self) -> &str {
+        "m20261125_000001_create_outbox_pending"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreatePendingEvents {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("outbox_pending")
+                    .if_not_exists()
+                    .col(big_integer("id").primary_key().auto_increment())
+                    .col(string("event_id"))
+                    .col(string("tenant_id"))
+                    .col(string("aggregate_type"))
+                    .col(string("aggregate_id"))
+                    .col(string("event_type"))
+                    .col(timestamp_with_time_zone("occurred_at"))
+                    .col(binary("payload"))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table("outbox_pending").if_exists().to_owned())
+            .await
     }
 }
 

@@ -184,6 +184,10 @@ async fn pump(db: DatabaseConnection, config: StreamConfig, mut subscription: Su
         // Read the head first: every event up to it is committed, so once the batch below is
         // exhausted the subscription has seen everything it matches up to the head.
         let step = async {
+            // Number what has committed, so the subscription need not wait for the sequencer.
+            if let Err(error) = crate::sequencer::sequence(&db).await {
+                tracing::warn!(%error, "outbox sequencing failed; reading what is numbered");
+            }
             let up_to = head(&db).await?;
             let rows = batch(&db, &subscription, up_to, config.batch_size).await?;
             Ok::<_, DbErr>((up_to, rows))

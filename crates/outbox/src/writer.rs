@@ -3,10 +3,12 @@
 use chrono::{SubsecRound, Utc};
 use prost::Message;
 use quanyu_proto::events::v1::{Event, event::Payload};
-use sea_orm::sea_query::{Expr, ExprTrait, Query};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    DatabaseTransaction, DbErr, EntityTrait,
+};
 
-use crate::entity::events;
+use crate::entity::{events, pending};
 
 /// An event about to be appended.
 #[derive(Debug, Clone)]
@@ -37,36 +39,23 @@ pub fn event_type(payload: &Payload) -> &'static str {
     }
 }
 
-/// Appends events in the caller's transaction: they exist if and only if it commits.
-///
-/// Takes the next positions under the sequence row's lock, which is held until the transaction
-/// ends (see the crate documentation): call it last, just before commit.
+/// Appends events in the caller's transaction: they exist if and only if it commits. They take
+/// no lock: the sequencer numbers them once committed (see the crate documentation).
 pub async fn append(txn: &DatabaseTransaction, new_events: Vec<NewEvent>) -> Result<(), DbErr> {
     if new_events.is_empty() {
         return Ok(());
     }
-    let count = i64::try_from(new_events.len()).map_err(|_| DbErr::Custom("too many events".into()))?;
-    let take_positions = Query::update()
-        .table("outbox_sequence")
-        .value("last_position", Expr::col("last_position").add(count))
-        .and_where(Expr::col("id").eq(1))
-        .returning_col("last_position")
-        .to_owned();
-    let last: i64 = txn
-        .query_one(&take_positions)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("outbox_sequence row (is the outbox migrated?)".into()))?
-        .try_get("", "last_position")?;
+    let count = new_events.len() as u64;
     let occurred_at = Utc::now().trunc_subsecs(6);
-    let rows = new_events.into_iter().zip(last - count + 1..).map(|(event, position)| {
+    let rows = new_events.into_iter().map(|event| {
         let event_type = event_type(&event.payload);
         let payload = Event {
             payload: Some(event.payload),
             ..Event::default()
         }
         .encode_to_vec();
-        events::ActiveModel {
-            position: Set(position),
+        pending::ActiveModel {
+            id: NotSet,
             event_id: Set(uuid::Uuid::now_v7().to_string()),
             tenant_id: Set(event.tenant_id),
             aggregate_type: Set(event.aggregate_type.to_owned()),
@@ -76,8 +65,8 @@ pub async fn append(txn: &DatabaseTransaction, new_events: Vec<NewEvent>) -> Res
             payload: Set(payload),
         }
     });
-    events::Entity::insert_many(rows).exec_without_returning(txn).await?;
-    metrics::counter!("outbox_events_appended_total").increment(count.unsigned_abs());
+    pending::Entity::insert_many(rows).exec_without_returning(txn).await?;
+    metrics::counter!("outbox_events_appended_total").increment(count);
     Ok(())
 }
 

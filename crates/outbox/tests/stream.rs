@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use quanyu_outbox::consumer::{Consumer, ConsumerConfig, EventHandler, cursor};
-use quanyu_outbox::migration::{CreateCursors, CreateOutbox};
+use quanyu_outbox::migration::{CreateCursors, CreateOutbox, CreatePendingEvents};
 use quanyu_outbox::retention::{RetentionConfig, prune};
+use quanyu_outbox::sequencer::sequence;
 use quanyu_outbox::subscribe::{EventStream, StreamConfig};
 use quanyu_outbox::{NewEvent, append};
 use quanyu_proto::events::v1::event::Payload;
@@ -30,6 +31,7 @@ use tonic::transport::Channel;
 quanyu_testkit::database_suite!(
     committed_events_arrive_once_and_rolled_back_ones_never,
     positions_follow_commit_order,
+    concurrent_sequencers_number_each_event_once,
     a_killed_consumer_resumes_without_gap_or_duplicate,
     a_consumer_catches_up_after_the_producer_restarts,
     subscribers_see_only_their_tenant,
@@ -66,7 +68,12 @@ impl MigrationTrait for CreateEffects {
 #[async_trait::async_trait]
 impl MigratorTrait for TestMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateOutbox), Box::new(CreateCursors), Box::new(CreateEffects)]
+        vec![
+            Box::new(CreateOutbox),
+            Box::new(CreatePendingEvents),
+            Box::new(CreateCursors),
+            Box::new(CreateEffects),
+        ]
     }
 }
 
@@ -221,16 +228,6 @@ async fn committed_events_arrive_once_and_rolled_back_ones_never(database: TestD
 async fn positions_follow_commit_order(database: TestDatabase) {
     let db = connect(&database).await;
     let producer = Producer::start(&db, None).await;
-    // T1 takes position 1 and holds the sequence until it commits; T2 must wait for it.
-    let first = db.begin().await.unwrap();
-    append(&first, vec![erased("acme", "t1")]).await.unwrap();
-    let second_db = db.clone();
-    let second = tokio::spawn(async move { append_committed(&second_db, vec![erased("acme", "t2")]).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!second.is_finished(), "the second writer waits for the first to commit");
-    first.commit().await.unwrap();
-    second.await.unwrap();
-
     let mut stream = producer
         .client(keys::SERVICE)
         .await
@@ -238,39 +235,87 @@ async fn positions_follow_commit_order(database: TestDatabase) {
         .await
         .unwrap()
         .into_inner();
-    let seen = next_events(&mut stream, 2).await;
-    assert_eq!(seen, vec![(1, "t1".to_owned()), (2, "t2".to_owned())]);
-
+    // T1 appends first and commits last.
+    let first = db.begin().await.unwrap();
+    append(&first, vec![erased("acme", "t1")]).await.unwrap();
+    let second_db = db.clone();
+    let second = tokio::spawn(async move { append_committed(&second_db, vec![erased("acme", "t2")]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
     if database.backend == Backend::Postgres {
-        // T3 starts first but appends last; T4 commits in between: positions follow commits.
-        let third = db.begin().await.unwrap();
-        third
-            .execute_raw(Statement::from_string(
-                third.get_database_backend(),
-                "INSERT INTO effects (position, tenant_id) VALUES (0, 'state change')",
-            ))
-            .await
-            .unwrap();
-        append_committed(&db, vec![erased("acme", "t4")]).await;
-        let after_t4 = backlog(
-            &producer,
-            keys::SERVICE,
-            SubscribeRequest {
-                after_position: 2,
-                ..Default::default()
-            },
-        )
+        // Writers share no lock: T2 commits while T1 is open, and the tail sees it at once.
+        assert!(second.is_finished(), "the second writer does not wait for the first");
+        assert_eq!(next_events(&mut stream, 1).await, vec![(1, "t2".to_owned())]);
+        first.commit().await.unwrap();
+        assert_eq!(
+            next_events(&mut stream, 1).await,
+            vec![(2, "t1".to_owned())],
+            "the late commit comes after, never skipped"
+        );
+    } else {
+        // SQLite has one writer: T2 waits for T1 to commit.
+        assert!(!second.is_finished(), "the second writer waits for the first");
+        first.commit().await.unwrap();
+        let seen = next_events(&mut stream, 2).await;
+        assert_eq!(seen, vec![(1, "t1".to_owned()), (2, "t2".to_owned())]);
+    }
+    second.await.unwrap();
+    producer.stop().await;
+}
+
+async fn concurrent_sequencers_number_each_event_once(database: TestDatabase) {
+    let db = connect(&database).await;
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                for n in 0..25 {
+                    let events = (0..4).map(|k| erased("acme", &format!("w{writer}-{n}-{k}"))).collect();
+                    append_committed(&db, events).await;
+                }
+            })
+        })
+        .collect();
+    let sequencers: Vec<_> = (0..3)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut numbered = 0;
+                for _ in 0..40 {
+                    numbered += sequence(&db).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                numbered
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let mut numbered = sequence(&db).await.unwrap();
+    for sequencer in sequencers {
+        numbered += sequencer.await.unwrap();
+    }
+    assert_eq!(numbered, 400, "each event numbered by exactly one sequencer");
+    let producer = Producer::start(&db, None).await;
+    let events = backlog(&producer, keys::SERVICE, SubscribeRequest::default())
         .await
         .unwrap();
-        assert_eq!(positions(&after_t4), vec![3]);
-        append(&third, vec![erased("acme", "t3")]).await.unwrap();
-        third.commit().await.unwrap();
-        let seen = next_events(&mut stream, 2).await;
-        assert_eq!(
-            seen[..],
-            [(3, "t4".to_owned()), (4, "t3".to_owned())],
-            "the tail saw both, in commit order"
-        );
+    assert_eq!(positions(&events), (1..=400).collect::<Vec<u64>>());
+    let mut members: Vec<&str> = events.iter().map(|event| event.aggregate_id.as_str()).collect();
+    members.sort_unstable();
+    members.dedup();
+    assert_eq!(members.len(), 400, "no event twice");
+    // Each writer's events keep the order in which it committed them.
+    for writer in 0..4 {
+        let own: Vec<&str> = events
+            .iter()
+            .map(|event| event.aggregate_id.as_str())
+            .filter(|member| member.starts_with(&format!("w{writer}-")))
+            .collect();
+        let expected: Vec<String> = (0..25)
+            .flat_map(|n| (0..4).map(move |k| format!("w{writer}-{n}-{k}")))
+            .collect();
+        assert_eq!(own, expected);
     }
     producer.stop().await;
 }
@@ -465,6 +510,7 @@ async fn subscribers_see_only_their_tenant(database: TestDatabase) {
 async fn retention_waits_for_registered_consumers_up_to_a_maximum(database: TestDatabase) {
     let db = connect(&database).await;
     append_committed(&db, (1..=5).map(|n| erased("acme", &format!("m{n}"))).collect()).await;
+    assert_eq!(sequence(&db).await.unwrap(), 5);
     let age = |days: i64, up_to: i64| {
         let at = (Utc::now() - chrono::Duration::days(days)).to_rfc3339();
         let sql = format!("UPDATE outbox_events SET occurred_at = '{at}' WHERE position <= {up_to}");

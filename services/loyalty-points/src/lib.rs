@@ -70,6 +70,7 @@ pub async fn build(config: &Config, context: &ServiceContext) -> Result<Service,
     let every = std::time::Duration::from_secs(config.sweep_interval_secs.max(1));
     store::sweep::spawn_sweeper(db.clone(), context.clock.clone(), every, context.shutdown.clone());
     quanyu_outbox::retention::spawn_pruner(db.clone(), config.retention.clone(), context.shutdown.clone());
+    quanyu_outbox::sequencer::spawn_sequencer(db.clone(), context.shutdown.clone());
     let merges = quanyu_outbox::consumer::ConsumerConfig {
         name: "loyalty-points.merges".into(),
         endpoint: config.identity_endpoint.clone(),

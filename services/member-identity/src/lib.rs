@@ -61,6 +61,7 @@ pub async fn build(config: &Config, context: &ServiceContext) -> Result<Service,
     let db = quanyu_runtime::db::connect::<migration::Migrator>(&context.database, SCHEMA).await?;
     store::ensure_tenants(&db, &context.keys.tenants()).await?;
     quanyu_outbox::retention::spawn_pruner(db.clone(), config.retention.clone(), context.shutdown.clone());
+    quanyu_outbox::sequencer::spawn_sequencer(db.clone(), context.shutdown.clone());
     let authenticator = Authenticator::new(context.keys.clone());
     let identity = MemberIdentityServiceServer::new(api::MemberIdentityApi::new(db.clone(), normaliser))
         .max_decoding_message_size(context.server.max_decode_bytes)

@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_points_tables::Migration),
             Box::new(quanyu_outbox::migration::CreateOutbox),
+            Box::new(quanyu_outbox::migration::CreatePendingEvents),
             Box::new(quanyu_outbox::migration::CreateCursors),
         ]
     }

@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_create_identity_tables::Migration),
             Box::new(quanyu_outbox::migration::CreateOutbox),
+            Box::new(quanyu_outbox::migration::CreatePendingEvents),
         ]
     }
 
