@@ -24,10 +24,9 @@ use tonic::{Request, Response, Status};
 use crate::domain::earning::{SaleContext, SaleLine};
 use crate::error::PointsError;
 use crate::program::ProgramRules;
+use crate::sales_writer::{MAX_BATCH, SalesWriter};
 use crate::store::sales::{Plan, PreparedSale, Programs};
 use crate::store::{self, AccountKey, Change};
-
-const MAX_BATCH: usize = 1000;
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -67,13 +66,16 @@ pub struct PointsApi {
     /// Programs by tenant, read at most every `PROGRAM_CACHE_TTL` (a change made through another
     /// replica takes that long to apply here; through this one, at once).
     programs: Mutex<HashMap<String, (Instant, Arc<Programs>)>>,
+    writer: SalesWriter,
 }
 
 const PROGRAM_CACHE_TTL: Duration = Duration::from_secs(2);
 
 impl PointsApi {
-    pub fn new(db: DatabaseConnection, identity: IdentityClient, clock: Clock) -> Self {
+    /// `sales_writers` transactions write sales at once (see [`SalesWriter`]).
+    pub fn new(db: DatabaseConnection, identity: IdentityClient, clock: Clock, sales_writers: usize) -> Self {
         Self {
+            writer: SalesWriter::spawn(db.clone(), clock.clone(), sales_writers),
             db,
             identity,
             clock,
@@ -334,16 +336,23 @@ impl PointsApi {
             }
         }
         // Replays are answered from what was recorded: their buyers need no resolving or enrolling.
-        let keys: Vec<(String, String)> = checked
-            .iter()
-            .map(|(index, _)| (sales[*index].source.clone(), sales[*index].transaction_id.clone()))
-            .collect();
-        let recorded = store::recorded_requests(&self.db, &actor.tenant_id, &keys).await?;
+        // Without buyers to resolve, the writer reads that for all the calls it writes at once.
+        let resolves = checked.iter().any(|(index, check)| {
+            let buyer = sales[*index].buyer.as_ref().and_then(|buyer| buyer.who.as_ref());
+            check.kind == pb::SaleKind::Sale && matches!(buyer, Some(pb::buyer::Who::Identity(_)))
+        });
+        let recorded = if resolves {
+            let keys: Vec<(String, String)> = checked
+                .iter()
+                .map(|(index, _)| (sales[*index].source.clone(), sales[*index].transaction_id.clone()))
+                .collect();
+            Some(store::recorded(&self.db, &actor.tenant_id, &keys, false).await?)
+        } else {
+            None
+        };
         let is_replay = |sale: &pb::Sale| {
             let key = (sale.source.clone(), sale.transaction_id.clone());
-            recorded
-                .get(&key)
-                .is_some_and(|request| *request == sale.encode_to_vec())
+            recorded.as_ref().is_some_and(|recorded| recorded.contains_key(&key))
         };
         // One resolve call for every identity buyer of the batch.
         let mut wanted = Vec::new();
@@ -371,15 +380,6 @@ impl PointsApi {
             .into_iter()
             .zip(self.resolve_buyers(&actor.tenant_id, wanted, &enroll).await?)
             .collect();
-        // Sales that name a merged member go to its survivor.
-        let named: Vec<String> = sales
-            .iter()
-            .filter_map(|sale| match sale.buyer.as_ref().and_then(|buyer| buyer.who.as_ref()) {
-                Some(pb::buyer::Who::MemberId(id)) => Some(id.trim().to_owned()),
-                _ => None,
-            })
-            .collect();
-        let current = store::current_members(&self.db, &actor.tenant_id, &named).await?;
         let mut prepared = Vec::new();
         for (index, check) in checked {
             let sale = &sales[index];
@@ -390,10 +390,8 @@ impl PointsApi {
                 },
                 _ => {
                     let member = match sale.buyer.as_ref().and_then(|buyer| buyer.who.as_ref()) {
-                        Some(pb::buyer::Who::MemberId(id)) => {
-                            let id = id.trim();
-                            Ok(Some(current.get(id).cloned().unwrap_or_else(|| id.to_owned())))
-                        }
+                        // The writer follows merges to the survivor.
+                        Some(pb::buyer::Who::MemberId(id)) => Ok(Some(id.trim().to_owned())),
                         Some(pb::buyer::Who::Identity(_)) => resolved.get(&index).cloned().unwrap_or(Ok(None)),
                         None => Ok(None),
                     };
@@ -429,7 +427,7 @@ impl PointsApi {
                 plan,
             });
         }
-        let applied = with_retries(|| store::sales::record_sales(&self.db, actor, &programs, &prepared, now)).await?;
+        let applied = self.writer.write(actor, programs, prepared, recorded).await?;
         for result in applied {
             let index = usize::try_from(result.index).unwrap_or_default();
             results[index] = Some(result);

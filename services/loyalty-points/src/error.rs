@@ -25,6 +25,8 @@ pub enum PointsError {
     Identity(String),
     #[error("database error: {0}")]
     Database(#[from] DbErr),
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl PointsError {
@@ -61,7 +63,7 @@ impl ServiceError for PointsError {
             }
             Self::Ledger(LedgerError::HoldNotFound(_)) | Self::ProgramNotFound(_) => Code::NotFound,
             Self::BrandTaken { .. } | Self::IdempotencyConflict(_) => Code::AlreadyExists,
-            Self::IdentityUnavailable(_) => Code::Unavailable,
+            Self::IdentityUnavailable(_) | Self::Unavailable(_) => Code::Unavailable,
             Self::Identity(_) | Self::Database(_) => Code::Internal,
         }
     }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod merge;
 pub mod migration;
 pub mod program;
+pub mod sales_writer;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ pub struct Config {
     pub identity_api_key: Secret,
     /// How often due lots are expired and lapsed holds released on accounts nobody touches.
     pub sweep_interval_secs: u64,
+    /// How many transactions write sales at once; calls arriving meanwhile share the next one.
+    pub sales_writers: usize,
     pub events: quanyu_outbox::subscribe::StreamConfig,
     pub retention: quanyu_outbox::retention::RetentionConfig,
 }
@@ -46,6 +49,7 @@ impl Default for Config {
             identity_endpoint: "http://127.0.0.1:50051".into(),
             identity_api_key: Secret::default(),
             sweep_interval_secs: 30,
+            sales_writers: 4,
             events: quanyu_outbox::subscribe::StreamConfig::default(),
             retention: quanyu_outbox::retention::RetentionConfig::default(),
         }
@@ -88,9 +92,14 @@ pub async fn build(config: &Config, context: &ServiceContext) -> Result<Service,
     );
     tokio::spawn(folding.run(context.shutdown.clone()));
     let authenticator = Authenticator::new(context.keys.clone());
-    let points = PointsServiceServer::new(api::PointsApi::new(db.clone(), identity, context.clock.clone()))
-        .max_decoding_message_size(context.server.max_decode_bytes)
-        .max_encoding_message_size(context.server.max_encode_bytes);
+    let points = PointsServiceServer::new(api::PointsApi::new(
+        db.clone(),
+        identity,
+        context.clock.clone(),
+        config.sales_writers,
+    ))
+    .max_decoding_message_size(context.server.max_decode_bytes)
+    .max_encoding_message_size(context.server.max_encode_bytes);
     let events = EventStreamServiceServer::new(EventStream::new(db, config.events.clone()))
         .max_decoding_message_size(context.server.max_decode_bytes)
         .max_encoding_message_size(context.server.max_encode_bytes);

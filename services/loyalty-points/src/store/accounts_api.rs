@@ -89,7 +89,7 @@ pub async fn change(
         .ok_or_else(|| PointsError::ProgramNotFound(key.program.id.clone()))?;
     if let Some((source, idempotency_key, request)) = &idempotency {
         let ids = [(source.to_string(), idempotency_key.to_string())];
-        if let Some(first) = recorded(&txn, tenant_id, &ids).await?.into_values().next() {
+        if let Some(first) = recorded(&txn, tenant_id, &ids, false).await?.into_values().next() {
             if first.request != *request {
                 return Err(PointsError::IdempotencyConflict((*idempotency_key).to_owned()));
             }

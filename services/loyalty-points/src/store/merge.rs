@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
+use super::sales::{Plan, PreparedSale};
 use super::{Result, aliases, load_accounts, program_rules_in, save_accounts};
 
 /// Moves every account of `loser` into `survivor`'s in the same program, and records that
@@ -76,16 +77,43 @@ pub async fn current_members<C: ConnectionTrait>(
     if member_ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let merged: HashMap<String, String> = aliases::Entity::find()
-        .filter(aliases::Column::TenantId.eq(tenant_id))
-        .filter(aliases::Column::MemberId.is_in(member_ids.iter().cloned()))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|alias| (alias.member_id, alias.survivor_id))
-        .collect();
+    let scope = [(aliases::Column::TenantId, tenant_id.into())];
+    let merged: HashMap<String, String> = quanyu_runtime::db::find_by_keys::<aliases::Entity, _>(
+        db,
+        &scope,
+        aliases::Column::MemberId,
+        member_ids.to_vec(),
+        aliases::Column::MemberId,
+        false,
+    )
+    .await?
+    .into_iter()
+    .map(|alias| (alias.member_id, alias.survivor_id))
+    .collect();
     Ok(member_ids
         .iter()
         .map(|id| (id.clone(), merged.get(id).cloned().unwrap_or_else(|| id.clone())))
         .collect())
+}
+
+/// Points each sale that names a merged member at the survivor.
+pub async fn follow_merges<C: ConnectionTrait>(db: &C, tenant_id: &str, sales: Vec<&mut PreparedSale>) -> Result<()> {
+    let mut named: Vec<String> = sales
+        .iter()
+        .filter_map(|sale| match &sale.plan {
+            Plan::Earn { member_id, .. } => Some(member_id.clone()),
+            _ => None,
+        })
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    let current = current_members(db, tenant_id, &named).await?;
+    for sale in sales {
+        if let Plan::Earn { member_id, .. } = &mut sale.plan
+            && let Some(survivor) = current.get(member_id.as_str())
+        {
+            survivor.clone_into(member_id);
+        }
+    }
+    Ok(())
 }

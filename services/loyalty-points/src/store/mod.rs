@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use quanyu_runtime::auth::TenantActor;
-use quanyu_runtime::db::begin_write;
+use quanyu_runtime::db::{begin_write, find_by_keys};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
@@ -206,13 +206,19 @@ async fn load_accounts(
     let mut holds_of: HashMap<AccountId, Vec<Hold>> = HashMap::new();
     let mut earned_of: HashMap<AccountId, i64> = HashMap::new();
     for (program_id, members) in &members_of {
-        let found = lots::Entity::find()
-            .filter(lots::Column::TenantId.eq(tenant_id))
-            .filter(lots::Column::ProgramId.eq(*program_id))
-            .filter(lots::Column::MemberId.is_in(members.clone()))
-            .order_by_asc(lots::Column::LotId)
-            .all(txn)
-            .await?;
+        let scope = [
+            (lots::Column::TenantId, tenant_id.into()),
+            (lots::Column::ProgramId, (*program_id).into()),
+        ];
+        let found = find_by_keys::<lots::Entity, _>(
+            txn,
+            &scope,
+            lots::Column::MemberId,
+            members.clone(),
+            lots::Column::LotId,
+            false,
+        )
+        .await?;
         for lot in found {
             lots_of
                 .entry((lot.program_id.clone(), lot.member_id.clone()))
@@ -226,13 +232,19 @@ async fn load_accounts(
                     reference: lot.reference,
                 });
         }
-        let found = holds::Entity::find()
-            .filter(holds::Column::TenantId.eq(tenant_id))
-            .filter(holds::Column::ProgramId.eq(*program_id))
-            .filter(holds::Column::MemberId.is_in(members.clone()))
-            .order_by_asc(holds::Column::HoldId)
-            .all(txn)
-            .await?;
+        let scope = [
+            (holds::Column::TenantId, tenant_id.into()),
+            (holds::Column::ProgramId, (*program_id).into()),
+        ];
+        let found = find_by_keys::<holds::Entity, _>(
+            txn,
+            &scope,
+            holds::Column::MemberId,
+            members.clone(),
+            holds::Column::HoldId,
+            false,
+        )
+        .await?;
         for hold in found {
             holds_of
                 .entry((hold.program_id.clone(), hold.member_id.clone()))
@@ -567,7 +579,7 @@ pub mod sales;
 pub mod sweep;
 
 pub use accounts_api::*;
-pub use merge::{current_members, fold_merged};
+pub use merge::{current_members, fold_merged, follow_merges};
 
 /// What a transaction needs to know to run against an account.
 pub struct AccountKey<'a> {
@@ -577,38 +589,37 @@ pub struct AccountKey<'a> {
     pub member_id: &'a str,
 }
 
-/// The requests already recorded under these keys, read outside any transaction: keys are kept
-/// for good, so what this finds stays true.
-pub async fn recorded_requests(
-    db: &DatabaseConnection,
-    tenant_id: &str,
-    keys: &[(String, String)],
-) -> Result<HashMap<(String, String), Vec<u8>>> {
-    Ok(recorded(db, tenant_id, keys)
-        .await?
-        .into_iter()
-        .map(|(key, operation)| (key, operation.request))
-        .collect())
-}
+/// Operations recorded under these keys, by (source, key).
+pub type Recorded = HashMap<(String, String), operations::Model>;
 
-/// Operations already recorded under these keys, one query per source.
-async fn recorded<C: sea_orm::ConnectionTrait>(
-    txn: &C,
+/// Operations already recorded under these keys, one query per source. Keys are kept for good,
+/// so what a read outside a transaction finds stays true; `lock` holds the rows until the
+/// transaction ends (a refund updates its original's refunded share).
+pub async fn recorded<C: sea_orm::ConnectionTrait>(
+    db: &C,
     tenant_id: &str,
     keys: &[(String, String)],
-) -> Result<HashMap<(String, String), operations::Model>> {
-    let mut by_source: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+    lock: bool,
+) -> Result<Recorded> {
+    let mut by_source: std::collections::BTreeMap<&str, Vec<String>> = std::collections::BTreeMap::new();
     for (source, key) in keys {
-        by_source.entry(source.as_str()).or_default().push(key.as_str());
+        by_source.entry(source.as_str()).or_default().push(key.clone());
     }
     let mut found = HashMap::new();
     for (source, keys) in by_source {
-        let rows = operations::Entity::find()
-            .filter(operations::Column::TenantId.eq(tenant_id))
-            .filter(operations::Column::Source.eq(source))
-            .filter(operations::Column::Key.is_in(keys))
-            .all(txn)
-            .await?;
+        let scope = [
+            (operations::Column::TenantId, tenant_id.into()),
+            (operations::Column::Source, source.into()),
+        ];
+        let rows = find_by_keys::<operations::Entity, _>(
+            db,
+            &scope,
+            operations::Column::Key,
+            keys,
+            operations::Column::Key,
+            lock,
+        )
+        .await?;
         found.extend(rows.into_iter().map(|row| ((row.source.clone(), row.key.clone()), row)));
     }
     Ok(found)

@@ -10,7 +10,7 @@ use quanyu_runtime::db::begin_write;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
 
 use super::entity::operations;
-use super::{Account, Result, load_accounts, recorded, save_accounts};
+use super::{Account, Recorded, Result, load_accounts, save_accounts};
 use crate::domain::earning::{Earned, SaleContext, SaleLine, points_to_reverse};
 use crate::domain::expiry::expires_at;
 use crate::domain::ledger::{Credit, LedgerError};
@@ -275,32 +275,64 @@ impl Batch<'_> {
     }
 }
 
+/// The answer to a sale whose key is already recorded: the original result if it is the same
+/// sale, else a rejection naming the first field that differs.
+fn replayed(sale: &PreparedSale, first: &operations::Model) -> pb::SaleResult {
+    if first.request == sale.sale.encode_to_vec() {
+        return pb::SaleResult {
+            index: sale.index,
+            outcome: pb::SaleOutcome::Duplicate.into(),
+            original: pb::SaleResult::decode(first.result.as_slice()).ok().map(Box::new),
+            ..Default::default()
+        };
+    }
+    let recorded_sale = pb::Sale::decode(first.request.as_slice()).unwrap_or_default();
+    let field = differing_field(&recorded_sale, &sale.sale);
+    let why = format!(
+        "transaction {:?} of {:?} was recorded with a different {field}",
+        sale.key, sale.source
+    );
+    rejected(sale.index, violation(field, why))
+}
+
 /// Applies a batch: each sale once, whatever the retries; answers each on its own.
+///
+/// `recorded` holds what was recorded under the batch's keys, read before the transaction:
+/// replays are answered from it without one. A sale recorded by a concurrent call after that
+/// read makes the insert of its key fail, and the caller's retry reads again.
 pub async fn record_sales(
     db: &DatabaseConnection,
     actor: &TenantActor,
     programs: &Programs,
     sales: &[PreparedSale],
+    recorded: Recorded,
     at: DateTime<Utc>,
 ) -> Result<Vec<pb::SaleResult>> {
     let tenant_id = actor.tenant_id.as_ref();
+    let is_fresh = |sale: &&PreparedSale| !recorded.contains_key(&(sale.source.clone(), sale.key.clone()));
+    if !sales.iter().any(|sale| is_fresh(&sale)) {
+        return Ok(sales
+            .iter()
+            .filter_map(|sale| {
+                let first = recorded.get(&(sale.source.clone(), sale.key.clone()))?;
+                Some(replayed(sale, first))
+            })
+            .collect());
+    }
     let txn = begin_write(db).await?;
-    let mut keys: Vec<(String, String)> = sales
+    let originals: Vec<(String, String)> = sales
         .iter()
-        .map(|sale| (sale.source.clone(), sale.key.clone()))
+        .filter(is_fresh)
+        .filter_map(|sale| match &sale.plan {
+            Plan::Refund { original_key, .. } => Some((sale.source.clone(), original_key.clone())),
+            _ => None,
+        })
         .collect();
-    keys.extend(sales.iter().filter_map(|sale| match &sale.plan {
-        Plan::Refund { original_key, .. } => Some((sale.source.clone(), original_key.clone())),
-        _ => None,
-    }));
-    let operations = recorded(&txn, tenant_id, &keys).await?;
+    let originals = super::recorded(&txn, tenant_id, &originals, true).await?;
     // Every account the batch touches, locked in one order.
     let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
     // Replays touch no account: they are answered from what was recorded.
-    let fresh = sales
-        .iter()
-        .filter(|sale| !operations.contains_key(&(sale.source.clone(), sale.key.clone())));
-    for sale in fresh {
+    for sale in sales.iter().filter(is_fresh) {
         match &sale.plan {
             Plan::Earn {
                 member_id, program_id, ..
@@ -308,7 +340,7 @@ pub async fn record_sales(
                 touched.insert((program_id.clone(), member_id.clone()));
             }
             Plan::Refund { original_key, .. } => {
-                let original = operations.get(&(sale.source.clone(), original_key.clone()));
+                let original = originals.get(&(sale.source.clone(), original_key.clone()));
                 if let Some((Some(member), Some(program))) = original.map(|op| (&op.member_id, &op.program_id)) {
                     touched.insert((program.clone(), member.clone()));
                 }
@@ -317,6 +349,8 @@ pub async fn record_sales(
         }
     }
     let accounts = load_accounts(&txn, tenant_id, programs, touched, at).await?;
+    let mut operations = recorded;
+    operations.extend(originals);
     let mut batch = Batch {
         tenant_id,
         programs,
@@ -332,23 +366,7 @@ pub async fn record_sales(
     for sale in sales {
         let id = (sale.source.clone(), sale.key.clone());
         if let Some(first) = batch.operations.get(&id) {
-            let result = if first.request == sale.sale.encode_to_vec() {
-                pb::SaleResult {
-                    index: sale.index,
-                    outcome: pb::SaleOutcome::Duplicate.into(),
-                    original: pb::SaleResult::decode(first.result.as_slice()).ok().map(Box::new),
-                    ..Default::default()
-                }
-            } else {
-                let recorded_sale = pb::Sale::decode(first.request.as_slice()).unwrap_or_default();
-                let field = differing_field(&recorded_sale, &sale.sale);
-                let why = format!(
-                    "transaction {:?} of {:?} was recorded with a different {field}",
-                    sale.key, sale.source
-                );
-                rejected(sale.index, violation(field, why))
-            };
-            results.push(result);
+            results.push(replayed(sale, first));
             continue;
         }
         match batch.apply(sale) {

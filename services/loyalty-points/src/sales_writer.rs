@@ -1,0 +1,177 @@
+//! Writing prepared sales, with concurrent calls sharing transactions.
+//!
+//! A till sends one sale per call. Written alone, each sale pays a transaction's fixed costs
+//! (begin, account locks, commit and its WAL flush), and tills crediting one member queue on its
+//! row one sale at a time. Here the calls that arrive while the writers are busy are written
+//! together by the next free writer, up to the batch limit and within one tenant: an idle service
+//! makes no call wait, a busy one carries many sales per transaction. Nothing else changes: each
+//! sale is answered on its own and applied once (a key twice among the calls is a duplicate, as
+//! it would be one after the other), and a shared transaction that fails is not anyone's answer:
+//! each call is then written alone, so one call's error never becomes another's.
+
+use std::sync::Arc;
+
+use quanyu_proto::points::v1 as pb;
+use quanyu_runtime::auth::TenantActor;
+use quanyu_runtime::clock::Clock;
+use quanyu_runtime::db::with_retries;
+use sea_orm::DatabaseConnection;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::error::PointsError;
+use crate::store::sales::{PreparedSale, Programs};
+use crate::store::{self, Recorded};
+
+/// The most sales one transaction carries: RecordSales' own limit.
+pub const MAX_BATCH: usize = 1000;
+
+/// Calls waiting for a writer before new ones wait to be queued.
+const QUEUE_DEPTH: usize = 4096;
+
+type Answer = Result<Vec<pb::SaleResult>, PointsError>;
+
+struct Call {
+    actor: TenantActor,
+    programs: Arc<Programs>,
+    sales: Vec<PreparedSale>,
+    /// What was recorded under the call's keys when it was prepared, if it was read.
+    recorded: Option<Recorded>,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// Hands prepared sales to a fixed number of writer tasks.
+pub struct SalesWriter {
+    queue: mpsc::Sender<Call>,
+}
+
+impl SalesWriter {
+    /// Starts `writers` writer tasks; they stop when the writer is dropped.
+    pub fn spawn(db: DatabaseConnection, clock: Clock, writers: usize) -> Self {
+        let (queue, calls) = mpsc::channel(QUEUE_DEPTH);
+        let calls = Arc::new(Mutex::new(calls));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(write_calls(db.clone(), clock.clone(), calls.clone()));
+        }
+        Self { queue }
+    }
+
+    /// Writes one call's sales; the answers are in the order of `sales`.
+    pub async fn write(
+        &self,
+        actor: &TenantActor,
+        programs: Arc<Programs>,
+        sales: Vec<PreparedSale>,
+        recorded: Option<Recorded>,
+    ) -> Answer {
+        let (answer, answered) = oneshot::channel();
+        let call = Call {
+            actor: actor.clone(),
+            programs,
+            sales,
+            recorded,
+            answer,
+        };
+        let stopped = || PointsError::Unavailable("loyalty-points is shutting down".into());
+        self.queue.send(call).await.map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+}
+
+/// One writer: takes the next call and every queued call that fits beside it, writes them.
+async fn write_calls(db: DatabaseConnection, clock: Clock, calls: Arc<Mutex<mpsc::Receiver<Call>>>) {
+    let mut held_over: Option<Call> = None;
+    loop {
+        let together = {
+            let mut calls = calls.lock().await;
+            let first = match held_over.take() {
+                Some(call) => call,
+                None => match calls.recv().await {
+                    Some(call) => call,
+                    None => return,
+                },
+            };
+            let mut size = first.sales.len();
+            let mut together = vec![first];
+            while let Ok(call) = calls.try_recv() {
+                if call.actor.tenant_id != together[0].actor.tenant_id || size + call.sales.len() > MAX_BATCH {
+                    held_over = Some(call);
+                    break;
+                }
+                size += call.sales.len();
+                together.push(call);
+            }
+            together
+        };
+        write_together(&db, &clock, together).await;
+    }
+}
+
+async fn write_together(db: &DatabaseConnection, clock: &Clock, calls: Vec<Call>) {
+    if calls.len() > 1 {
+        let sales: Vec<PreparedSale> = calls.iter().flat_map(|call| call.sales.iter().cloned()).collect();
+        // What every call read before, else one read for all.
+        let recorded = calls.iter().try_fold(Recorded::new(), |mut all, call| {
+            all.extend(call.recorded.clone()?);
+            Some(all)
+        });
+        let newest = calls.last().map_or_else(Default::default, |call| call.programs.clone());
+        match write(db, clock, &calls[0].actor, &newest, sales, recorded).await {
+            Ok(mut results) => {
+                for call in calls {
+                    let rest = results.split_off(call.sales.len().min(results.len()));
+                    let _ = call.answer.send(Ok(results));
+                    results = rest;
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, calls = calls.len(), "shared sales transaction failed; writing each call alone")
+            }
+        }
+    }
+    for call in calls {
+        let answer = write(db, clock, &call.actor, &call.programs, call.sales, call.recorded).await;
+        let _ = call.answer.send(answer);
+    }
+}
+
+/// Writes sales in one transaction, retried while it loses races. The first attempt uses
+/// `first_read` when given, else reads what is recorded under the sales' keys; a retry (a key
+/// taken meanwhile) reads again.
+async fn write(
+    db: &DatabaseConnection,
+    clock: &Clock,
+    actor: &TenantActor,
+    programs: &Programs,
+    mut sales: Vec<PreparedSale>,
+    first_read: Option<Recorded>,
+) -> Answer {
+    metrics::histogram!("points_sales_per_transaction").record(sales.len() as f64);
+    let keys: Vec<(String, String)> = sales
+        .iter()
+        .map(|sale| (sale.source.clone(), sale.key.clone()))
+        .collect();
+    let recorded = match first_read {
+        Some(recorded) => recorded,
+        None => store::recorded(db, &actor.tenant_id, &keys, false).await?,
+    };
+    let fresh = sales
+        .iter_mut()
+        .filter(|sale| !recorded.contains_key(&(sale.source.clone(), sale.key.clone())))
+        .collect();
+    store::follow_merges(db, &actor.tenant_id, fresh).await?;
+    let mut first_read = Some(recorded);
+    let sales = &sales;
+    with_retries(|| {
+        let known = first_read.take();
+        let keys = &keys;
+        async move {
+            let recorded = match known {
+                Some(recorded) => recorded,
+                None => store::recorded(db, &actor.tenant_id, keys, false).await?,
+            };
+            store::sales::record_sales(db, actor, programs, sales, recorded, clock.now()).await
+        }
+    })
+    .await
+}
