@@ -112,7 +112,9 @@ pub async fn serve(
         .concurrency_limit_per_connection(config.concurrency_limit_per_connection)
         .layer(layers)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), stopping);
+        // Without TCP_NODELAY a reply longer than one TCP segment waits for the client's delayed
+        // ACK (40 ms on Linux) before its last segment leaves.
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stopping);
     let grace_over = async move {
         match drained.await {
             Ok(()) => tokio::time::sleep(grace).await,
