@@ -49,7 +49,7 @@ impl Default for Config {
             identity_endpoint: "http://127.0.0.1:50051".into(),
             identity_api_key: Secret::default(),
             sweep_interval_secs: 30,
-            sales_writers: 4,
+            sales_writers: 1,
             events: quanyu_outbox::subscribe::StreamConfig::default(),
             retention: quanyu_outbox::retention::RetentionConfig::default(),
         }

@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_points_tables;
+mod m20261125_000001_ledger_in_accounts;
 
 pub struct Migrator;
 
@@ -12,8 +13,9 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_points_tables::Migration),
             Box::new(quanyu_outbox::migration::CreateOutbox),
-            Box::new(quanyu_outbox::migration::CreatePendingEvents),
             Box::new(quanyu_outbox::migration::CreateCursors),
+            Box::new(quanyu_outbox::migration::CreatePendingEvents),
+            Box::new(m20261125_000001_ledger_in_accounts::Migration),
         ]
     }
 

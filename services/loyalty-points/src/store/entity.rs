@@ -41,52 +41,10 @@ pub mod accounts {
         /// The last lot or hold id handed out.
         pub next_id: i64,
         pub updated_at: ChronoDateTimeUtc,
-    }
-
-    quanyu_runtime::no_relations!();
-}
-
-pub mod lots {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "lots")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub tenant_id: String,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub program_id: String,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub member_id: String,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub lot_id: i64,
-        pub earned_at: ChronoDateTimeUtc,
-        pub expires_at: ChronoDateTimeUtc,
-        pub original: i64,
-        pub remaining: i64,
-        pub reference: String,
-    }
-
-    quanyu_runtime::no_relations!();
-}
-
-pub mod holds {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "holds")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub tenant_id: String,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub program_id: String,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub member_id: String,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub hold_id: i64,
-        pub amount: i64,
-        pub expires_at: ChronoDateTimeUtc,
-        pub reference: String,
+        /// The open lots and holds (`store::ledger_state`); none when empty.
+        pub ledger: Option<Vec<u8>>,
+        /// The soonest lot expiry or hold lapse, for the background sweep.
+        pub next_due: Option<ChronoDateTimeUtc>,
     }
 
     quanyu_runtime::no_relations!();

@@ -23,11 +23,11 @@ use quanyu_outbox::NewEvent;
 use quanyu_proto::events::v1::event::Payload;
 use quanyu_proto::points::v1::{self as pb, HoldEnd};
 
-use crate::domain::ledger::{Entry, EntryKind, Hold, Ledger, Lot};
+use crate::domain::ledger::{Entry, EntryKind, Hold, Ledger};
 use crate::domain::tiers::TierState;
 use crate::error::PointsError;
 use crate::program::ProgramRules;
-use entity::{accounts, aliases, entries, holds, lots, operations, programs};
+use entity::{accounts, aliases, entries, operations, programs};
 
 type Result<T> = std::result::Result<T, PointsError>;
 
@@ -139,9 +139,8 @@ pub struct Account {
     /// Points earned today before this transaction, for the daily cap; kept current as a batch
     /// earns.
     pub(crate) earned_today: i64,
-    /// The tier, lots and holds as loaded, to tell what changed when the account is saved.
+    /// The tier and holds as loaded, to tell what changed when the account is saved.
     loaded_tier: String,
-    loaded_lots: HashMap<u64, i64>,
     loaded_holds: Vec<u64>,
     /// Holds that ended in this transaction, and how.
     pub(crate) ended_holds: Vec<(Hold, HoldEnd)>,
@@ -150,8 +149,8 @@ pub struct Account {
 /// Identifies an account within a tenant: (program id, member id).
 pub type AccountId = (String, String);
 
-/// Loads the accounts, creating those missing, and locks their rows: one statement per table
-/// whatever their number. Rows are locked in key order (the order of the VALUES list), so
+/// Loads the accounts, creating those missing, and locks their rows: one statement whatever
+/// their number (their lots and holds are in their rows). Rows are locked in key order (the order of the VALUES list), so
 /// transactions that share accounts cannot deadlock. Due lots expire and lapsed holds end here.
 async fn load_accounts(
     txn: &DatabaseTransaction,
@@ -180,6 +179,8 @@ async fn load_accounts(
             tier: Set(program.ladder.tier_for(0).code.clone()),
             next_id: Set(0),
             updated_at: Set(at),
+            ledger: Set(None),
+            next_due: Set(None),
         }
     });
     // The no-op update makes the insert return (and lock) rows that already exist.
@@ -202,60 +203,8 @@ async fn load_accounts(
             .or_default()
             .push(member_id.clone());
     }
-    let mut lots_of: HashMap<AccountId, Vec<Lot>> = HashMap::new();
-    let mut holds_of: HashMap<AccountId, Vec<Hold>> = HashMap::new();
     let mut earned_of: HashMap<AccountId, i64> = HashMap::new();
     for (program_id, members) in &members_of {
-        let scope = [
-            (lots::Column::TenantId, tenant_id.into()),
-            (lots::Column::ProgramId, (*program_id).into()),
-        ];
-        let found = find_by_keys::<lots::Entity, _>(
-            txn,
-            &scope,
-            lots::Column::MemberId,
-            members.clone(),
-            lots::Column::LotId,
-            false,
-        )
-        .await?;
-        for lot in found {
-            lots_of
-                .entry((lot.program_id.clone(), lot.member_id.clone()))
-                .or_default()
-                .push(Lot {
-                    id: lot.lot_id.unsigned_abs(),
-                    earned_at: lot.earned_at,
-                    expires_at: lot.expires_at,
-                    original: lot.original,
-                    remaining: lot.remaining,
-                    reference: lot.reference,
-                });
-        }
-        let scope = [
-            (holds::Column::TenantId, tenant_id.into()),
-            (holds::Column::ProgramId, (*program_id).into()),
-        ];
-        let found = find_by_keys::<holds::Entity, _>(
-            txn,
-            &scope,
-            holds::Column::MemberId,
-            members.clone(),
-            holds::Column::HoldId,
-            false,
-        )
-        .await?;
-        for hold in found {
-            holds_of
-                .entry((hold.program_id.clone(), hold.member_id.clone()))
-                .or_default()
-                .push(Hold {
-                    id: hold.hold_id.unsigned_abs(),
-                    amount: hold.amount,
-                    expires_at: hold.expires_at,
-                    reference: hold.reference,
-                });
-        }
         let program = &programs[*program_id].0;
         if program.earning.cap_per_day.is_some() {
             for (member_id, earned) in earned_today(txn, tenant_id, program, members, at).await? {
@@ -268,14 +217,13 @@ async fn load_accounts(
         let id = (row.program_id.clone(), row.member_id.clone());
         let program = &programs[&row.program_id].0;
         let year = at.with_timezone(&program.offset).year();
-        let lots = lots_of.remove(&id).unwrap_or_default();
-        let loaded_lots = lots.iter().map(|lot| (lot.id, lot.remaining)).collect();
-        let mut ledger = Ledger::restore(
-            row.balance,
-            lots,
-            holds_of.remove(&id).unwrap_or_default(),
-            row.next_id.unsigned_abs(),
-        );
+        let (lots, holds) = ledger_state::decode(row.ledger.as_deref().unwrap_or_default()).map_err(|error| {
+            let account = format!("{}/{}", row.program_id, row.member_id);
+            PointsError::Database(DbErr::Custom(format!(
+                "account {account} has an undecodable ledger: {error}"
+            )))
+        })?;
+        let mut ledger = Ledger::restore(row.balance, lots, holds, row.next_id.unsigned_abs());
         let loaded_holds = ledger.holds().iter().map(|hold| hold.id).collect();
         let ended_holds = ledger
             .release_expired_holds(at)
@@ -300,7 +248,6 @@ async fn load_accounts(
             growth_year: year.max(row.growth_year),
             earned_today: earned_of.remove(&id).unwrap_or_default(),
             loaded_tier: row.tier,
-            loaded_lots,
             loaded_holds,
             ended_holds,
         };
@@ -322,8 +269,8 @@ fn entry_kind(kind: EntryKind) -> &'static str {
     }
 }
 
-/// Writes accounts back, one statement per table whatever their number: their rows, the lots
-/// and holds that changed, and the entries appended; returns the events that describe it all.
+/// Writes accounts back, one statement per table whatever their number: their rows (with their
+/// lots and holds) and the entries appended; returns the events that describe it all.
 async fn save_accounts<'a>(
     txn: &DatabaseTransaction,
     tenant_id: &str,
@@ -332,10 +279,7 @@ async fn save_accounts<'a>(
     at: DateTime<Utc>,
 ) -> Result<Vec<NewEvent>> {
     let mut account_rows = Vec::new();
-    let mut changed_lots = Vec::new();
-    let mut new_holds = Vec::new();
     let mut entry_rows = Vec::new();
-    let mut emptied_members = Vec::new();
     let mut events = Vec::new();
     for account in accounts {
         let version = programs.get(&account.program_id).map_or(0, |(_, version)| *version);
@@ -352,52 +296,12 @@ async fn save_accounts<'a>(
             tier: Set(account.tier.tier.clone()),
             next_id: Set(to_i64(account.ledger.last_id())),
             updated_at: Set(at),
+            ledger: Set(Some(ledger_state::encode(
+                account.ledger.lots(),
+                account.ledger.holds(),
+            ))),
+            next_due: Set(ledger_state::next_due(&account.ledger)),
         });
-        if account.ledger.lots().iter().any(|lot| lot.remaining == 0) {
-            emptied_members.push(member_id.clone());
-        }
-        for lot in account.ledger.lots() {
-            if account.loaded_lots.get(&lot.id) == Some(&lot.remaining) {
-                continue;
-            }
-            changed_lots.push(lots::ActiveModel {
-                tenant_id: Set(tenant_id.to_owned()),
-                program_id: Set(program_id.clone()),
-                member_id: Set(member_id.clone()),
-                lot_id: Set(to_i64(lot.id)),
-                earned_at: Set(lot.earned_at),
-                expires_at: Set(lot.expires_at),
-                original: Set(lot.original),
-                remaining: Set(lot.remaining),
-                reference: Set(lot.reference.clone()),
-            });
-        }
-        for hold in account
-            .ledger
-            .holds()
-            .iter()
-            .filter(|hold| !account.loaded_holds.contains(&hold.id))
-        {
-            new_holds.push(holds::ActiveModel {
-                tenant_id: Set(tenant_id.to_owned()),
-                program_id: Set(program_id.clone()),
-                member_id: Set(member_id.clone()),
-                hold_id: Set(to_i64(hold.id)),
-                amount: Set(hold.amount),
-                expires_at: Set(hold.expires_at),
-                reference: Set(hold.reference.clone()),
-            });
-        }
-        let ended: Vec<i64> = account.ended_holds.iter().map(|(hold, _)| to_i64(hold.id)).collect();
-        if !ended.is_empty() {
-            holds::Entity::delete_many()
-                .filter(holds::Column::TenantId.eq(tenant_id))
-                .filter(holds::Column::ProgramId.eq(program_id.as_str()))
-                .filter(holds::Column::MemberId.eq(member_id.as_str()))
-                .filter(holds::Column::HoldId.is_in(ended))
-                .exec(txn)
-                .await?;
-        }
         let appended: Vec<Entry> = account.ledger.take_entries();
         events.extend(account_events(tenant_id, account, &appended, version));
         entry_rows.extend(appended.into_iter().map(|entry| entries::ActiveModel {
@@ -428,34 +332,11 @@ async fn save_accounts<'a>(
                 accounts::Column::Tier,
                 accounts::Column::NextId,
                 accounts::Column::UpdatedAt,
+                accounts::Column::Ledger,
+                accounts::Column::NextDue,
             ])
             .to_owned(),
         )
-        .exec_without_returning(txn)
-        .await?;
-    lots::Entity::insert_many(changed_lots)
-        .on_conflict(
-            OnConflict::columns([
-                lots::Column::TenantId,
-                lots::Column::ProgramId,
-                lots::Column::MemberId,
-                lots::Column::LotId,
-            ])
-            .update_column(lots::Column::Remaining)
-            .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
-    // Spent and expired lots are history: the entries keep it.
-    if !emptied_members.is_empty() {
-        lots::Entity::delete_many()
-            .filter(lots::Column::TenantId.eq(tenant_id))
-            .filter(lots::Column::MemberId.is_in(emptied_members))
-            .filter(lots::Column::Remaining.eq(0))
-            .exec(txn)
-            .await?;
-    }
-    holds::Entity::insert_many(new_holds)
         .exec_without_returning(txn)
         .await?;
     entries::Entity::insert_many(entry_rows)
@@ -574,6 +455,7 @@ async fn earned_today(
 }
 
 pub mod accounts_api;
+pub mod ledger_state;
 pub mod merge;
 pub mod sales;
 pub mod sweep;

@@ -12,7 +12,7 @@ use quanyu_runtime::db::with_retries;
 use quanyu_runtime::shutdown::Shutdown;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 
-use super::entity::{holds, lots};
+use super::entity::accounts;
 use super::sales::Programs;
 use super::{Result, load_accounts, program_rules, save_accounts};
 
@@ -21,30 +21,19 @@ const ACCOUNTS_PER_PASS: u64 = 500;
 type AccountId = (String, String, String);
 
 async fn due_accounts(db: &DatabaseConnection, at: DateTime<Utc>) -> Result<BTreeSet<AccountId>> {
-    let expiring: Vec<AccountId> = lots::Entity::find()
-        .select_only()
-        .columns([lots::Column::TenantId, lots::Column::ProgramId, lots::Column::MemberId])
-        .filter(lots::Column::ExpiresAt.lte(at))
-        .filter(lots::Column::Remaining.gt(0))
-        .distinct()
-        .limit(ACCOUNTS_PER_PASS)
-        .into_tuple()
-        .all(db)
-        .await?;
-    let lapsed: Vec<AccountId> = holds::Entity::find()
+    let due: Vec<AccountId> = accounts::Entity::find()
         .select_only()
         .columns([
-            holds::Column::TenantId,
-            holds::Column::ProgramId,
-            holds::Column::MemberId,
+            accounts::Column::TenantId,
+            accounts::Column::ProgramId,
+            accounts::Column::MemberId,
         ])
-        .filter(holds::Column::ExpiresAt.lte(at))
-        .distinct()
+        .filter(accounts::Column::NextDue.lte(at))
         .limit(ACCOUNTS_PER_PASS)
         .into_tuple()
         .all(db)
         .await?;
-    Ok(expiring.into_iter().chain(lapsed).collect())
+    Ok(due.into_iter().collect())
 }
 
 async fn settle(
