@@ -4,6 +4,22 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{big_integer, binary, string, timestamp_with_time_zone};
 
+/// A table of stored events, numbered (`outbox_events`) or waiting to be (`outbox_pending`).
+fn event_table(name: &'static str, key: &mut ColumnDef) -> TableCreateStatement {
+    Table::create()
+        .table(name)
+        .if_not_exists()
+        .col(key)
+        .col(string("event_id"))
+        .col(string("tenant_id"))
+        .col(string("aggregate_type"))
+        .col(string("aggregate_id"))
+        .col(string("event_type"))
+        .col(timestamp_with_time_zone("occurred_at"))
+        .col(binary("payload"))
+        .to_owned()
+}
+
 /// The outbox of a producing service: events, the position sequence and registered consumers.
 pub struct CreateOutbox;
 
@@ -17,20 +33,7 @@ impl MigrationName for CreateOutbox {
 impl MigrationTrait for CreateOutbox {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .create_table(
-                Table::create()
-                    .table("outbox_events")
-                    .if_not_exists()
-                    .col(big_integer("position").primary_key())
-                    .col(string("event_id"))
-                    .col(string("tenant_id"))
-                    .col(string("aggregate_type"))
-                    .col(string("aggregate_id"))
-                    .col(string("event_type"))
-                    .col(timestamp_with_time_zone("occurred_at"))
-                    .col(binary("payload"))
-                    .to_owned(),
-            )
+            .create_table(event_table("outbox_events", big_integer("position").primary_key()))
             .await?;
         manager
             .create_index(
@@ -99,20 +102,10 @@ impl MigrationName for CreatePendingEvents {
 impl MigrationTrait for CreatePendingEvents {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .create_table(
-                Table::create()
-                    .table("outbox_pending")
-                    .if_not_exists()
-                    .col(big_integer("id").primary_key().auto_increment())
-                    .col(string("event_id"))
-                    .col(string("tenant_id"))
-                    .col(string("aggregate_type"))
-                    .col(string("aggregate_id"))
-                    .col(string("event_type"))
-                    .col(timestamp_with_time_zone("occurred_at"))
-                    .col(binary("payload"))
-                    .to_owned(),
-            )
+            .create_table(event_table(
+                "outbox_pending",
+                big_integer("id").primary_key().auto_increment(),
+            ))
             .await
     }
 
