@@ -110,8 +110,8 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
     sea_orm::TransactionTrait::begin_with_options(db, options).await
 }
 
-/// The rows of `E` in `scope` (column = value pairs) whose `key` column is one of `keys`, in
-/// `order`; locked for update when `lock` (SQLite has one writer: nothing to lock).
+/// The rows of `E` in `scope` (column = value pairs) whose `key` column is one of `keys`, in no
+/// particular order; locked for update when `lock` (SQLite has one writer: nothing to lock).
 ///
 /// On PostgreSQL each key is one index probe (`unnest` joined LATERAL, `OFFSET 0` keeping the
 /// planner from flattening it into a join). An `IN` list there, or a flattened join, is planned
@@ -122,14 +122,13 @@ pub async fn find_by_keys<E, C>(
     scope: &[(E::Column, sea_orm::Value)],
     key: E::Column,
     keys: Vec<String>,
-    order: E::Column,
     lock: bool,
 ) -> Result<Vec<E::Model>, DbErr>
 where
     E: sea_orm::EntityTrait,
     C: ConnectionTrait,
 {
-    use sea_orm::{ColumnTrait, IdenStatic, QueryFilter, QueryOrder};
+    use sea_orm::{ColumnTrait, IdenStatic, QueryFilter};
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -138,7 +137,7 @@ where
         for (column, value) in scope {
             query = query.filter(column.eq(value.clone()));
         }
-        return query.filter(key.is_in(keys)).order_by_asc(order).all(db).await;
+        return query.filter(key.is_in(keys)).all(db).await;
     }
     let mut conditions: Vec<String> = scope
         .iter()
@@ -148,12 +147,11 @@ where
     conditions.push(format!("\"{}\" = wanted.key", key.as_str()));
     let sql = format!(
         "SELECT probed.* FROM unnest(${}::text[]) AS wanted(key) CROSS JOIN LATERAL \
-         (SELECT * FROM \"{}\" WHERE {} OFFSET 0{}) AS probed ORDER BY probed.\"{}\"",
+         (SELECT * FROM \"{}\" WHERE {} OFFSET 0{}) AS probed",
         scope.len() + 1,
         E::default().table_name(),
         conditions.join(" AND "),
         if lock { " FOR UPDATE" } else { "" },
-        order.as_str(),
     );
     let mut values: Vec<sea_orm::Value> = scope.iter().map(|(_, value)| value.clone()).collect();
     values.push(keys.into());

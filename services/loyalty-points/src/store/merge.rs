@@ -83,7 +83,6 @@ pub async fn current_members<C: ConnectionTrait>(
         &scope,
         aliases::Column::MemberId,
         member_ids.to_vec(),
-        aliases::Column::MemberId,
         false,
     )
     .await?

@@ -488,20 +488,14 @@ pub async fn recorded<C: sea_orm::ConnectionTrait>(
         by_source.entry(source.as_str()).or_default().push(key.clone());
     }
     let mut found = HashMap::new();
-    for (source, keys) in by_source {
+    for (source, mut keys) in by_source {
+        // Rows are locked in the order of the keys: one order for every transaction.
+        keys.sort_unstable();
         let scope = [
             (operations::Column::TenantId, tenant_id.into()),
             (operations::Column::Source, source.into()),
         ];
-        let rows = find_by_keys::<operations::Entity, _>(
-            db,
-            &scope,
-            operations::Column::Key,
-            keys,
-            operations::Column::Key,
-            lock,
-        )
-        .await?;
+        let rows = find_by_keys::<operations::Entity, _>(db, &scope, operations::Column::Key, keys, lock).await?;
         found.extend(rows.into_iter().map(|row| ((row.source.clone(), row.key.clone()), row)));
     }
     Ok(found)
