@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, QueryResult};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{binary_null, timestamp_with_time_zone_null};
 
-use crate::domain::ledger::{Hold, Ledger, Lot};
+use crate::domain::ledger::{Hold, Lot};
 use crate::store::ledger_state;
 
 pub struct Migration;
@@ -75,7 +75,7 @@ impl MigrationTrait for Migration {
         for account in accounts {
             let lots = lots.remove(&account).unwrap_or_default();
             let holds = holds.remove(&account).unwrap_or_default();
-            let next_due = ledger_state::next_due(&Ledger::restore(0, lots.clone(), holds.clone(), 0));
+            let next_due = ledger_state::next_due(&lots, &holds);
             let (tenant_id, program_id, member_id) = account;
             let update = Query::update()
                 .table("accounts")

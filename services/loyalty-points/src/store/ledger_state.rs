@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::ledger::{Hold, Ledger, Lot};
+use crate::domain::ledger::{Hold, Lot};
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct State {
@@ -118,13 +118,9 @@ pub fn decode(bytes: &[u8]) -> Result<(Vec<Lot>, Vec<Hold>), DecodeError> {
 
 /// When the account next needs settling without anyone touching it: its soonest lot expiry or
 /// hold lapse (the background sweep finds accounts by it).
-pub fn next_due(ledger: &Ledger) -> Option<DateTime<Utc>> {
-    let lots = ledger
-        .lots()
-        .iter()
-        .filter(|lot| lot.remaining > 0)
-        .map(|lot| lot.expires_at);
-    let holds = ledger.holds().iter().map(|hold| hold.expires_at);
+pub fn next_due(lots: &[Lot], holds: &[Hold]) -> Option<DateTime<Utc>> {
+    let lots = lots.iter().filter(|lot| lot.remaining > 0).map(|lot| lot.expires_at);
+    let holds = holds.iter().map(|hold| hold.expires_at);
     lots.chain(holds).min()
 }
 

@@ -150,8 +150,8 @@ pub struct Account {
 pub type AccountId = (String, String);
 
 /// Loads the accounts, creating those missing, and locks their rows: one statement whatever
-/// their number (their lots and holds are in their rows). Rows are locked in key order (the order of the VALUES list), so
-/// transactions that share accounts cannot deadlock. Due lots expire and lapsed holds end here.
+/// their number (their lots and holds are in their rows). Rows are locked in key order (the
+/// order of the VALUES list), so transactions that share accounts cannot deadlock. Due lots expire and lapsed holds end here.
 async fn load_accounts(
     txn: &DatabaseTransaction,
     tenant_id: &str,
@@ -300,7 +300,7 @@ async fn save_accounts<'a>(
                 account.ledger.lots(),
                 account.ledger.holds(),
             ))),
-            next_due: Set(ledger_state::next_due(&account.ledger)),
+            next_due: Set(ledger_state::next_due(account.ledger.lots(), account.ledger.holds())),
         });
         let appended: Vec<Entry> = account.ledger.take_entries();
         events.extend(account_events(tenant_id, account, &appended, version));
