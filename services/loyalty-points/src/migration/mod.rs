@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_points_tables;
 mod m20261125_000001_ledger_in_accounts;
+mod m20261126_000001_accounts_fillfactor;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(quanyu_outbox::migration::CreateCursors),
             Box::new(quanyu_outbox::migration::CreatePendingEvents),
             Box::new(m20261125_000001_ledger_in_accounts::Migration),
+            Box::new(m20261126_000001_accounts_fillfactor::Migration),
         ]
     }
 

@@ -8,7 +8,7 @@
 
 pub mod entity;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use quanyu_runtime::auth::TenantActor;
@@ -149,9 +149,13 @@ pub struct Account {
 /// Identifies an account within a tenant: (program id, member id).
 pub type AccountId = (String, String);
 
-/// Loads the accounts, creating those missing, and locks their rows: one statement whatever
-/// their number (their lots and holds are in their rows). Rows are locked in key order (the
-/// order of the VALUES list), so transactions that share accounts cannot deadlock. Due lots expire and lapsed holds end here.
+/// Loads the accounts, creating those missing, and locks their rows: one statement per program
+/// for those that exist (their lots and holds are in their rows), one more for those created.
+/// Reading existing rows, rather than upserting them all, keeps a no-op update from writing a
+/// new version of every row. Rows are locked in key order (existing ones probed in the order of
+/// the sorted keys, new ones in the order of the VALUES list), so transactions that share
+/// accounts do not deadlock, but in a race on their first sale, which PostgreSQL detects and the
+/// caller retries. Due lots expire and lapsed holds end here.
 async fn load_accounts(
     txn: &DatabaseTransaction,
     tenant_id: &str,
@@ -159,49 +163,69 @@ async fn load_accounts(
     wanted: impl IntoIterator<Item = AccountId>,
     at: DateTime<Utc>,
 ) -> Result<HashMap<AccountId, Account>> {
-    let wanted: std::collections::BTreeSet<AccountId> = wanted
+    let wanted: BTreeSet<AccountId> = wanted
         .into_iter()
         .filter(|(program_id, _)| programs.contains_key(program_id))
         .collect();
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
-    let fresh = wanted.iter().map(|(program_id, member_id)| {
-        let program = &programs[program_id].0;
-        accounts::ActiveModel {
-            tenant_id: Set(tenant_id.to_owned()),
-            program_id: Set(program_id.clone()),
-            member_id: Set(member_id.clone()),
-            balance: Set(0),
-            growth_period: Set(0),
-            growth_lifetime: Set(0),
-            growth_year: Set(at.with_timezone(&program.offset).year()),
-            tier: Set(program.ladder.tier_for(0).code.clone()),
-            next_id: Set(0),
-            updated_at: Set(at),
-            ledger: Set(None),
-            next_due: Set(None),
-        }
-    });
-    // The no-op update makes the insert return (and lock) rows that already exist.
-    let rows = accounts::Entity::insert_many(fresh)
-        .on_conflict(
-            OnConflict::columns([
-                accounts::Column::TenantId,
-                accounts::Column::ProgramId,
-                accounts::Column::MemberId,
-            ])
-            .update_column(accounts::Column::TenantId)
-            .to_owned(),
-        )
-        .exec_with_returning(txn)
-        .await?;
-    let mut members_of: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut members_of: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (program_id, member_id) in &wanted {
         members_of
             .entry(program_id.as_str())
             .or_default()
             .push(member_id.clone());
+    }
+    let mut rows = Vec::with_capacity(wanted.len());
+    for (program_id, members) in &members_of {
+        let scope = [
+            (accounts::Column::TenantId, tenant_id.into()),
+            (accounts::Column::ProgramId, (*program_id).into()),
+        ];
+        let key = accounts::Column::MemberId;
+        rows.extend(find_by_keys::<accounts::Entity, _>(txn, &scope, key, members.clone(), true).await?);
+    }
+    let found: HashSet<(&str, &str)> = rows
+        .iter()
+        .map(|row| (row.program_id.as_str(), row.member_id.as_str()))
+        .collect();
+    let fresh: Vec<accounts::ActiveModel> = wanted
+        .iter()
+        .filter(|(program_id, member_id)| !found.contains(&(program_id.as_str(), member_id.as_str())))
+        .map(|(program_id, member_id)| {
+            let program = &programs[program_id].0;
+            accounts::ActiveModel {
+                tenant_id: Set(tenant_id.to_owned()),
+                program_id: Set(program_id.clone()),
+                member_id: Set(member_id.clone()),
+                balance: Set(0),
+                growth_period: Set(0),
+                growth_lifetime: Set(0),
+                growth_year: Set(at.with_timezone(&program.offset).year()),
+                tier: Set(program.ladder.tier_for(0).code.clone()),
+                next_id: Set(0),
+                updated_at: Set(at),
+                ledger: Set(None),
+                next_due: Set(None),
+            }
+        })
+        .collect();
+    if !fresh.is_empty() {
+        // The no-op update makes the insert return (and lock) a row created concurrently.
+        let created = accounts::Entity::insert_many(fresh)
+            .on_conflict(
+                OnConflict::columns([
+                    accounts::Column::TenantId,
+                    accounts::Column::ProgramId,
+                    accounts::Column::MemberId,
+                ])
+                .update_column(accounts::Column::TenantId)
+                .to_owned(),
+            )
+            .exec_with_returning(txn)
+            .await?;
+        rows.extend(created);
     }
     let mut earned_of: HashMap<AccountId, i64> = HashMap::new();
     for (program_id, members) in &members_of {
@@ -483,7 +507,7 @@ pub async fn recorded<C: sea_orm::ConnectionTrait>(
     keys: &[(String, String)],
     lock: bool,
 ) -> Result<Recorded> {
-    let mut by_source: std::collections::BTreeMap<&str, Vec<String>> = std::collections::BTreeMap::new();
+    let mut by_source: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (source, key) in keys {
         by_source.entry(source.as_str()).or_default().push(key.clone());
     }
