@@ -6,11 +6,11 @@ use quanyu_runtime::db::begin_write;
 use quanyu_runtime::shutdown::Shutdown;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryOrder, QuerySelect,
+    Statement,
 };
 
-use crate::entity::{events, pending};
+use crate::entity::pending;
 
 /// Events numbered per transaction of the sequencer.
 const BATCH: u64 = 1_000;
@@ -25,6 +25,7 @@ pub async fn sequence(db: &DatabaseConnection) -> Result<u64, DbErr> {
         let anything_pending = pending::Entity::find()
             .select_only()
             .column(pending::Column::Id)
+            .order_by_asc(pending::Column::Id)
             .limit(1)
             .into_tuple::<i64>()
             .one(db)
@@ -40,6 +41,9 @@ pub async fn sequence(db: &DatabaseConnection) -> Result<u64, DbErr> {
         }
     }
 }
+
+/// The columns that an event keeps when it is numbered.
+const EVENT_COLUMNS: &str = "event_id, tenant_id, aggregate_type, aggregate_id, event_type, occurred_at, payload";
 
 async fn sequence_batch(db: &DatabaseConnection) -> Result<u64, DbErr> {
     let txn = begin_write(db).await?;
@@ -57,37 +61,14 @@ async fn sequence_batch(db: &DatabaseConnection) -> Result<u64, DbErr> {
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("outbox_sequence row (is the outbox migrated?)".into()))?
         .try_get("", "last_position")?;
-    let batch = pending::Entity::find()
-        .order_by_asc(pending::Column::Id)
-        .limit(BATCH)
-        .all(&txn)
-        .await?;
-    let count = batch.len() as u64;
-    if batch.is_empty() {
+    // The rows move inside the database, in id order, each to the next position.
+    let count = match txn.get_database_backend() {
+        DbBackend::Postgres => move_pending_postgres(&txn, last).await?,
+        _ => move_pending_one_writer(&txn, last).await?,
+    };
+    if count == 0 {
         return Ok(0);
     }
-    let ids: Vec<i64> = batch.iter().map(|row| row.id).collect();
-    let numbered = batch
-        .into_iter()
-        .zip(last + 1..)
-        .map(|(row, position)| events::ActiveModel {
-            position: Set(position),
-            event_id: Set(row.event_id),
-            tenant_id: Set(row.tenant_id),
-            aggregate_type: Set(row.aggregate_type),
-            aggregate_id: Set(row.aggregate_id),
-            event_type: Set(row.event_type),
-            occurred_at: Set(row.occurred_at),
-            payload: Set(row.payload),
-        });
-    events::Entity::insert_many(numbered)
-        .exec_without_returning(&txn)
-        .await?;
-    // Exactly these rows: one committed after the batch was read may have a lower id.
-    pending::Entity::delete_many()
-        .filter(pending::Column::Id.is_in(ids))
-        .exec(&txn)
-        .await?;
     let advance = Query::update()
         .table("outbox_sequence")
         .value("last_position", last + i64::try_from(count).unwrap_or(i64::MAX))
@@ -97,6 +78,55 @@ async fn sequence_batch(db: &DatabaseConnection) -> Result<u64, DbErr> {
     txn.commit().await?;
     metrics::counter!("outbox_events_sequenced_total").increment(count);
     Ok(count)
+}
+
+/// One statement, hence one snapshot, both picks and removes the batch: an event that commits
+/// late with a lower id is left for the next batch, never removed unnumbered.
+async fn move_pending_postgres(txn: &DatabaseTransaction, last: i64) -> Result<u64, DbErr> {
+    let sql = format!(
+        "WITH moved AS (DELETE FROM outbox_pending WHERE id IN \
+         (SELECT id FROM outbox_pending ORDER BY id LIMIT {BATCH}) RETURNING id, {EVENT_COLUMNS}), \
+         numbered AS (INSERT INTO outbox_events (position, {EVENT_COLUMNS}) \
+         SELECT $1 + row_number() OVER (ORDER BY id), {EVENT_COLUMNS} FROM moved RETURNING position) \
+         SELECT count(*) AS moved FROM numbered"
+    );
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, [last.into()]);
+    let moved: i64 = txn
+        .query_one_raw(statement)
+        .await?
+        .map_or(Ok(0), |row| row.try_get("", "moved"))?;
+    Ok(moved.unsigned_abs())
+}
+
+/// SQLite has one writer, which this transaction is: nothing commits between its statements.
+async fn move_pending_one_writer(txn: &DatabaseTransaction, last: i64) -> Result<u64, DbErr> {
+    let backend = txn.get_database_backend();
+    let batch = format!("SELECT id FROM outbox_pending ORDER BY id LIMIT {BATCH}");
+    let bounds = Statement::from_string(
+        backend,
+        format!("SELECT count(*) AS moved, max(id) AS upto FROM ({batch}) AS batch"),
+    );
+    let Some(row) = txn.query_one_raw(bounds).await? else {
+        return Ok(0);
+    };
+    let (moved, upto): (i64, Option<i64>) = (row.try_get("", "moved")?, row.try_get("", "upto")?);
+    let Some(upto) = upto else {
+        return Ok(0);
+    };
+    let insert = format!(
+        "INSERT INTO outbox_events (position, {EVENT_COLUMNS}) \
+         SELECT ? + row_number() OVER (ORDER BY id), {EVENT_COLUMNS} FROM outbox_pending WHERE id <= ?"
+    );
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        insert,
+        [last.into(), upto.into()],
+    ))
+    .await?;
+    let delete = "DELETE FROM outbox_pending WHERE id <= ?";
+    txn.execute_raw(Statement::from_sql_and_values(backend, delete, [upto.into()]))
+        .await?;
+    Ok(moved.unsigned_abs())
 }
 
 /// Numbers events every second until shutdown, so that they get positions (and can be pruned)
