@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use quanyu_proto::common::v1::{Channel, Money};
 use quanyu_proto::points::v1 as pb;
 use quanyu_testkit::{Backend, PointsClient, Suite, keys};
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 
 const RUN_FOR: Duration = Duration::from_secs(10);
 const BATCHES: usize = 10;
@@ -126,6 +126,20 @@ async fn program(suite: &Suite) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts each measure from a quiet database, as pgbench does (it vacuums before it runs): the
+/// events of the previous measure numbered and the tables vacuumed and analysed, so that one
+/// measure's background work is not charged to the next.
+async fn settle(suite: &Suite) -> anyhow::Result<()> {
+    let schema = quanyu_loyalty_points::SCHEMA;
+    let mut options = ConnectOptions::new(suite.context.database.url_for(schema));
+    options.set_schema_search_path(schema).sqlx_logging(false);
+    let db = Database::connect(options).await?;
+    quanyu_outbox::sequencer::sequence(&db).await?;
+    db.execute_unprepared("VACUUM (ANALYZE)").await?;
+    db.close().await?;
+    Ok(())
+}
+
 /// Single-sale calls per second from `clients` concurrent clients; `member` picks the buyer.
 async fn single_sales(
     suite: &Suite,
@@ -133,6 +147,7 @@ async fn single_sales(
     tag: &str,
     member: fn(usize, usize) -> String,
 ) -> anyhow::Result<f64> {
+    settle(suite).await?;
     let deadline = Instant::now() + RUN_FOR;
     let mut tasks = Vec::new();
     for client_index in 0..clients {
@@ -185,6 +200,7 @@ async fn main() -> anyhow::Result<()> {
                 .collect()
         })
         .collect();
+    settle(&suite).await?;
     let started = Instant::now();
     for batch in &batches {
         client
@@ -192,6 +208,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
     let apply_rate = (BATCHES * 1_000) as f64 / started.elapsed().as_secs_f64();
+    settle(&suite).await?;
     let started = Instant::now();
     for batch in &batches {
         let results = client
