@@ -624,6 +624,18 @@ async fn merged_members_accounts_fold_into_the_survivor(suite: Suite) {
         (results[0].member_id.as_str(), results[0].balance_after),
         (survivor.as_str(), 600)
     );
+
+    let refunded = record(&mut pos, vec![refund("m-2-back", "m-2", 30_000)]).await;
+    assert_eq!(
+        (
+            refunded[0].member_id.as_str(),
+            refunded[0].points_reversed,
+            refunded[0].balance_after
+        ),
+        (survivor.as_str(), 300, 300),
+        "a refund of the loser's earlier sale reverses its points where they went"
+    );
+    assert_eq!(balance(&mut pos, &survivor).await.growth_lifetime, 300);
 }
 
 async fn offline_backlogs_stream_in_chunks(suite: Suite) {

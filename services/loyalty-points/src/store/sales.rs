@@ -120,6 +120,8 @@ fn share(total: i64, eligible: i64, refunded: i64) -> i64 {
 struct Batch<'a> {
     tenant_id: &'a str,
     programs: &'a Programs,
+    /// The survivor of each refunded buyer merged since the sale.
+    members_now: &'a HashMap<String, String>,
     accounts: HashMap<(String, String), Account>,
     operations: HashMap<(String, String), operations::Model>,
     new_keys: BTreeSet<(String, String)>,
@@ -224,6 +226,7 @@ impl Batch<'_> {
                     ));
                 }
                 if let (Some(member_id), Some(program_id)) = (&original.member_id, &original.program_id) {
+                    let member_id = self.members_now.get(member_id).unwrap_or(member_id);
                     let Some((program, version)) = self.programs.get(program_id) else {
                         return Err(Rejection::new(
                             "original_transaction_id",
@@ -329,6 +332,13 @@ pub async fn record_sales(
         })
         .collect();
     let originals = super::recorded(&txn, tenant_id, &originals, true).await?;
+    // A refund reverses points where they are now: in the survivor's account if the buyer has
+    // been merged since the sale.
+    let mut buyers: Vec<String> = originals.values().filter_map(|op| op.member_id.clone()).collect();
+    buyers.sort_unstable();
+    buyers.dedup();
+    let members_now = super::current_members(&txn, tenant_id, &buyers).await?;
+    let member_now = |member: &String| members_now.get(member).unwrap_or(member).clone();
     // Every account the batch touches, locked in one order.
     let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
     // Replays touch no account: they are answered from what was recorded.
@@ -342,7 +352,7 @@ pub async fn record_sales(
             Plan::Refund { original_key, .. } => {
                 let original = originals.get(&(sale.source.clone(), original_key.clone()));
                 if let Some((Some(member), Some(program))) = original.map(|op| (&op.member_id, &op.program_id)) {
-                    touched.insert((program.clone(), member.clone()));
+                    touched.insert((program.clone(), member_now(member)));
                 }
             }
             Plan::NonMember => {}
@@ -354,6 +364,7 @@ pub async fn record_sales(
     let mut batch = Batch {
         tenant_id,
         programs,
+        members_now: &members_now,
         accounts,
         operations,
         new_keys: BTreeSet::new(),
