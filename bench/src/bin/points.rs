@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use quanyu_proto::common::v1::{Channel, Money};
 use quanyu_proto::points::v1 as pb;
 use quanyu_testkit::{Backend, PointsClient, Suite, keys};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database};
 
 const RUN_FOR: Duration = Duration::from_secs(10);
 const BATCHES: usize = 10;
@@ -130,10 +130,7 @@ async fn program(suite: &Suite) -> anyhow::Result<()> {
 /// events of the previous measure numbered and the tables vacuumed and analysed, so that one
 /// measure's background work is not charged to the next.
 async fn settle(suite: &Suite) -> anyhow::Result<()> {
-    let schema = quanyu_loyalty_points::SCHEMA;
-    let mut options = ConnectOptions::new(suite.context.database.url_for(schema));
-    options.set_schema_search_path(schema).sqlx_logging(false);
-    let db = Database::connect(options).await?;
+    let db = suite.database(quanyu_loyalty_points::SCHEMA).await;
     quanyu_outbox::sequencer::sequence(&db).await?;
     db.execute_unprepared("VACUUM (ANALYZE)").await?;
     db.close().await?;

@@ -158,6 +158,19 @@ impl Suite {
         PointsServiceClient::with_interceptor(self.points_channel().await, bearer)
     }
 
+    /// A connection to one service's database (`schema`), as the service sees it: for looking
+    /// under the API.
+    pub async fn database(&self, schema: &str) -> sea_orm::DatabaseConnection {
+        let mut options = sea_orm::ConnectOptions::new(self.context.database.url_for(schema));
+        options.max_connections(1).sqlx_logging(false);
+        if self.backend == Backend::Postgres {
+            options.set_schema_search_path(schema);
+        }
+        sea_orm::Database::connect(options)
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect to the {schema} database: {error}"))
+    }
+
     /// Triggers graceful shutdown and waits until every server has stopped.
     pub async fn stop(mut self) {
         self.shutdown.trigger();

@@ -6,6 +6,7 @@ use quanyu_proto::common::v1::{Channel, Money};
 use quanyu_proto::identity::v1 as identity_pb;
 use quanyu_proto::points::v1 as pb;
 use quanyu_testkit::{PointsClient, Suite, keys};
+use sea_orm::{ConnectionTrait, Statement};
 use tonic::Code;
 
 quanyu_testkit::suite!(
@@ -23,6 +24,7 @@ quanyu_testkit::suite!(
     every_bad_field_is_named,
     many_tills_crediting_one_member_lose_nothing,
     expiry_and_tiers_follow_the_calendar_year,
+    reading_a_balance_creates_no_account,
 );
 
 fn program(hold_ttl_seconds: i32) -> pb::Program {
@@ -83,6 +85,12 @@ fn now() -> Option<prost_types::Timestamp> {
     Some(prost_types::Timestamp {
         seconds: chrono::Utc::now().timestamp(),
         nanos: 0,
+    })
+}
+
+fn member_buyer(member_id: &str) -> Option<pb::Buyer> {
+    Some(pb::Buyer {
+        who: Some(pb::buyer::Who::MemberId(member_id.into())),
     })
 }
 
@@ -613,13 +621,7 @@ async fn merged_members_accounts_fold_into_the_survivor(suite: Suite) {
         "the loser's id reaches the survivor"
     );
 
-    let by_id = pb::Sale {
-        buyer: Some(pb::Buyer {
-            who: Some(pb::buyer::Who::MemberId(loser.clone())),
-        }),
-        ..sale("m-3", None, 10_000)
-    };
-    let results = record(&mut pos, vec![by_id]).await;
+    let results = record(&mut pos, vec![sale("m-3", member_buyer(&loser), 10_000)]).await;
     assert_eq!(
         (results[0].member_id.as_str(), results[0].balance_after),
         (survivor.as_str(), 600)
@@ -979,4 +981,27 @@ async fn expiry_and_tiers_follow_the_calendar_year(suite: Suite) {
         a_year_later.tier, "member",
         "no growth in 2027: down a tier when 2027 closes"
     );
+}
+
+async fn reading_a_balance_creates_no_account(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let empty = balance(&mut pos, "no-sale-yet").await;
+    assert_eq!(
+        (empty.member_id.as_str(), empty.balance, empty.tier.as_str()),
+        ("no-sale-yet", 0, "member")
+    );
+    let db = suite.database(quanyu_loyalty_points::SCHEMA).await;
+    let accounts = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT count(*) AS accounts FROM accounts",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(accounts.try_get::<i64>("", "accounts").unwrap(), 0);
+
+    record(&mut pos, vec![sale("r-1", member_buyer("no-sale-yet"), 10_000)]).await;
+    assert_eq!(balance(&mut pos, "no-sale-yet").await.balance, 100);
 }

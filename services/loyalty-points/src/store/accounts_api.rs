@@ -9,7 +9,7 @@ use quanyu_proto::points::v1::{self as pb, HoldEnd};
 use quanyu_runtime::db::begin_write;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::entity::{entries, operations};
+use super::entity::{accounts, entries, operations};
 use super::{Account, AccountKey, Result, load_accounts, recorded, save_accounts};
 use crate::domain::expiry::expires_at;
 use crate::domain::ledger::Credit;
@@ -80,6 +80,18 @@ pub async fn change(
     at: DateTime<chrono::Utc>,
 ) -> Result<Changed> {
     let tenant_id = key.actor.tenant_id.as_ref();
+    if matches!(change, Change::Read) && !has_account(db, tenant_id, key).await? {
+        // A member with no points yet: nothing to settle, and reading creates no account.
+        return Ok(Changed {
+            balance: pb::Balance {
+                member_id: key.member_id.to_owned(),
+                program_id: key.program.id.clone(),
+                tier: key.program.ladder.tier_for(0).code.clone(),
+                ..pb::Balance::default()
+            },
+            hold: None,
+        });
+    }
     let txn = begin_write(db).await?;
     let programs = HashMap::from([(key.program.id.clone(), (key.program.clone(), key.rules_version))]);
     let id = (key.program.id.clone(), key.member_id.to_owned());
@@ -153,6 +165,17 @@ pub async fn change(
     quanyu_outbox::append(&txn, events).await?;
     txn.commit().await?;
     Ok(Changed { balance, hold })
+}
+
+async fn has_account(db: &DatabaseConnection, tenant_id: &str, key: &AccountKey<'_>) -> Result<bool> {
+    let id = (tenant_id.to_owned(), key.program.id.clone(), key.member_id.to_owned());
+    let found = accounts::Entity::find_by_id(id)
+        .select_only()
+        .column(accounts::Column::MemberId)
+        .into_tuple::<String>()
+        .one(db)
+        .await?;
+    Ok(found.is_some())
 }
 
 /// An account's entries, newest first.
