@@ -10,7 +10,7 @@ use quanyu_runtime::clock::Clock;
 use quanyu_runtime::db::begin_write;
 use quanyu_runtime::db::with_retries;
 use quanyu_runtime::shutdown::Shutdown;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::entity::accounts;
 use super::sales::Programs;
@@ -29,6 +29,9 @@ async fn due_accounts(db: &DatabaseConnection, at: DateTime<Utc>) -> Result<BTre
             accounts::Column::MemberId,
         ])
         .filter(accounts::Column::NextDue.lte(at))
+        // Most overdue first; the order also keeps the plan on the next_due index whatever the
+        // planner guesses of how many are due.
+        .order_by_asc(accounts::Column::NextDue)
         .limit(ACCOUNTS_PER_PASS)
         .into_tuple()
         .all(db)
