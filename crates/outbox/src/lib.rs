@@ -34,4 +34,4 @@ pub mod writer;
 
 mod entity;
 
-pub use writer::{NewEvent, append};
+pub use writer::{NewEvent, append, append_to};

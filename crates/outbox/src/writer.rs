@@ -3,9 +3,10 @@
 use chrono::{SubsecRound, Utc};
 use prost::Message;
 use quanyu_proto::events::v1::{Event, event::Payload};
+use quanyu_runtime::db::Writes;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    DatabaseTransaction, DbErr, EntityTrait,
+    DatabaseTransaction, DbErr,
 };
 
 use crate::entity::{events, pending};
@@ -42,8 +43,15 @@ pub fn event_type(payload: &Payload) -> &'static str {
 /// Appends events in the caller's transaction: they exist if and only if it commits. They take
 /// no lock: the sequencer numbers them once committed (see the crate documentation).
 pub async fn append(txn: &DatabaseTransaction, new_events: Vec<NewEvent>) -> Result<(), DbErr> {
+    let mut writes = Writes::default();
+    append_to(&mut writes, new_events);
+    writes.execute(txn).await
+}
+
+/// [`append`] among the other writes of a transaction, sent with them.
+pub fn append_to(writes: &mut Writes, new_events: Vec<NewEvent>) {
     if new_events.is_empty() {
-        return Ok(());
+        return;
     }
     let count = new_events.len() as u64;
     let occurred_at = Utc::now().trunc_subsecs(6);
@@ -65,9 +73,8 @@ pub async fn append(txn: &DatabaseTransaction, new_events: Vec<NewEvent>) -> Res
             payload: Set(payload),
         }
     });
-    pending::Entity::insert_many(rows).exec_without_returning(txn).await?;
+    writes.insert_many(rows.collect(), None);
     metrics::counter!("outbox_events_appended_total").increment(count);
-    Ok(())
 }
 
 /// Rebuilds the full event from its stored row.

@@ -12,13 +12,14 @@ use quanyu_outbox::migration::{CreateCursors, CreateOutbox, CreatePendingEvents}
 use quanyu_outbox::retention::{RetentionConfig, prune};
 use quanyu_outbox::sequencer::sequence;
 use quanyu_outbox::subscribe::{EventStream, StreamConfig};
-use quanyu_outbox::{NewEvent, append};
+use quanyu_outbox::{NewEvent, append, append_to};
 use quanyu_proto::events::v1::event::Payload;
 use quanyu_proto::events::v1::event_stream_service_client::EventStreamServiceClient;
 use quanyu_proto::events::v1::event_stream_service_server::EventStreamServiceServer;
 use quanyu_proto::events::v1::{AcknowledgeRequest, Event, SubscribeRequest, SubscribeResponse, subscribe_response};
 use quanyu_proto::identity::v1::MemberErased;
 use quanyu_runtime::auth::{Authenticator, BearerKey, KeyRing};
+use quanyu_runtime::db::Writes;
 use quanyu_runtime::server::{ServerConfig, Service};
 use quanyu_runtime::shutdown::Shutdown;
 use quanyu_testkit::{Backend, TestDatabase, keys};
@@ -36,6 +37,7 @@ quanyu_testkit::database_suite!(
     a_consumer_catches_up_after_the_producer_restarts,
     subscribers_see_only_their_tenant,
     retention_waits_for_registered_consumers_up_to_a_maximum,
+    writes_sent_together_all_land,
 );
 
 struct TestMigrator;
@@ -552,5 +554,30 @@ async fn retention_waits_for_registered_consumers_up_to_a_maximum(database: Test
         .await
         .unwrap();
     assert_eq!(positions(&left), vec![4, 5]);
+    producer.stop().await;
+}
+
+/// Writes sent together land whole: two appends in one statement, and ten thousand events a
+/// write, more parameters than one PostgreSQL statement takes, one write after the other.
+async fn writes_sent_together_all_land(database: TestDatabase) {
+    let db = connect(&database).await;
+    let events = |prefix: &str, count: usize| (0..count).map(|n| erased("acme", &format!("{prefix}-{n}"))).collect();
+    for (label, count) in [("few", 3), ("many", 10_000)] {
+        let txn = db.begin().await.unwrap();
+        let mut writes = Writes::default();
+        append_to(&mut writes, events(&format!("{label}-a"), count));
+        append_to(&mut writes, events(&format!("{label}-b"), count));
+        writes.execute(&txn).await.unwrap();
+        txn.commit().await.unwrap();
+    }
+    assert_eq!(sequence(&db).await.unwrap(), 20_006);
+    let producer = Producer::start(&db, None).await;
+    let read = backlog(&producer, keys::SERVICE, SubscribeRequest::default())
+        .await
+        .unwrap();
+    let mut members: Vec<&str> = read.iter().map(|event| event.aggregate_id.as_str()).collect();
+    members.sort_unstable();
+    members.dedup();
+    assert_eq!(members.len(), 20_006, "every event once");
     producer.stop().await;
 }

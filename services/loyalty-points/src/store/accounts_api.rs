@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use chrono::DateTime;
 use prost::Message;
 use quanyu_proto::points::v1::{self as pb, HoldEnd};
-use quanyu_runtime::db::begin_write;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use quanyu_runtime::db::{Writes, begin_write};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
 
 use super::entity::{accounts, entries, operations};
 use super::{Account, AccountKey, Result, load_accounts, recorded, save_accounts};
@@ -105,8 +105,10 @@ pub async fn change(
             if first.request != *request {
                 return Err(PointsError::IdempotencyConflict((*idempotency_key).to_owned()));
             }
-            let events = save_accounts(&txn, tenant_id, &programs, [&mut account], at).await?;
-            quanyu_outbox::append(&txn, events).await?;
+            let mut writes = Writes::default();
+            let events = save_accounts(&mut writes, tenant_id, &programs, [&mut account], at);
+            quanyu_outbox::append_to(&mut writes, events);
+            writes.execute(&txn).await?;
             txn.commit().await?;
             return Ok(Changed {
                 balance: balance_of(&account),
@@ -140,7 +142,8 @@ pub async fn change(
         Change::Adjust { points, reason } => account.ledger.debit_adjustment(-points, at, &reason)?,
         Change::Read => {}
     }
-    let events = save_accounts(&txn, tenant_id, &programs, [&mut account], at).await?;
+    let mut writes = Writes::default();
+    let events = save_accounts(&mut writes, tenant_id, &programs, [&mut account], at);
     let balance = balance_of(&account);
     if let Some((source, idempotency_key, request)) = idempotency {
         let row = operations::Model {
@@ -158,11 +161,10 @@ pub async fn change(
             growth: 0,
             recorded_at: at,
         };
-        operations::Entity::insert(operations::ActiveModel::from(row))
-            .exec_without_returning(&txn)
-            .await?;
+        writes.push(operations::Entity::insert(operations::ActiveModel::from(row)).into_query());
     }
-    quanyu_outbox::append(&txn, events).await?;
+    quanyu_outbox::append_to(&mut writes, events);
+    writes.execute(&txn).await?;
     txn.commit().await?;
     Ok(Changed { balance, hold })
 }

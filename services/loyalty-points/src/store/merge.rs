@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
+use quanyu_runtime::db::Writes;
+
 use super::sales::{Plan, PreparedSale};
 use super::{Result, aliases, load_accounts, program_rules_in, save_accounts};
 
@@ -62,7 +64,15 @@ pub async fn fold_merged(
         kept.tier.absorb(&program.ladder, &merged.tier);
         merged.tier.period_growth = 0;
         merged.tier.lifetime_growth = 0;
-        events.extend(save_accounts(txn, tenant_id, &programs, [&mut kept, &mut merged], at).await?);
+        let mut writes = Writes::default();
+        events.extend(save_accounts(
+            &mut writes,
+            tenant_id,
+            &programs,
+            [&mut kept, &mut merged],
+            at,
+        ));
+        writes.execute(txn).await?;
     }
     quanyu_outbox::append(txn, events).await?;
     Ok(())

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use quanyu_runtime::auth::TenantActor;
-use quanyu_runtime::db::{begin_write, find_by_keys};
+use quanyu_runtime::db::{Writes, begin_write, find_by_keys};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
@@ -214,15 +214,7 @@ async fn load_accounts(
     if !fresh.is_empty() {
         // The no-op update makes the insert return (and lock) a row created concurrently.
         let created = accounts::Entity::insert_many(fresh)
-            .on_conflict(
-                OnConflict::columns([
-                    accounts::Column::TenantId,
-                    accounts::Column::ProgramId,
-                    accounts::Column::MemberId,
-                ])
-                .update_column(accounts::Column::TenantId)
-                .to_owned(),
-            )
+            .on_conflict(on_account_key().update_column(accounts::Column::TenantId).to_owned())
             .exec_with_returning(txn)
             .await?;
         rows.extend(created);
@@ -293,15 +285,24 @@ fn entry_kind(kind: EntryKind) -> &'static str {
     }
 }
 
-/// Writes accounts back, one statement per table whatever their number: their rows (with their
-/// lots and holds) and the entries appended; returns the events that describe it all.
-async fn save_accounts<'a>(
-    txn: &DatabaseTransaction,
+/// A conflict on an account's key.
+fn on_account_key() -> OnConflict {
+    OnConflict::columns([
+        accounts::Column::TenantId,
+        accounts::Column::ProgramId,
+        accounts::Column::MemberId,
+    ])
+}
+
+/// Adds the writes that save accounts, one statement per table whatever their number: their rows
+/// (with their lots and holds) and the entries appended; returns the events that describe it all.
+fn save_accounts<'a>(
+    writes: &mut Writes,
     tenant_id: &str,
     programs: &sales::Programs,
     accounts: impl IntoIterator<Item = &'a mut Account>,
     at: DateTime<Utc>,
-) -> Result<Vec<NewEvent>> {
+) -> Vec<NewEvent> {
     let mut account_rows = Vec::new();
     let mut entry_rows = Vec::new();
     let mut events = Vec::new();
@@ -341,32 +342,22 @@ async fn save_accounts<'a>(
             rules_version: Set(rules_version),
         }));
     }
-    accounts::Entity::insert_many(account_rows)
-        .on_conflict(
-            OnConflict::columns([
-                accounts::Column::TenantId,
-                accounts::Column::ProgramId,
-                accounts::Column::MemberId,
-            ])
-            .update_columns([
-                accounts::Column::Balance,
-                accounts::Column::GrowthPeriod,
-                accounts::Column::GrowthLifetime,
-                accounts::Column::GrowthYear,
-                accounts::Column::Tier,
-                accounts::Column::NextId,
-                accounts::Column::UpdatedAt,
-                accounts::Column::Ledger,
-                accounts::Column::NextDue,
-            ])
-            .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
-    entries::Entity::insert_many(entry_rows)
-        .exec_without_returning(txn)
-        .await?;
-    Ok(events)
+    let by_account = on_account_key()
+        .update_columns([
+            accounts::Column::Balance,
+            accounts::Column::GrowthPeriod,
+            accounts::Column::GrowthLifetime,
+            accounts::Column::GrowthYear,
+            accounts::Column::Tier,
+            accounts::Column::NextId,
+            accounts::Column::UpdatedAt,
+            accounts::Column::Ledger,
+            accounts::Column::NextDue,
+        ])
+        .to_owned();
+    writes.insert_many(account_rows, Some(by_account));
+    writes.insert_many(entry_rows, None);
+    events
 }
 
 fn entry_kind_pb(kind: EntryKind) -> pb::EntryKind {

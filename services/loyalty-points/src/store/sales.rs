@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use prost::Message;
 use quanyu_proto::points::v1 as pb;
 use quanyu_runtime::auth::TenantActor;
-use quanyu_runtime::db::begin_write;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
+use quanyu_runtime::db::{Writes, begin_write};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryTrait};
 
 use super::entity::operations;
 use super::{Account, Recorded, Result, load_accounts, save_accounts};
@@ -393,27 +394,31 @@ pub async fn record_sales(
     }
     let mut saved: Vec<&mut Account> = batch.accounts.values_mut().collect();
     saved.sort_by(|a, b| (&a.program_id, &a.member_id).cmp(&(&b.program_id, &b.member_id)));
-    let mut events = save_accounts(&txn, tenant_id, programs, saved, at).await?;
+    let mut writes = Writes::default();
+    let mut events = save_accounts(&mut writes, tenant_id, programs, saved, at);
     events.extend(sale_events);
     let inserted: Vec<operations::ActiveModel> = new_operations
         .iter()
         .filter_map(|id| batch.operations.get(id))
         .map(|operation| operations::ActiveModel::from(operation.clone()))
         .collect();
-    if !inserted.is_empty() {
-        operations::Entity::insert_many(inserted)
-            .exec_without_returning(&txn)
-            .await?;
-    }
+    writes.insert_many(inserted, None);
     for id in batch.changed_originals.difference(&batch.new_keys) {
         if let Some(original) = batch.operations.get(id) {
-            let mut row: operations::ActiveModel = original.clone().into();
-            row.refunded_minor = Set(original.refunded_minor);
-            row.points_reversed = Set(original.points_reversed);
-            operations::Entity::update(row).exec(&txn).await?;
+            let refunded_share = operations::Entity::update_many()
+                .col_expr(operations::Column::RefundedMinor, Expr::value(original.refunded_minor))
+                .col_expr(
+                    operations::Column::PointsReversed,
+                    Expr::value(original.points_reversed),
+                )
+                .filter(operations::Column::TenantId.eq(tenant_id))
+                .filter(operations::Column::Source.eq(original.source.as_str()))
+                .filter(operations::Column::Key.eq(original.key.as_str()));
+            writes.push(refunded_share.into_query());
         }
     }
-    quanyu_outbox::append(&txn, events).await?;
+    quanyu_outbox::append_to(&mut writes, events);
+    writes.execute(&txn).await?;
     txn.commit().await?;
     Ok(results)
 }
