@@ -74,11 +74,6 @@ pub async fn connect<M: MigratorTrait>(config: &DatabaseConfig, schema: &str) ->
     } else {
         create_postgres_schema(&url, schema).await?;
         options.set_schema_search_path(schema.to_owned());
-        // Every statement here is a tenant-scoped lookup by key or an insert, whose best plan
-        // does not depend on the values. PostgreSQL would otherwise plan some anew at every
-        // execution: a probe by a list of keys, whose generic plan it costs for 100 keys, is
-        // replanned for the few keys of each call, which took longer than running it.
-        options.map_sqlx_postgres_opts(|postgres| postgres.options([("plan_cache_mode", "force_generic_plan")]));
     }
     let db = Database::connect(options).await?;
     M::up(&db, None).await?;
