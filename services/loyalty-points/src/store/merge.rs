@@ -105,8 +105,8 @@ pub async fn current_members<C: ConnectionTrait>(
         .collect())
 }
 
-/// Points each sale that names a merged member at the survivor.
-pub async fn follow_merges<C: ConnectionTrait>(db: &C, tenant_id: &str, sales: Vec<&mut PreparedSale>) -> Result<()> {
+/// The member ids that sales name as their buyers, each once.
+pub fn named_buyers(sales: &[PreparedSale]) -> Vec<String> {
     let mut named: Vec<String> = sales
         .iter()
         .filter_map(|sale| match &sale.plan {
@@ -116,13 +116,16 @@ pub async fn follow_merges<C: ConnectionTrait>(db: &C, tenant_id: &str, sales: V
         .collect();
     named.sort_unstable();
     named.dedup();
-    let current = current_members(db, tenant_id, &named).await?;
+    named
+}
+
+/// Points each sale that names a merged member at the survivor, given [`current_members`].
+pub fn follow_merges<'a>(sales: impl IntoIterator<Item = &'a mut PreparedSale>, now: &HashMap<String, String>) {
     for sale in sales {
         if let Plan::Earn { member_id, .. } = &mut sale.plan
-            && let Some(survivor) = current.get(member_id.as_str())
+            && let Some(survivor) = now.get(member_id.as_str())
         {
             survivor.clone_into(member_id);
         }
     }
-    Ok(())
 }

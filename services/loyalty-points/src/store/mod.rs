@@ -476,7 +476,7 @@ pub mod sales;
 pub mod sweep;
 
 pub use accounts_api::*;
-pub use merge::{current_members, fold_merged, follow_merges};
+pub use merge::{current_members, fold_merged, follow_merges, named_buyers};
 
 /// What a transaction needs to know to run against an account.
 pub struct AccountKey<'a> {
