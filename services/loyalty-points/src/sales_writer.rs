@@ -25,6 +25,9 @@ use crate::store::{self, Recorded};
 /// The most sales one transaction carries: RecordSales' own limit.
 pub const MAX_BATCH: usize = 1000;
 
+/// Up to this many sales, a transaction's two reads before it run at once.
+const READ_AT_ONCE_UP_TO: usize = 64;
+
 /// Calls waiting for a writer before new ones wait to be queued.
 const QUEUE_DEPTH: usize = 4096;
 
@@ -151,19 +154,26 @@ async fn write(
         .iter()
         .map(|sale| (sale.source.clone(), sale.key.clone()))
         .collect();
-    // What is recorded and who was merged are read at once: one wait instead of two.
-    let named = store::named_buyers(&sales);
     let read_recorded = async {
         match first_read {
             Some(recorded) => Ok(recorded),
             None => store::recorded(db, &actor.tenant_id, &keys, false).await,
         }
     };
-    let (recorded, members_now) =
-        tokio::try_join!(read_recorded, store::current_members(db, &actor.tenant_id, &named))?;
-    let fresh = sales
-        .iter_mut()
-        .filter(|sale| !recorded.contains_key(&(sale.source.clone(), sale.key.clone())));
+    let is_fresh =
+        |recorded: &Recorded, sale: &PreparedSale| !recorded.contains_key(&(sale.source.clone(), sale.key.clone()));
+    let (recorded, members_now) = if sales.len() <= READ_AT_ONCE_UP_TO {
+        // A few sales: what is recorded and who was merged are read at once, one wait for two.
+        let named = store::named_buyers(&sales);
+        tokio::try_join!(read_recorded, store::current_members(db, &actor.tenant_id, &named))?
+    } else {
+        // Many: only fresh sales' buyers are looked up (a replayed batch needs none).
+        let recorded = read_recorded.await?;
+        let named = store::named_buyers(sales.iter().filter(|sale| is_fresh(&recorded, sale)));
+        let members_now = store::current_members(db, &actor.tenant_id, &named).await?;
+        (recorded, members_now)
+    };
+    let fresh = sales.iter_mut().filter(|sale| is_fresh(&recorded, sale));
     store::follow_merges(fresh, &members_now);
     let mut first_read = Some(recorded);
     let sales = &sales;

@@ -106,9 +106,9 @@ pub async fn current_members<C: ConnectionTrait>(
 }
 
 /// The member ids that sales name as their buyers, each once.
-pub fn named_buyers(sales: &[PreparedSale]) -> Vec<String> {
+pub fn named_buyers<'a>(sales: impl IntoIterator<Item = &'a PreparedSale>) -> Vec<String> {
     let mut named: Vec<String> = sales
-        .iter()
+        .into_iter()
         .filter_map(|sale| match &sale.plan {
             Plan::Earn { member_id, .. } => Some(member_id.clone()),
             _ => None,
