@@ -8,9 +8,8 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::time::Duration;
 
-use sea_orm::sea_query::OnConflict;
 use sea_orm::sea_query::{
-    PostgresQueryBuilder, QueryBuilder, SqlWriterValues, SqliteQueryBuilder, SubQueryStatement, Values,
+    OnConflict, PostgresQueryBuilder, QueryBuilder, SqlWriterValues, SqliteQueryBuilder, SubQueryStatement, Values,
 };
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
@@ -214,19 +213,23 @@ impl Writes {
 
     pub async fn execute<C: ConnectionTrait>(&self, db: &C) -> Result<(), DbErr> {
         let backend = db.get_database_backend();
-        if backend == DbBackend::Postgres && self.statements.len() > 1 {
-            let (sql, values) = self.combined();
-            if values.0.len() <= COMBINED_MAX_PARAMETERS {
-                db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
-                    .await?;
-                return Ok(());
-            }
-        }
-        for statement in &self.statements {
-            let (sql, values) = match backend {
+        let each: Vec<(String, Values)> = self
+            .statements
+            .iter()
+            .map(|statement| match backend {
                 DbBackend::Postgres => built(PostgresQueryBuilder, statement),
                 _ => built(SqliteQueryBuilder, statement),
-            };
+            })
+            .collect();
+        let parameters: usize = each.iter().map(|(_, values)| values.0.len()).sum();
+        if backend == DbBackend::Postgres && each.len() > 1 && parameters <= COMBINED_MAX_PARAMETERS {
+            // Built again as one statement: cheap at this size.
+            let (sql, values) = self.combined();
+            db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?;
+            return Ok(());
+        }
+        for (sql, values) in each {
             db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
                 .await?;
         }

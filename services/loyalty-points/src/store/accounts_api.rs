@@ -10,7 +10,7 @@ use quanyu_runtime::db::{Writes, begin_write};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
 
 use super::entity::{accounts, entries, operations};
-use super::{Account, AccountKey, Result, load_accounts, recorded, save_accounts};
+use super::{Account, AccountKey, Result, load_accounts, recorded, save_accounts, save_accounts_alone};
 use crate::domain::expiry::expires_at;
 use crate::domain::ledger::Credit;
 use crate::error::PointsError;
@@ -105,10 +105,7 @@ pub async fn change(
             if first.request != *request {
                 return Err(PointsError::IdempotencyConflict((*idempotency_key).to_owned()));
             }
-            let mut writes = Writes::default();
-            let events = save_accounts(&mut writes, tenant_id, &programs, [&mut account], at);
-            quanyu_outbox::append_to(&mut writes, events);
-            writes.execute(&txn).await?;
+            save_accounts_alone(&txn, tenant_id, &programs, [&mut account], at).await?;
             txn.commit().await?;
             return Ok(Changed {
                 balance: balance_of(&account),

@@ -45,6 +45,7 @@ pub async fn fold_merged(
         .await?;
     let programs = program_rules_in(txn, tenant_id).await?;
     let mut events = Vec::new();
+    let mut writes = Writes::default();
     for (program_id, (program, _)) in &programs {
         let loser_id = (program_id.clone(), loser.to_owned());
         let has_account =
@@ -64,7 +65,6 @@ pub async fn fold_merged(
         kept.tier.absorb(&program.ladder, &merged.tier);
         merged.tier.period_growth = 0;
         merged.tier.lifetime_growth = 0;
-        let mut writes = Writes::default();
         events.extend(save_accounts(
             &mut writes,
             tenant_id,
@@ -72,9 +72,9 @@ pub async fn fold_merged(
             [&mut kept, &mut merged],
             at,
         ));
-        writes.execute(txn).await?;
     }
-    quanyu_outbox::append(txn, events).await?;
+    quanyu_outbox::append_to(&mut writes, events);
+    writes.execute(txn).await?;
     Ok(())
 }
 

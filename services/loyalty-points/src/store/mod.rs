@@ -360,6 +360,20 @@ fn save_accounts<'a>(
     events
 }
 
+/// Saves accounts with the events that describe it, when nothing else is written beside them.
+async fn save_accounts_alone<'a>(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    programs: &sales::Programs,
+    accounts: impl IntoIterator<Item = &'a mut Account>,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let mut writes = Writes::default();
+    let events = save_accounts(&mut writes, tenant_id, programs, accounts, at);
+    quanyu_outbox::append_to(&mut writes, events);
+    Ok(writes.execute(txn).await?)
+}
+
 fn entry_kind_pb(kind: EntryKind) -> pb::EntryKind {
     match kind {
         EntryKind::Earn => pb::EntryKind::Earn,

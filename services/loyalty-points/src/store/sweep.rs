@@ -14,8 +14,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOr
 
 use super::entity::accounts;
 use super::sales::Programs;
-use super::{Result, load_accounts, program_rules, save_accounts};
-use quanyu_runtime::db::Writes;
+use super::{Result, load_accounts, program_rules, save_accounts_alone};
 
 const ACCOUNTS_PER_PASS: u64 = 500;
 
@@ -50,10 +49,7 @@ async fn settle(
     let txn = begin_write(db).await?;
     let id = (program_id.clone(), member_id.clone());
     let mut loaded = load_accounts(&txn, tenant_id, programs, [id], at).await?;
-    let mut writes = Writes::default();
-    let events = save_accounts(&mut writes, tenant_id, programs, loaded.values_mut(), at);
-    quanyu_outbox::append_to(&mut writes, events);
-    writes.execute(&txn).await?;
+    save_accounts_alone(&txn, tenant_id, programs, loaded.values_mut(), at).await?;
     txn.commit().await?;
     Ok(())
 }
