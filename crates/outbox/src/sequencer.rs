@@ -6,8 +6,8 @@ use quanyu_runtime::db::begin_write;
 use quanyu_runtime::shutdown::Shutdown;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryOrder, QuerySelect,
-    Statement,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, IdenStatic, Iterable,
+    QueryOrder, QuerySelect, Statement,
 };
 
 use crate::entity::pending;
@@ -42,8 +42,14 @@ pub async fn sequence(db: &DatabaseConnection) -> Result<u64, DbErr> {
     }
 }
 
-/// The columns that an event keeps when it is numbered.
-const EVENT_COLUMNS: &str = "event_id, tenant_id, aggregate_type, aggregate_id, event_type, occurred_at, payload";
+/// The columns that an event keeps when it is numbered: a pending event's, but its id.
+fn event_columns() -> String {
+    pending::Column::iter()
+        .filter(|column| !matches!(column, pending::Column::Id))
+        .map(|column| column.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 async fn sequence_batch(db: &DatabaseConnection) -> Result<u64, DbErr> {
     let txn = begin_write(db).await?;
@@ -83,11 +89,12 @@ async fn sequence_batch(db: &DatabaseConnection) -> Result<u64, DbErr> {
 /// One statement, hence one snapshot, both picks and removes the batch: an event that commits
 /// late with a lower id is left for the next batch, never removed unnumbered.
 async fn move_pending_postgres(txn: &DatabaseTransaction, last: i64) -> Result<u64, DbErr> {
+    let columns = event_columns();
     let sql = format!(
         "WITH moved AS (DELETE FROM outbox_pending WHERE id IN \
-         (SELECT id FROM outbox_pending ORDER BY id LIMIT {BATCH}) RETURNING id, {EVENT_COLUMNS}), \
-         numbered AS (INSERT INTO outbox_events (position, {EVENT_COLUMNS}) \
-         SELECT $1 + row_number() OVER (ORDER BY id), {EVENT_COLUMNS} FROM moved RETURNING position) \
+         (SELECT id FROM outbox_pending ORDER BY id LIMIT {BATCH}) RETURNING id, {columns}), \
+         numbered AS (INSERT INTO outbox_events (position, {columns}) \
+         SELECT $1 + row_number() OVER (ORDER BY id), {columns} FROM moved RETURNING position) \
          SELECT count(*) AS moved FROM numbered"
     );
     let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, [last.into()]);
@@ -100,6 +107,7 @@ async fn move_pending_postgres(txn: &DatabaseTransaction, last: i64) -> Result<u
 
 /// SQLite has one writer, which this transaction is: nothing commits between its statements.
 async fn move_pending_one_writer(txn: &DatabaseTransaction, last: i64) -> Result<u64, DbErr> {
+    let columns = event_columns();
     let backend = txn.get_database_backend();
     let batch = format!("SELECT id FROM outbox_pending ORDER BY id LIMIT {BATCH}");
     let bounds = Statement::from_string(
@@ -114,8 +122,8 @@ async fn move_pending_one_writer(txn: &DatabaseTransaction, last: i64) -> Result
         return Ok(0);
     };
     let insert = format!(
-        "INSERT INTO outbox_events (position, {EVENT_COLUMNS}) \
-         SELECT ? + row_number() OVER (ORDER BY id), {EVENT_COLUMNS} FROM outbox_pending WHERE id <= ?"
+        "INSERT INTO outbox_events (position, {columns}) \
+         SELECT ? + row_number() OVER (ORDER BY id), {columns} FROM outbox_pending WHERE id <= ?"
     );
     txn.execute_raw(Statement::from_sql_and_values(
         backend,
