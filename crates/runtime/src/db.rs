@@ -58,6 +58,9 @@ pub async fn connect<M: MigratorTrait>(config: &DatabaseConfig, schema: &str) ->
         .max_connections(config.max_connections)
         .min_connections(config.min_connections)
         .acquire_timeout(Duration::from_secs(config.acquire_timeout_secs))
+        // A ping before every checkout costs each query a second round trip; only a connection
+        // idle long enough to have been dropped by the server or a proxy is checked first.
+        .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .sqlx_logging(false);
     if url.starts_with("sqlite:") {
         create_sqlite_directory(&url)?;
