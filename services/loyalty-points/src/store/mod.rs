@@ -142,6 +142,9 @@ pub struct Account {
     /// The tier and holds as loaded, to tell what changed when the account is saved.
     loaded_tier: String,
     loaded_holds: Vec<u64>,
+    /// Not in the database yet: saved with a plain insert, which fails (and the transaction is
+    /// retried) if a concurrent one created the account first.
+    is_new: bool,
     /// Holds that ended in this transaction, and how.
     pub(crate) ended_holds: Vec<(Hold, HoldEnd)>,
 }
@@ -149,13 +152,12 @@ pub struct Account {
 /// Identifies an account within a tenant: (program id, member id).
 pub type AccountId = (String, String);
 
-/// Loads the accounts, creating those missing, and locks their rows: one statement per program
-/// for those that exist (their lots and holds are in their rows), one more for those created.
-/// Reading existing rows, rather than upserting them all, keeps a no-op update from writing a
-/// new version of every row. Rows are locked in key order (existing ones probed in the order of
-/// the sorted keys, new ones in the order of the VALUES list), so transactions that share
-/// accounts do not deadlock, but in a race on their first sale, which PostgreSQL detects and the
-/// caller retries. Due lots expire and lapsed holds end here.
+/// Loads the accounts and locks their rows: one statement per program (their lots and holds
+/// are in their rows). Accounts missing are made in memory and created when saved, so a first
+/// sale costs no statement of its own and writes its row once. Rows are locked in key order
+/// (probed in the order of the sorted keys, new ones inserted in that order too), so
+/// transactions that share accounts do not deadlock, but in a race on their first sale, which
+/// PostgreSQL detects and the caller retries. Due lots expire and lapsed holds end here.
 async fn load_accounts(
     txn: &DatabaseTransaction,
     tenant_id: &str,
@@ -190,35 +192,31 @@ async fn load_accounts(
         .iter()
         .map(|row| (row.program_id.as_str(), row.member_id.as_str()))
         .collect();
-    let fresh: Vec<accounts::ActiveModel> = wanted
+    let new_rows: Vec<accounts::Model> = wanted
         .iter()
         .filter(|(program_id, member_id)| !found.contains(&(program_id.as_str(), member_id.as_str())))
         .map(|(program_id, member_id)| {
             let program = &programs[program_id].0;
-            accounts::ActiveModel {
-                tenant_id: Set(tenant_id.to_owned()),
-                program_id: Set(program_id.clone()),
-                member_id: Set(member_id.clone()),
-                balance: Set(0),
-                growth_period: Set(0),
-                growth_lifetime: Set(0),
-                growth_year: Set(at.with_timezone(&program.offset).year()),
-                tier: Set(program.ladder.tier_for(0).code.clone()),
-                next_id: Set(0),
-                updated_at: Set(at),
-                ledger: Set(None),
-                next_due: Set(None),
+            accounts::Model {
+                tenant_id: tenant_id.to_owned(),
+                program_id: program_id.clone(),
+                member_id: member_id.clone(),
+                balance: 0,
+                growth_period: 0,
+                growth_lifetime: 0,
+                growth_year: at.with_timezone(&program.offset).year(),
+                tier: program.ladder.tier_for(0).code.clone(),
+                next_id: 0,
+                updated_at: at,
+                ledger: None,
+                next_due: None,
             }
         })
         .collect();
-    if !fresh.is_empty() {
-        // The no-op update makes the insert return (and lock) a row created concurrently.
-        let created = accounts::Entity::insert_many(fresh)
-            .on_conflict(on_account_key().update_column(accounts::Column::TenantId).to_owned())
-            .exec_with_returning(txn)
-            .await?;
-        rows.extend(created);
-    }
+    let rows = rows
+        .into_iter()
+        .map(|row| (row, false))
+        .chain(new_rows.into_iter().map(|row| (row, true)));
     let mut earned_of: HashMap<AccountId, i64> = HashMap::new();
     for (program_id, members) in &members_of {
         let program = &programs[*program_id].0;
@@ -229,7 +227,7 @@ async fn load_accounts(
         }
     }
     let mut loaded = HashMap::new();
-    for row in rows {
+    for (row, is_new) in rows {
         let id = (row.program_id.clone(), row.member_id.clone());
         let program = &programs[&row.program_id].0;
         let year = at.with_timezone(&program.offset).year();
@@ -265,6 +263,7 @@ async fn load_accounts(
             earned_today: earned_of.remove(&id).unwrap_or_default(),
             loaded_tier: row.tier,
             loaded_holds,
+            is_new,
             ended_holds,
         };
         loaded.insert(id, account);
@@ -304,13 +303,14 @@ fn save_accounts<'a>(
     at: DateTime<Utc>,
 ) -> Vec<NewEvent> {
     let mut account_rows = Vec::new();
+    let mut new_account_rows = Vec::new();
     let mut entry_rows = Vec::new();
     let mut events = Vec::new();
     for account in accounts {
         let version = programs.get(&account.program_id).map_or(0, |(_, version)| *version);
         let rules_version = i32::try_from(version).unwrap_or(i32::MAX);
         let (program_id, member_id) = (account.program_id.clone(), account.member_id.clone());
-        account_rows.push(accounts::ActiveModel {
+        let row = accounts::ActiveModel {
             tenant_id: Set(tenant_id.to_owned()),
             program_id: Set(program_id.clone()),
             member_id: Set(member_id.clone()),
@@ -326,7 +326,12 @@ fn save_accounts<'a>(
                 account.ledger.holds(),
             ))),
             next_due: Set(ledger_state::next_due(account.ledger.lots(), account.ledger.holds())),
-        });
+        };
+        if std::mem::take(&mut account.is_new) {
+            new_account_rows.push(row);
+        } else {
+            account_rows.push(row);
+        }
         let appended: Vec<Entry> = account.ledger.take_entries();
         events.extend(account_events(tenant_id, account, &appended, version));
         entry_rows.extend(appended.into_iter().map(|entry| entries::ActiveModel {
@@ -356,6 +361,7 @@ fn save_accounts<'a>(
         ])
         .to_owned();
     writes.insert_many(account_rows, Some(by_account));
+    writes.insert_many(new_account_rows, None);
     writes.insert_many(entry_rows, None);
     events
 }
