@@ -316,7 +316,7 @@ impl PointsApi {
     async fn record_batch(
         &self,
         actor: &TenantActor,
-        sales: Vec<pb::Sale>,
+        mut sales: Vec<pb::Sale>,
     ) -> Result<Vec<pb::SaleResult>, PointsError> {
         tracing::Span::current()
             .record("tenant", actor.tenant_id.as_ref())
@@ -351,8 +351,9 @@ impl PointsApi {
             None
         };
         let is_replay = |sale: &pb::Sale| {
-            let key = (sale.source.clone(), sale.transaction_id.clone());
-            recorded.as_ref().is_some_and(|recorded| recorded.contains_key(&key))
+            recorded
+                .as_ref()
+                .is_some_and(|recorded| recorded.contains(&sale.source, &sale.transaction_id))
         };
         // One resolve call for every identity buyer of the batch.
         let mut wanted = Vec::new();
@@ -382,7 +383,8 @@ impl PointsApi {
             .collect();
         let mut prepared = Vec::new();
         for (index, check) in checked {
-            let sale = &sales[index];
+            // Each sale is needed once more, as the prepared sale's own.
+            let sale = std::mem::take(&mut sales[index]);
             let plan = match check.kind {
                 pb::SaleKind::Refund => Plan::Refund {
                     original_key: sale.original_transaction_id.clone(),
@@ -423,7 +425,7 @@ impl PointsApi {
                 index: i32::try_from(index).unwrap_or(i32::MAX),
                 source: sale.source.clone(),
                 key: sale.transaction_id.clone(),
-                sale: sale.clone(),
+                sale,
                 plan,
             });
         }

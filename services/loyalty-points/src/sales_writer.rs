@@ -113,7 +113,7 @@ async fn write_together(db: &DatabaseConnection, clock: &Clock, calls: Vec<Call>
     if calls.len() > 1 {
         let sales: Vec<PreparedSale> = calls.iter().flat_map(|call| call.sales.iter().cloned()).collect();
         // What every call read before, else one read for all.
-        let recorded = calls.iter().try_fold(Recorded::new(), |mut all, call| {
+        let recorded = calls.iter().try_fold(Recorded::default(), |mut all, call| {
             all.extend(call.recorded.clone()?);
             Some(all)
         });
@@ -150,18 +150,13 @@ async fn write(
     first_read: Option<Recorded>,
 ) -> Answer {
     metrics::histogram!("points_sales_per_transaction").record(sales.len() as f64);
-    let keys: Vec<(String, String)> = sales
-        .iter()
-        .map(|sale| (sale.source.clone(), sale.key.clone()))
-        .collect();
     let read_recorded = async {
         match first_read {
             Some(recorded) => Ok(recorded),
-            None => store::recorded(db, &actor.tenant_id, &keys, false).await,
+            None => store::recorded(db, &actor.tenant_id, &keys_of(&sales), false).await,
         }
     };
-    let is_fresh =
-        |recorded: &Recorded, sale: &PreparedSale| !recorded.contains_key(&(sale.source.clone(), sale.key.clone()));
+    let is_fresh = |recorded: &Recorded, sale: &PreparedSale| !recorded.contains(&sale.source, &sale.key);
     let (recorded, members_now) = if sales.len() <= READ_AT_ONCE_UP_TO {
         // A few sales: what is recorded and who was merged are read at once, one wait for two.
         let named = store::named_buyers(&sales);
@@ -179,14 +174,20 @@ async fn write(
     let sales = &sales;
     with_retries(|| {
         let known = first_read.take();
-        let keys = &keys;
         async move {
             let recorded = match known {
                 Some(recorded) => recorded,
-                None => store::recorded(db, &actor.tenant_id, keys, false).await?,
+                None => store::recorded(db, &actor.tenant_id, &keys_of(sales), false).await?,
             };
             store::sales::record_sales(db, actor, programs, sales, recorded, clock.now()).await
         }
     })
     .await
+}
+
+fn keys_of(sales: &[PreparedSale]) -> Vec<(String, String)> {
+    sales
+        .iter()
+        .map(|sale| (sale.source.clone(), sale.key.clone()))
+        .collect()
 }

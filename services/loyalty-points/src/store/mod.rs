@@ -506,8 +506,48 @@ pub struct AccountKey<'a> {
     pub member_id: &'a str,
 }
 
-/// Operations recorded under these keys, by (source, key).
-pub type Recorded = HashMap<(String, String), operations::Model>;
+/// Operations recorded, by source and key: looked up by borrowed keys, since a 1,000-sale replay
+/// asks several times per sale.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    by_source: HashMap<String, HashMap<String, operations::Model>>,
+}
+
+impl Recorded {
+    pub fn get(&self, source: &str, key: &str) -> Option<&operations::Model> {
+        self.by_source.get(source)?.get(key)
+    }
+
+    pub fn get_mut(&mut self, source: &str, key: &str) -> Option<&mut operations::Model> {
+        self.by_source.get_mut(source)?.get_mut(key)
+    }
+
+    pub fn contains(&self, source: &str, key: &str) -> bool {
+        self.get(source, key).is_some()
+    }
+
+    /// Adds an operation under its own source and key, replacing what was there.
+    pub fn insert(&mut self, operation: operations::Model) {
+        self.by_source
+            .entry(operation.source.clone())
+            .or_default()
+            .insert(operation.key.clone(), operation);
+    }
+
+    pub fn extend(&mut self, other: Recorded) {
+        for operation in other.into_values() {
+            self.insert(operation);
+        }
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &operations::Model> {
+        self.by_source.values().flat_map(HashMap::values)
+    }
+
+    pub fn into_values(self) -> impl Iterator<Item = operations::Model> {
+        self.by_source.into_values().flat_map(HashMap::into_values)
+    }
+}
 
 /// Operations already recorded under these keys, one query per source. Keys are kept for good,
 /// so what a read outside a transaction finds stays true; `lock` holds the rows until the
@@ -522,7 +562,7 @@ pub async fn recorded<C: sea_orm::ConnectionTrait>(
     for (source, key) in keys {
         by_source.entry(source.as_str()).or_default().push(key.clone());
     }
-    let mut found = HashMap::new();
+    let mut found = Recorded::default();
     for (source, mut keys) in by_source {
         // Rows are locked in the order of the keys: one order for every transaction.
         keys.sort_unstable();
@@ -531,7 +571,9 @@ pub async fn recorded<C: sea_orm::ConnectionTrait>(
             (operations::Column::Source, source.into()),
         ];
         let rows = find_by_keys::<operations::Entity, _>(db, &scope, operations::Column::Key, keys, lock).await?;
-        found.extend(rows.into_iter().map(|row| ((row.source.clone(), row.key.clone()), row)));
+        for row in rows {
+            found.insert(row);
+        }
     }
     Ok(found)
 }

@@ -124,7 +124,7 @@ struct Batch<'a> {
     /// The survivor of each refunded buyer merged since the sale.
     members_now: &'a HashMap<String, String>,
     accounts: HashMap<(String, String), Account>,
-    operations: HashMap<(String, String), operations::Model>,
+    operations: Recorded,
     new_keys: BTreeSet<(String, String)>,
     changed_originals: BTreeSet<(String, String)>,
     at: DateTime<Utc>,
@@ -213,7 +213,7 @@ impl Batch<'_> {
                 refund_minor,
             } => {
                 let original_id = (sale.source.clone(), original_key.clone());
-                let Some(original) = self.operations.get(&original_id).cloned() else {
+                let Some(original) = self.operations.get(&sale.source, original_key).cloned() else {
                     return Err(Rejection::new(
                         "original_transaction_id",
                         format!("no sale {original_key:?} from source {:?} is recorded", sale.source),
@@ -266,7 +266,7 @@ impl Batch<'_> {
                     result.rules_version = *version;
                     operation.member_id = Some(member_id.clone());
                     operation.program_id = Some(program_id.clone());
-                    if let Some(stored) = self.operations.get_mut(&original_id) {
+                    if let Some(stored) = self.operations.get_mut(&sale.source, original_key) {
                         stored.refunded_minor = refunded_after;
                         stored.points_reversed += reversed;
                     }
@@ -313,12 +313,12 @@ pub async fn record_sales(
     at: DateTime<Utc>,
 ) -> Result<Vec<pb::SaleResult>> {
     let tenant_id = actor.tenant_id.as_ref();
-    let is_fresh = |sale: &&PreparedSale| !recorded.contains_key(&(sale.source.clone(), sale.key.clone()));
+    let is_fresh = |sale: &&PreparedSale| !recorded.contains(&sale.source, &sale.key);
     if !sales.iter().any(|sale| is_fresh(&sale)) {
         return Ok(sales
             .iter()
             .filter_map(|sale| {
-                let first = recorded.get(&(sale.source.clone(), sale.key.clone()))?;
+                let first = recorded.get(&sale.source, &sale.key)?;
                 Some(replayed(sale, first))
             })
             .collect());
@@ -351,7 +351,7 @@ pub async fn record_sales(
                 touched.insert((program_id.clone(), member_id.clone()));
             }
             Plan::Refund { original_key, .. } => {
-                let original = originals.get(&(sale.source.clone(), original_key.clone()));
+                let original = originals.get(&sale.source, original_key);
                 if let Some((Some(member), Some(program))) = original.map(|op| (&op.member_id, &op.program_id)) {
                     touched.insert((program.clone(), member_now(member)));
                 }
@@ -376,17 +376,16 @@ pub async fn record_sales(
     let mut new_operations = Vec::new();
     let mut sale_events = Vec::new();
     for sale in sales {
-        let id = (sale.source.clone(), sale.key.clone());
-        if let Some(first) = batch.operations.get(&id) {
+        if let Some(first) = batch.operations.get(&sale.source, &sale.key) {
             results.push(replayed(sale, first));
             continue;
         }
         match batch.apply(sale) {
             Ok((result, operation)) => {
                 sale_events.push(sale_recorded(tenant_id, sale, &result));
-                batch.new_keys.insert(id.clone());
-                batch.operations.insert(id, operation.clone());
+                batch.new_keys.insert(id_of(&operation));
                 new_operations.push(id_of(&operation));
+                batch.operations.insert(operation);
                 results.push(result);
             }
             Err(rejection) => results.push(rejected(sale.index, violation(&rejection.field, rejection.description))),
@@ -399,12 +398,12 @@ pub async fn record_sales(
     events.extend(sale_events);
     let inserted: Vec<operations::ActiveModel> = new_operations
         .iter()
-        .filter_map(|id| batch.operations.get(id))
+        .filter_map(|(source, key)| batch.operations.get(source, key))
         .map(|operation| operations::ActiveModel::from(operation.clone()))
         .collect();
     writes.insert_many(inserted, None);
-    for id in batch.changed_originals.difference(&batch.new_keys) {
-        if let Some(original) = batch.operations.get(id) {
+    for (source, key) in batch.changed_originals.difference(&batch.new_keys) {
+        if let Some(original) = batch.operations.get(source, key) {
             let refunded_share = operations::Entity::update_many()
                 .col_expr(operations::Column::RefundedMinor, Expr::value(original.refunded_minor))
                 .col_expr(
