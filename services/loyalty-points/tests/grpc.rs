@@ -25,6 +25,7 @@ quanyu_testkit::suite!(
     many_tills_crediting_one_member_lose_nothing,
     expiry_and_tiers_follow_the_calendar_year,
     reading_a_balance_creates_no_account,
+    first_changes_to_a_new_account_race_and_lose_nothing,
 );
 
 fn program(hold_ttl_seconds: i32) -> pb::Program {
@@ -1004,4 +1005,48 @@ async fn reading_a_balance_creates_no_account(suite: Suite) {
 
     record(&mut pos, vec![sale("r-1", member_buyer("no-sale-yet"), 10_000)]).await;
     assert_eq!(balance(&mut pos, "no-sale-yet").await.balance, 100);
+}
+
+/// A new account is created by the first save: concurrent first changes (adjustments run in
+/// transactions of their own, sales beside them in the writer's) all find no row, one insert
+/// wins and the others are retried against the row it created.
+async fn first_changes_to_a_new_account_race_and_lose_nothing(suite: Suite) {
+    with_program(&suite, 0).await;
+    let platform = suite.points(keys::ACME_PLATFORM).await;
+    let pos = suite.points(keys::ACME_POS).await;
+    let mut changes = Vec::new();
+    for n in 0..12 {
+        let mut client = platform.clone();
+        changes.push(tokio::spawn(async move {
+            let adjusted = client
+                .adjust(pb::AdjustRequest {
+                    account: account("m-brand-new"),
+                    points: 7,
+                    reason: "welcome".into(),
+                    idempotency_key: format!("welcome-{n}"),
+                })
+                .await
+                .unwrap();
+            assert!(adjusted.into_inner().balance.is_some());
+        }));
+        let mut client = pos.clone();
+        changes.push(tokio::spawn(async move {
+            let results = record(
+                &mut client,
+                vec![sale(&format!("first-{n}"), member_buyer("m-brand-new"), 1_000)],
+            )
+            .await;
+            assert_eq!(results[0].outcome, pb::SaleOutcome::Applied as i32, "{results:?}");
+        }));
+    }
+    for change in changes {
+        change.await.unwrap();
+    }
+    let mut pos = pos;
+    let after = balance(&mut pos, "m-brand-new").await;
+    assert_eq!(
+        after.balance,
+        12 * 7 + 12 * 10,
+        "every adjustment and every sale counted once"
+    );
 }
