@@ -43,7 +43,7 @@ pub fn event_type(payload: &Payload) -> &'static str {
 /// Appends events in the caller's transaction: they exist if and only if it commits. They take
 /// no lock: the sequencer numbers them once committed (see the crate documentation).
 pub async fn append(txn: &DatabaseTransaction, new_events: Vec<NewEvent>) -> Result<(), DbErr> {
-    let mut writes = Writes::default();
+    let mut writes = Writes::new(txn);
     append_to(&mut writes, new_events);
     writes.execute(txn).await
 }

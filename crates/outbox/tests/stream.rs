@@ -575,7 +575,7 @@ async fn writes_sent_together_all_land(database: TestDatabase) {
     let events = |prefix: &str, count: usize| (0..count).map(|n| erased("acme", &format!("{prefix}-{n}"))).collect();
     for (label, count) in [("few", 3), ("many", 10_000)] {
         let txn = db.begin().await.unwrap();
-        let mut writes = Writes::default();
+        let mut writes = Writes::new(&txn);
         append_to(&mut writes, events(&format!("{label}-a"), count));
         append_to(&mut writes, events(&format!("{label}-b"), count));
         writes.execute(&txn).await.unwrap();

@@ -9,7 +9,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use sea_orm::sea_query::{
-    OnConflict, PostgresQueryBuilder, QueryBuilder, SqlWriterValues, SqliteQueryBuilder, SubQueryStatement, Values,
+    ArrayType, OnConflict, PostgresQueryBuilder, QueryBuilder, SqlWriterValues, SqliteQueryBuilder, SubQueryStatement,
+    Values,
 };
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
@@ -171,14 +172,16 @@ where
 
 /// The writes that end a use case's transaction, sent together: on PostgreSQL as one statement
 /// (each write but the last a data-modifying `WITH` query) while they are small, else and
-/// elsewhere one after the other. A few sales' transaction writes four tables: together they
-/// cost one round trip instead of four.
+/// elsewhere one after the other, large inserts on PostgreSQL from arrays. A few sales'
+/// transaction writes four tables: together they cost one round trip instead of four.
 ///
 /// Writes pushed here see one snapshot on PostgreSQL, so none may depend on another's effect
 /// (no two change the same row).
-#[derive(Default)]
 pub struct Writes {
+    backend: DbBackend,
     statements: Vec<SubQueryStatement>,
+    /// Statements sent on their own: PostgreSQL inserts of many rows from arrays.
+    alone: Vec<Statement>,
 }
 
 /// Writes with more parameters than this go one by one: a round trip matters little beside them,
@@ -191,17 +194,38 @@ const COMBINED_MAX_PARAMETERS: usize = 4_096;
 /// statements that stay under it.
 const SQLITE_MAX_PARAMETERS: usize = 32_766;
 
+/// From this many rows, PostgreSQL inserts take one array per column (`unnest`) instead of a
+/// `VALUES` list of a parameter per cell: one short statement, planned once, instead of
+/// thousands of placeholders to build, bind and parse.
+const ARRAYS_FROM_ROWS: usize = 64;
+
 impl Writes {
+    /// Writes to be executed on `db` (a transaction).
+    pub fn new(db: &impl ConnectionTrait) -> Self {
+        Self {
+            backend: db.get_database_backend(),
+            statements: Vec::new(),
+            alone: Vec::new(),
+        }
+    }
+
     pub fn push(&mut self, statement: impl Into<SubQueryStatement>) {
         self.statements.push(statement.into());
     }
 
     /// Inserts `rows` (upserts them with `on_conflict`), in as many statements as the limit on
     /// one statement's parameters needs; nothing when there are none.
-    pub fn insert_many<A>(&mut self, rows: Vec<A>, on_conflict: Option<OnConflict>)
+    pub fn insert_many<A>(&mut self, mut rows: Vec<A>, on_conflict: Option<OnConflict>)
     where
         A: ActiveModelTrait,
     {
+        if self.backend == DbBackend::Postgres
+            && rows.len() >= ARRAYS_FROM_ROWS
+            && let Some(insert) = insert_from_arrays(&mut rows, on_conflict.as_ref())
+        {
+            self.alone.push(insert);
+            return;
+        }
         let columns = <<A::Entity as EntityTrait>::Column as Iterable>::iter().count();
         let per_statement = (SQLITE_MAX_PARAMETERS / columns.max(1)).max(1);
         let mut rows = rows.into_iter().peekable();
@@ -214,7 +238,10 @@ impl Writes {
         }
     }
 
-    pub async fn execute<C: ConnectionTrait>(&self, db: &C) -> Result<(), DbErr> {
+    pub async fn execute<C: ConnectionTrait>(mut self, db: &C) -> Result<(), DbErr> {
+        for insert in std::mem::take(&mut self.alone) {
+            db.execute_raw(insert).await?;
+        }
         let backend = db.get_database_backend();
         let each: Vec<(String, Values)> = self
             .statements
@@ -256,6 +283,72 @@ impl Writes {
         let _ = write!(sql, " ");
         PostgresQueryBuilder.prepare_query_statement(last, &mut sql);
         sql.into_parts()
+    }
+}
+
+/// `INSERT INTO t (c, …) SELECT * FROM unnest($1::type[], …) [ON CONFLICT …]`, taking the
+/// rows' cells (the rows are left unset). None, and the rows untouched, when a cell is NULL or
+/// of a type without an array here: sea-query cannot bind an array with NULL elements.
+fn insert_from_arrays<A: ActiveModelTrait>(rows: &mut [A], on_conflict: Option<&OnConflict>) -> Option<Statement> {
+    use sea_orm::{ColumnTrait, EntityName, IdenStatic};
+    let first = rows.first()?;
+    // The columns set in the first row, as an insert of many rows takes them.
+    let columns: Vec<_> = <<A::Entity as EntityTrait>::Column as Iterable>::iter()
+        .filter(|column| !first.is_not_set(*column))
+        .collect();
+    let mut types = Vec::with_capacity(columns.len());
+    for column in &columns {
+        // A column's cells all have the type of its first; only a nullable one can hold NULL.
+        types.push(array_type(&first.get(*column).into_value()?)?);
+        let null = |row: &A| {
+            row.get(*column)
+                .into_value()
+                .and_then(|value| array_type(&value))
+                .is_none()
+        };
+        if column.def().is_null() && rows.iter().any(null) {
+            return None;
+        }
+    }
+    let mut arrays = Vec::with_capacity(columns.len());
+    let mut casts = Vec::with_capacity(columns.len());
+    for (index, (column, (array, sql_type))) in columns.iter().zip(types).enumerate() {
+        let cells: Vec<sea_orm::Value> = rows
+            .iter_mut()
+            .filter_map(|row| row.take(*column).into_value())
+            .collect();
+        arrays.push(sea_orm::Value::Array(array, Some(Box::new(cells))));
+        casts.push(format!("${}::{sql_type}[]", index + 1));
+    }
+    let names: Vec<String> = columns
+        .iter()
+        .map(|column| format!("\"{}\"", column.as_str()))
+        .collect();
+    let mut sql = format!(
+        "INSERT INTO \"{}\" ({}) SELECT * FROM unnest({})",
+        A::Entity::default().table_name(),
+        names.join(", "),
+        casts.join(", ")
+    );
+    if let Some(on_conflict) = on_conflict {
+        let mut clause = String::new();
+        PostgresQueryBuilder.prepare_on_conflict(&Some(on_conflict.clone()), &mut clause);
+        sql.push_str(&clause);
+    }
+    Some(Statement::from_sql_and_values(DbBackend::Postgres, sql, arrays))
+}
+
+/// The array type of a column holding `value`, and its PostgreSQL name; None for NULL.
+fn array_type(value: &sea_orm::Value) -> Option<(ArrayType, &'static str)> {
+    use sea_orm::Value;
+    match value {
+        Value::String(Some(_)) => Some((ArrayType::String, "text")),
+        Value::BigInt(Some(_)) => Some((ArrayType::BigInt, "int8")),
+        Value::Int(Some(_)) => Some((ArrayType::Int, "int4")),
+        Value::Bool(Some(_)) => Some((ArrayType::Bool, "bool")),
+        Value::Bytes(Some(_)) => Some((ArrayType::Bytes, "bytea")),
+        Value::ChronoDateTimeUtc(Some(_)) => Some((ArrayType::ChronoDateTimeUtc, "timestamptz")),
+        _ => None,
     }
 }
 

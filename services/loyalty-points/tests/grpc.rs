@@ -26,6 +26,7 @@ quanyu_testkit::suite!(
     expiry_and_tiers_follow_the_calendar_year,
     reading_a_balance_creates_no_account,
     first_changes_to_a_new_account_race_and_lose_nothing,
+    large_batches_of_members_and_non_members_land_whole,
 );
 
 fn program(hold_ttl_seconds: i32) -> pb::Program {
@@ -1048,5 +1049,48 @@ async fn first_changes_to_a_new_account_race_and_lose_nothing(suite: Suite) {
         after.balance,
         12 * 7 + 12 * 10,
         "every adjustment and every sale counted once"
+    );
+}
+
+/// Batches large enough to be inserted from arrays on PostgreSQL: non-member sales (no member on
+/// their record) beside members' first sales, then more sales to the same, now existing, accounts.
+async fn large_batches_of_members_and_non_members_land_whole(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let mixed: Vec<pb::Sale> = (0..200)
+        .map(|n| {
+            let buyer = (n % 2 == 0).then(|| member_buyer(&format!("m-{}", n / 2))).flatten();
+            sale(&format!("mixed-{n}"), buyer, 1_000)
+        })
+        .collect();
+    let results = record(&mut pos, mixed.clone()).await;
+    assert!(
+        results.iter().all(|r| r.outcome == pb::SaleOutcome::Applied as i32),
+        "{results:?}"
+    );
+    assert_eq!(
+        results.iter().filter(|r| r.member_id.is_empty()).count(),
+        100,
+        "half without a member"
+    );
+    let again: Vec<pb::Sale> = (0..200)
+        .map(|n| sale(&format!("again-{n}"), member_buyer(&format!("m-{}", n % 100)), 1_000))
+        .collect();
+    let results = record(&mut pos, again).await;
+    assert!(
+        results.iter().all(|r| r.outcome == pb::SaleOutcome::Applied as i32),
+        "{results:?}"
+    );
+    for member in ["m-0", "m-17", "m-99"] {
+        assert_eq!(
+            balance(&mut pos, member).await.balance,
+            30,
+            "{member}: one sale, then two"
+        );
+    }
+    let replayed = record(&mut pos, mixed).await;
+    assert!(
+        replayed.iter().all(|r| r.outcome == pb::SaleOutcome::Duplicate as i32),
+        "{replayed:?}"
     );
 }

@@ -139,7 +139,7 @@ pub async fn change(
         Change::Adjust { points, reason } => account.ledger.debit_adjustment(-points, at, &reason)?,
         Change::Read => {}
     }
-    let mut writes = Writes::default();
+    let mut writes = Writes::new(&txn);
     let events = save_accounts(&mut writes, tenant_id, &programs, [&mut account], at);
     let balance = balance_of(&account);
     if let Some((source, idempotency_key, request)) = idempotency {

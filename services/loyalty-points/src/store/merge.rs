@@ -45,7 +45,7 @@ pub async fn fold_merged(
         .await?;
     let programs = program_rules_in(txn, tenant_id).await?;
     let mut events = Vec::new();
-    let mut writes = Writes::default();
+    let mut writes = Writes::new(txn);
     for (program_id, (program, _)) in &programs {
         let loser_id = (program_id.clone(), loser.to_owned());
         let has_account =

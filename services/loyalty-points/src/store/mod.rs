@@ -374,7 +374,7 @@ async fn save_accounts_alone<'a>(
     accounts: impl IntoIterator<Item = &'a mut Account>,
     at: DateTime<Utc>,
 ) -> Result<()> {
-    let mut writes = Writes::default();
+    let mut writes = Writes::new(txn);
     let events = save_accounts(&mut writes, tenant_id, programs, accounts, at);
     quanyu_outbox::append_to(&mut writes, events);
     Ok(writes.execute(txn).await?)

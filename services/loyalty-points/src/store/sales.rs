@@ -393,7 +393,7 @@ pub async fn record_sales(
     }
     let mut saved: Vec<&mut Account> = batch.accounts.values_mut().collect();
     saved.sort_by(|a, b| (&a.program_id, &a.member_id).cmp(&(&b.program_id, &b.member_id)));
-    let mut writes = Writes::default();
+    let mut writes = Writes::new(&txn);
     let mut events = save_accounts(&mut writes, tenant_id, programs, saved, at);
     events.extend(sale_events);
     let inserted: Vec<operations::ActiveModel> = new_operations
