@@ -200,7 +200,7 @@ const SQLITE_MAX_PARAMETERS: usize = 32_766;
 const ARRAYS_FROM_ROWS: usize = 64;
 
 impl Writes {
-    /// Writes to be executed on `db` (a transaction).
+    /// Writes to be executed on `db` (a transaction), built for its backend.
     pub fn new(db: &impl ConnectionTrait) -> Self {
         Self {
             backend: db.get_database_backend(),
@@ -242,7 +242,7 @@ impl Writes {
         for insert in std::mem::take(&mut self.alone) {
             db.execute_raw(insert).await?;
         }
-        let backend = db.get_database_backend();
+        let backend = self.backend;
         let each: Vec<(String, Values)> = self
             .statements
             .iter()
