@@ -9,18 +9,40 @@ use quanyu_testkit::TestDatabase;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use sea_orm_migration::prelude::*;
 
-quanyu_testkit::database_suite!(lots_and_holds_move_into_their_accounts);
+quanyu_testkit::database_suite!(
+    lots_and_holds_move_into_their_accounts,
+    entries_keep_every_row_when_rekeyed
+);
 
-/// The schema as it was before the move: every migration before it.
+/// Every migration before the one named.
+fn migrations_before(name: &str) -> Vec<Box<dyn MigrationTrait>> {
+    Migrator::migrations()
+        .into_iter()
+        .take_while(|migration| migration.name() != name)
+        .collect()
+}
+
+/// The schema as it was before the move of lots and holds into accounts.
 struct BeforeTheMove;
 
 #[async_trait::async_trait]
 impl MigratorTrait for BeforeTheMove {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        Migrator::migrations()
-            .into_iter()
-            .take_while(|migration| migration.name() != "m20261125_000001_ledger_in_accounts")
-            .collect()
+        migrations_before("m20261125_000001_ledger_in_accounts")
+    }
+
+    fn migration_table_name() -> DynIden {
+        Migrator::migration_table_name()
+    }
+}
+
+/// The schema as it was before entries were keyed by account.
+struct BeforeTheRekey;
+
+#[async_trait::async_trait]
+impl MigratorTrait for BeforeTheRekey {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        migrations_before("m20261127_000001_entries_keyed_by_account")
     }
 
     fn migration_table_name() -> DynIden {
@@ -108,4 +130,67 @@ async fn lots_and_holds_move_into_their_accounts(database: TestDatabase) {
         .query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT * FROM lots"))
         .await;
     assert!(tables.is_err(), "the lots table is gone");
+}
+
+async fn entries_of(db: &DatabaseConnection) -> Vec<(String, String, i64)> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT member_id, id, points FROM entries ORDER BY id",
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| {
+            (
+                row.try_get("", "member_id").unwrap(),
+                row.try_get("", "id").unwrap(),
+                row.try_get("", "points").unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn entries_keep_every_row_when_rekeyed(database: TestDatabase) {
+    let config = database.config();
+    let db = quanyu_runtime::db::connect::<BeforeTheRekey>(&config, quanyu_loyalty_points::SCHEMA)
+        .await
+        .unwrap();
+    for (member, id, points) in [("ada", "e-1", 100), ("ada", "e-2", -40), ("bo", "e-3", 7)] {
+        run(
+            &db,
+            &format!(
+                "INSERT INTO entries (tenant_id, id, program_id, member_id, kind, points, balance_after, at, \
+                 reference, rules_version) VALUES ('acme', '{id}', 'club', '{member}', 'EARN', {points}, 0, \
+                 '2026-03-01 08:00:00+00:00', 'pos:1', 1)"
+            ),
+        )
+        .await;
+    }
+    let before = entries_of(&db).await;
+
+    Migrator::up(&db, None).await.unwrap();
+    assert_eq!(entries_of(&db).await, before, "every entry is kept");
+    // The key is the account's now: the same id under another member is another entry.
+    run(
+        &db,
+        "INSERT INTO entries (tenant_id, id, program_id, member_id, kind, points, balance_after, at, reference, \
+         rules_version) VALUES ('acme', 'e-3', 'club', 'cy', 'EARN', 1, 1, '2026-03-02 08:00:00+00:00', 'pos:2', 1)",
+    )
+    .await;
+    let twice = "INSERT INTO entries (tenant_id, id, program_id, member_id, kind, points, balance_after, at, \
+                 reference, rules_version) VALUES ('acme', 'e-1', 'club', 'ada', 'EARN', 1, 1, \
+                 '2026-03-02 08:00:00+00:00', 'pos:3', 1)";
+    let duplicate = db
+        .execute_raw(Statement::from_string(db.get_database_backend(), twice))
+        .await;
+    assert!(duplicate.is_err(), "an account's entry ids stay unique");
+    run(&db, "DELETE FROM entries WHERE member_id = 'cy'").await;
+
+    Migrator::down(&db, Some(1)).await.unwrap();
+    assert_eq!(
+        entries_of(&db).await,
+        before,
+        "and kept again when the migration is undone"
+    );
 }

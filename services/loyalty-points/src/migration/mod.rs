@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_points_tables;
 mod m20261125_000001_ledger_in_accounts;
 mod m20261126_000001_accounts_fillfactor;
+mod m20261127_000001_entries_keyed_by_account;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(quanyu_outbox::migration::CreatePendingEvents),
             Box::new(m20261125_000001_ledger_in_accounts::Migration),
             Box::new(m20261126_000001_accounts_fillfactor::Migration),
+            Box::new(m20261127_000001_entries_keyed_by_account::Migration),
         ]
     }
 

@@ -58,10 +58,12 @@ pub mod entries {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub tenant_id: String,
-        /// UUIDv7: ordered by time.
+        /// UUIDv7: ordered by time. The key is (tenant, program, member, id): history pages by it.
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
         pub program_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
         pub member_id: String,
         pub kind: String,
         pub points: i64,
