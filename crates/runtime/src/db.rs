@@ -14,8 +14,8 @@ use sea_orm::sea_query::{
 };
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    Iterable, QueryTrait, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    EntityName, EntityTrait, IdenStatic, Iterable, PrimaryKeyToColumn, QueryTrait, Statement,
 };
 use sea_orm_migration::MigratorTrait;
 use serde::{Deserialize, Serialize};
@@ -139,7 +139,7 @@ where
     E: sea_orm::EntityTrait,
     C: ConnectionTrait,
 {
-    use sea_orm::{ColumnTrait, IdenStatic, QueryFilter};
+    use sea_orm::QueryFilter;
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -238,6 +238,35 @@ impl Writes {
         }
     }
 
+    /// Updates `rows`, found by their entity's primary key, to the values set in them: on
+    /// PostgreSQL from arrays when there are many, else as inserts that update on a conflict with
+    /// the key (each row exists, so each insert becomes its update).
+    pub fn update_many<A>(&mut self, mut rows: Vec<A>)
+    where
+        A: ActiveModelTrait,
+    {
+        if self.backend == DbBackend::Postgres
+            && rows.len() >= ARRAYS_FROM_ROWS
+            && let Some(update) = update_from_arrays(&mut rows)
+        {
+            self.alone.push(update);
+            return;
+        }
+        let Some(first) = rows.first() else {
+            return;
+        };
+        let keys: Vec<_> = <A::Entity as EntityTrait>::PrimaryKey::iter()
+            .map(|key| key.into_column())
+            .collect();
+        let changed = set_columns(first)
+            .into_iter()
+            .filter(|column| !keys.iter().any(|key| key.as_str() == column.as_str()));
+        let on_key = OnConflict::columns(keys.iter().copied())
+            .update_columns(changed)
+            .to_owned();
+        self.insert_many(rows, Some(on_key));
+    }
+
     pub async fn execute<C: ConnectionTrait>(mut self, db: &C) -> Result<(), DbErr> {
         for insert in std::mem::take(&mut self.alone) {
             db.execute_raw(insert).await?;
@@ -286,56 +315,149 @@ impl Writes {
     }
 }
 
-/// `INSERT INTO t (c, …) SELECT * FROM unnest($1::type[], …) [ON CONFLICT …]`, taking the
-/// rows' cells (the rows are left unset). None, and the rows untouched, when a cell is NULL or
-/// of a type without an array here: sea-query cannot bind an array with NULL elements.
+/// `INSERT INTO t (c, …) SELECT … FROM unnest($1::type[], …) [ON CONFLICT …]`, taking the rows'
+/// cells (the rows are left unset). None, and the rows untouched, when a cell is NULL or of a
+/// type without an array here: sea-query cannot bind an array with NULL elements.
 fn insert_from_arrays<A: ActiveModelTrait>(rows: &mut [A], on_conflict: Option<&OnConflict>) -> Option<Statement> {
-    use sea_orm::{ColumnTrait, EntityName, IdenStatic};
-    let first = rows.first()?;
-    // The columns set in the first row, as an insert of many rows takes them.
-    let columns: Vec<_> = <<A::Entity as EntityTrait>::Column as Iterable>::iter()
-        .filter(|column| !first.is_not_set(*column))
-        .collect();
-    let mut types = Vec::with_capacity(columns.len());
-    for column in &columns {
-        // A column's cells all have the type of its first; only a nullable one can hold NULL.
-        types.push(array_type(&first.get(*column).into_value()?)?);
-        let null = |row: &A| {
-            row.get(*column)
-                .into_value()
-                .and_then(|value| array_type(&value))
-                .is_none()
-        };
-        if column.def().is_null() && rows.iter().any(null) {
-            return None;
-        }
-    }
-    let mut arrays = Vec::with_capacity(columns.len());
-    let mut casts = Vec::with_capacity(columns.len());
-    for (index, (column, (array, sql_type))) in columns.iter().zip(types).enumerate() {
-        let cells: Vec<sea_orm::Value> = rows
-            .iter_mut()
-            .filter_map(|row| row.take(*column).into_value())
-            .collect();
-        arrays.push(sea_orm::Value::Array(array, Some(Box::new(cells))));
-        casts.push(format!("${}::{sql_type}[]", index + 1));
-    }
-    let names: Vec<String> = columns
-        .iter()
-        .map(|column| format!("\"{}\"", column.as_str()))
-        .collect();
+    let arrays = Arrays::take(rows)?;
+    let names: Vec<String> = arrays.columns.iter().map(|column| quoted(*column)).collect();
     let mut sql = format!(
-        "INSERT INTO \"{}\" ({}) SELECT * FROM unnest({})",
+        "INSERT INTO \"{}\" ({}) SELECT {} FROM {}",
         A::Entity::default().table_name(),
         names.join(", "),
-        casts.join(", ")
+        arrays.cells.join(", "),
+        arrays.unnest,
     );
     if let Some(on_conflict) = on_conflict {
         let mut clause = String::new();
         PostgresQueryBuilder.prepare_on_conflict(&Some(on_conflict.clone()), &mut clause);
         sql.push_str(&clause);
     }
-    Some(Statement::from_sql_and_values(DbBackend::Postgres, sql, arrays))
+    Some(Statement::from_sql_and_values(DbBackend::Postgres, sql, arrays.values))
+}
+
+/// `UPDATE t SET c = …, … FROM unnest($1::type[], …) WHERE <primary key matches>`, taking the
+/// rows' cells; None, and the rows untouched, as for [`insert_from_arrays`].
+fn update_from_arrays<A: ActiveModelTrait>(rows: &mut [A]) -> Option<Statement> {
+    let table = A::Entity::default().table_name();
+    let keys: Vec<String> = <A::Entity as EntityTrait>::PrimaryKey::iter()
+        .map(|key| key.into_column().as_str().to_owned())
+        .collect();
+    let is_key = |column: &<A::Entity as EntityTrait>::Column| keys.iter().any(|key| key == column.as_str());
+    let columns = set_columns(rows.first()?);
+    let keys_set = columns.iter().filter(|column| is_key(column)).count();
+    if keys_set != keys.len() || keys_set == columns.len() {
+        return None;
+    }
+    let arrays = Arrays::take(rows)?;
+    let (mut matches, mut changes) = (Vec::new(), Vec::new());
+    for (column, cell) in arrays.columns.iter().zip(&arrays.cells) {
+        if is_key(column) {
+            matches.push(format!("\"{table}\".{} = {cell}", quoted(*column)));
+        } else {
+            changes.push(format!("{} = {cell}", quoted(*column)));
+        }
+    }
+    let sql = format!(
+        "UPDATE \"{table}\" SET {} FROM {} WHERE {}",
+        changes.join(", "),
+        arrays.unnest,
+        matches.join(" AND ")
+    );
+    Some(Statement::from_sql_and_values(DbBackend::Postgres, sql, arrays.values))
+}
+
+/// The columns set in `row`, as an insert of many rows takes them from its first.
+fn set_columns<A: ActiveModelTrait>(row: &A) -> Vec<<A::Entity as EntityTrait>::Column> {
+    <<A::Entity as EntityTrait>::Column as Iterable>::iter()
+        .filter(|column| !row.is_not_set(*column))
+        .collect()
+}
+
+fn quoted(column: impl sea_orm::IdenStatic) -> String {
+    format!("\"{}\"", column.as_str())
+}
+
+/// Rows' cells as parameters for a statement that reads them from `unnest(…) AS cells(…)`: one
+/// array per column, or one value for a column that holds the same value in every row (a batch's
+/// tenant, program, time): fewer cells to copy, bind and parse.
+struct Arrays<C> {
+    /// The columns set in the first row, as an insert of many rows takes them.
+    columns: Vec<C>,
+    /// Each column's cell, as the statement reads it: `cells."c"` or `$n::type`.
+    cells: Vec<String>,
+    /// `unnest($n::type[], …) AS cells("c", …)`.
+    unnest: String,
+    values: Vec<sea_orm::Value>,
+}
+
+impl<C: ColumnTrait> Arrays<C> {
+    /// Takes the rows' cells; None, and the rows untouched, when a cell is NULL or of a type
+    /// without an array here.
+    fn take<A>(rows: &mut [A]) -> Option<Self>
+    where
+        A: ActiveModelTrait,
+        A::Entity: EntityTrait<Column = C>,
+    {
+        let columns = set_columns(rows.first()?);
+        if rows
+            .iter()
+            .any(|row| columns.iter().any(|column| row.is_not_set(*column)))
+        {
+            return None;
+        }
+        let mut taken: Vec<Vec<sea_orm::Value>> = Vec::with_capacity(columns.len());
+        let mut types = Vec::with_capacity(columns.len());
+        for column in &columns {
+            // Taken, not cloned (an account's ledger is in its cells); put back on a NULL.
+            let cells: Vec<sea_orm::Value> = rows
+                .iter_mut()
+                .filter_map(|row| row.take(*column).into_value())
+                .collect();
+            let column_type = cells.first().and_then(array_type);
+            let complete = cells.iter().all(|cell| array_type(cell).is_some());
+            taken.push(cells);
+            match column_type {
+                Some(column_type) if complete => types.push(column_type),
+                _ => {
+                    for (column, cells) in columns.iter().zip(taken) {
+                        for (row, cell) in rows.iter_mut().zip(cells) {
+                            row.set(*column, cell);
+                        }
+                    }
+                    return None;
+                }
+            }
+        }
+        let constant: Vec<bool> = taken
+            .iter()
+            .map(|cells| cells.iter().all(|cell| Some(cell) == cells.first()))
+            .collect();
+        // At least one array gives the statement its rows.
+        let all_constant = constant.iter().all(|constant| *constant);
+        let mut arrays = Self {
+            columns,
+            cells: Vec::new(),
+            unnest: String::new(),
+            values: Vec::with_capacity(taken.len()),
+        };
+        let (mut unnested, mut names) = (Vec::new(), Vec::new());
+        for (index, (cells, (array, sql_type))) in taken.into_iter().zip(types).enumerate() {
+            let parameter = index + 1;
+            let name = quoted(arrays.columns[index]);
+            if constant[index] && !(all_constant && index == 0) {
+                arrays.cells.push(format!("${parameter}::{sql_type}"));
+                arrays.values.extend(cells.into_iter().next());
+            } else {
+                arrays.cells.push(format!("cells.{name}"));
+                unnested.push(format!("${parameter}::{sql_type}[]"));
+                names.push(name);
+                arrays.values.push(sea_orm::Value::Array(array, Some(Box::new(cells))));
+            }
+        }
+        arrays.unnest = format!("unnest({}) AS cells({})", unnested.join(", "), names.join(", "));
+        Some(arrays)
+    }
 }
 
 /// The array type of a column holding `value`, and its PostgreSQL name; None for NULL.

@@ -284,15 +284,6 @@ fn entry_kind(kind: EntryKind) -> &'static str {
     }
 }
 
-/// A conflict on an account's key.
-fn on_account_key() -> OnConflict {
-    OnConflict::columns([
-        accounts::Column::TenantId,
-        accounts::Column::ProgramId,
-        accounts::Column::MemberId,
-    ])
-}
-
 /// Adds the writes that save accounts, one statement per table whatever their number: their rows
 /// (with their lots and holds) and the entries appended; returns the events that describe it all.
 fn save_accounts<'a>(
@@ -347,20 +338,7 @@ fn save_accounts<'a>(
             rules_version: Set(rules_version),
         }));
     }
-    let by_account = on_account_key()
-        .update_columns([
-            accounts::Column::Balance,
-            accounts::Column::GrowthPeriod,
-            accounts::Column::GrowthLifetime,
-            accounts::Column::GrowthYear,
-            accounts::Column::Tier,
-            accounts::Column::NextId,
-            accounts::Column::UpdatedAt,
-            accounts::Column::Ledger,
-            accounts::Column::NextDue,
-        ])
-        .to_owned();
-    writes.insert_many(account_rows, Some(by_account));
+    writes.update_many(account_rows);
     writes.insert_many(new_account_rows, None);
     writes.insert_many(entry_rows, None);
     events
@@ -522,16 +500,22 @@ impl Recorded {
         self.by_source.get_mut(source)?.get_mut(key)
     }
 
+    pub fn remove(&mut self, source: &str, key: &str) -> Option<operations::Model> {
+        self.by_source.get_mut(source)?.remove(key)
+    }
+
     pub fn contains(&self, source: &str, key: &str) -> bool {
         self.get(source, key).is_some()
     }
 
     /// Adds an operation under its own source and key, replacing what was there.
     pub fn insert(&mut self, operation: operations::Model) {
-        self.by_source
-            .entry(operation.source.clone())
-            .or_default()
-            .insert(operation.key.clone(), operation);
+        // Most operations share their source with one already held: its name is not copied again.
+        let by_key = match self.by_source.get_mut(&operation.source) {
+            Some(by_key) => by_key,
+            None => self.by_source.entry(operation.source.clone()).or_default(),
+        };
+        by_key.insert(operation.key.clone(), operation);
     }
 
     pub fn extend(&mut self, other: Recorded) {

@@ -398,8 +398,8 @@ pub async fn record_sales(
     events.extend(sale_events);
     let inserted: Vec<operations::ActiveModel> = new_operations
         .iter()
-        .filter_map(|(source, key)| batch.operations.get(source, key))
-        .map(|operation| operations::ActiveModel::from(operation.clone()))
+        .filter_map(|(source, key)| batch.operations.remove(source, key))
+        .map(operations::ActiveModel::from)
         .collect();
     writes.insert_many(inserted, None);
     for (source, key) in batch.changed_originals.difference(&batch.new_keys) {
