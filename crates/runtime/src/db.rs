@@ -374,7 +374,7 @@ fn set_columns<A: ActiveModelTrait>(row: &A) -> Vec<<A::Entity as EntityTrait>::
         .collect()
 }
 
-fn quoted(column: impl sea_orm::IdenStatic) -> String {
+fn quoted(column: impl IdenStatic) -> String {
     format!("\"{}\"", column.as_str())
 }
 
