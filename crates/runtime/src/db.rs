@@ -255,12 +255,8 @@ impl Writes {
         let Some(first) = rows.first() else {
             return;
         };
-        let keys: Vec<_> = <A::Entity as EntityTrait>::PrimaryKey::iter()
-            .map(|key| key.into_column())
-            .collect();
-        let changed = set_columns(first)
-            .into_iter()
-            .filter(|column| !keys.iter().any(|key| key.as_str() == column.as_str()));
+        let keys = key_columns::<A::Entity>();
+        let changed = set_columns(first).into_iter().filter(|column| !is_key(&keys, column));
         let on_key = OnConflict::columns(keys.iter().copied())
             .update_columns(changed)
             .to_owned();
@@ -340,19 +336,16 @@ fn insert_from_arrays<A: ActiveModelTrait>(rows: &mut [A], on_conflict: Option<&
 /// rows' cells; None, and the rows untouched, as for [`insert_from_arrays`].
 fn update_from_arrays<A: ActiveModelTrait>(rows: &mut [A]) -> Option<Statement> {
     let table = A::Entity::default().table_name();
-    let keys: Vec<String> = <A::Entity as EntityTrait>::PrimaryKey::iter()
-        .map(|key| key.into_column().as_str().to_owned())
-        .collect();
-    let is_key = |column: &<A::Entity as EntityTrait>::Column| keys.iter().any(|key| key == column.as_str());
+    let keys = key_columns::<A::Entity>();
     let columns = set_columns(rows.first()?);
-    let keys_set = columns.iter().filter(|column| is_key(column)).count();
+    let keys_set = columns.iter().filter(|column| is_key(&keys, column)).count();
     if keys_set != keys.len() || keys_set == columns.len() {
         return None;
     }
     let arrays = Arrays::take(rows)?;
     let (mut matches, mut changes) = (Vec::new(), Vec::new());
     for (column, cell) in arrays.columns.iter().zip(&arrays.cells) {
-        if is_key(column) {
+        if is_key(&keys, column) {
             matches.push(format!("\"{table}\".{} = {cell}", quoted(*column)));
         } else {
             changes.push(format!("{} = {cell}", quoted(*column)));
@@ -365,6 +358,15 @@ fn update_from_arrays<A: ActiveModelTrait>(rows: &mut [A]) -> Option<Statement> 
         matches.join(" AND ")
     );
     Some(Statement::from_sql_and_values(DbBackend::Postgres, sql, arrays.values))
+}
+
+/// The columns of an entity's primary key.
+fn key_columns<E: EntityTrait>() -> Vec<E::Column> {
+    E::PrimaryKey::iter().map(|key| key.into_column()).collect()
+}
+
+fn is_key<C: IdenStatic>(keys: &[C], column: &C) -> bool {
+    keys.iter().any(|key| key.as_str() == column.as_str())
 }
 
 /// The columns set in `row`, as an insert of many rows takes them from its first.
