@@ -125,7 +125,6 @@ struct Batch<'a> {
     members_now: &'a HashMap<String, String>,
     accounts: HashMap<(String, String), Account>,
     operations: Recorded,
-    new_keys: BTreeSet<(String, String)>,
     changed_originals: BTreeSet<(String, String)>,
     at: DateTime<Utc>,
 }
@@ -368,7 +367,6 @@ pub async fn record_sales(
         members_now: &members_now,
         accounts,
         operations,
-        new_keys: BTreeSet::new(),
         changed_originals: BTreeSet::new(),
         at,
     };
@@ -383,7 +381,6 @@ pub async fn record_sales(
         match batch.apply(sale) {
             Ok((result, operation)) => {
                 sale_events.push(sale_recorded(tenant_id, sale, &result));
-                batch.new_keys.insert(id_of(&operation));
                 new_operations.push(id_of(&operation));
                 batch.operations.insert(operation);
                 results.push(result);
@@ -402,7 +399,9 @@ pub async fn record_sales(
         .map(operations::ActiveModel::from)
         .collect();
     writes.insert_many(inserted, None);
-    for (source, key) in batch.changed_originals.difference(&batch.new_keys) {
+    // New operations have just moved into their insert, refunded shares and all: what is left
+    // of the changed originals was recorded before this transaction.
+    for (source, key) in &batch.changed_originals {
         if let Some(original) = batch.operations.get(source, key) {
             let refunded_share = operations::Entity::update_many()
                 .col_expr(operations::Column::RefundedMinor, Expr::value(original.refunded_minor))
