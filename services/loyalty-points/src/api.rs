@@ -360,7 +360,7 @@ impl PointsApi {
                 .iter()
                 .map(|(index, _)| (sales[*index].source.clone(), sales[*index].transaction_id.clone()))
                 .collect();
-            Some(store::recorded(&self.db, &actor.tenant_id, &keys, false).await?)
+            Some(store::recordings(&self.db, &actor.tenant_id, &keys).await?)
         } else {
             None
         };

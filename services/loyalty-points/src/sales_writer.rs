@@ -20,7 +20,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::error::PointsError;
 use crate::store::sales::{PreparedSale, Programs};
-use crate::store::{self, Recorded};
+use crate::store::{self, Recorded, Recording};
 
 /// The most sales one transaction carries: RecordSales' own limit.
 pub const MAX_BATCH: usize = 1000;
@@ -38,7 +38,7 @@ struct Call {
     programs: Arc<Programs>,
     sales: Vec<PreparedSale>,
     /// What was recorded under the call's keys when it was prepared, if it was read.
-    recorded: Option<Recorded>,
+    recorded: Option<Recorded<Recording>>,
     answer: oneshot::Sender<Answer>,
 }
 
@@ -64,7 +64,7 @@ impl SalesWriter {
         actor: &TenantActor,
         programs: Arc<Programs>,
         sales: Vec<PreparedSale>,
-        recorded: Option<Recorded>,
+        recorded: Option<Recorded<Recording>>,
     ) -> Answer {
         let (answer, answered) = oneshot::channel();
         let call = Call {
@@ -147,16 +147,16 @@ async fn write(
     actor: &TenantActor,
     programs: &Programs,
     mut sales: Vec<PreparedSale>,
-    first_read: Option<Recorded>,
+    first_read: Option<Recorded<Recording>>,
 ) -> Answer {
     metrics::histogram!("points_sales_per_transaction").record(sales.len() as f64);
     let read_recorded = async {
         match first_read {
             Some(recorded) => Ok(recorded),
-            None => store::recorded(db, &actor.tenant_id, &keys_of(&sales), false).await,
+            None => store::recordings(db, &actor.tenant_id, &keys_of(&sales)).await,
         }
     };
-    let is_fresh = |recorded: &Recorded, sale: &PreparedSale| !recorded.contains(&sale.source, &sale.key);
+    let is_fresh = |recorded: &Recorded<Recording>, sale: &PreparedSale| !recorded.contains(&sale.source, &sale.key);
     let (recorded, members_now) = if sales.len() <= READ_AT_ONCE_UP_TO {
         // A few sales: what is recorded and who was merged are read at once, one wait for two.
         let named = store::named_buyers(&sales);
@@ -177,7 +177,7 @@ async fn write(
         async move {
             let recorded = match known {
                 Some(recorded) => recorded,
-                None => store::recorded(db, &actor.tenant_id, &keys_of(sales), false).await?,
+                None => store::recordings(db, &actor.tenant_id, &keys_of(sales)).await?,
             };
             store::sales::record_sales(db, actor, programs, sales, recorded, clock.now()).await
         }

@@ -12,11 +12,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use quanyu_runtime::auth::TenantActor;
-use quanyu_runtime::db::{Writes, begin_write, find_by_keys};
+use quanyu_runtime::db::{Writes, begin_write, find_by_keys, find_columns_by_keys};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult,
+    Iterable, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use quanyu_outbox::NewEvent;
@@ -484,23 +484,66 @@ pub struct AccountKey<'a> {
     pub member_id: &'a str,
 }
 
-/// Operations recorded, by source and key: looked up by borrowed keys, since a 1,000-sale replay
-/// asks several times per sale.
-#[derive(Debug, Clone, Default)]
-pub struct Recorded {
-    by_source: HashMap<String, HashMap<String, operations::Model>>,
+/// An idempotent write's identity within its tenant.
+pub trait Keyed {
+    fn source(&self) -> &str;
+    fn key(&self) -> &str;
 }
 
-impl Recorded {
-    pub fn get(&self, source: &str, key: &str) -> Option<&operations::Model> {
+impl Keyed for operations::Model {
+    fn source(&self) -> &str {
+        &self.source
+    }
+
+    fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// What a replay needs of a recorded operation: the request to compare, the result to answer.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct Recording {
+    pub source: String,
+    pub key: String,
+    pub request: Vec<u8>,
+    pub result: Vec<u8>,
+}
+
+impl Keyed for Recording {
+    fn source(&self) -> &str {
+        &self.source
+    }
+
+    fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Operations recorded, by source and key: looked up by borrowed keys, since a 1,000-sale replay
+/// asks several times per sale.
+#[derive(Debug, Clone)]
+pub struct Recorded<T = operations::Model> {
+    by_source: HashMap<String, HashMap<String, T>>,
+}
+
+impl<T> Default for Recorded<T> {
+    fn default() -> Self {
+        Self {
+            by_source: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Keyed> Recorded<T> {
+    pub fn get(&self, source: &str, key: &str) -> Option<&T> {
         self.by_source.get(source)?.get(key)
     }
 
-    pub fn get_mut(&mut self, source: &str, key: &str) -> Option<&mut operations::Model> {
+    pub fn get_mut(&mut self, source: &str, key: &str) -> Option<&mut T> {
         self.by_source.get_mut(source)?.get_mut(key)
     }
 
-    pub fn remove(&mut self, source: &str, key: &str) -> Option<operations::Model> {
+    pub fn remove(&mut self, source: &str, key: &str) -> Option<T> {
         self.by_source.get_mut(source)?.remove(key)
     }
 
@@ -509,39 +552,66 @@ impl Recorded {
     }
 
     /// Adds an operation under its own source and key, replacing what was there.
-    pub fn insert(&mut self, operation: operations::Model) {
+    pub fn insert(&mut self, operation: T) {
         // Most operations share their source with one already held: its name is not copied again.
-        let by_key = match self.by_source.get_mut(&operation.source) {
+        let by_key = match self.by_source.get_mut(operation.source()) {
             Some(by_key) => by_key,
-            None => self.by_source.entry(operation.source.clone()).or_default(),
+            None => self.by_source.entry(operation.source().to_owned()).or_default(),
         };
-        by_key.insert(operation.key.clone(), operation);
+        by_key.insert(operation.key().to_owned(), operation);
     }
 
-    pub fn extend(&mut self, other: Recorded) {
+    pub fn extend(&mut self, other: Recorded<T>) {
         for operation in other.into_values() {
             self.insert(operation);
         }
     }
 
-    pub fn values(&self) -> impl Iterator<Item = &operations::Model> {
+    pub fn values(&self) -> impl Iterator<Item = &T> {
         self.by_source.values().flat_map(HashMap::values)
     }
 
-    pub fn into_values(self) -> impl Iterator<Item = operations::Model> {
+    pub fn into_values(self) -> impl Iterator<Item = T> {
         self.by_source.into_values().flat_map(HashMap::into_values)
     }
 }
 
-/// Operations already recorded under these keys, one query per source. Keys are kept for good,
-/// so what a read outside a transaction finds stays true; `lock` holds the rows until the
-/// transaction ends (a refund updates its original's refunded share).
+/// Operations already recorded under these keys, whole. Keys are kept for good, so what a read
+/// outside a transaction finds stays true; `lock` holds the rows until the transaction ends (a
+/// refund updates its original's refunded share).
 pub async fn recorded<C: sea_orm::ConnectionTrait>(
     db: &C,
     tenant_id: &str,
     keys: &[(String, String)],
     lock: bool,
 ) -> Result<Recorded> {
+    let columns: Vec<operations::Column> = operations::Column::iter().collect();
+    read_recorded(db, tenant_id, keys, &columns, lock).await
+}
+
+/// What a replay of these keys needs of their recorded operations (see [`recorded`]).
+pub async fn recordings<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    keys: &[(String, String)],
+) -> Result<Recorded<Recording>> {
+    use operations::Column;
+    let columns = [Column::Source, Column::Key, Column::Request, Column::Result];
+    read_recorded(db, tenant_id, keys, &columns, false).await
+}
+
+/// The `columns` of operations recorded under these keys, one query per source.
+async fn read_recorded<T, C>(
+    db: &C,
+    tenant_id: &str,
+    keys: &[(String, String)],
+    columns: &[operations::Column],
+    lock: bool,
+) -> Result<Recorded<T>>
+where
+    T: Keyed + FromQueryResult,
+    C: sea_orm::ConnectionTrait,
+{
     let mut by_source: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (source, key) in keys {
         by_source.entry(source.as_str()).or_default().push(key.clone());
@@ -554,8 +624,8 @@ pub async fn recorded<C: sea_orm::ConnectionTrait>(
             (operations::Column::TenantId, tenant_id.into()),
             (operations::Column::Source, source.into()),
         ];
-        let rows = find_by_keys::<operations::Entity, _>(db, &scope, operations::Column::Key, keys, lock).await?;
-        for row in rows {
+        let key = operations::Column::Key;
+        for row in find_columns_by_keys::<operations::Entity, T, _>(db, &scope, key, keys, columns, lock).await? {
             found.insert(row);
         }
     }

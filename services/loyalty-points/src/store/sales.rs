@@ -11,7 +11,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryTrait};
 
 use super::entity::operations;
-use super::{Account, Recorded, Result, load_accounts, save_accounts};
+use super::{Account, Recorded, Recording, Result, load_accounts, save_accounts};
 use crate::domain::earning::{Earned, SaleContext, SaleLine, points_to_reverse};
 use crate::domain::expiry::expires_at;
 use crate::domain::ledger::{Credit, LedgerError};
@@ -278,18 +278,18 @@ impl Batch<'_> {
     }
 }
 
-/// The answer to a sale whose key is already recorded: the original result if it is the same
-/// sale, else a rejection naming the first field that differs.
-fn replayed(sale: &PreparedSale, first: &operations::Model) -> pb::SaleResult {
-    if first.request == sale.sale.encode_to_vec() {
+/// The answer to a sale whose key is already recorded with `request` and `result`: the original
+/// result if it is the same sale, else a rejection naming the first field that differs.
+fn replayed(sale: &PreparedSale, request: &[u8], result: &[u8]) -> pb::SaleResult {
+    if request == sale.sale.encode_to_vec() {
         return pb::SaleResult {
             index: sale.index,
             outcome: pb::SaleOutcome::Duplicate.into(),
-            original: pb::SaleResult::decode(first.result.as_slice()).ok().map(Box::new),
+            original: pb::SaleResult::decode(result).ok().map(Box::new),
             ..Default::default()
         };
     }
-    let recorded_sale = pb::Sale::decode(first.request.as_slice()).unwrap_or_default();
+    let recorded_sale = pb::Sale::decode(request).unwrap_or_default();
     let field = differing_field(&recorded_sale, &sale.sale);
     let why = format!(
         "transaction {:?} of {:?} was recorded with a different {field}",
@@ -308,7 +308,7 @@ pub async fn record_sales(
     actor: &TenantActor,
     programs: &Programs,
     sales: &[PreparedSale],
-    recorded: Recorded,
+    recorded: Recorded<Recording>,
     at: DateTime<Utc>,
 ) -> Result<Vec<pb::SaleResult>> {
     let tenant_id = actor.tenant_id.as_ref();
@@ -318,7 +318,7 @@ pub async fn record_sales(
             .iter()
             .filter_map(|sale| {
                 let first = recorded.get(&sale.source, &sale.key)?;
-                Some(replayed(sale, first))
+                Some(replayed(sale, &first.request, &first.result))
             })
             .collect());
     }
@@ -359,14 +359,12 @@ pub async fn record_sales(
         }
     }
     let accounts = load_accounts(&txn, tenant_id, programs, touched, at).await?;
-    let mut operations = recorded;
-    operations.extend(originals);
     let mut batch = Batch {
         tenant_id,
         programs,
         members_now: &members_now,
         accounts,
-        operations,
+        operations: originals,
         changed_originals: BTreeSet::new(),
         at,
     };
@@ -374,8 +372,16 @@ pub async fn record_sales(
     let mut new_operations = Vec::new();
     let mut sale_events = Vec::new();
     for sale in sales {
-        if let Some(first) = batch.operations.get(&sale.source, &sale.key) {
-            results.push(replayed(sale, first));
+        // Recorded before this transaction, or earlier in this batch.
+        let first = match recorded.get(&sale.source, &sale.key) {
+            Some(first) => Some((&first.request, &first.result)),
+            None => batch
+                .operations
+                .get(&sale.source, &sale.key)
+                .map(|op| (&op.request, &op.result)),
+        };
+        if let Some((request, result)) = first {
+            results.push(replayed(sale, request, result));
             continue;
         }
         match batch.apply(sale) {
