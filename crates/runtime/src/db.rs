@@ -283,6 +283,27 @@ impl Writes {
         self.insert_many(rows, Some(on_key));
     }
 
+    /// Sends the large statements built so far while `build` adds the rest of the writes, then
+    /// sends the rest: the service builds while PostgreSQL writes. Small writes are all sent
+    /// together as [`execute`](Self::execute) sends them.
+    pub async fn execute_while<C: ConnectionTrait>(
+        mut self,
+        db: &C,
+        build: impl FnOnce(&mut Self),
+    ) -> Result<(), DbErr> {
+        let ready = std::mem::take(&mut self.alone);
+        let send_ready = async {
+            for statement in ready {
+                db.execute_raw(statement).await?;
+            }
+            Ok::<_, DbErr>(())
+        };
+        // The first poll sends the first statement; `build` then runs while it executes.
+        let (sent, ()) = tokio::join!(send_ready, async { build(&mut self) });
+        sent?;
+        self.execute(db).await
+    }
+
     pub async fn execute<C: ConnectionTrait>(mut self, db: &C) -> Result<(), DbErr> {
         for insert in std::mem::take(&mut self.alone) {
             db.execute_raw(insert).await?;

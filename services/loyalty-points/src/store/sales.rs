@@ -398,31 +398,34 @@ pub async fn record_sales(
     saved.sort_by(|a, b| (&a.program_id, &a.member_id).cmp(&(&b.program_id, &b.member_id)));
     let mut writes = Writes::new(&txn);
     let mut events = save_accounts(&mut writes, tenant_id, programs, saved, at);
-    events.extend(sale_events);
-    let inserted: Vec<operations::ActiveModel> = new_operations
-        .iter()
-        .filter_map(|(source, key)| batch.operations.remove(source, key))
-        .map(operations::ActiveModel::from)
-        .collect();
-    writes.insert_many(inserted, None);
-    // New operations have just moved into their insert, refunded shares and all: what is left
-    // of the changed originals was recorded before this transaction.
-    for (source, key) in &batch.changed_originals {
-        if let Some(original) = batch.operations.get(source, key) {
-            let refunded_share = operations::Entity::update_many()
-                .col_expr(operations::Column::RefundedMinor, Expr::value(original.refunded_minor))
-                .col_expr(
-                    operations::Column::PointsReversed,
-                    Expr::value(original.points_reversed),
-                )
-                .filter(operations::Column::TenantId.eq(tenant_id))
-                .filter(operations::Column::Source.eq(original.source.as_str()))
-                .filter(operations::Column::Key.eq(original.key.as_str()));
-            writes.push(refunded_share.into_query());
+    // The accounts and their entries are written while the sales' records and events are built.
+    let build_rest = |writes: &mut Writes| {
+        events.extend(sale_events);
+        let inserted: Vec<operations::ActiveModel> = new_operations
+            .iter()
+            .filter_map(|(source, key)| batch.operations.remove(source, key))
+            .map(operations::ActiveModel::from)
+            .collect();
+        writes.insert_many(inserted, None);
+        // New operations have just moved into their insert, refunded shares and all: what is
+        // left of the changed originals was recorded before this transaction.
+        for (source, key) in &batch.changed_originals {
+            if let Some(original) = batch.operations.get(source, key) {
+                let refunded_share = operations::Entity::update_many()
+                    .col_expr(operations::Column::RefundedMinor, Expr::value(original.refunded_minor))
+                    .col_expr(
+                        operations::Column::PointsReversed,
+                        Expr::value(original.points_reversed),
+                    )
+                    .filter(operations::Column::TenantId.eq(tenant_id))
+                    .filter(operations::Column::Source.eq(original.source.as_str()))
+                    .filter(operations::Column::Key.eq(original.key.as_str()));
+                writes.push(refunded_share.into_query());
+            }
         }
-    }
-    quanyu_outbox::append_to(&mut writes, events);
-    writes.execute(&txn).await?;
+        quanyu_outbox::append_to(writes, events);
+    };
+    writes.execute_while(&txn, build_rest).await?;
     txn.commit().await?;
     Ok(results)
 }
