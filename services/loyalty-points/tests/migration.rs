@@ -11,7 +11,8 @@ use sea_orm_migration::prelude::*;
 
 quanyu_testkit::database_suite!(
     lots_and_holds_move_into_their_accounts,
-    entries_keep_every_row_when_rekeyed
+    entries_keep_every_row_when_rekeyed,
+    keys_compare_as_bytes
 );
 
 /// Every migration before the one named.
@@ -169,7 +170,9 @@ async fn entries_keep_every_row_when_rekeyed(database: TestDatabase) {
     }
     let before = entries_of(&db).await;
 
-    Migrator::up(&db, None).await.unwrap();
+    // This migration alone: a later one changes the result type of `entries_of` (a collation),
+    // which a statement prepared before it cannot return.
+    Migrator::up(&db, Some(1)).await.unwrap();
     assert_eq!(entries_of(&db).await, before, "every entry is kept");
     // The key is the account's now: the same id under another member is another entry.
     run(
@@ -192,5 +195,67 @@ async fn entries_keep_every_row_when_rekeyed(database: TestDatabase) {
         entries_of(&db).await,
         before,
         "and kept again when the migration is undone"
+    );
+}
+
+/// The collation of each key column the migration changes, with its type, as PostgreSQL reports.
+async fn key_collations(db: &DatabaseConnection) -> Vec<(String, String, String, Option<String>)> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT table_name::text, column_name::text, data_type::text, collation_name::text \
+             FROM information_schema.columns WHERE table_schema = current_schema() \
+             AND (table_name, column_name) IN (('accounts', 'member_id'), ('operations', 'key'), \
+             ('entries', 'id'), ('member_aliases', 'member_id'), ('programs', 'brand_id')) \
+             ORDER BY table_name",
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| {
+            (
+                row.try_get("", "table_name").unwrap(),
+                row.try_get("", "column_name").unwrap(),
+                row.try_get("", "data_type").unwrap(),
+                row.try_get("", "collation_name").unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn keys_compare_as_bytes(database: TestDatabase) {
+    let config = database.config();
+    let db = quanyu_runtime::db::connect::<Migrator>(&config, quanyu_loyalty_points::SCHEMA)
+        .await
+        .unwrap();
+    run(
+        &db,
+        "INSERT INTO entries (tenant_id, id, program_id, member_id, kind, points, balance_after, at, reference, \
+         rules_version) VALUES ('acme', 'e-1', 'club', '会员-1', 'EARN', 100, 100, '2026-03-01 08:00:00+00:00', \
+         'pos:1', 1)",
+    )
+    .await;
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        // SQLite compares bytes already: the migration changes nothing there, both ways.
+        Migrator::down(&db, Some(1)).await.unwrap();
+        Migrator::up(&db, None).await.unwrap();
+        assert_eq!(entries_of(&db).await.len(), 1);
+        return;
+    }
+    let collated = key_collations(&db).await;
+    assert_eq!(collated.len(), 5);
+    for (table, column, data_type, collation) in &collated {
+        assert_eq!(collation.as_deref(), Some("C"), "{table}.{column}");
+        assert_eq!(data_type, "character varying", "{table}.{column} keeps its type");
+    }
+
+    Migrator::down(&db, Some(1)).await.unwrap();
+    for (table, column, _, collation) in key_collations(&db).await {
+        assert_eq!(collation, None, "{table}.{column} is back on the database's collation");
+    }
+    assert_eq!(
+        entries_of(&db).await,
+        vec![("会员-1".to_owned(), "e-1".to_owned(), 100)],
+        "rows are kept"
     );
 }
