@@ -200,32 +200,8 @@ where
 pub struct Writes {
     backend: DbBackend,
     statements: Vec<SubQueryStatement>,
-    /// Statements sent on their own: PostgreSQL writes of many rows from arrays.
-    alone: Vec<Alone>,
-}
-
-/// A statement sent on its own.
-struct Alone {
-    statement: Statement,
-    /// An update that finds each row by its primary key.
-    by_key: bool,
-}
-
-impl Alone {
-    async fn send<C: ConnectionTrait>(self, db: &C) -> Result<(), DbErr> {
-        if !self.by_key {
-            return db.execute_raw(self.statement).await.map(drop);
-        }
-        // From statistics, PostgreSQL would rather hash a whole table of some thousand rows than
-        // probe its key once per row (1,000 rows of 25,000 accounts: 11-15 ms against 7.7 ms).
-        // The update is kept to probes; the setting ends with the statement.
-        db.execute_unprepared("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
-            .await?;
-        db.execute_raw(self.statement).await?;
-        db.execute_unprepared("SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT")
-            .await
-            .map(drop)
-    }
+    /// Statements sent on their own: PostgreSQL inserts of many rows from arrays.
+    alone: Vec<Statement>,
 }
 
 /// Writes with more parameters than this go one by one: a round trip matters little beside them,
@@ -267,10 +243,7 @@ impl Writes {
             && rows.len() >= ARRAYS_FROM_ROWS
             && let Some(insert) = insert_from_arrays(&mut rows, on_conflict.as_ref())
         {
-            self.alone.push(Alone {
-                statement: insert,
-                by_key: false,
-            });
+            self.alone.push(insert);
             return;
         }
         let columns = <<A::Entity as EntityTrait>::Column as Iterable>::iter().count();
@@ -296,10 +269,7 @@ impl Writes {
             && rows.len() >= ARRAYS_FROM_ROWS
             && let Some(update) = update_from_arrays(&mut rows)
         {
-            self.alone.push(Alone {
-                statement: update,
-                by_key: true,
-            });
+            self.alone.push(update);
             return;
         }
         let Some(first) = rows.first() else {
@@ -324,7 +294,7 @@ impl Writes {
         let ready = std::mem::take(&mut self.alone);
         let send_ready = async {
             for statement in ready {
-                statement.send(db).await?;
+                db.execute_raw(statement).await?;
             }
             Ok::<_, DbErr>(())
         };
@@ -335,8 +305,8 @@ impl Writes {
     }
 
     pub async fn execute<C: ConnectionTrait>(mut self, db: &C) -> Result<(), DbErr> {
-        for statement in std::mem::take(&mut self.alone) {
-            statement.send(db).await?;
+        for insert in std::mem::take(&mut self.alone) {
+            db.execute_raw(insert).await?;
         }
         let backend = self.backend;
         let each: Vec<(String, Values)> = self
