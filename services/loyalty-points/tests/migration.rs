@@ -133,23 +133,17 @@ async fn lots_and_holds_move_into_their_accounts(database: TestDatabase) {
     assert!(tables.is_err(), "the lots table is gone");
 }
 
-async fn entries_of(db: &DatabaseConnection) -> Vec<(String, String, i64)> {
+/// Every row `sql` returns, as a tuple of its columns.
+async fn rows_of<T: sea_orm::TryGetableMany>(db: &DatabaseConnection, sql: &str) -> Vec<T> {
     let rows = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT member_id, id, points FROM entries ORDER BY id",
-        ))
+        .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
         .await
         .unwrap();
-    rows.iter()
-        .map(|row| {
-            (
-                row.try_get("", "member_id").unwrap(),
-                row.try_get("", "id").unwrap(),
-                row.try_get("", "points").unwrap(),
-            )
-        })
-        .collect()
+    rows.iter().map(|row| row.try_get_many_by_index().unwrap()).collect()
+}
+
+async fn entries_of(db: &DatabaseConnection) -> Vec<(String, String, i64)> {
+    rows_of(db, "SELECT member_id, id, points FROM entries ORDER BY id").await
 }
 
 async fn entries_keep_every_row_when_rekeyed(database: TestDatabase) {
@@ -200,27 +194,12 @@ async fn entries_keep_every_row_when_rekeyed(database: TestDatabase) {
 
 /// The collation of each key column the migration changes, with its type, as PostgreSQL reports.
 async fn key_collations(db: &DatabaseConnection) -> Vec<(String, String, String, Option<String>)> {
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT table_name::text, column_name::text, data_type::text, collation_name::text \
-             FROM information_schema.columns WHERE table_schema = current_schema() \
-             AND (table_name, column_name) IN (('accounts', 'member_id'), ('operations', 'key'), \
-             ('entries', 'id'), ('member_aliases', 'member_id'), ('programs', 'brand_id')) \
-             ORDER BY table_name",
-        ))
-        .await
-        .unwrap();
-    rows.iter()
-        .map(|row| {
-            (
-                row.try_get("", "table_name").unwrap(),
-                row.try_get("", "column_name").unwrap(),
-                row.try_get("", "data_type").unwrap(),
-                row.try_get("", "collation_name").unwrap(),
-            )
-        })
-        .collect()
+    let sql = "SELECT table_name::text, column_name::text, data_type::text, collation_name::text \
+               FROM information_schema.columns WHERE table_schema = current_schema() \
+               AND (table_name, column_name) IN (('accounts', 'member_id'), ('operations', 'key'), \
+               ('entries', 'id'), ('member_aliases', 'member_id'), ('programs', 'brand_id')) \
+               ORDER BY table_name";
+    rows_of(db, sql).await
 }
 
 async fn keys_compare_as_bytes(database: TestDatabase) {
