@@ -292,22 +292,14 @@ impl Writes {
         build: impl FnOnce(&mut Self),
     ) -> Result<(), DbErr> {
         let ready = std::mem::take(&mut self.alone);
-        let send_ready = async {
-            for statement in ready {
-                db.execute_raw(statement).await?;
-            }
-            Ok::<_, DbErr>(())
-        };
         // The first poll sends the first statement; `build` then runs while it executes.
-        let (sent, ()) = tokio::join!(send_ready, async { build(&mut self) });
+        let (sent, ()) = tokio::join!(send_each(db, ready), async { build(&mut self) });
         sent?;
         self.execute(db).await
     }
 
     pub async fn execute<C: ConnectionTrait>(mut self, db: &C) -> Result<(), DbErr> {
-        for insert in std::mem::take(&mut self.alone) {
-            db.execute_raw(insert).await?;
-        }
+        send_each(db, std::mem::take(&mut self.alone)).await?;
         let backend = self.backend;
         let each: Vec<(String, Values)> = self
             .statements
@@ -350,6 +342,14 @@ impl Writes {
         PostgresQueryBuilder.prepare_query_statement(last, &mut sql);
         sql.into_parts()
     }
+}
+
+/// Sends statements one after another.
+async fn send_each<C: ConnectionTrait>(db: &C, statements: Vec<Statement>) -> Result<(), DbErr> {
+    for statement in statements {
+        db.execute_raw(statement).await?;
+    }
+    Ok(())
 }
 
 /// `INSERT INTO t (c, …) SELECT … FROM unnest($1::type[], …) [ON CONFLICT …]`, taking the rows'
