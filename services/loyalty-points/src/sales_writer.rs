@@ -83,30 +83,40 @@ impl SalesWriter {
 /// One writer: takes the next call and every queued call that fits beside it, writes them.
 async fn write_calls(db: DatabaseConnection, clock: Clock, calls: Arc<Mutex<mpsc::Receiver<Call>>>) {
     let mut held_over: Option<Call> = None;
-    loop {
-        let together = {
-            let mut calls = calls.lock().await;
-            let first = match held_over.take() {
-                Some(call) => call,
-                None => match calls.recv().await {
-                    Some(call) => call,
-                    None => return,
-                },
-            };
-            let mut size = first.sales.len();
-            let mut together = vec![first];
-            while let Ok(call) = calls.try_recv() {
-                if call.actor.tenant_id != together[0].actor.tenant_id || size + call.sales.len() > MAX_BATCH {
-                    held_over = Some(call);
-                    break;
-                }
-                size += call.sales.len();
-                together.push(call);
-            }
-            together
-        };
+    while let Some(together) = next_calls(&calls, &mut held_over).await {
         write_together(&db, &clock, together).await;
     }
+}
+
+/// The calls a writer writes next: the one it held over, else the next to arrive, with those
+/// queued behind it of the same tenant while they fit in one transaction; the first that does not
+/// fit is held over for this writer's next turn.
+///
+/// Only a writer without a held-over call waits for the queue: one holding a call while it waited
+/// for another writer, itself waiting for new calls, would wait forever when every client is
+/// waiting for the held call's answer.
+async fn next_calls(calls: &Mutex<mpsc::Receiver<Call>>, held_over: &mut Option<Call>) -> Option<Vec<Call>> {
+    let (first, mut queue) = match held_over.take() {
+        Some(call) => match calls.try_lock() {
+            Ok(queue) => (call, queue),
+            Err(_) => return Some(vec![call]),
+        },
+        None => {
+            let mut queue = calls.lock().await;
+            (queue.recv().await?, queue)
+        }
+    };
+    let mut size = first.sales.len();
+    let mut together = vec![first];
+    while let Ok(call) = queue.try_recv() {
+        if call.actor.tenant_id != together[0].actor.tenant_id || size + call.sales.len() > MAX_BATCH {
+            *held_over = Some(call);
+            break;
+        }
+        size += call.sales.len();
+        together.push(call);
+    }
+    Some(together)
 }
 
 async fn write_together(db: &DatabaseConnection, clock: &Clock, calls: Vec<Call>) {
@@ -190,4 +200,75 @@ fn keys_of(sales: &[PreparedSale]) -> Vec<(String, String)> {
         .iter()
         .map(|sale| (sale.source.clone(), sale.key.clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use quanyu_runtime::auth::TenantActor;
+
+    use super::*;
+    use crate::store::sales::Plan;
+
+    fn call(tenant: &str, sales: usize) -> Call {
+        let sale = PreparedSale {
+            index: 0,
+            source: "pos".into(),
+            key: "k".into(),
+            sale: pb::Sale::default(),
+            plan: Plan::NonMember,
+        };
+        Call {
+            actor: TenantActor {
+                tenant_id: tenant.into(),
+                key_id: "pos".into(),
+            },
+            programs: Arc::default(),
+            sales: vec![sale; sales],
+            recorded: None,
+            answer: oneshot::channel().0,
+        }
+    }
+
+    fn sizes(calls: &[Call]) -> Vec<usize> {
+        calls.iter().map(|call| call.sales.len()).collect()
+    }
+
+    #[tokio::test]
+    async fn calls_of_one_tenant_share_a_transaction_while_they_fit() {
+        let (queue, calls) = mpsc::channel(8);
+        let calls = Mutex::new(calls);
+        for (tenant, sales) in [("acme", 600), ("acme", 300), ("acme", 200), ("globex", 1), ("acme", 1)] {
+            queue.send(call(tenant, sales)).await.unwrap();
+        }
+        let mut held_over = None;
+        let mut groups = Vec::new();
+        for _ in 0..3 {
+            groups.push(next_calls(&calls, &mut held_over).await.unwrap());
+        }
+        assert_eq!(sizes(&groups[0]), [600, 300]);
+        assert_eq!(sizes(&groups[1]), [200]);
+        assert_eq!(&*groups[2][0].actor.tenant_id, "globex");
+        assert_eq!(sizes(held_over.as_slice()), [1]);
+    }
+
+    #[tokio::test]
+    async fn a_held_over_call_is_written_while_another_writer_waits_for_new_ones() {
+        let (queue, calls) = mpsc::channel(8);
+        let calls = Arc::new(Mutex::new(calls));
+        let waiting = tokio::spawn({
+            let calls = calls.clone();
+            async move { next_calls(&calls, &mut None).await.map(|calls| sizes(&calls)) }
+        });
+        // The other writer now holds the queue, waiting for a call.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut held_over = Some(call("acme", 1_000));
+        let written = tokio::time::timeout(Duration::from_secs(5), next_calls(&calls, &mut held_over))
+            .await
+            .expect("a held-over call does not wait for the queue");
+        assert_eq!(sizes(&written.unwrap()), [1_000]);
+        queue.send(call("acme", 1)).await.unwrap();
+        assert_eq!(waiting.await.unwrap(), Some(vec![1]));
+    }
 }
