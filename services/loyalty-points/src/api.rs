@@ -26,6 +26,7 @@ use crate::domain::earning::{SaleContext, SaleLine};
 use crate::error::PointsError;
 use crate::program::ProgramRules;
 use crate::sales_writer::{MAX_BATCH, SalesWriter};
+use crate::store::batch_answers;
 use crate::store::sales::{Plan, PreparedSale, Programs};
 use crate::store::{self, AccountKey, Change};
 
@@ -339,6 +340,13 @@ impl PointsApi {
             let why = format!("must hold 1-{MAX_BATCH} sales, got {}", sales.len());
             return Err(PointsError::invalid("sales", why));
         }
+        let digest = (sales.len() >= batch_answers::FROM_SALES).then(|| batch_answers::digest(&sales));
+        if let Some(digest) = &digest
+            && let Some(results) = batch_answers::find(&self.db, &actor.tenant_id, digest).await?
+        {
+            tracing::info!(batch = results.len(), "batch replayed");
+            return Ok(results);
+        }
         let programs = self.programs(&actor.tenant_id).await?;
         let now = self.clock.now();
         let mut results: Vec<Option<pb::SaleResult>> = vec![None; sales.len()];
@@ -454,6 +462,15 @@ impl PointsApi {
             .filter(|r| r.outcome == i32::from(pb::SaleOutcome::Rejected))
             .count();
         tracing::info!(batch = results.len(), rejected, "sales recorded");
+        if let Some(digest) = digest
+            && rejected == 0
+        {
+            // The sales are recorded whatever happens here: failing to keep the answer only
+            // leaves a replay to be answered sale by sale.
+            if let Err(error) = batch_answers::keep(&self.db, &actor.tenant_id, digest, &results, now).await {
+                tracing::warn!(%error, "could not keep the batch's answer for replays");
+            }
+        }
         Ok(results)
     }
 

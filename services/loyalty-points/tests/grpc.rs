@@ -27,6 +27,7 @@ quanyu_testkit::suite!(
     reading_a_balance_creates_no_account,
     first_changes_to_a_new_account_race_and_lose_nothing,
     large_batches_of_members_and_non_members_land_whole,
+    a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale,
 );
 
 fn program(hold_ttl_seconds: i32) -> pb::Program {
@@ -1092,5 +1093,67 @@ async fn large_batches_of_members_and_non_members_land_whole(suite: Suite) {
     assert!(
         replayed.iter().all(|r| r.outcome == pb::SaleOutcome::Duplicate as i32),
         "{replayed:?}"
+    );
+}
+
+async fn kept_batch_answers(db: &sea_orm::DatabaseConnection) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT count(*) AS kept FROM batch_answers",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "kept").unwrap()
+}
+
+/// A batch whose every sale is recorded keeps the answer its replay gets; one with a rejected
+/// sale does not, as that sale may apply when the batch comes again.
+async fn a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let db = suite.database(quanyu_loyalty_points::SCHEMA).await;
+    let mut batch: Vec<pb::Sale> = (0..100)
+        .map(|n| sale(&format!("whole-{n}"), member_buyer(&format!("w-{}", n % 10)), 1_000))
+        .collect();
+    batch[99].buyer = member_buyer("w-late");
+    batch[99].points_redeemed = 50;
+    let first = record(&mut pos, batch.clone()).await;
+    assert_eq!(first[99].outcome, pb::SaleOutcome::Rejected as i32, "{:?}", first[99]);
+    assert_eq!(kept_batch_answers(&db).await, 0);
+
+    record(&mut pos, vec![sale("earns-first", member_buyer("w-late"), 10_000)]).await;
+    let second = record(&mut pos, batch.clone()).await;
+    assert_eq!(second[99].outcome, pb::SaleOutcome::Applied as i32, "{:?}", second[99]);
+    assert!(
+        second[..99]
+            .iter()
+            .all(|r| r.outcome == pb::SaleOutcome::Duplicate as i32)
+    );
+    assert_eq!(kept_batch_answers(&db).await, 1);
+
+    let whole = record(&mut pos, batch.clone()).await;
+    db.execute_unprepared("DELETE FROM batch_answers").await.unwrap();
+    let sale_by_sale = record(&mut pos, batch.clone()).await;
+    assert_eq!(whole, sale_by_sale);
+    assert_eq!(whole[99].original.as_deref(), Some(&second[99]));
+    assert!(whole.iter().all(|r| r.outcome == pb::SaleOutcome::Duplicate as i32));
+    assert_eq!(balance(&mut pos, "w-late").await.balance, 100 - 50 + 10);
+
+    // Kept again by the replay answered sale by sale, and read instead of the recorded sales:
+    // with one of those gone, the replay still finds it recorded.
+    assert_eq!(kept_batch_answers(&db).await, 1);
+    db.execute_unprepared("DELETE FROM operations WHERE key = 'whole-0'")
+        .await
+        .unwrap();
+    assert_eq!(record(&mut pos, batch.clone()).await, whole);
+
+    // Another tenant sending the same batch is not answered from this one's.
+    let mut globex = suite.points(keys::GLOBEX_PLATFORM).await;
+    let theirs = record(&mut globex, batch).await;
+    assert!(
+        theirs.iter().all(|r| r.outcome == pb::SaleOutcome::Rejected as i32),
+        "{theirs:?}"
     );
 }

@@ -7,6 +7,7 @@ mod m20261125_000001_ledger_in_accounts;
 mod m20261126_000001_accounts_fillfactor;
 mod m20261127_000001_entries_keyed_by_account;
 mod m20261128_000001_keys_in_code_point_order;
+mod m20261129_000001_create_batch_answers;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_accounts_fillfactor::Migration),
             Box::new(m20261127_000001_entries_keyed_by_account::Migration),
             Box::new(m20261128_000001_keys_in_code_point_order::Migration),
+            Box::new(m20261129_000001_create_batch_answers::Migration),
         ]
     }
 

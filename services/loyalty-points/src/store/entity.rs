@@ -106,6 +106,26 @@ pub mod operations {
     quanyu_runtime::no_relations!();
 }
 
+pub mod batch_answers {
+    use sea_orm::entity::prelude::*;
+
+    /// The answer to a whole batch of sales whose every sale was recorded, by the digest of the
+    /// batch: a replay of the same batch is answered from it.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "batch_answers")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub digest: Vec<u8>,
+        /// The encoded `RecordSalesResponse` that a replay gets.
+        pub answer: Vec<u8>,
+        pub recorded_at: ChronoDateTimeUtc,
+    }
+
+    quanyu_runtime::no_relations!();
+}
+
 pub mod aliases {
     use sea_orm::entity::prelude::*;
 

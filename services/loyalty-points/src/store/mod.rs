@@ -468,6 +468,7 @@ async fn earned_today(
 }
 
 pub mod accounts_api;
+pub mod batch_answers;
 pub mod ledger_state;
 pub mod merge;
 pub mod sales;
