@@ -167,6 +167,15 @@ async fn balance(client: &mut PointsClient, member_id: &str) -> pb::Balance {
         .unwrap()
 }
 
+async fn rows_in(db: &sea_orm::DatabaseConnection, table: &str) -> i64 {
+    let count = Statement::from_string(
+        db.get_database_backend(),
+        format!("SELECT count(*) AS count FROM {table}"),
+    );
+    let row = db.query_one_raw(count).await.unwrap().unwrap();
+    row.try_get("", "count").unwrap()
+}
+
 async fn programs_are_validated_and_versioned(suite: Suite) {
     let mut client = suite.points(keys::ACME_PLATFORM).await;
     let first = client
@@ -995,15 +1004,7 @@ async fn reading_a_balance_creates_no_account(suite: Suite) {
         ("no-sale-yet", 0, "member")
     );
     let db = suite.database(quanyu_loyalty_points::SCHEMA).await;
-    let accounts = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT count(*) AS accounts FROM accounts",
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(accounts.try_get::<i64>("", "accounts").unwrap(), 0);
+    assert_eq!(rows_in(&db, "accounts").await, 0);
 
     record(&mut pos, vec![sale("r-1", member_buyer("no-sale-yet"), 10_000)]).await;
     assert_eq!(balance(&mut pos, "no-sale-yet").await.balance, 100);
@@ -1096,18 +1097,6 @@ async fn large_batches_of_members_and_non_members_land_whole(suite: Suite) {
     );
 }
 
-async fn kept_batch_answers(db: &sea_orm::DatabaseConnection) -> i64 {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT count(*) AS kept FROM batch_answers",
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get("", "kept").unwrap()
-}
-
 /// A batch whose every sale is recorded keeps the answer its replay gets; one with a rejected
 /// sale does not, as that sale may apply when the batch comes again.
 async fn a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale(suite: Suite) {
@@ -1121,7 +1110,7 @@ async fn a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale(suite: S
     batch[99].points_redeemed = 50;
     let first = record(&mut pos, batch.clone()).await;
     assert_eq!(first[99].outcome, pb::SaleOutcome::Rejected as i32, "{:?}", first[99]);
-    assert_eq!(kept_batch_answers(&db).await, 0);
+    assert_eq!(rows_in(&db, "batch_answers").await, 0);
 
     record(&mut pos, vec![sale("earns-first", member_buyer("w-late"), 10_000)]).await;
     let second = record(&mut pos, batch.clone()).await;
@@ -1131,7 +1120,7 @@ async fn a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale(suite: S
             .iter()
             .all(|r| r.outcome == pb::SaleOutcome::Duplicate as i32)
     );
-    assert_eq!(kept_batch_answers(&db).await, 1);
+    assert_eq!(rows_in(&db, "batch_answers").await, 1);
 
     let whole = record(&mut pos, batch.clone()).await;
     db.execute_unprepared("DELETE FROM batch_answers").await.unwrap();
@@ -1143,7 +1132,7 @@ async fn a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale(suite: S
 
     // Kept again by the replay answered sale by sale, and read instead of the recorded sales:
     // with one of those gone, the replay still finds it recorded.
-    assert_eq!(kept_batch_answers(&db).await, 1);
+    assert_eq!(rows_in(&db, "batch_answers").await, 1);
     db.execute_unprepared("DELETE FROM operations WHERE key = 'whole-0'")
         .await
         .unwrap();
