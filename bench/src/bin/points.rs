@@ -174,22 +174,27 @@ async fn seed(suite: &Suite) -> anyhow::Result<()> {
 /// Batches in sales/s from `BATCH_CLIENTS` clients at once, each sending its share.
 async fn concurrent_batches(suite: &Suite) -> anyhow::Result<f64> {
     settle(suite).await?;
-    let mut tasks = Vec::new();
-    let started = Instant::now();
-    for client_index in 0..BATCH_CLIENTS {
-        let mut client = suite.points(keys::ACME_POS).await;
-        let share: Vec<_> = batches(&format!("c{client_index}"), "cm")
-            .into_iter()
-            .skip(client_index)
-            .step_by(BATCH_CLIENTS)
-            .collect();
-        tasks.push(tokio::spawn(async move {
-            for batch in share {
-                client.record_sales(batch).await?;
-            }
-            anyhow::Ok(())
-        }));
+    let mut shares = vec![Vec::new(); BATCH_CLIENTS];
+    for (index, batch) in batches("c", "cm").into_iter().enumerate() {
+        shares[index % BATCH_CLIENTS].push(batch);
     }
+    let mut clients = Vec::new();
+    for _ in 0..BATCH_CLIENTS {
+        clients.push(suite.points(keys::ACME_POS).await);
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .zip(shares)
+        .map(|(mut client, share)| {
+            tokio::spawn(async move {
+                for batch in share {
+                    client.record_sales(batch).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
     for task in tasks {
         task.await??;
     }
