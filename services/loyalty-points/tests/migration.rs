@@ -25,10 +25,7 @@ fn migrations_before(name: &str) -> Vec<Box<dyn MigrationTrait>> {
 
 /// How many migrations undo the one named and every one after it.
 fn steps_back_through(name: &str) -> u32 {
-    let after = Migrator::migrations()
-        .into_iter()
-        .skip_while(|migration| migration.name() != name)
-        .count();
+    let after = Migrator::migrations().len() - migrations_before(name).len();
     <u32 as TryFrom<usize>>::try_from(after).unwrap()
 }
 
