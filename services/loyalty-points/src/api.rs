@@ -462,14 +462,12 @@ impl PointsApi {
             .filter(|r| r.outcome == i32::from(pb::SaleOutcome::Rejected))
             .count();
         tracing::info!(batch = results.len(), rejected, "sales recorded");
+        // The sales are recorded whatever happens here: failing to keep the answer only leaves a
+        // replay to be answered sale by sale.
         if let Some(digest) = digest
-            && rejected == 0
+            && let Err(error) = batch_answers::keep(&self.db, &actor.tenant_id, digest, &results, now).await
         {
-            // The sales are recorded whatever happens here: failing to keep the answer only
-            // leaves a replay to be answered sale by sale.
-            if let Err(error) = batch_answers::keep(&self.db, &actor.tenant_id, digest, &results, now).await {
-                tracing::warn!(%error, "could not keep the batch's answer for replays");
-            }
+            tracing::warn!(%error, "could not keep the batch's answer for replays");
         }
         Ok(results)
     }
