@@ -74,10 +74,17 @@ pub struct PointsApi {
 const PROGRAM_CACHE_TTL: Duration = Duration::from_secs(2);
 
 impl PointsApi {
-    /// `sales_writers` transactions write sales at once (see [`SalesWriter`]).
-    pub fn new(db: DatabaseConnection, identity: IdentityClient, clock: Clock, sales_writers: usize) -> Self {
+    /// `sales_writers` shared and `batch_writers` large calls' transactions write sales at once
+    /// (see [`SalesWriter`]).
+    pub fn new(
+        db: DatabaseConnection,
+        identity: IdentityClient,
+        clock: Clock,
+        sales_writers: usize,
+        batch_writers: usize,
+    ) -> Self {
         Self {
-            writer: SalesWriter::spawn(db.clone(), clock.clone(), sales_writers),
+            writer: SalesWriter::spawn(db.clone(), clock.clone(), sales_writers, batch_writers),
             db,
             identity,
             clock,

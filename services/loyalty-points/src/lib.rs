@@ -36,8 +36,12 @@ pub struct Config {
     pub identity_api_key: Secret,
     /// How often due lots are expired and lapsed holds released on accounts nobody touches.
     pub sweep_interval_secs: u64,
-    /// How many transactions write sales at once; calls arriving meanwhile share the next one.
+    /// How many transactions write small calls' sales at once; calls arriving meanwhile share
+    /// the next one.
     pub sales_writers: usize,
+    /// How many calls of more than 64 sales are written at once, each in its own transaction
+    /// beside the shared ones; more wait their turn.
+    pub batch_writers: usize,
     pub events: quanyu_outbox::subscribe::StreamConfig,
     pub retention: quanyu_outbox::retention::RetentionConfig,
 }
@@ -50,6 +54,7 @@ impl Default for Config {
             identity_api_key: Secret::default(),
             sweep_interval_secs: 30,
             sales_writers: 1,
+            batch_writers: 2,
             events: quanyu_outbox::subscribe::StreamConfig::default(),
             retention: quanyu_outbox::retention::RetentionConfig::default(),
         }
@@ -97,6 +102,7 @@ pub async fn build(config: &Config, context: &ServiceContext) -> Result<Service,
         identity,
         context.clock.clone(),
         config.sales_writers,
+        config.batch_writers,
     ))
     .max_decoding_message_size(context.server.max_decode_bytes)
     .max_encoding_message_size(context.server.max_encode_bytes);

@@ -8,6 +8,11 @@
 //! sale is answered on its own and applied once (a key twice among the calls is a duplicate, as
 //! it would be one after the other), and a shared transaction that fails is not anyone's answer:
 //! each call is then written alone, so one call's error never becomes another's.
+//!
+//! A call of more than [`SHARED_UP_TO`] sales (an upload's batch) fills most of a transaction by
+//! itself: it is written at once in its own, beside the shared ones, up to `batch_writers` such
+//! calls at a time. Several uploads then keep both the service and the database busy: one
+//! batch's statements run while the next batch is being applied.
 
 use std::sync::Arc;
 
@@ -16,7 +21,7 @@ use quanyu_runtime::auth::TenantActor;
 use quanyu_runtime::clock::Clock;
 use quanyu_runtime::db::with_retries;
 use sea_orm::DatabaseConnection;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 
 use crate::error::PointsError;
 use crate::store::sales::{PreparedSale, Programs};
@@ -27,6 +32,9 @@ pub const MAX_BATCH: usize = 1000;
 
 /// Up to this many sales, a transaction's two reads before it run at once.
 const READ_AT_ONCE_UP_TO: usize = 64;
+
+/// Calls of up to this many sales share transactions; larger ones are written in their own.
+const SHARED_UP_TO: usize = 64;
 
 /// Calls waiting for a writer before new ones wait to be queued.
 const QUEUE_DEPTH: usize = 4096;
@@ -42,20 +50,30 @@ struct Call {
     answer: oneshot::Sender<Answer>,
 }
 
-/// Hands prepared sales to a fixed number of writer tasks.
+/// Hands small calls to a fixed number of writer tasks, and writes large ones at once.
 pub struct SalesWriter {
     queue: mpsc::Sender<Call>,
+    db: DatabaseConnection,
+    clock: Clock,
+    /// A permit for each large call that may be written at once.
+    batch_permits: Semaphore,
 }
 
 impl SalesWriter {
-    /// Starts `writers` writer tasks; they stop when the writer is dropped.
-    pub fn spawn(db: DatabaseConnection, clock: Clock, writers: usize) -> Self {
+    /// Starts `sales_writers` writer tasks, which stop when the writer is dropped; up to
+    /// `batch_writers` large calls are written at once beside them.
+    pub fn spawn(db: DatabaseConnection, clock: Clock, sales_writers: usize, batch_writers: usize) -> Self {
         let (queue, calls) = mpsc::channel(QUEUE_DEPTH);
         let calls = Arc::new(Mutex::new(calls));
-        for _ in 0..writers.max(1) {
+        for _ in 0..sales_writers.max(1) {
             tokio::spawn(write_calls(db.clone(), clock.clone(), calls.clone()));
         }
-        Self { queue }
+        Self {
+            queue,
+            db,
+            clock,
+            batch_permits: Semaphore::new(batch_writers.max(1)),
+        }
     }
 
     /// Writes one call's sales; the answers are in the order of `sales`.
@@ -66,6 +84,11 @@ impl SalesWriter {
         sales: Vec<PreparedSale>,
         recorded: Option<Recorded<Recording>>,
     ) -> Answer {
+        let stopped = || PointsError::Unavailable("loyalty-points is shutting down".into());
+        if sales.len() > SHARED_UP_TO {
+            let _permit = self.batch_permits.acquire().await.map_err(|_| stopped())?;
+            return write(&self.db, &self.clock, actor, &programs, sales, recorded).await;
+        }
         let (answer, answered) = oneshot::channel();
         let call = Call {
             actor: actor.clone(),
@@ -74,7 +97,6 @@ impl SalesWriter {
             recorded,
             answer,
         };
-        let stopped = || PointsError::Unavailable("loyalty-points is shutting down".into());
         self.queue.send(call).await.map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
     }

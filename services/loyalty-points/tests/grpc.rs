@@ -28,6 +28,7 @@ quanyu_testkit::suite!(
     first_changes_to_a_new_account_race_and_lose_nothing,
     large_batches_of_members_and_non_members_land_whole,
     a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale,
+    uploads_at_once_apply_each_sale_once,
 );
 
 fn program(hold_ttl_seconds: i32) -> pb::Program {
@@ -1145,4 +1146,62 @@ async fn a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale(suite: S
         theirs.iter().all(|r| r.outcome == pb::SaleOutcome::Rejected as i32),
         "{theirs:?}"
     );
+}
+
+/// Large calls are written at once, each in its own transaction. Four uploads crediting the same
+/// members, each sent twice, all at the same time: every sale applies once, and every other
+/// answer is a duplicate carrying that result.
+async fn uploads_at_once_apply_each_sale_once(suite: Suite) {
+    with_program(&suite, 0).await;
+    let pos = suite.points(keys::ACME_POS).await;
+    let upload = |upload: usize| -> Vec<pb::Sale> {
+        (0..100)
+            .map(|n| {
+                let member = member_buyer(&format!("m-{}", n % 50));
+                sale(&format!("up-{upload}-{n}"), member, 1_000)
+            })
+            .collect()
+    };
+    let calls: Vec<_> = (0..8)
+        .map(|call| {
+            let mut client = pos.clone();
+            let sales = upload(call % 4);
+            tokio::spawn(async move {
+                let results = record(&mut client, sales.clone()).await;
+                (sales, results)
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for call in calls {
+        let (sales, results) = call.await.unwrap();
+        assert_eq!(results.len(), sales.len());
+        answers.extend(sales.into_iter().map(|sale| sale.transaction_id).zip(results));
+    }
+    let applied: std::collections::HashMap<String, pb::SaleResult> = answers
+        .iter()
+        .filter(|(_, result)| result.outcome == pb::SaleOutcome::Applied as i32)
+        .map(|(key, result)| (key.clone(), result.clone()))
+        .collect();
+    let applied_answers = answers
+        .iter()
+        .filter(|(_, result)| result.outcome == pb::SaleOutcome::Applied as i32)
+        .count();
+    assert_eq!((applied.len(), applied_answers), (400, 400), "each sale applied once");
+    for (key, result) in &answers {
+        if result.outcome != pb::SaleOutcome::Applied as i32 {
+            assert_eq!(result.outcome, pb::SaleOutcome::Duplicate as i32, "{key}: {result:?}");
+            assert_eq!(result.original.as_deref(), applied.get(key), "{key}");
+        }
+    }
+    let mut pos = pos;
+    for member in ["m-0", "m-25", "m-49"] {
+        assert_eq!(
+            balance(&mut pos, member).await.balance,
+            4 * 2 * 10,
+            "{member}: two sales in each upload"
+        );
+    }
+    let db = suite.database(quanyu_loyalty_points::SCHEMA).await;
+    assert_eq!(rows_in(&db, "operations").await, 400);
 }
