@@ -365,7 +365,7 @@ impl PointsApi {
             }
         }
         // Replays are answered from what was recorded: their buyers need no resolving or enrolling.
-        // Without buyers to resolve, the writer reads that for all the calls it writes at once.
+        // Without buyers to resolve, the writer decides whether to read it (see `SalesWriter`).
         let resolves = checked.iter().any(|(index, check)| {
             let buyer = sales[*index].buyer.as_ref().and_then(|buyer| buyer.who.as_ref());
             check.kind == pb::SaleKind::Sale && matches!(buyer, Some(pb::buyer::Who::Identity(_)))
@@ -421,7 +421,7 @@ impl PointsApi {
                 },
                 _ => {
                     let member = match sale.buyer.as_ref().and_then(|buyer| buyer.who.as_ref()) {
-                        // The writer follows merges to the survivor.
+                        // The sale's transaction follows merges to the survivor.
                         Some(pb::buyer::Who::MemberId(id)) => Ok(Some(id.trim().to_owned())),
                         Some(pb::buyer::Who::Identity(_)) => resolved.get(&index).cloned().unwrap_or(Ok(None)),
                         None => Ok(None),

@@ -30,8 +30,9 @@ use crate::store::{self, Recorded, Recording};
 /// The most sales one transaction carries: RecordSales' own limit.
 pub const MAX_BATCH: usize = 1000;
 
-/// Up to this many sales, a transaction's two reads before it run at once.
-const READ_AT_ONCE_UP_TO: usize = 64;
+/// Up to this many sales, a transaction's first attempt takes those not known to be recorded
+/// for new, without reading.
+const TAKEN_FOR_NEW_UP_TO: usize = 64;
 
 /// Calls of up to this many sales share transactions; larger ones are written in their own.
 const SHARED_UP_TO: usize = 64;
@@ -144,11 +145,14 @@ async fn next_calls(calls: &Mutex<mpsc::Receiver<Call>>, held_over: &mut Option<
 async fn write_together(db: &DatabaseConnection, clock: &Clock, calls: Vec<Call>) {
     if calls.len() > 1 {
         let sales: Vec<PreparedSale> = calls.iter().flat_map(|call| call.sales.iter().cloned()).collect();
-        // What every call read before, else one read for all.
-        let recorded = calls.iter().try_fold(Recorded::default(), |mut all, call| {
-            all.extend(call.recorded.clone()?);
-            Some(all)
-        });
+        // What the calls that read before found; the others' sales are for `write` to decide.
+        let recorded = calls
+            .iter()
+            .filter_map(|call| call.recorded.clone())
+            .reduce(|mut all, read| {
+                all.extend(read);
+                all
+            });
         let newest = calls.last().map_or_else(Default::default, |call| call.programs.clone());
         match write(db, clock, &calls[0].actor, &newest, sales, recorded).await {
             Ok(mut results) => {
@@ -170,39 +174,20 @@ async fn write_together(db: &DatabaseConnection, clock: &Clock, calls: Vec<Call>
     }
 }
 
-/// Writes sales in one transaction, retried while it loses races. The first attempt uses
-/// `first_read` when given, else reads what is recorded under the sales' keys; a retry (a key
-/// taken meanwhile) reads again.
+/// Writes sales in one transaction, retried while it loses races. The first attempt takes as
+/// recorded what the caller read under the sales' keys, if it did; else a few sales are taken
+/// for new, since a till seldom sends a sale twice and a key recorded before fails the insert,
+/// while many (an upload, often sent again) are looked up first. A retry reads again.
 async fn write(
     db: &DatabaseConnection,
     clock: &Clock,
     actor: &TenantActor,
     programs: &Programs,
-    mut sales: Vec<PreparedSale>,
+    sales: Vec<PreparedSale>,
     first_read: Option<Recorded<Recording>>,
 ) -> Answer {
     metrics::histogram!("points_sales_per_transaction").record(sales.len() as f64);
-    let read_recorded = async {
-        match first_read {
-            Some(recorded) => Ok(recorded),
-            None => store::recordings(db, &actor.tenant_id, &keys_of(&sales)).await,
-        }
-    };
-    let is_fresh = |recorded: &Recorded<Recording>, sale: &PreparedSale| !recorded.contains(&sale.source, &sale.key);
-    let (recorded, members_now) = if sales.len() <= READ_AT_ONCE_UP_TO {
-        // A few sales: what is recorded and who was merged are read at once, one wait for two.
-        let named = store::named_buyers(&sales);
-        tokio::try_join!(read_recorded, store::current_members(db, &actor.tenant_id, &named))?
-    } else {
-        // Many: only fresh sales' buyers are looked up (a replayed batch needs none).
-        let recorded = read_recorded.await?;
-        let named = store::named_buyers(sales.iter().filter(|sale| is_fresh(&recorded, sale)));
-        let members_now = store::current_members(db, &actor.tenant_id, &named).await?;
-        (recorded, members_now)
-    };
-    let fresh = sales.iter_mut().filter(|sale| is_fresh(&recorded, sale));
-    store::follow_merges(fresh, &members_now);
-    let mut first_read = Some(recorded);
+    let mut first_read = first_read.or_else(|| (sales.len() <= TAKEN_FOR_NEW_UP_TO).then(Recorded::default));
     let sales = &sales;
     with_retries(|| {
         let known = first_read.take();

@@ -29,6 +29,7 @@ quanyu_testkit::suite!(
     large_batches_of_members_and_non_members_land_whole,
     a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale,
     uploads_at_once_apply_each_sale_once,
+    a_sale_sent_again_by_a_till_gets_its_first_answer,
 );
 
 fn program(hold_ttl_seconds: i32) -> pb::Program {
@@ -1204,4 +1205,35 @@ async fn uploads_at_once_apply_each_sale_once(suite: Suite) {
     }
     let db = suite.database(quanyu_loyalty_points::SCHEMA).await;
     assert_eq!(rows_in(&db, "operations").await, 400);
+}
+
+/// A call of a few sales is written without looking its keys up first: a sale sent again fails
+/// its insert, and the transaction's retry answers it from what was recorded.
+async fn a_sale_sent_again_by_a_till_gets_its_first_answer(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let first_sale = sale("till-1", member_buyer("m-till"), 5_000);
+    let first = record(&mut pos, vec![first_sale.clone()]).await;
+    assert_eq!(first[0].outcome, pb::SaleOutcome::Applied as i32);
+    let again = record(
+        &mut pos,
+        vec![first_sale.clone(), sale("till-2", member_buyer("m-till"), 1_000)],
+    )
+    .await;
+    assert_eq!(again[0].outcome, pb::SaleOutcome::Duplicate as i32);
+    assert_eq!(again[0].original.as_deref(), Some(&first[0]));
+    assert_eq!(
+        (again[1].outcome, again[1].balance_after),
+        (pb::SaleOutcome::Applied as i32, 60),
+        "the new sale beside it applies"
+    );
+    let other_buyer = pb::Sale {
+        buyer: member_buyer("m-other"),
+        ..first_sale
+    };
+    let changed = record(&mut pos, vec![other_buyer]).await;
+    assert_eq!(changed[0].outcome, pb::SaleOutcome::Rejected as i32);
+    assert_eq!(changed[0].violations[0].field, "buyer");
+    assert_eq!(balance(&mut pos, "m-till").await.balance, 60, "nothing applied twice");
+    assert_eq!(balance(&mut pos, "m-other").await.balance, 0);
 }

@@ -1,14 +1,20 @@
 //! Folding a merged member's accounts into the survivor's, and following merges afterwards.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
+    IdenStatic, Iterable, QueryFilter, Statement,
+};
 
 use quanyu_runtime::db::Writes;
 
-use super::sales::{Plan, PreparedSale};
-use super::{Result, aliases, load_accounts, program_rules_in, save_accounts};
+use super::sales::Programs;
+use super::{
+    Account, AccountId, Result, accounts, aliases, build_accounts, in_programs, load_accounts, lock_rows,
+    members_by_program, program_rules_in, save_accounts,
+};
 
 /// Moves every account of `loser` into `survivor`'s in the same program, and records that
 /// `loser` now means `survivor`. Folding the same pair again changes nothing.
@@ -105,27 +111,81 @@ pub async fn current_members<C: ConnectionTrait>(
         .collect())
 }
 
-/// The member ids that sales name as their buyers, each once.
-pub fn named_buyers<'a>(sales: impl IntoIterator<Item = &'a PreparedSale>) -> Vec<String> {
-    let mut named: Vec<String> = sales
-        .into_iter()
-        .filter_map(|sale| match &sale.plan {
-            Plan::Earn { member_id, .. } => Some(member_id.clone()),
-            _ => None,
-        })
+/// Loads and locks the accounts of `wanted` as `load_accounts` does, following merges: a member
+/// merged into another since names the survivor's account. Returns the accounts under the ids
+/// they are kept by, and the survivor of each member of `wanted` that was merged.
+///
+/// A sale's transaction reads whether its buyers were merged with the lock of their accounts, in
+/// one statement per program on PostgreSQL: no round trip of its own for a check that is almost
+/// always negative. A merged member's own account is then locked too, and left unchanged.
+pub(super) async fn load_accounts_following_merges(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    programs: &Programs,
+    wanted: impl IntoIterator<Item = AccountId>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(HashMap<AccountId, Account>, HashMap<String, String>)> {
+    let wanted = in_programs(programs, wanted);
+    let (mut rows, merged) = lock_rows_and_merges(txn, tenant_id, &wanted).await?;
+    if merged.is_empty() {
+        return Ok((
+            build_accounts(txn, tenant_id, programs, &wanted, rows, at).await?,
+            merged,
+        ));
+    }
+    let followed: BTreeSet<AccountId> = wanted
+        .iter()
+        .map(|(program_id, member_id)| (program_id.clone(), merged.get(member_id).unwrap_or(member_id).clone()))
         .collect();
-    named.sort_unstable();
-    named.dedup();
-    named
+    rows.retain(|row| followed.contains(&(row.program_id.clone(), row.member_id.clone())));
+    let survivors: BTreeSet<AccountId> = followed.difference(&wanted).cloned().collect();
+    rows.extend(lock_rows(txn, tenant_id, &survivors).await?);
+    let accounts = build_accounts(txn, tenant_id, programs, &followed, rows, at).await?;
+    Ok((accounts, merged))
 }
 
-/// Points each sale that names a merged member at the survivor, given [`current_members`].
-pub fn follow_merges<'a>(sales: impl IntoIterator<Item = &'a mut PreparedSale>, now: &HashMap<String, String>) {
-    for sale in sales {
-        if let Plan::Earn { member_id, .. } = &mut sale.plan
-            && let Some(survivor) = now.get(member_id.as_str())
-        {
-            survivor.clone_into(member_id);
+/// The locked rows of those of `wanted` that exist, and the survivor of each member that was
+/// merged.
+async fn lock_rows_and_merges(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    wanted: &BTreeSet<AccountId>,
+) -> Result<(Vec<accounts::Model>, HashMap<String, String>)> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        let members: BTreeSet<String> = wanted.iter().map(|(_, member_id)| member_id.clone()).collect();
+        let members: Vec<String> = members.into_iter().collect();
+        let mut merged = current_members(txn, tenant_id, &members).await?;
+        merged.retain(|member_id, survivor_id| member_id != survivor_id);
+        return Ok((lock_rows(txn, tenant_id, wanted).await?, merged));
+    }
+    let columns: Vec<String> = accounts::Column::iter()
+        .map(|column| format!("\"{}\"", column.as_str()))
+        .collect();
+    // Each member is probed in each table by key, in key order, as `find_by_keys` does.
+    let sql = format!(
+        "SELECT wanted.key AS wanted_member, merged.survivor_id AS merged_into, probed.* \
+         FROM unnest($3::text[]) AS wanted(key) \
+         LEFT JOIN LATERAL (SELECT survivor_id FROM member_aliases \
+         WHERE tenant_id = $1 AND member_id = wanted.key OFFSET 0) AS merged ON true \
+         LEFT JOIN LATERAL (SELECT {} FROM accounts \
+         WHERE tenant_id = $1 AND program_id = $2 AND member_id = wanted.key OFFSET 0 FOR UPDATE) AS probed ON true",
+        columns.join(", ")
+    );
+    let mut rows = Vec::with_capacity(wanted.len());
+    let mut merged = HashMap::new();
+    for (program_id, members) in members_by_program(wanted) {
+        let values: [sea_orm::Value; 3] = [tenant_id.into(), program_id.into(), members.into()];
+        let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql.as_str(), values);
+        for row in txn.query_all_raw(statement).await? {
+            let member_id: String = row.try_get("", "wanted_member")?;
+            if let Some(survivor_id) = row.try_get::<Option<String>>("", "merged_into")? {
+                merged.insert(member_id, survivor_id);
+            }
+            // A member without an account here has no row to read.
+            if row.try_get::<Option<String>>("", "member_id")?.is_some() {
+                rows.push(accounts::Model::from_query_result(&row, "")?);
+            }
         }
     }
+    Ok((rows, merged))
 }

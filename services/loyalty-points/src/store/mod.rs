@@ -165,28 +165,60 @@ async fn load_accounts(
     wanted: impl IntoIterator<Item = AccountId>,
     at: DateTime<Utc>,
 ) -> Result<HashMap<AccountId, Account>> {
-    let wanted: BTreeSet<AccountId> = wanted
+    let wanted = in_programs(programs, wanted);
+    let rows = lock_rows(txn, tenant_id, &wanted).await?;
+    build_accounts(txn, tenant_id, programs, &wanted, rows, at).await
+}
+
+/// The accounts of `wanted` whose program exists, in key order.
+fn in_programs(programs: &sales::Programs, wanted: impl IntoIterator<Item = AccountId>) -> BTreeSet<AccountId> {
+    wanted
         .into_iter()
         .filter(|(program_id, _)| programs.contains_key(program_id))
-        .collect();
-    if wanted.is_empty() {
-        return Ok(HashMap::new());
-    }
+        .collect()
+}
+
+/// The members of `accounts` by program, each program's in key order.
+fn members_by_program(accounts: &BTreeSet<AccountId>) -> BTreeMap<&str, Vec<String>> {
     let mut members_of: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for (program_id, member_id) in &wanted {
+    for (program_id, member_id) in accounts {
         members_of
             .entry(program_id.as_str())
             .or_default()
             .push(member_id.clone());
     }
+    members_of
+}
+
+/// Locks and reads the rows of those of `wanted` that exist, one statement per program.
+async fn lock_rows(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    wanted: &BTreeSet<AccountId>,
+) -> Result<Vec<accounts::Model>> {
     let mut rows = Vec::with_capacity(wanted.len());
-    for (program_id, members) in &members_of {
+    for (program_id, members) in members_by_program(wanted) {
         let scope = [
             (accounts::Column::TenantId, tenant_id.into()),
-            (accounts::Column::ProgramId, (*program_id).into()),
+            (accounts::Column::ProgramId, program_id.into()),
         ];
         let key = accounts::Column::MemberId;
-        rows.extend(find_by_keys::<accounts::Entity, _>(txn, &scope, key, members.clone(), true).await?);
+        rows.extend(find_by_keys::<accounts::Entity, _>(txn, &scope, key, members, true).await?);
+    }
+    Ok(rows)
+}
+
+/// The accounts of `wanted` from their locked `rows`; those without a row are made in memory.
+async fn build_accounts(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    programs: &sales::Programs,
+    wanted: &BTreeSet<AccountId>,
+    rows: Vec<accounts::Model>,
+    at: DateTime<Utc>,
+) -> Result<HashMap<AccountId, Account>> {
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
     }
     let found: HashSet<(&str, &str)> = rows
         .iter()
@@ -218,7 +250,7 @@ async fn load_accounts(
         .map(|row| (row, false))
         .chain(new_rows.into_iter().map(|row| (row, true)));
     let mut earned_of: HashMap<AccountId, i64> = HashMap::new();
-    for (program_id, members) in &members_of {
+    for (program_id, members) in &members_by_program(wanted) {
         let program = &programs[*program_id].0;
         if program.earning.cap_per_day.is_some() {
             for (member_id, earned) in earned_today(txn, tenant_id, program, members, at).await? {
@@ -475,7 +507,7 @@ pub mod sales;
 pub mod sweep;
 
 pub use accounts_api::*;
-pub use merge::{current_members, fold_merged, follow_merges, named_buyers};
+pub use merge::{current_members, fold_merged};
 
 /// What a transaction needs to know to run against an account.
 pub struct AccountKey<'a> {

@@ -11,7 +11,8 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryTrait};
 
 use super::entity::operations;
-use super::{Account, Recorded, Recording, Result, load_accounts, save_accounts};
+use super::merge::load_accounts_following_merges;
+use super::{Account, Recorded, Recording, Result, save_accounts};
 use crate::domain::earning::{Earned, SaleContext, SaleLine, points_to_reverse};
 use crate::domain::expiry::expires_at;
 use crate::domain::ledger::{Credit, LedgerError};
@@ -121,7 +122,7 @@ fn share(total: i64, eligible: i64, refunded: i64) -> i64 {
 struct Batch<'a> {
     tenant_id: &'a str,
     programs: &'a Programs,
-    /// The survivor of each refunded buyer merged since the sale.
+    /// The survivor of each buyer merged since the sale.
     members_now: &'a HashMap<String, String>,
     accounts: HashMap<(String, String), Account>,
     operations: Recorded,
@@ -164,6 +165,7 @@ impl Batch<'_> {
                 let Some((program, version)) = self.programs.get(program_id) else {
                     return Err(Rejection::new("brand_id", "no program for this brand".into()));
                 };
+                let member_id = self.members_now.get(member_id).unwrap_or(member_id);
                 let account = self
                     .accounts
                     .get_mut(&(program_id.clone(), member_id.clone()))
@@ -300,9 +302,10 @@ fn replayed(sale: &PreparedSale, request: &[u8], result: &[u8]) -> pb::SaleResul
 
 /// Applies a batch: each sale once, whatever the retries; answers each on its own.
 ///
-/// `recorded` holds what was recorded under the batch's keys, read before the transaction:
-/// replays are answered from it without one. A sale recorded by a concurrent call after that
-/// read makes the insert of its key fail, and the caller's retry reads again.
+/// `recorded` holds what is known to be recorded under the batch's keys, read before the
+/// transaction (or nothing, for sales taken for new): replays are answered from it without one.
+/// A sale whose key was recorded unknown to it (by a concurrent call, or before) makes the
+/// insert of its key fail, and the caller's retry reads again.
 pub async fn record_sales(
     db: &DatabaseConnection,
     actor: &TenantActor,
@@ -332,14 +335,8 @@ pub async fn record_sales(
         })
         .collect();
     let originals = super::recorded(&txn, tenant_id, &originals, true).await?;
-    // A refund reverses points where they are now: in the survivor's account if the buyer has
-    // been merged since the sale.
-    let mut buyers: Vec<String> = originals.values().filter_map(|op| op.member_id.clone()).collect();
-    buyers.sort_unstable();
-    buyers.dedup();
-    let members_now = super::current_members(&txn, tenant_id, &buyers).await?;
-    let member_now = |member: &String| members_now.get(member).unwrap_or(member).clone();
-    // Every account the batch touches, locked in one order.
+    // Every account the batch touches as its sales name them, locked in one order. Points go
+    // where the member is now: to the survivor's account if the buyer has been merged since.
     let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
     // Replays touch no account: they are answered from what was recorded.
     for sale in sales.iter().filter(is_fresh) {
@@ -352,13 +349,13 @@ pub async fn record_sales(
             Plan::Refund { original_key, .. } => {
                 let original = originals.get(&sale.source, original_key);
                 if let Some((Some(member), Some(program))) = original.map(|op| (&op.member_id, &op.program_id)) {
-                    touched.insert((program.clone(), member_now(member)));
+                    touched.insert((program.clone(), member.clone()));
                 }
             }
             Plan::NonMember => {}
         }
     }
-    let accounts = load_accounts(&txn, tenant_id, programs, touched, at).await?;
+    let (accounts, members_now) = load_accounts_following_merges(&txn, tenant_id, programs, touched, at).await?;
     let mut batch = Batch {
         tenant_id,
         programs,
