@@ -24,6 +24,8 @@ const RUN_FOR: Duration = Duration::from_secs(10);
 const BATCHES: usize = 10;
 /// Uploaders sending batches at once in the concurrent measure.
 const BATCH_CLIENTS: usize = 4;
+/// Batches of the concurrent measure: ten took ~0.4 s, too short for a steady figure.
+const CONCURRENT_BATCHES: usize = 40;
 /// Replaying 10 batches takes ~80 ms: they are replayed this many times, for a steadier figure.
 const REPLAY_PASSES: usize = 5;
 
@@ -144,9 +146,9 @@ async fn settle(suite: &Suite) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `BATCHES` batches of 1,000 sales keyed `{tag}-…`, over 5,000 members `{members}-…`.
-fn batches(tag: &str, members: &str) -> Vec<pb::RecordSalesRequest> {
-    (0..BATCHES)
+/// `count` batches of 1,000 sales keyed `{tag}-…`, over 5,000 members `{members}-…`.
+fn batches(tag: &str, members: &str, count: usize) -> Vec<pb::RecordSalesRequest> {
+    (0..count)
         .map(|b| pb::RecordSalesRequest {
             sales: (0..1_000)
                 .map(|n| {
@@ -165,7 +167,7 @@ fn batches(tag: &str, members: &str) -> Vec<pb::RecordSalesRequest> {
 /// analysed again.
 async fn seed(suite: &Suite) -> anyhow::Result<()> {
     let mut client = suite.points(keys::ACME_POS).await;
-    for batch in batches("seed", "sm") {
+    for batch in batches("seed", "sm", BATCHES) {
         client.record_sales(batch).await?;
     }
     Ok(())
@@ -175,7 +177,7 @@ async fn seed(suite: &Suite) -> anyhow::Result<()> {
 async fn concurrent_batches(suite: &Suite) -> anyhow::Result<f64> {
     settle(suite).await?;
     let mut shares = vec![Vec::new(); BATCH_CLIENTS];
-    for (index, batch) in batches("c", "cm").into_iter().enumerate() {
+    for (index, batch) in batches("c", "cm", CONCURRENT_BATCHES).into_iter().enumerate() {
         shares[index % BATCH_CLIENTS].push(batch);
     }
     let mut clients = Vec::new();
@@ -198,7 +200,7 @@ async fn concurrent_batches(suite: &Suite) -> anyhow::Result<f64> {
     for task in tasks {
         task.await??;
     }
-    Ok((BATCHES * 1_000) as f64 / started.elapsed().as_secs_f64())
+    Ok((CONCURRENT_BATCHES * 1_000) as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Single-sale calls per second from `clients` concurrent clients; `member` picks the buyer.
@@ -255,7 +257,7 @@ async fn main() -> anyhow::Result<()> {
     let hot = single_sales(&suite, 8, "hot", |_, _| "hot-member".to_owned()).await?;
 
     let mut client = suite.points(keys::ACME_POS).await;
-    let batches = batches("b", "bm");
+    let batches = batches("b", "bm", BATCHES);
     settle(&suite).await?;
     let started = Instant::now();
     for batch in &batches {
