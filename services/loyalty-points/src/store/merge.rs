@@ -117,7 +117,9 @@ pub async fn current_members<C: ConnectionTrait>(
 ///
 /// A sale's transaction reads whether its buyers were merged with the lock of their accounts, in
 /// one statement per program on PostgreSQL: no round trip of its own for a check that is almost
-/// always negative. A merged member's own account is then locked too, and left unchanged.
+/// always negative. A merged member's own account is then locked too, and left unchanged; the
+/// survivor's is locked after it, out of key order, so a deadlock there (rare as merges) is
+/// detected by PostgreSQL and retried like any other.
 pub(super) async fn load_accounts_following_merges(
     txn: &DatabaseTransaction,
     tenant_id: &str,
