@@ -1179,20 +1179,21 @@ async fn uploads_at_once_apply_each_sale_once(suite: Suite) {
         assert_eq!(results.len(), sales.len());
         answers.extend(sales.into_iter().map(|sale| sale.transaction_id).zip(results));
     }
-    let applied: std::collections::HashMap<String, pb::SaleResult> = answers
+    let applied_answers: Vec<&(String, pb::SaleResult)> = answers
         .iter()
         .filter(|(_, result)| result.outcome == pb::SaleOutcome::Applied as i32)
-        .map(|(key, result)| (key.clone(), result.clone()))
         .collect();
-    let applied_answers = answers
-        .iter()
-        .filter(|(_, result)| result.outcome == pb::SaleOutcome::Applied as i32)
-        .count();
-    assert_eq!((applied.len(), applied_answers), (400, 400), "each sale applied once");
+    let applied: std::collections::HashMap<&String, &pb::SaleResult> =
+        applied_answers.iter().map(|(key, result)| (key, result)).collect();
+    assert_eq!(
+        (applied.len(), applied_answers.len()),
+        (400, 400),
+        "each sale applied once"
+    );
     for (key, result) in &answers {
         if result.outcome != pb::SaleOutcome::Applied as i32 {
             assert_eq!(result.outcome, pb::SaleOutcome::Duplicate as i32, "{key}: {result:?}");
-            assert_eq!(result.original.as_deref(), applied.get(key), "{key}");
+            assert_eq!(result.original.as_deref(), applied.get(key).copied(), "{key}");
         }
     }
     let mut pos = pos;
