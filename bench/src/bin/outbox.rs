@@ -16,6 +16,7 @@ use quanyu_proto::events::v1::event_stream_service_client::EventStreamServiceCli
 use quanyu_proto::events::v1::{SubscribeRequest, subscribe_response};
 use quanyu_proto::identity::v1 as pb;
 use quanyu_runtime::auth::BearerKey;
+use quanyu_runtime::service::Service as _;
 use quanyu_testkit::{Backend, Suite, keys};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 use tokio_stream::StreamExt as _;
@@ -26,12 +27,12 @@ const BACKLOG: u64 = 100_000;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let suite = Suite::start(Backend::Postgres)
+    let suite = Suite::suite(Backend::Postgres)
         .await
         .context("needs PostgreSQL: set TEST_DATABASE_URL or run one at 127.0.0.1:5432")?;
     let db = quanyu_runtime::db::connect::<quanyu_member_identity::migration::Migrator>(
         &suite.context.database,
-        quanyu_member_identity::SCHEMA,
+        quanyu_member_identity::MemberIdentity::SCHEMA,
     )
     .await?;
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use quanyu_proto::common::v1::{Channel, Money};
 use quanyu_proto::points::v1 as pb;
+use quanyu_runtime::service::Service as _;
 use quanyu_testkit::{Backend, PointsClient, Suite, keys};
 use sea_orm::{ConnectionTrait, Database};
 
@@ -139,7 +140,7 @@ async fn program(suite: &Suite) -> anyhow::Result<()> {
 /// events of the previous measure numbered and the tables vacuumed and analysed, so that one
 /// measure's background work is not charged to the next.
 async fn settle(suite: &Suite) -> anyhow::Result<()> {
-    let db = suite.database(quanyu_loyalty_points::SCHEMA).await;
+    let db = suite.database(quanyu_loyalty_points::LoyaltyPoints::SCHEMA).await;
     quanyu_outbox::sequencer::sequence(&db).await?;
     db.execute_unprepared("VACUUM (ANALYZE)").await?;
     db.close().await?;
@@ -247,7 +248,7 @@ async fn single_sales(
 async fn main() -> anyhow::Result<()> {
     let tpcb_8 = pgbench_tps(8).await?;
     let tpcb_32 = pgbench_tps(32).await?;
-    let suite = Suite::start(Backend::Postgres).await.context("needs PostgreSQL")?;
+    let suite = Suite::suite(Backend::Postgres).await.context("needs PostgreSQL")?;
     program(&suite).await?;
     seed(&suite).await?;
 

@@ -35,3 +35,22 @@ pub mod writer;
 mod entity;
 
 pub use writer::{NewEvent, append, append_to};
+
+use quanyu_proto::events::v1::event_stream_service_server::EventStreamServiceServer;
+use quanyu_runtime::server::{ServerBuilder, ServiceContext};
+use sea_orm::DatabaseConnection;
+
+/// Serves a service's event stream beside its own API, and starts what keeps the stream: the
+/// sequencer that numbers committed events and the pruner that applies retention.
+pub fn serve_events(
+    server: ServerBuilder,
+    db: &DatabaseConnection,
+    stream: &subscribe::StreamConfig,
+    retention: &retention::RetentionConfig,
+    context: &ServiceContext,
+) -> ServerBuilder {
+    retention::spawn_pruner(db.clone(), retention.clone(), context.shutdown.clone());
+    sequencer::spawn_sequencer(db.clone(), context.shutdown.clone());
+    let events = subscribe::EventStream::new(db.clone(), stream.clone());
+    server.mount(quanyu_runtime::limited!(EventStreamServiceServer::new(events), context))
+}

@@ -20,26 +20,6 @@ pub struct NewEvent {
     pub payload: Payload,
 }
 
-/// The stream name of a payload: `<area>.<Message>`.
-pub fn event_type(payload: &Payload) -> &'static str {
-    match payload {
-        Payload::MemberEnrolled(_) => "identity.MemberEnrolled",
-        Payload::ProfileUpdated(_) => "identity.ProfileUpdated",
-        Payload::IdentityLinked(_) => "identity.IdentityLinked",
-        Payload::IdentityUnlinked(_) => "identity.IdentityUnlinked",
-        Payload::MembersMerged(_) => "identity.MembersMerged",
-        Payload::MemberErased(_) => "identity.MemberErased",
-        Payload::TagsChanged(_) => "identity.TagsChanged",
-        Payload::ConsentChanged(_) => "identity.ConsentChanged",
-        Payload::GuideBound(_) => "identity.GuideBound",
-        Payload::SaleRecorded(_) => "points.SaleRecorded",
-        Payload::PointsChanged(_) => "points.PointsChanged",
-        Payload::TierChanged(_) => "points.TierChanged",
-        Payload::HoldPlaced(_) => "points.HoldPlaced",
-        Payload::HoldReleased(_) => "points.HoldReleased",
-    }
-}
-
 /// Appends events in the caller's transaction: they exist if and only if it commits. They take
 /// no lock: the sequencer numbers them once committed (see the crate documentation).
 pub async fn append(txn: &DatabaseTransaction, new_events: Vec<NewEvent>) -> Result<(), DbErr> {
@@ -56,7 +36,7 @@ pub fn append_to(writes: &mut Writes, new_events: Vec<NewEvent>) {
     let count = new_events.len() as u64;
     let occurred_at = Utc::now().trunc_subsecs(6);
     let rows = new_events.into_iter().map(|event| {
-        let event_type = event_type(&event.payload);
+        let event_type = event.payload.event_type();
         let payload = Event {
             payload: Some(event.payload),
             ..Event::default()

@@ -20,7 +20,7 @@ use quanyu_proto::events::v1::{AcknowledgeRequest, Event, SubscribeRequest, Subs
 use quanyu_proto::identity::v1::MemberErased;
 use quanyu_runtime::auth::{Authenticator, BearerKey, KeyRing};
 use quanyu_runtime::db::Writes;
-use quanyu_runtime::server::{ServerConfig, Service};
+use quanyu_runtime::server::{Server, ServerConfig};
 use quanyu_runtime::shutdown::Shutdown;
 use quanyu_testkit::{Backend, TestDatabase, keys};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement, TransactionTrait};
@@ -117,7 +117,7 @@ impl Producer {
             batch_size: 100,
         };
         let events = EventStreamServiceServer::new(EventStream::new(db.clone(), config));
-        let service = Service {
+        let service = Server {
             name: "outbox-test",
             grpc_names: vec!["quanyu.events.v1.EventStreamService"],
             routes: tonic::service::Routes::new(InterceptedService::new(events, Authenticator::new(keys))),

@@ -32,34 +32,38 @@ pub enum Role {
     Service,
 }
 
-/// What an RPC needs of its caller.
+/// What an RPC needs of its caller: a verb, and the roles it admits. The three verbs every
+/// service has are here; a service declares its own beside them (a till's verbs, such as
+/// member-identity's `RESOLVE` or loyalty-points' `REDEEM`), so that adding one touches only the
+/// service that uses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub struct Access {
+    pub verb: &'static str,
+    roles: &'static [Role],
+}
+
+impl Access {
     /// Tenant management.
-    Admin,
+    pub const ADMIN: Access = Access::new("admin", &[Role::Admin]);
     /// Reads within the tenant.
-    Read,
+    pub const READ: Access = Access::new("read", &[Role::Platform, Role::Service, Role::Analyst]);
     /// Changes within the tenant.
-    Write,
-    /// Resolving identities to members (a till looking up its buyer).
-    Resolve,
-    /// Enrolling a member (a till signing up its buyer).
-    Enroll,
-    /// Syncing sales and refunds from a till or a shop.
-    Sync,
-    /// Redeeming and holding points at a till, and reading the balance it shows.
-    Redeem,
+    pub const WRITE: Access = Access::new("write", &[Role::Platform, Role::Service]);
+
+    /// A verb that `roles` may call.
+    pub const fn new(verb: &'static str, roles: &'static [Role]) -> Self {
+        Self { verb, roles }
+    }
+
+    /// A verb of store tills: platform, service and pos keys may call it.
+    pub const fn till(verb: &'static str) -> Self {
+        Self::new(verb, &[Role::Platform, Role::Service, Role::Pos])
+    }
 }
 
 impl Role {
     pub fn allows(self, access: Access) -> bool {
-        use Access as A;
-        match self {
-            Role::Admin => access == A::Admin,
-            Role::Platform | Role::Service => access != A::Admin,
-            Role::Pos => matches!(access, A::Resolve | A::Enroll | A::Sync | A::Redeem),
-            Role::Analyst => matches!(access, A::Read | A::Resolve),
-        }
+        access.roles.contains(&self)
     }
 }
 
@@ -280,7 +284,7 @@ pub enum ReadScope {
 /// Admits a reader of data that spans tenants, such as an event stream.
 pub fn authorize_reader<T>(request: &Request<T>) -> Result<ReadScope, AuthError> {
     let caller = caller(request)?;
-    match (&caller.tenant_id, caller.role.allows(Access::Read)) {
+    match (&caller.tenant_id, caller.role.allows(Access::READ)) {
         (Some(tenant_id), true) => Ok(ReadScope::Tenant(tenant_id.clone())),
         (None, true) => Ok(ReadScope::AllTenants),
         _ => Err(AuthError::Forbidden { role: caller.role }),
@@ -290,7 +294,7 @@ pub fn authorize_reader<T>(request: &Request<T>) -> Result<ReadScope, AuthError>
 /// Admits a tenant-management call; returns the key id for the audit trail.
 pub fn authorize_admin<T>(request: &Request<T>) -> Result<Arc<str>, AuthError> {
     let caller = caller(request)?;
-    if caller.role.allows(Access::Admin) {
+    if caller.role.allows(Access::ADMIN) {
         Ok(caller.key_id.clone())
     } else {
         Err(AuthError::Forbidden { role: caller.role })
@@ -347,17 +351,20 @@ mod tests {
 
     #[test]
     fn role_matrix() {
-        use Access::*;
-        let all = [Admin, Read, Write, Resolve, Enroll, Sync, Redeem];
-        let allowed = |role: Role| all.iter().copied().filter(|a| role.allows(*a)).collect::<Vec<_>>();
-        assert_eq!(allowed(Role::Admin), vec![Admin]);
-        assert_eq!(
-            allowed(Role::Platform),
-            vec![Read, Write, Resolve, Enroll, Sync, Redeem]
-        );
-        assert_eq!(allowed(Role::Service), vec![Read, Write, Resolve, Enroll, Sync, Redeem]);
-        assert_eq!(allowed(Role::Pos), vec![Resolve, Enroll, Sync, Redeem]);
-        assert_eq!(allowed(Role::Analyst), vec![Read, Resolve]);
+        let resolve = Access::new("resolve", &[Role::Platform, Role::Service, Role::Pos, Role::Analyst]);
+        let redeem = Access::till("redeem");
+        let all = [Access::ADMIN, Access::READ, Access::WRITE, resolve, redeem];
+        let allowed = |role: Role| {
+            all.iter()
+                .filter(|access| role.allows(**access))
+                .map(|access| access.verb)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(allowed(Role::Admin), vec!["admin"]);
+        assert_eq!(allowed(Role::Platform), vec!["read", "write", "resolve", "redeem"]);
+        assert_eq!(allowed(Role::Service), vec!["read", "write", "resolve", "redeem"]);
+        assert_eq!(allowed(Role::Pos), vec!["resolve", "redeem"]);
+        assert_eq!(allowed(Role::Analyst), vec!["read", "resolve"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Layered configuration: struct defaults < optional TOML file < `QUANYU_*` environment variables
 //! (`QUANYU_DATABASE__URL` sets `database.url`). Unknown keys and type errors name their path.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -16,34 +17,85 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
 }
 
-/// Loads `T` from its defaults, then the TOML text or file given, then the environment.
-///
-/// Every struct of `T` is expected to carry `#[serde(default)]`, so that a file names only what it
-/// changes.
-pub fn load<T: DeserializeOwned>(toml_text: Option<&str>, file: Option<&Path>) -> Result<T, ConfigError> {
-    let mut builder = config::Config::builder();
-    if let Some(text) = toml_text {
-        builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
+/// The layered configuration, by section (`[database]`, `[member_identity]`, …): each part of the
+/// program takes the sections it owns, and a section nobody takes is refused.
+#[derive(Debug)]
+pub struct Sections(BTreeMap<String, config::Value>);
+
+impl Sections {
+    /// Layers the TOML text or file given, then the environment.
+    pub fn load(toml_text: Option<&str>, file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(text) = toml_text {
+            builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
+        }
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        // `QUANYU_CONFIG` names the file; it is not a setting of its own.
+        let environment = std::env::vars()
+            .filter(|(name, _)| name.starts_with("QUANYU_") && name != CONFIG_PATH_VARIABLE)
+            .collect();
+        let layered = builder
+            .add_source(
+                config::Environment::with_prefix("QUANYU")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(environment)),
+            )
+            .build()?;
+        Ok(Self(layered.try_deserialize()?))
     }
-    if let Some(path) = file {
-        builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+
+    /// Reads TOML text alone, without the environment.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let layered = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()?;
+        Ok(Self(layered.try_deserialize()?))
     }
-    // `QUANYU_CONFIG` names the file; it is not a setting of its own.
-    let environment = std::env::vars()
-        .filter(|(name, _)| name.starts_with("QUANYU_") && name != CONFIG_PATH_VARIABLE)
-        .collect();
-    let layered = builder
-        .add_source(
-            config::Environment::with_prefix("QUANYU")
-                .prefix_separator("_")
-                .separator("__")
-                .try_parsing(true)
-                .source(Some(environment)),
-        )
-        .build()?;
-    serde_path_to_error::deserialize(layered).map_err(|error| ConfigError::Invalid {
-        path: error.path().to_string(),
-        message: error.inner().to_string(),
+
+    /// Takes section `name` as `T`: its defaults where the section, or a key of it, is absent.
+    ///
+    /// `T` is expected to carry `#[serde(default)]`, so that a file names only what it changes.
+    pub fn take<T: DeserializeOwned + Default>(&mut self, name: &str) -> Result<T, ConfigError> {
+        match self.0.remove(name) {
+            Some(section) => from_section(name, section),
+            None => Ok(T::default()),
+        }
+    }
+
+    /// Takes section `name` as it is, if present.
+    pub fn take_raw(&mut self, name: &str) -> Option<config::Value> {
+        self.0.remove(name)
+    }
+
+    /// Refuses the sections nobody took.
+    pub fn finish(self) -> Result<(), ConfigError> {
+        match self.0.into_keys().next() {
+            None => Ok(()),
+            Some(name) => Err(ConfigError::Invalid {
+                path: name,
+                message: "unknown section".into(),
+            }),
+        }
+    }
+}
+
+/// Reads section `name` as `T`; errors name their path from the section (`database.url`).
+pub fn from_section<T: DeserializeOwned>(name: &str, section: config::Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(section).map_err(|error| {
+        let inner = error.path().to_string();
+        let path = if inner == "." {
+            name.to_owned()
+        } else {
+            format!("{name}.{inner}")
+        };
+        ConfigError::Invalid {
+            path,
+            message: error.inner().to_string(),
+        }
     })
 }
 
@@ -106,12 +158,6 @@ fn redact_url_password(url: &str) -> String {
 mod tests {
     use super::*;
 
-    #[derive(Debug, Default, serde::Deserialize)]
-    #[serde(default, deny_unknown_fields)]
-    struct Sample {
-        database: SampleDatabase,
-    }
-
     #[derive(Debug, serde::Deserialize)]
     #[serde(default, deny_unknown_fields)]
     struct SampleDatabase {
@@ -141,13 +187,21 @@ mod tests {
 
     #[test]
     fn file_overrides_defaults_and_names_bad_paths() {
-        let loaded: Sample = load(Some("[database]\nmax_connections = 9\n"), None).unwrap();
-        assert_eq!(loaded.database.max_connections, 9);
-        assert_eq!(loaded.database.url.expose(), "sqlite::memory:");
+        let load = |text: &str| -> Result<SampleDatabase, ConfigError> {
+            let mut sections = Sections::load(Some(text), None)?;
+            let database = sections.take("database")?;
+            sections.finish()?;
+            Ok(database)
+        };
+        let loaded = load("[database]\nmax_connections = 9\n").unwrap();
+        assert_eq!(loaded.max_connections, 9);
+        assert_eq!(loaded.url.expose(), "sqlite::memory:");
 
-        let error = load::<Sample>(Some("[database]\nmax_connections = \"many\"\n"), None).unwrap_err();
+        let error = load("[database]\nmax_connections = \"many\"\n").unwrap_err();
         assert!(error.to_string().contains("database.max_connections"), "{error}");
-        let error = load::<Sample>(Some("[database]\nurll = \"x\"\n"), None).unwrap_err();
+        let error = load("[database]\nurll = \"x\"\n").unwrap_err();
         assert!(error.to_string().contains("urll"), "{error}");
+        let error = load("[databse]\nurl = \"x\"\n").unwrap_err();
+        assert!(error.to_string().contains("`databse`: unknown section"), "{error}");
     }
 }

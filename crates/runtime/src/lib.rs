@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod page;
 pub mod server;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -9,12 +9,15 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tonic::server::NamedService;
 use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 
+use crate::auth::Authenticator;
 use crate::shutdown::Shutdown;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,13 +52,65 @@ impl Default for ServerConfig {
     }
 }
 
-/// One service, ready to be served.
-pub struct Service {
+/// One service, ready to be served: built with [`ServiceContext::server`].
+pub struct Server {
     /// Short name, as in `quanyu serve --only member-identity`.
     pub name: &'static str,
-    /// Full names of the gRPC services it serves, as reported by health.
+    /// Full names of the gRPC services it serves: reported by health, listed by reflection.
     pub grpc_names: Vec<&'static str>,
     pub routes: Routes,
+}
+
+/// Mounts a service's gRPC services behind the API-key authenticator; health and reflection are
+/// added when it is served.
+pub struct ServerBuilder {
+    name: &'static str,
+    authenticator: Authenticator,
+    grpc_names: Vec<&'static str>,
+    routes: Routes,
+}
+
+impl ServerBuilder {
+    /// Adds a generated gRPC server (`FooServiceServer::new(api)`): the configured message size
+    /// limits are applied by [`limited`](crate::limited) before it comes here.
+    pub fn mount<S>(mut self, service: S) -> Self
+    where
+        S: tower::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.grpc_names.push(S::NAME);
+        self.routes = self
+            .routes
+            .add_service(InterceptedService::new(service, self.authenticator.clone()));
+        self
+    }
+
+    pub fn build(self) -> Server {
+        Server {
+            name: self.name,
+            grpc_names: self.grpc_names,
+            routes: self.routes,
+        }
+    }
+}
+
+/// A generated gRPC server with the configured message size limits (`ServerConfig`); generated
+/// servers share no trait to set them through.
+#[macro_export]
+macro_rules! limited {
+    ($server:expr, $context:expr) => {
+        $server
+            .max_decoding_message_size($context.server.max_decode_bytes)
+            .max_encoding_message_size($context.server.max_encode_bytes)
+    };
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +125,7 @@ pub enum ServeError {
 /// listener closes after the drain delay, and in-flight calls finish before this returns.
 pub async fn serve(
     listener: TcpListener,
-    service: Service,
+    service: Server,
     config: &ServerConfig,
     shutdown: Shutdown,
 ) -> Result<(), ServeError> {
@@ -79,11 +134,11 @@ pub async fn serve(
     for name in &health_names {
         health.set_service_status(name, ServingStatus::Serving).await;
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(quanyu_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let routes = service.routes.add_service(health_service).add_service(reflection);
+    let routes = service
+        .routes
+        .add_service(health_service)
+        .add_service(reflection(&service.grpc_names).build_v1()?)
+        .add_service(reflection(&service.grpc_names).build_v1alpha()?);
     let layers = ServiceBuilder::new()
         .layer(
             tower_http::trace::TraceLayer::new_for_grpc()
@@ -129,6 +184,24 @@ pub async fn serve(
     tracing::info!(service = grpc_name, "stopped");
     Ok(())
 }
+
+/// Reflection that lists exactly what this port serves: its own services, health and
+/// reflection itself (v1 and v1alpha: grpcurl speaks v1, Python's grpcio-reflection only v1alpha).
+fn reflection(grpc_names: &[&'static str]) -> tonic_reflection::server::Builder<'static> {
+    let listed = grpc_names.iter().copied().chain([
+        HEALTH_SERVICE,
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]);
+    listed.fold(
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(quanyu_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+        |builder, name| builder.with_service_name(name),
+    )
+}
+
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 
 /// A span per RPC, named after the method and parented on the caller's W3C trace context.
 #[derive(Clone, Copy)]
@@ -196,4 +269,16 @@ pub struct ServiceContext {
     pub shutdown: Shutdown,
     /// Business time (expiry, holds, tier periods); tests move it.
     pub clock: crate::clock::Clock,
+}
+
+impl ServiceContext {
+    /// Starts the server of the service named `name` (`member-identity`).
+    pub fn server(&self, name: &'static str) -> ServerBuilder {
+        ServerBuilder {
+            name,
+            authenticator: Authenticator::new(self.keys.clone()),
+            grpc_names: Vec::new(),
+            routes: Routes::default(),
+        }
+    }
 }

@@ -1,20 +1,26 @@
 //! Starts Quanyu services in-process on ephemeral ports, each against a fresh database: a SQLite
 //! file in a temporary directory, or a new PostgreSQL database on the server named by
-//! `TEST_DATABASE_URL` (else the local one at 127.0.0.1:5432, when it answers).
+//! `TEST_DATABASE_URL`, else the local one at 127.0.0.1:5432 when it answers, else a private
+//! cluster the tests start themselves (installing Debian's `postgresql` when missing, as root).
 //!
-//! When no PostgreSQL can be found the PostgreSQL tests pass without running and say so once on
+//! Only when none of these can be had do the PostgreSQL tests pass without running, saying so on
 //! stderr; with `TEST_REQUIRE_POSTGRES=1` (set by CI) they fail instead.
 
 mod postgres;
+mod private_cluster;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use quanyu_loyalty_points::LoyaltyPoints;
+use quanyu_member_identity::MemberIdentity;
 use quanyu_proto::identity::v1::member_identity_service_client::MemberIdentityServiceClient;
 use quanyu_proto::points::v1::points_service_client::PointsServiceClient;
 use quanyu_runtime::auth::{ApiKeyConfig, AuthConfig, BearerKey, KeyRing, Role, digest};
 use quanyu_runtime::db::DatabaseConfig;
-use quanyu_runtime::server::{ServerConfig, Service, ServiceContext};
+use quanyu_runtime::server::{Server, ServerConfig, ServiceContext};
+use quanyu_runtime::service::{Declared, Service};
 use quanyu_runtime::shutdown::Shutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -66,23 +72,39 @@ pub type PointsClient = PointsServiceClient<InterceptedService<Channel, BearerKe
 
 pub type IdentityClient = MemberIdentityServiceClient<InterceptedService<Channel, BearerKey>>;
 
-/// Running services, stopped when dropped.
-pub struct Suite {
+/// The whole suite as the tests start it: every service, wired to each other with the test
+/// service key, the points sweep every second.
+pub type Suite = Sandbox;
+
+/// Services running in-process on ephemeral ports against one fresh database, stopped when
+/// dropped.
+pub struct Sandbox {
     pub backend: Backend,
-    pub identity_addr: SocketAddr,
-    pub points_addr: SocketAddr,
     pub context: ServiceContext,
+    addresses: HashMap<&'static str, SocketAddr>,
     shutdown: Shutdown,
     servers: Vec<JoinHandle<()>>,
     // Dropped last: the database outlives the servers that use it.
     _database: TestDatabase,
 }
 
-impl Suite {
-    /// Starts every service on `backend`; `None` when PostgreSQL is not available (and not
-    /// required).
-    pub async fn start(backend: Backend) -> Option<Suite> {
-        let database = TestDatabase::create(backend).await?;
+/// The services of a sandbox, each with the settings of its configuration section that the
+/// sandbox gives it (TOML, where `{member-identity}` stands for that service's address).
+pub struct SandboxBuilder {
+    backend: Backend,
+    services: Vec<(&'static dyn Declared, &'static str)>,
+}
+
+impl SandboxBuilder {
+    /// Adds a service, started after those added before it (a service after those it calls).
+    pub fn service(mut self, service: &'static dyn Declared, settings: &'static str) -> Self {
+        self.services.push((service, settings));
+        self
+    }
+
+    /// Starts the services; `None` when PostgreSQL is not available (and not required).
+    pub async fn start(self) -> Option<Sandbox> {
+        let database = TestDatabase::create(self.backend).await?;
         let keys = KeyRing::from_config(&auth_config()).expect("test keys are valid");
         let context = ServiceContext {
             database: database.config(),
@@ -94,39 +116,103 @@ impl Suite {
             shutdown: Shutdown::new(),
             clock: quanyu_runtime::clock::Clock::default(),
         };
-        let shutdown = context.shutdown.clone();
-        let identity = quanyu_member_identity::build(&quanyu_member_identity::Config::default(), &context)
-            .await
-            .expect("member-identity builds");
-        let (identity_addr, identity_server) = start(identity, &context, &shutdown).await;
-        let points_config = quanyu_loyalty_points::Config {
-            identity_endpoint: format!("http://{identity_addr}"),
-            identity_api_key: quanyu_runtime::config::Secret::new(keys::SERVICE),
-            sweep_interval_secs: 1,
-            ..quanyu_loyalty_points::Config::default()
-        };
-        let points = quanyu_loyalty_points::build(&points_config, &context)
-            .await
-            .expect("loyalty-points builds");
-        let (points_addr, points_server) = start(points, &context, &shutdown).await;
-        Some(Suite {
-            backend,
-            identity_addr,
-            points_addr,
+        let mut sandbox = Sandbox {
+            backend: self.backend,
+            shutdown: context.shutdown.clone(),
             context,
-            shutdown,
-            servers: vec![identity_server, points_server],
+            addresses: HashMap::new(),
+            servers: Vec::new(),
             _database: database,
-        })
+        };
+        for (service, settings) in self.services {
+            let configured = service
+                .configure(Some(sandbox.section(service.schema(), settings)))
+                .unwrap_or_else(|error| panic!("{}: invalid sandbox settings: {error}", service.name()));
+            let server = configured
+                .build(&sandbox.context)
+                .await
+                .unwrap_or_else(|error| panic!("{} builds: {error}", service.name()));
+            let (address, handle) = start(server, &sandbox.context).await;
+            sandbox.addresses.insert(service.name(), address);
+            sandbox.servers.push(handle);
+        }
+        Some(sandbox)
+    }
+}
+
+impl Sandbox {
+    /// The services to start, on `backend`.
+    pub fn builder(backend: Backend) -> SandboxBuilder {
+        SandboxBuilder {
+            backend,
+            services: Vec::new(),
+        }
+    }
+
+    /// Starts `services` with their defaults.
+    pub async fn start(backend: Backend, services: &[&'static dyn Declared]) -> Option<Sandbox> {
+        let builder = services
+            .iter()
+            .fold(Self::builder(backend), |builder, service| builder.service(*service, ""));
+        builder.start().await
+    }
+
+    /// Starts the whole suite ([`Suite`]).
+    pub async fn suite(backend: Backend) -> Option<Sandbox> {
+        Self::builder(backend)
+            .service(&quanyu_member_identity::SERVICE, "")
+            .service(
+                &quanyu_loyalty_points::SERVICE,
+                "identity_endpoint = \"http://{member-identity}\"\n\
+                 identity_api_key = \"test-service\"\n\
+                 sweep_interval_secs = 1\n",
+            )
+            .start()
+            .await
+    }
+
+    /// A service's configuration section from its sandbox settings.
+    fn section(&self, schema: &str, settings: &str) -> config::Value {
+        let settings = self
+            .addresses
+            .iter()
+            .fold(settings.to_owned(), |text, (name, address)| {
+                text.replace(&format!("{{{name}}}"), &address.to_string())
+            });
+        let mut sections = quanyu_runtime::config::Sections::from_toml(&format!("[{schema}]\n{settings}"))
+            .unwrap_or_else(|error| panic!("{schema}: sandbox settings are not TOML: {error}"));
+        sections
+            .take_raw(schema)
+            .unwrap_or_else(|| config::Value::new(None, config::Map::<String, config::Value>::new()))
+    }
+
+    /// The names of the services running, sorted.
+    pub fn running(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.addresses.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Where the service named `name` listens.
+    pub fn address(&self, name: &str) -> SocketAddr {
+        *self
+            .addresses
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not running in this sandbox"))
+    }
+
+    /// A channel to the service named `name`.
+    pub async fn channel(&self, name: &str) -> Channel {
+        Channel::from_shared(format!("http://{}", self.address(name)))
+            .expect("valid address")
+            .connect()
+            .await
+            .unwrap_or_else(|error| panic!("{name} accepts no connections: {error}"))
     }
 
     /// A channel to member-identity.
     pub async fn identity_channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.identity_addr))
-            .expect("valid address")
-            .connect()
-            .await
-            .expect("member-identity accepts connections")
+        self.channel(MemberIdentity::NAME).await
     }
 
     /// A member-identity client that calls with `key`.
@@ -145,11 +231,7 @@ impl Suite {
 
     /// A channel to loyalty-points.
     pub async fn points_channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.points_addr))
-            .expect("valid address")
-            .connect()
-            .await
-            .expect("loyalty-points accepts connections")
+        self.channel(LoyaltyPoints::NAME).await
     }
 
     /// A loyalty-points client that calls with `key`.
@@ -179,30 +261,30 @@ impl Suite {
         }
     }
 
-    /// The shutdown trigger of the suite's servers.
+    /// The shutdown trigger of the sandbox's servers.
     pub fn shutdown(&self) -> &Shutdown {
         &self.shutdown
     }
 }
 
-impl Drop for Suite {
+impl Drop for Sandbox {
     fn drop(&mut self) {
         self.shutdown.trigger();
     }
 }
 
-async fn start(service: Service, context: &ServiceContext, shutdown: &Shutdown) -> (SocketAddr, JoinHandle<()>) {
+async fn start(server: Server, context: &ServiceContext) -> (SocketAddr, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
     let addr = listener.local_addr().expect("bound address");
     let server_config = context.server.clone();
-    let shutdown = shutdown.clone();
-    let name = service.name;
-    let server = tokio::spawn(async move {
-        if let Err(error) = quanyu_runtime::server::serve(listener, service, &server_config, shutdown).await {
+    let shutdown = context.shutdown.clone();
+    let name = server.name;
+    let handle = tokio::spawn(async move {
+        if let Err(error) = quanyu_runtime::server::serve(listener, server, &server_config, shutdown).await {
             panic!("{name} server failed: {error}");
         }
     });
-    (addr, server)
+    (addr, handle)
 }
 
 /// Writes the database config a test database is reached with.
@@ -219,7 +301,7 @@ fn database_config(url: String) -> DatabaseConfig {
 #[macro_export]
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
-        $crate::stamp!($crate::Suite::start; $($name),*);
+        $crate::stamp!($crate::Sandbox::suite; $($name),*);
     };
 }
 

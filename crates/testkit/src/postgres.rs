@@ -8,7 +8,7 @@ use std::time::Duration;
 use quanyu_runtime::db::DatabaseConfig;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 
-use crate::{Backend, database_config};
+use crate::{Backend, database_config, private_cluster};
 
 const LOCAL_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 const REQUIRE: &str = "TEST_REQUIRE_POSTGRES";
@@ -84,16 +84,28 @@ async fn server_url() -> Option<String> {
     if matches!(local, Ok(Ok(_))) {
         return Some(LOCAL_POSTGRES.to_owned());
     }
+    static PRIVATE: tokio::sync::OnceCell<Result<String, String>> = tokio::sync::OnceCell::const_new();
+    let private = PRIVATE
+        .get_or_init(|| async {
+            tokio::task::spawn_blocking(private_cluster::start)
+                .await
+                .unwrap_or_else(|error| Err(format!("starting it failed: {error}")))
+        })
+        .await;
+    let why = match private {
+        Ok(url) => return Some(url.clone()),
+        Err(why) => why,
+    };
     if std::env::var(REQUIRE).is_ok_and(|value| value == "1") {
-        panic!("{REQUIRE}=1 but no PostgreSQL: set TEST_DATABASE_URL or start one at 127.0.0.1:5432");
+        panic!("{REQUIRE}=1 but no PostgreSQL: none at TEST_DATABASE_URL or 127.0.0.1:5432, and no private one: {why}");
     }
     static NOTICE: Once = Once::new();
     NOTICE.call_once(|| {
         // Written past the test harness's capture, so that the skip is seen.
         let _ = writeln!(
             std::io::stderr(),
-            "\nNOTE: PostgreSQL suite SKIPPED: no TEST_DATABASE_URL and nothing at 127.0.0.1:5432 \
-             (only SQLite was tested; set {REQUIRE}=1 to make this a failure)\n"
+            "\nNOTE: PostgreSQL suite SKIPPED: no TEST_DATABASE_URL, nothing at 127.0.0.1:5432, and no \
+             private cluster ({why}); only SQLite was tested (set {REQUIRE}=1 to make this a failure)\n"
         );
     });
     None

@@ -13,9 +13,9 @@ use quanyu_proto::identity::v1 as identity_pb;
 use quanyu_proto::identity::v1::member_identity_service_client::MemberIdentityServiceClient;
 use quanyu_proto::points::v1 as pb;
 use quanyu_proto::points::v1::points_service_server::PointsService;
-use quanyu_runtime::auth::{Access, BearerKey, TenantActor, authorize, is_slug};
+use quanyu_runtime::auth::{Access, BearerKey, Role, TenantActor, authorize, is_slug};
 use quanyu_runtime::clock::{Clock, from_proto, to_proto};
-use quanyu_runtime::db::with_retries;
+use quanyu_runtime::db::{TUNING, with_retries};
 use quanyu_runtime::error::{FieldViolation, Violations};
 use quanyu_runtime::page;
 use sea_orm::DatabaseConnection;
@@ -31,6 +31,16 @@ use crate::store::sales::{Plan, PreparedSale, Programs};
 use crate::store::{self, AccountKey, Change};
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// Syncing sales and refunds from a till or a shop.
+pub const SYNC: Access = Access::till("sync");
+/// Redeeming and holding points at a till.
+pub const REDEEM: Access = Access::till("redeem");
+/// Reading a balance: the till that shows it, or an analyst.
+pub const READ_BALANCE: Access = Access::new(
+    "read-balance",
+    &[Role::Platform, Role::Service, Role::Pos, Role::Analyst],
+);
 
 /// How loyalty-points reaches member-identity.
 #[derive(Clone)]
@@ -347,7 +357,7 @@ impl PointsApi {
             let why = format!("must hold 1-{MAX_BATCH} sales, got {}", sales.len());
             return Err(PointsError::invalid("sales", why));
         }
-        let digest = (sales.len() >= batch_answers::FROM_SALES).then(|| batch_answers::digest(&sales));
+        let digest = (sales.len() >= TUNING.kept_answers_from).then(|| batch_answers::digest(&sales));
         if let Some(digest) = &digest
             && let Some(results) = batch_answers::find(&self.db, &actor.tenant_id, digest).await?
         {
@@ -523,7 +533,7 @@ impl PointsApi {
 #[tonic::async_trait]
 impl PointsService for PointsApi {
     async fn upsert_program(&self, request: Request<pb::UpsertProgramRequest>) -> Reply<pb::UpsertProgramResponse> {
-        let actor = authorize(&request, Access::Write)?;
+        let actor = authorize(&request, Access::WRITE)?;
         let program = request.into_inner().program.unwrap_or_default();
         ProgramRules::from_pb(&program, 0).map_err(PointsError::InvalidInput)?;
         let encode = |version: u32| {
@@ -552,7 +562,7 @@ impl PointsService for PointsApi {
     }
 
     async fn get_program(&self, request: Request<pb::GetProgramRequest>) -> Reply<pb::GetProgramResponse> {
-        let actor = authorize(&request, Access::Read)?;
+        let actor = authorize(&request, Access::READ)?;
         let wanted = request.get_ref().program_id.clone();
         let row = store::programs(&self.db, &actor.tenant_id)
             .await?
@@ -564,7 +574,7 @@ impl PointsService for PointsApi {
     }
 
     async fn record_sales(&self, request: Request<pb::RecordSalesRequest>) -> Reply<pb::RecordSalesResponse> {
-        let actor = authorize(&request, Access::Sync)?;
+        let actor = authorize(&request, SYNC)?;
         let results = self.record_batch(&actor, request.into_inner().sales).await?;
         Ok(Response::new(pb::RecordSalesResponse { results }))
     }
@@ -573,7 +583,7 @@ impl PointsService for PointsApi {
         &self,
         request: Request<tonic::Streaming<pb::UploadSalesRequest>>,
     ) -> Reply<pb::UploadSalesResponse> {
-        let actor = authorize(&request, Access::Sync)?;
+        let actor = authorize(&request, SYNC)?;
         let mut chunks = request.into_inner();
         let mut summary = pb::UploadSalesResponse::default();
         let mut offset = 0i32;
@@ -597,7 +607,7 @@ impl PointsService for PointsApi {
     }
 
     async fn get_balance(&self, request: Request<pb::GetBalanceRequest>) -> Reply<pb::GetBalanceResponse> {
-        let actor = authorize(&request, Access::Redeem).or_else(|_| authorize(&request, Access::Read))?;
+        let actor = authorize(&request, READ_BALANCE)?;
         let changed = self
             .run_change(&actor, request.get_ref().account.as_ref(), || Change::Read, None)
             .await?;
@@ -607,7 +617,7 @@ impl PointsService for PointsApi {
     }
 
     async fn list_entries(&self, request: Request<pb::ListEntriesRequest>) -> Reply<pb::ListEntriesResponse> {
-        let actor = authorize(&request, Access::Read)?;
+        let actor = authorize(&request, Access::READ)?;
         let input = request.get_ref();
         let account = input.account.clone().unwrap_or_default();
         let mut violations = Violations::default();
@@ -661,7 +671,7 @@ impl PointsService for PointsApi {
     }
 
     async fn redeem(&self, request: Request<pb::RedeemRequest>) -> Reply<pb::RedeemResponse> {
-        let actor = authorize(&request, Access::Redeem)?;
+        let actor = authorize(&request, REDEEM)?;
         let input = request.get_ref();
         let key = idempotency_key(&input.idempotency_key).map_err(|v| PointsError::from(vec![v]))?;
         let points = input.points;
@@ -680,7 +690,7 @@ impl PointsService for PointsApi {
     }
 
     async fn place_hold(&self, request: Request<pb::PlaceHoldRequest>) -> Reply<pb::PlaceHoldResponse> {
-        let actor = authorize(&request, Access::Redeem)?;
+        let actor = authorize(&request, REDEEM)?;
         let input = request.get_ref();
         let key = idempotency_key(&input.idempotency_key).map_err(|v| PointsError::from(vec![v]))?;
         let points = input.points;
@@ -704,7 +714,7 @@ impl PointsService for PointsApi {
     }
 
     async fn confirm_hold(&self, request: Request<pb::ConfirmHoldRequest>) -> Reply<pb::ConfirmHoldResponse> {
-        let actor = authorize(&request, Access::Redeem)?;
+        let actor = authorize(&request, REDEEM)?;
         let input = request.get_ref();
         let hold_id = hold_id(&input.hold_id)?;
         let changed = self
@@ -716,7 +726,7 @@ impl PointsService for PointsApi {
     }
 
     async fn release_hold(&self, request: Request<pb::ReleaseHoldRequest>) -> Reply<pb::ReleaseHoldResponse> {
-        let actor = authorize(&request, Access::Redeem)?;
+        let actor = authorize(&request, REDEEM)?;
         let input = request.get_ref();
         let hold_id = hold_id(&input.hold_id)?;
         let changed = self
@@ -728,7 +738,7 @@ impl PointsService for PointsApi {
     }
 
     async fn adjust(&self, request: Request<pb::AdjustRequest>) -> Reply<pb::AdjustResponse> {
-        let actor = authorize(&request, Access::Write)?;
+        let actor = authorize(&request, Access::WRITE)?;
         let input = request.get_ref();
         let mut violations = Violations::default();
         let key = violations.check(idempotency_key(&input.idempotency_key));

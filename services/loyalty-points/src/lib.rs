@@ -12,19 +12,16 @@ pub mod store;
 
 use std::net::SocketAddr;
 
-use quanyu_outbox::subscribe::EventStream;
-use quanyu_proto::events::v1::event_stream_service_server::EventStreamServiceServer;
 use quanyu_proto::points::v1::points_service_server::PointsServiceServer;
-use quanyu_runtime::auth::Authenticator;
 use quanyu_runtime::config::Secret;
-use quanyu_runtime::server::{Service, ServiceContext};
+use quanyu_runtime::server::{Server, ServiceContext};
+use quanyu_runtime::service::{BuildError, Declaration, Service};
 use serde::{Deserialize, Serialize};
-use tonic::service::interceptor::InterceptedService;
 
-/// The name of the service, as in `quanyu serve --only loyalty-points`.
-pub const NAME: &str = "loyalty-points";
-/// The name of its database schema (and of `{service}` in the database URL).
-pub const SCHEMA: &str = "loyalty_points";
+/// The service, as `quanyu` and the testkit list it.
+pub struct LoyaltyPoints;
+
+pub const SERVICE: Declaration<LoyaltyPoints> = Declaration::new();
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -61,59 +58,51 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("loyalty-points database: {0}")]
-    Database(#[from] sea_orm::DbErr),
-    #[error("loyalty-points.identity_endpoint: {0}")]
-    Endpoint(String),
-}
+impl Service for LoyaltyPoints {
+    const NAME: &'static str = "loyalty-points";
+    const SCHEMA: &'static str = "loyalty_points";
+    type Config = Config;
+    type Migrator = migration::Migrator;
 
-/// Connects and migrates the database and returns the service ready to serve.
-pub async fn build(config: &Config, context: &ServiceContext) -> Result<Service, BuildError> {
-    let db = quanyu_runtime::db::connect::<migration::Migrator>(&context.database, SCHEMA).await?;
-    let channel = tonic::transport::Channel::from_shared(config.identity_endpoint.clone())
-        .map_err(|error| BuildError::Endpoint(error.to_string()))?
-        .connect_lazy();
-    let identity = api::IdentityClient::new(channel, config.identity_api_key.expose().to_owned());
-    let every = std::time::Duration::from_secs(config.sweep_interval_secs.max(1));
-    store::sweep::spawn_sweeper(db.clone(), context.clock.clone(), every, context.shutdown.clone());
-    quanyu_outbox::retention::spawn_pruner(db.clone(), config.retention.clone(), context.shutdown.clone());
-    quanyu_outbox::sequencer::spawn_sequencer(db.clone(), context.shutdown.clone());
-    let merges = quanyu_outbox::consumer::ConsumerConfig {
-        name: "loyalty-points.merges".into(),
-        endpoint: config.identity_endpoint.clone(),
-        api_key: config.identity_api_key.expose().to_owned(),
-        event_types: vec!["identity.MembersMerged".into()],
-        acknowledge_every: std::time::Duration::from_secs(5),
-        max_backoff: std::time::Duration::from_secs(10),
-    };
-    let folding = quanyu_outbox::consumer::Consumer::new(
-        merges,
-        db.clone(),
-        merge::MergeFolder {
+    fn listen(config: &Config) -> SocketAddr {
+        config.listen
+    }
+
+    /// Connects and migrates the database, starts the sweep and the merge folding, and returns
+    /// the service ready to serve.
+    async fn build(config: &Config, context: &ServiceContext) -> Result<Server, BuildError> {
+        let db = quanyu_runtime::db::connect::<migration::Migrator>(&context.database, Self::SCHEMA).await?;
+        let channel = tonic::transport::Channel::from_shared(config.identity_endpoint.clone())
+            .map_err(|error| format!("loyalty_points.identity_endpoint: {error}"))?
+            .connect_lazy();
+        let identity = api::IdentityClient::new(channel, config.identity_api_key.expose().to_owned());
+        let every = std::time::Duration::from_secs(config.sweep_interval_secs.max(1));
+        store::sweep::spawn_sweeper(db.clone(), context.clock.clone(), every, context.shutdown.clone());
+        let merges = quanyu_outbox::consumer::ConsumerConfig {
+            name: "loyalty-points.merges".into(),
+            endpoint: config.identity_endpoint.clone(),
+            api_key: config.identity_api_key.expose().to_owned(),
+            event_types: vec![quanyu_proto::events::event_type_of::<
+                quanyu_proto::identity::v1::MembersMerged,
+            >()],
+            acknowledge_every: std::time::Duration::from_secs(5),
+            max_backoff: std::time::Duration::from_secs(10),
+        };
+        let folder = merge::MergeFolder {
             clock: context.clock.clone(),
-        },
-    );
-    tokio::spawn(folding.run(context.shutdown.clone()));
-    let authenticator = Authenticator::new(context.keys.clone());
-    let points = PointsServiceServer::new(api::PointsApi::new(
-        db.clone(),
-        identity,
-        context.clock.clone(),
-        config.sales_writers,
-        config.batch_writers,
-    ))
-    .max_decoding_message_size(context.server.max_decode_bytes)
-    .max_encoding_message_size(context.server.max_encode_bytes);
-    let events = EventStreamServiceServer::new(EventStream::new(db, config.events.clone()))
-        .max_decoding_message_size(context.server.max_decode_bytes)
-        .max_encoding_message_size(context.server.max_encode_bytes);
-    let routes = tonic::service::Routes::new(InterceptedService::new(points, authenticator.clone()))
-        .add_service(InterceptedService::new(events, authenticator));
-    Ok(Service {
-        name: NAME,
-        grpc_names: vec!["quanyu.points.v1.PointsService", "quanyu.events.v1.EventStreamService"],
-        routes,
-    })
+        };
+        let folding = quanyu_outbox::consumer::Consumer::new(merges, db.clone(), folder);
+        tokio::spawn(folding.run(context.shutdown.clone()));
+        let points = PointsServiceServer::new(api::PointsApi::new(
+            db.clone(),
+            identity,
+            context.clock.clone(),
+            config.sales_writers,
+            config.batch_writers,
+        ));
+        let server = context
+            .server(Self::NAME)
+            .mount(quanyu_runtime::limited!(points, context));
+        Ok(quanyu_outbox::serve_events(server, &db, &config.events, &config.retention, context).build())
+    }
 }

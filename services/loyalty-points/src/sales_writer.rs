@@ -9,7 +9,7 @@
 //! it would be one after the other), and a shared transaction that fails is not anyone's answer:
 //! each call is then written alone, so one call's error never becomes another's.
 //!
-//! A call of more than [`SHARED_UP_TO`] sales (an upload's batch) fills most of a transaction by
+//! A call of more than [`TUNING.shared_up_to`](quanyu_runtime::db::Tuning::shared_up_to) sales (an upload's batch) fills most of a transaction by
 //! itself: it is written at once in its own, beside the shared ones, up to `batch_writers` such
 //! calls at a time. Several uploads then keep both the service and the database busy: one
 //! batch's statements run while the next batch is being applied.
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use quanyu_proto::points::v1 as pb;
 use quanyu_runtime::auth::TenantActor;
 use quanyu_runtime::clock::Clock;
-use quanyu_runtime::db::with_retries;
+use quanyu_runtime::db::{TUNING, with_retries};
 use sea_orm::DatabaseConnection;
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 
@@ -29,13 +29,6 @@ use crate::store::{self, Recorded, Recording};
 
 /// The most sales one transaction carries: RecordSales' own limit.
 pub const MAX_BATCH: usize = 1000;
-
-/// Up to this many sales, a transaction's first attempt takes those not known to be recorded
-/// for new, without reading.
-const TAKEN_FOR_NEW_UP_TO: usize = 64;
-
-/// Calls of up to this many sales share transactions; larger ones are written in their own.
-const SHARED_UP_TO: usize = 64;
 
 /// Calls waiting for a writer before new ones wait to be queued.
 const QUEUE_DEPTH: usize = 4096;
@@ -86,7 +79,7 @@ impl SalesWriter {
         recorded: Option<Recorded<Recording>>,
     ) -> Answer {
         let stopped = || PointsError::Unavailable("loyalty-points is shutting down".into());
-        if sales.len() > SHARED_UP_TO {
+        if sales.len() > TUNING.shared_up_to {
             let _permit = self.batch_permits.acquire().await.map_err(|_| stopped())?;
             return write(&self.db, &self.clock, actor, &programs, sales, recorded).await;
         }
@@ -187,7 +180,7 @@ async fn write(
     first_read: Option<Recorded<Recording>>,
 ) -> Answer {
     metrics::histogram!("points_sales_per_transaction").record(sales.len() as f64);
-    let mut first_read = first_read.or_else(|| (sales.len() <= TAKEN_FOR_NEW_UP_TO).then(Recorded::default));
+    let mut first_read = first_read.or_else(|| (sales.len() <= TUNING.unread_up_to).then(Recorded::default));
     let sales = &sales;
     with_retries(|| {
         let known = first_read.take();

@@ -5,6 +5,7 @@
 use quanyu_proto::common::v1::{Channel, Money};
 use quanyu_proto::identity::v1 as identity_pb;
 use quanyu_proto::points::v1 as pb;
+use quanyu_runtime::service::Service as _;
 use quanyu_testkit::{PointsClient, Suite, keys};
 use sea_orm::{ConnectionTrait, Statement};
 use tonic::Code;
@@ -1005,7 +1006,7 @@ async fn reading_a_balance_creates_no_account(suite: Suite) {
         (empty.member_id.as_str(), empty.balance, empty.tier.as_str()),
         ("no-sale-yet", 0, "member")
     );
-    let db = suite.database(quanyu_loyalty_points::SCHEMA).await;
+    let db = suite.database(quanyu_loyalty_points::LoyaltyPoints::SCHEMA).await;
     assert_eq!(rows_in(&db, "accounts").await, 0);
 
     record(&mut pos, vec![sale("r-1", member_buyer("no-sale-yet"), 10_000)]).await;
@@ -1104,7 +1105,7 @@ async fn large_batches_of_members_and_non_members_land_whole(suite: Suite) {
 async fn a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale(suite: Suite) {
     with_program(&suite, 0).await;
     let mut pos = suite.points(keys::ACME_POS).await;
-    let db = suite.database(quanyu_loyalty_points::SCHEMA).await;
+    let db = suite.database(quanyu_loyalty_points::LoyaltyPoints::SCHEMA).await;
     let mut batch: Vec<pb::Sale> = (0..100)
         .map(|n| sale(&format!("whole-{n}"), member_buyer(&format!("w-{}", n % 10)), 1_000))
         .collect();
@@ -1204,7 +1205,7 @@ async fn uploads_at_once_apply_each_sale_once(suite: Suite) {
             "{member}: two sales in each upload"
         );
     }
-    let db = suite.database(quanyu_loyalty_points::SCHEMA).await;
+    let db = suite.database(quanyu_loyalty_points::LoyaltyPoints::SCHEMA).await;
     assert_eq!(rows_in(&db, "operations").await, 400);
 }
 

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use quanyu_loyalty_points::migration::Migrator;
 use quanyu_loyalty_points::store::ledger_state;
+use quanyu_runtime::service::Service as _;
 use quanyu_testkit::TestDatabase;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use sea_orm_migration::prelude::*;
@@ -65,7 +66,7 @@ async fn run(db: &DatabaseConnection, sql: &str) {
 
 async fn lots_and_holds_move_into_their_accounts(database: TestDatabase) {
     let config = database.config();
-    let db = quanyu_runtime::db::connect::<BeforeTheMove>(&config, quanyu_loyalty_points::SCHEMA)
+    let db = quanyu_runtime::db::connect::<BeforeTheMove>(&config, quanyu_loyalty_points::LoyaltyPoints::SCHEMA)
         .await
         .unwrap();
     let at = "2026-03-01 08:00:00+00:00";
@@ -154,7 +155,7 @@ async fn entries_of(db: &DatabaseConnection) -> Vec<(String, String, i64)> {
 
 async fn entries_keep_every_row_when_rekeyed(database: TestDatabase) {
     let config = database.config();
-    let db = quanyu_runtime::db::connect::<BeforeTheRekey>(&config, quanyu_loyalty_points::SCHEMA)
+    let db = quanyu_runtime::db::connect::<BeforeTheRekey>(&config, quanyu_loyalty_points::LoyaltyPoints::SCHEMA)
         .await
         .unwrap();
     for (member, id, points) in [("ada", "e-1", 100), ("ada", "e-2", -40), ("bo", "e-3", 7)] {
@@ -210,7 +211,7 @@ async fn key_collations(db: &DatabaseConnection) -> Vec<(String, String, String,
 
 async fn keys_compare_as_bytes(database: TestDatabase) {
     let config = database.config();
-    let db = quanyu_runtime::db::connect::<Migrator>(&config, quanyu_loyalty_points::SCHEMA)
+    let db = quanyu_runtime::db::connect::<Migrator>(&config, quanyu_loyalty_points::LoyaltyPoints::SCHEMA)
         .await
         .unwrap();
     run(

@@ -9,7 +9,7 @@ use prost_types::Timestamp;
 use quanyu_proto::common::v1::Channel;
 use quanyu_proto::identity::v1 as pb;
 use quanyu_proto::identity::v1::member_identity_service_server::MemberIdentityService;
-use quanyu_runtime::auth::{Access, authorize, authorize_admin, is_slug};
+use quanyu_runtime::auth::{Access, Role, authorize, authorize_admin, is_slug};
 use quanyu_runtime::db::with_retries;
 use quanyu_runtime::error::{FieldViolation, Violations};
 use quanyu_runtime::page;
@@ -31,6 +31,11 @@ const MAX_BATCH: usize = 1000;
 const MAX_TAGS_PER_CALL: usize = 20;
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// Resolving identities to members: a till looking up its buyer, or an analyst.
+pub const RESOLVE: Access = Access::new("resolve", &[Role::Platform, Role::Service, Role::Pos, Role::Analyst]);
+/// Enrolling a member: a till signing up its buyer.
+pub const ENROLL: Access = Access::till("enroll");
 
 pub struct MemberIdentityApi {
     db: DatabaseConnection,
@@ -276,7 +281,7 @@ impl MemberIdentityService for MemberIdentityApi {
     }
 
     async fn create_brand(&self, request: Request<pb::CreateBrandRequest>) -> Reply<pb::CreateBrandResponse> {
-        let actor = authorize(&request, Access::Write)?;
+        let actor = authorize(&request, Access::WRITE)?;
         let input = request.get_ref();
         let mut violations = Violations::default();
         let id = violations.check(slug("brand_id", &input.brand_id));
@@ -290,7 +295,7 @@ impl MemberIdentityService for MemberIdentityApi {
     }
 
     async fn list_brands(&self, request: Request<pb::ListBrandsRequest>) -> Reply<pb::ListBrandsResponse> {
-        let actor = authorize(&request, Access::Read)?;
+        let actor = authorize(&request, Access::READ)?;
         let brands = store::list_brands(&self.db, &actor.tenant_id).await?;
         Ok(Response::new(pb::ListBrandsResponse {
             brands: brands.into_iter().map(brand_to_pb).collect(),
@@ -299,7 +304,7 @@ impl MemberIdentityService for MemberIdentityApi {
 
     #[tracing::instrument(skip_all, fields(tenant))]
     async fn enroll_member(&self, request: Request<pb::EnrollMemberRequest>) -> Reply<pb::EnrollMemberResponse> {
-        let actor = authorize(&request, Access::Enroll)?;
+        let actor = authorize(&request, ENROLL)?;
         tracing::Span::current().record("tenant", actor.tenant_id.as_ref());
         let input = request.get_ref();
         let mut violations = Violations::default();
@@ -361,7 +366,7 @@ impl MemberIdentityService for MemberIdentityApi {
     }
 
     async fn get_member(&self, request: Request<pb::GetMemberRequest>) -> Reply<pb::GetMemberResponse> {
-        let actor = authorize(&request, Access::Read)?;
+        let actor = authorize(&request, Access::READ)?;
         let id = member_id("member_id", &request.get_ref().member_id).map_err(IdentityError::from)?;
         let member = store::get_member(&self.db, &actor.tenant_id, &id).await?;
         Ok(Response::new(pb::GetMemberResponse {
@@ -370,7 +375,7 @@ impl MemberIdentityService for MemberIdentityApi {
     }
 
     async fn update_profile(&self, request: Request<pb::UpdateProfileRequest>) -> Reply<pb::UpdateProfileResponse> {
-        let actor = authorize(&request, Access::Write)?;
+        let actor = authorize(&request, Access::WRITE)?;
         let input = request.get_ref();
         let mut violations = Violations::default();
         let id = violations.check(member_id("member_id", &input.member_id));
@@ -404,7 +409,7 @@ impl MemberIdentityService for MemberIdentityApi {
     }
 
     async fn list_members(&self, request: Request<pb::ListMembersRequest>) -> Reply<pb::ListMembersResponse> {
-        let actor = authorize(&request, Access::Read)?;
+        let actor = authorize(&request, Access::READ)?;
         let input = request.get_ref();
         let mut violations = Violations::default();
         let (limit, after) = paging(input.page_size, &input.page_token, &mut violations);
@@ -439,7 +444,7 @@ impl MemberIdentityService for MemberIdentityApi {
         &self,
         request: Request<pb::ResolveIdentitiesRequest>,
     ) -> Reply<pb::ResolveIdentitiesResponse> {
-        let actor = authorize(&request, Access::Resolve)?;
+        let actor = authorize(&request, RESOLVE)?;
         let asked = &request.get_ref().identities;
         tracing::Span::current()
             .record("tenant", actor.tenant_id.as_ref())
@@ -485,7 +490,7 @@ impl MemberIdentityService for MemberIdentityApi {
     }
 
     async fn link_identity(&self, request: Request<pb::LinkIdentityRequest>) -> Reply<pb::LinkIdentityResponse> {
-        let actor = authorize(&request, Access::Write)?;
+        let actor = authorize(&request, Access::WRITE)?;
         let (id, identity) = self.member_and_identity(
             request.get_ref().member_id.as_str(),
             request.get_ref().identity.as_ref(),
@@ -497,7 +502,7 @@ impl MemberIdentityService for MemberIdentityApi {
     }
 
     async fn unlink_identity(&self, request: Request<pb::UnlinkIdentityRequest>) -> Reply<pb::UnlinkIdentityResponse> {
-        let actor = authorize(&request, Access::Write)?;
+        let actor = authorize(&request, Access::WRITE)?;
         let (id, identity) = self.member_and_identity(
             request.get_ref().member_id.as_str(),
             request.get_ref().identity.as_ref(),
@@ -510,7 +515,7 @@ impl MemberIdentityService for MemberIdentityApi {
 
     #[tracing::instrument(skip_all, fields(tenant))]
     async fn merge_members(&self, request: Request<pb::MergeMembersRequest>) -> Reply<pb::MergeMembersResponse> {
-        let actor = authorize(&request, Access::Write)?;
+        let actor = authorize(&request, Access::WRITE)?;
         tracing::Span::current().record("tenant", actor.tenant_id.as_ref());
         let input = request.get_ref();
         let mut violations = Violations::default();
@@ -541,7 +546,7 @@ impl MemberIdentityService for MemberIdentityApi {
     }
 
     async fn erase_member(&self, request: Request<pb::EraseMemberRequest>) -> Reply<pb::EraseMemberResponse> {
-        let actor = authorize(&request, Access::Write)?;
+        let actor = authorize(&request, Access::WRITE)?;
         let input = request.get_ref();
         let mut violations = Violations::default();
         let id = violations.check(member_id("member_id", &input.member_id));
@@ -556,7 +561,7 @@ impl MemberIdentityService for MemberIdentityApi {
     }
 
     async fn define_tag(&self, request: Request<pb::DefineTagRequest>) -> Reply<pb::DefineTagResponse> {
-        let actor = authorize(&request, Access::Write)?;
+        let actor = authorize(&request, Access::WRITE)?;
         let input = request.get_ref();
         let kind = match known_enum::<pb::TagKind>("kind", input.kind).map_err(IdentityError::from)? {
             pb::TagKind::Unspecified => return Err(IdentityError::invalid("kind", "is required").into()),
@@ -585,7 +590,7 @@ impl MemberIdentityService for MemberIdentityApi {
         &self,
         request: Request<pb::ListTagDefinitionsRequest>,
     ) -> Reply<pb::ListTagDefinitionsResponse> {
-        let actor = authorize(&request, Access::Read)?;
+        let actor = authorize(&request, Access::READ)?;
         let tags = store::list_tag_definitions(&self.db, &actor.tenant_id).await?;
         Ok(Response::new(pb::ListTagDefinitionsResponse {
             tags: tags.into_iter().map(tag_definition_to_pb).collect(),
@@ -593,7 +598,7 @@ impl MemberIdentityService for MemberIdentityApi {
     }
 
     async fn set_tags(&self, request: Request<pb::SetTagsRequest>) -> Reply<pb::SetTagsResponse> {
-        let actor = authorize(&request, Access::Write)?;
+        let actor = authorize(&request, Access::WRITE)?;
         let input = request.get_ref();
         let mut violations = Violations::default();
         let ids = member_ids(&input.member_ids, &mut violations);
@@ -616,7 +621,7 @@ impl MemberIdentityService for MemberIdentityApi {
     }
 
     async fn remove_tags(&self, request: Request<pb::RemoveTagsRequest>) -> Reply<pb::RemoveTagsResponse> {
-        let actor = authorize(&request, Access::Write)?;
+        let actor = authorize(&request, Access::WRITE)?;
         let input = request.get_ref();
         let mut violations = Violations::default();
         let ids = member_ids(&input.member_ids, &mut violations);
@@ -638,7 +643,7 @@ impl MemberIdentityService for MemberIdentityApi {
         &self,
         request: Request<pb::ListMembersByTagRequest>,
     ) -> Reply<pb::ListMembersByTagResponse> {
-        let actor = authorize(&request, Access::Read)?;
+        let actor = authorize(&request, Access::READ)?;
         let input = request.get_ref();
         let mut violations = Violations::default();
         if !profile::is_key(&input.tag_name) {
@@ -670,7 +675,7 @@ impl MemberIdentityService for MemberIdentityApi {
     }
 
     async fn set_consent(&self, request: Request<pb::SetConsentRequest>) -> Reply<pb::SetConsentResponse> {
-        let actor = authorize(&request, Access::Write)?;
+        let actor = authorize(&request, Access::WRITE)?;
         let input = request.get_ref();
         let mut violations = Violations::default();
         let id = violations.check(member_id("member_id", &input.member_id));
@@ -708,7 +713,7 @@ impl MemberIdentityService for MemberIdentityApi {
     }
 
     async fn bind_guide(&self, request: Request<pb::BindGuideRequest>) -> Reply<pb::BindGuideResponse> {
-        let actor = authorize(&request, Access::Write)?;
+        let actor = authorize(&request, Access::WRITE)?;
         let input = request.get_ref();
         let mut violations = Violations::default();
         let id = violations.check(member_id("member_id", &input.member_id));
@@ -737,7 +742,7 @@ impl MemberIdentityService for MemberIdentityApi {
         &self,
         request: Request<pb::ListGuideBindingsRequest>,
     ) -> Reply<pb::ListGuideBindingsResponse> {
-        let actor = authorize(&request, Access::Read)?;
+        let actor = authorize(&request, Access::READ)?;
         let id = member_id("member_id", &request.get_ref().member_id).map_err(IdentityError::from)?;
         let bindings = store::list_guide_bindings(&self.db, &actor.tenant_id, &id).await?;
         Ok(Response::new(pb::ListGuideBindingsResponse {
@@ -749,7 +754,7 @@ impl MemberIdentityService for MemberIdentityApi {
         &self,
         request: Request<pb::ListAuditEntriesRequest>,
     ) -> Reply<pb::ListAuditEntriesResponse> {
-        let actor = authorize(&request, Access::Read)?;
+        let actor = authorize(&request, Access::READ)?;
         let input = request.get_ref();
         let mut violations = Violations::default();
         let (limit, before) = paging(input.page_size, &input.page_token, &mut violations);

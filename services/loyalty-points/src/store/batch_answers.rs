@@ -16,9 +16,6 @@ use sha2::{Digest, Sha256};
 use super::Result;
 use super::entity::batch_answers;
 
-/// Smaller batches are answered sale by sale, which is then as cheap as one read.
-pub const FROM_SALES: usize = 64;
-
 /// Names a batch by its sales, in order, as encoded.
 pub fn digest(sales: &[pb::Sale]) -> Vec<u8> {
     let mut hasher = Sha256::new();

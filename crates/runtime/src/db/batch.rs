@@ -1,194 +1,18 @@
-//! Database connection, migration and the retry of transactions that lost a race.
-//!
-//! A service owns its own schema: on PostgreSQL it lives in a schema named after the service
-//! (and `{service}` in the URL can give each service its own database too); on SQLite each
-//! service has its own file.
+//! The writes that end a use case's transaction, combined into as few statements as the
+//! backend allows.
 
 use std::fmt::Write as _;
-use std::future::Future;
-use std::time::Duration;
 
 use sea_orm::sea_query::{
     ArrayType, OnConflict, PostgresQueryBuilder, QueryBuilder, SqlWriterValues, SqliteQueryBuilder, SubQueryStatement,
     Values,
 };
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
-    EntityName, EntityTrait, IdenStatic, Iterable, PrimaryKeyToColumn, QueryTrait, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityName, EntityTrait, IdenStatic, Iterable,
+    PrimaryKeyToColumn, QueryTrait, Statement,
 };
-use sea_orm_migration::MigratorTrait;
-use serde::{Deserialize, Serialize};
 
-use crate::config::Secret;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DatabaseConfig {
-    /// `sqlite://…` or `postgres://…`; `{service}` is replaced by the service's schema name
-    /// (`member_identity`).
-    pub url: Secret,
-    pub max_connections: u32,
-    pub min_connections: u32,
-    pub acquire_timeout_secs: u64,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self {
-            url: Secret::new("sqlite://data/{service}.db?mode=rwc"),
-            max_connections: 10,
-            min_connections: 1,
-            acquire_timeout_secs: 10,
-        }
-    }
-}
-
-impl DatabaseConfig {
-    /// The URL of one service's database.
-    pub fn url_for(&self, schema: &str) -> String {
-        self.url.expose().replace("{service}", schema)
-    }
-}
-
-/// Connects to a service's database and brings its schema up to date.
-pub async fn connect<M: MigratorTrait>(config: &DatabaseConfig, schema: &str) -> Result<DatabaseConnection, DbErr> {
-    let url = config.url_for(schema);
-    let mut options = ConnectOptions::new(url.clone());
-    options
-        .max_connections(config.max_connections)
-        .min_connections(config.min_connections)
-        .acquire_timeout(Duration::from_secs(config.acquire_timeout_secs))
-        // A ping before every checkout costs each query a second round trip; only a connection
-        // idle long enough to have been dropped by the server or a proxy is checked first.
-        .test_before_acquire_if_idle_for(Duration::from_secs(30))
-        .sqlx_logging(false);
-    if url.starts_with("sqlite:") {
-        create_sqlite_directory(&url)?;
-        // WAL lets readers run beside the one writer; the busy timeout makes writers queue
-        // instead of failing at once.
-        options.map_sqlx_sqlite_opts(|sqlite| {
-            sqlite
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-        });
-    } else {
-        create_postgres_schema(&url, schema).await?;
-        options.set_schema_search_path(schema.to_owned());
-    }
-    let db = Database::connect(options).await?;
-    M::up(&db, None).await?;
-    Ok(db)
-}
-
-fn create_sqlite_directory(url: &str) -> Result<(), DbErr> {
-    let path = url
-        .trim_start_matches("sqlite:")
-        .trim_start_matches("//")
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    if path.is_empty() || path.starts_with(":memory:") {
-        return Ok(());
-    }
-    match std::path::Path::new(path).parent() {
-        Some(directory) if !directory.as_os_str().is_empty() => std::fs::create_dir_all(directory)
-            .map_err(|error| DbErr::Custom(format!("cannot create {}: {error}", directory.display()))),
-        _ => Ok(()),
-    }
-}
-
-async fn create_postgres_schema(url: &str, schema: &str) -> Result<(), DbErr> {
-    let mut options = ConnectOptions::new(url.to_owned());
-    options.max_connections(1).sqlx_logging(false);
-    let db = Database::connect(options).await?;
-    debug_assert_eq!(db.get_database_backend(), DbBackend::Postgres);
-    db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-        .await?;
-    db.close().await
-}
-
-/// Begins a transaction that will write. On SQLite it takes the write lock at once (`BEGIN
-/// IMMEDIATE`), so that a writer waits its turn under the busy timeout instead of failing when
-/// another commits between its first read and its first write; PostgreSQL ignores the mode.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
-    let options = sea_orm::TransactionOptions {
-        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-        ..sea_orm::TransactionOptions::default()
-    };
-    sea_orm::TransactionTrait::begin_with_options(db, options).await
-}
-
-/// The rows of `E` in `scope` (column = value pairs) whose `key` column is one of `keys`, in no
-/// particular order; locked for update when `lock` (SQLite has one writer: nothing to lock).
-///
-/// On PostgreSQL each key is one index probe (`unnest` joined LATERAL, `OFFSET 0` keeping the
-/// planner from flattening it into a join). An `IN` list there, or a flattened join, is planned
-/// from statistics, and a table filled faster than autovacuum analyses it is taken for empty: the
-/// list becomes a filter over every row of the scope, seconds for a batch of 1,000.
-pub async fn find_by_keys<E, C>(
-    db: &C,
-    scope: &[(E::Column, sea_orm::Value)],
-    key: E::Column,
-    keys: Vec<String>,
-    lock: bool,
-) -> Result<Vec<E::Model>, DbErr>
-where
-    E: sea_orm::EntityTrait,
-    C: ConnectionTrait,
-{
-    let columns: Vec<E::Column> = E::Column::iter().collect();
-    find_columns_by_keys::<E, E::Model, C>(db, scope, key, keys, &columns, lock).await
-}
-
-/// [`find_by_keys`], reading only `columns` into `M`: a replay needs 3 of a recorded sale's 13.
-pub async fn find_columns_by_keys<E, M, C>(
-    db: &C,
-    scope: &[(E::Column, sea_orm::Value)],
-    key: E::Column,
-    keys: Vec<String>,
-    columns: &[E::Column],
-    lock: bool,
-) -> Result<Vec<M>, DbErr>
-where
-    E: sea_orm::EntityTrait,
-    M: sea_orm::FromQueryResult,
-    C: ConnectionTrait,
-{
-    use sea_orm::{QueryFilter, QuerySelect};
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    if db.get_database_backend() != DbBackend::Postgres {
-        let mut query = E::find().select_only().columns(columns.iter().copied());
-        for (column, value) in scope {
-            query = query.filter(column.eq(value.clone()));
-        }
-        return query.filter(key.is_in(keys)).into_model::<M>().all(db).await;
-    }
-    let mut conditions: Vec<String> = scope
-        .iter()
-        .enumerate()
-        .map(|(index, (column, _))| format!("\"{}\" = ${}", column.as_str(), index + 1))
-        .collect();
-    conditions.push(format!("\"{}\" = wanted.key", key.as_str()));
-    let selected: Vec<String> = columns.iter().map(|column| quoted(*column)).collect();
-    let sql = format!(
-        "SELECT probed.* FROM unnest(${}::text[]) AS wanted(key) CROSS JOIN LATERAL \
-         (SELECT {} FROM \"{}\" WHERE {} OFFSET 0{}) AS probed",
-        scope.len() + 1,
-        selected.join(", "),
-        E::default().table_name(),
-        conditions.join(" AND "),
-        if lock { " FOR UPDATE" } else { "" },
-    );
-    let mut values: Vec<sea_orm::Value> = scope.iter().map(|(_, value)| value.clone()).collect();
-    values.push(keys.into());
-    let statement = sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
-    M::find_by_statement(statement).all(db).await
-}
+use super::{TUNING, quoted};
 
 /// The writes that end a use case's transaction, sent together: on PostgreSQL as one statement
 /// (each write but the last a data-modifying `WITH` query) while they are small, else and
@@ -203,21 +27,6 @@ pub struct Writes {
     /// Statements sent on their own: PostgreSQL inserts of many rows from arrays.
     alone: Vec<Statement>,
 }
-
-/// Writes with more parameters than this go one by one: a round trip matters little beside them,
-/// while PostgreSQL parses and plans a statement in time that grows faster than its size (a
-/// 1,000-sale transaction's writes took 17 ms to parse and 16 ms to plan as one statement, about
-/// 8 ms as four).
-const COMBINED_MAX_PARAMETERS: usize = 4_096;
-
-/// SQLite's limit on the parameters of one statement, the lower of the two: inserts are cut into
-/// statements that stay under it.
-const SQLITE_MAX_PARAMETERS: usize = 32_766;
-
-/// From this many rows, PostgreSQL inserts take one array per column (`unnest`) instead of a
-/// `VALUES` list of a parameter per cell: one short statement, planned once, instead of
-/// thousands of placeholders to build, bind and parse.
-const ARRAYS_FROM_ROWS: usize = 64;
 
 impl Writes {
     /// Writes to be executed on `db` (a transaction), built for its backend.
@@ -240,14 +49,14 @@ impl Writes {
         A: ActiveModelTrait,
     {
         if self.backend == DbBackend::Postgres
-            && rows.len() >= ARRAYS_FROM_ROWS
+            && rows.len() >= TUNING.arrays_from_rows
             && let Some(insert) = insert_from_arrays(&mut rows, on_conflict.as_ref())
         {
             self.alone.push(insert);
             return;
         }
         let columns = <<A::Entity as EntityTrait>::Column as Iterable>::iter().count();
-        let per_statement = (SQLITE_MAX_PARAMETERS / columns.max(1)).max(1);
+        let per_statement = (TUNING.sqlite_max_parameters / columns.max(1)).max(1);
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
             let mut insert = A::Entity::insert_many(rows.by_ref().take(per_statement).collect::<Vec<A>>());
@@ -260,9 +69,11 @@ impl Writes {
 
     /// Updates `rows`, found by their entity's primary key, to the values set in them, as inserts
     /// that update on a conflict with the key (each row exists, so each insert becomes its
-    /// update; from arrays on PostgreSQL when there are many). An insert finds each row by the
-    /// key's index whatever the statistics say; PostgreSQL plans an `UPDATE … FROM` a list as a
-    /// join, and hashed every account of a program (12 ms at 50,000) to update 1,000 of them.
+    /// update; from arrays on PostgreSQL when there are many). Each row sets every column without
+    /// a default, as an insert must: the database checks them before it meets the conflict.
+    /// An insert finds each row by the key's index whatever the statistics say; PostgreSQL plans
+    /// an `UPDATE … FROM` a list as a join, and hashed every account of a program (12 ms at
+    /// 50,000) to update 1,000 of them.
     pub fn update_many<A>(&mut self, rows: Vec<A>)
     where
         A: ActiveModelTrait,
@@ -305,7 +116,7 @@ impl Writes {
             })
             .collect();
         let parameters: usize = each.iter().map(|(_, values)| values.0.len()).sum();
-        if backend == DbBackend::Postgres && each.len() > 1 && parameters <= COMBINED_MAX_PARAMETERS {
+        if backend == DbBackend::Postgres && each.len() > 1 && parameters <= TUNING.combined_max_parameters {
             // Built again as one statement: cheap at this size.
             let (sql, values) = self.combined();
             db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
@@ -382,10 +193,6 @@ fn set_columns<A: ActiveModelTrait>(row: &A) -> Vec<<A::Entity as EntityTrait>::
     <<A::Entity as EntityTrait>::Column as Iterable>::iter()
         .filter(|column| !row.is_not_set(*column))
         .collect()
-}
-
-fn quoted(column: impl IdenStatic) -> String {
-    format!("\"{}\"", column.as_str())
 }
 
 /// Rows' cells as parameters for a statement that reads them from `unnest(…) AS cells(…)`: one
@@ -489,87 +296,4 @@ fn built(builder: impl QueryBuilder, statement: &SubQueryStatement) -> (String, 
     let mut sql = SqlWriterValues::new(placeholder, numbered);
     builder.prepare_query_statement(statement, &mut sql);
     sql.into_parts()
-}
-
-/// An error that a fresh attempt of the same transaction may not meet.
-pub trait Transient {
-    fn is_transient(&self) -> bool;
-}
-
-impl Transient for DbErr {
-    fn is_transient(&self) -> bool {
-        crate::error::is_transient(self)
-    }
-}
-
-const ATTEMPTS: u32 = 8;
-
-/// Runs a use case's transaction again while it fails transiently (serialization failure,
-/// deadlock, busy SQLite, a unique key taken by a concurrent transaction), with growing pauses.
-/// Each attempt is a whole transaction, so a retry re-reads what the lost race changed.
-pub async fn with_retries<T, E, F, Fut>(mut attempt: F) -> Result<T, E>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: Transient,
-{
-    let mut tries = 1;
-    loop {
-        match attempt().await {
-            Err(error) if error.is_transient() && tries < ATTEMPTS => {
-                let jitter = u64::from(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .subsec_nanos()
-                        % 5,
-                );
-                tokio::time::sleep(Duration::from_millis((2 << tries.min(6)) + jitter)).await;
-                tries += 1;
-            }
-            result => return result,
-        }
-    }
-}
-
-/// Helpers for services' migrations, so that each migration file states only its tables.
-pub mod schema {
-    use sea_orm_migration::prelude::*;
-
-    /// `CREATE TABLE IF NOT EXISTS name (columns…, PRIMARY KEY (key…))`.
-    pub fn table(name: &'static str, columns: Vec<ColumnDef>, key: &[&'static str]) -> TableCreateStatement {
-        let mut statement = Table::create();
-        statement.table(name).if_not_exists();
-        for mut column in columns {
-            statement.col(&mut column);
-        }
-        let mut primary_key = Index::create();
-        for column in key {
-            primary_key.col(*column);
-        }
-        statement.primary_key(&mut primary_key);
-        statement.to_owned()
-    }
-
-    /// `CREATE INDEX IF NOT EXISTS name ON table (columns…)`.
-    pub fn index(name: &'static str, table: &'static str, columns: &[&'static str]) -> IndexCreateStatement {
-        let mut statement = Index::create();
-        statement.name(name).table(table).if_not_exists();
-        for column in columns {
-            statement.col(*column);
-        }
-        statement.to_owned()
-    }
-}
-
-/// Declares an entity's (empty) relations and default active-model behaviour: Quanyu's tables
-/// relate by tenant-scoped keys in queries, not by sea-orm relations.
-#[macro_export]
-macro_rules! no_relations {
-    () => {
-        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-        pub enum Relation {}
-
-        impl ActiveModelBehavior for ActiveModel {}
-    };
 }

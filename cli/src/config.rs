@@ -1,14 +1,16 @@
 //! The configuration of a `quanyu` process: shared sections plus one per service.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use quanyu_runtime::auth::{AuthConfig, KeyRing};
+use quanyu_runtime::config::{ConfigError, Sections};
 use quanyu_runtime::db::DatabaseConfig;
 use quanyu_runtime::server::{ServerConfig, ServiceContext};
+use quanyu_runtime::service::{Configured, Declared};
 use quanyu_runtime::telemetry::TelemetryConfig;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// The bundled development configuration, used when no file is given.
 const DEV_CONFIG: &str = include_str!("../dev.toml");
@@ -22,15 +24,22 @@ pub const DEV_KEYS: &[(&str, &str)] = &[
     ("demo analyst", "dev-demo-analyst"),
 ];
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct QuanyuConfig {
+/// The services `quanyu` runs, in the order they start: a service after those it calls.
+pub const SERVICES: &[&dyn Declared] = &[&quanyu_member_identity::SERVICE, &quanyu_loyalty_points::SERVICE];
+
+/// The sections every service shares.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SharedConfig {
     pub telemetry: TelemetryConfig,
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
-    pub member_identity: quanyu_member_identity::Config,
-    pub loyalty_points: quanyu_loyalty_points::Config,
+}
+
+pub struct QuanyuConfig {
+    pub shared: SharedConfig,
+    /// Every service of [`SERVICES`] with its own section.
+    pub services: Vec<Box<dyn Configured>>,
 }
 
 #[derive(clap::Args)]
@@ -50,11 +59,11 @@ pub struct Loaded {
 impl ConfigArgs {
     /// Loads and validates the configuration.
     pub fn load(&self) -> anyhow::Result<Loaded> {
-        let config: QuanyuConfig = match &self.config {
+        let config = match &self.config {
             Some(path) => {
-                quanyu_runtime::config::load(None, Some(path)).with_context(|| format!("loading {}", path.display()))?
+                QuanyuConfig::load(None, Some(path)).with_context(|| format!("loading {}", path.display()))?
             }
-            None => quanyu_runtime::config::load(Some(DEV_CONFIG), None)?,
+            None => QuanyuConfig::load(Some(DEV_CONFIG), None)?,
         };
         Ok(Loaded {
             config,
@@ -64,13 +73,41 @@ impl ConfigArgs {
 }
 
 impl QuanyuConfig {
+    fn load(toml_text: Option<&str>, file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut sections = Sections::load(toml_text, file)?;
+        let shared = SharedConfig {
+            telemetry: sections.take("telemetry")?,
+            server: sections.take("server")?,
+            database: sections.take("database")?,
+            auth: sections.take("auth")?,
+        };
+        let services = SERVICES
+            .iter()
+            .map(|service| service.configure(sections.take_raw(service.schema())))
+            .collect::<Result<_, _>>()?;
+        sections.finish()?;
+        Ok(Self { shared, services })
+    }
+
+    /// The configuration in effect as TOML, secrets redacted.
+    pub fn dump(&self) -> anyhow::Result<String> {
+        let mut table = match toml::Value::try_from(&self.shared)? {
+            toml::Value::Table(table) => table,
+            _ => toml::Table::new(),
+        };
+        for service in &self.services {
+            table.insert(service.schema().to_owned(), service.dump()?);
+        }
+        Ok(toml::to_string_pretty(&table)?)
+    }
+
     /// Checks the API keys and builds what every service shares.
     pub fn service_context(&self) -> anyhow::Result<ServiceContext> {
-        let keys = KeyRing::from_config(&self.auth)
+        let keys = KeyRing::from_config(&self.shared.auth)
             .map_err(|problems| anyhow::anyhow!("invalid auth.api_keys:\n  {}", problems.join("\n  ")))?;
         Ok(ServiceContext {
-            database: self.database.clone(),
-            server: self.server.clone(),
+            database: self.shared.database.clone(),
+            server: self.shared.server.clone(),
             keys: Arc::new(keys),
             shutdown: quanyu_runtime::shutdown::Shutdown::new(),
             clock: quanyu_runtime::clock::Clock::default(),
@@ -88,6 +125,7 @@ mod tests {
         assert!(loaded.development);
         let configured: Vec<&str> = loaded
             .config
+            .shared
             .auth
             .api_keys
             .iter()
@@ -103,9 +141,9 @@ mod tests {
 
     #[test]
     fn dumped_config_hides_database_passwords() {
-        let mut config = QuanyuConfig::default();
-        config.database.url = quanyu_runtime::config::Secret::new("postgres://quanyu:hunter2@db/quanyu");
-        let dumped = toml::to_string(&config).unwrap();
+        let mut config = QuanyuConfig::load(None, None).unwrap();
+        config.shared.database.url = quanyu_runtime::config::Secret::new("postgres://quanyu:hunter2@db/quanyu");
+        let dumped = config.dump().unwrap();
         assert!(dumped.contains("postgres://quanyu:***@db/quanyu"), "{dumped}");
         assert!(!dumped.contains("hunter2"));
     }

@@ -1,0 +1,111 @@
+//! Connection and migration: each service owns its own schema. On PostgreSQL it lives in a
+//! schema named after the service (and `{service}` in the URL can give each service its own
+//! database too); on SQLite each service has its own file.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm_migration::MigratorTrait;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Secret;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://…` or `postgres://…`; `{service}` is replaced by the service's schema name
+    /// (`member_identity`).
+    pub url: Secret,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("sqlite://data/{service}.db?mode=rwc"),
+            max_connections: 10,
+            min_connections: 1,
+            acquire_timeout_secs: 10,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The URL of one service's database.
+    pub fn url_for(&self, schema: &str) -> String {
+        self.url.expose().replace("{service}", schema)
+    }
+}
+
+/// Connects to a service's database and brings its schema up to date.
+pub async fn connect<M: MigratorTrait>(config: &DatabaseConfig, schema: &str) -> Result<DatabaseConnection, DbErr> {
+    let url = config.url_for(schema);
+    let mut options = ConnectOptions::new(url.clone());
+    options
+        .max_connections(config.max_connections)
+        .min_connections(config.min_connections)
+        .acquire_timeout(Duration::from_secs(config.acquire_timeout_secs))
+        // A ping before every checkout costs each query a second round trip; only a connection
+        // idle long enough to have been dropped by the server or a proxy is checked first.
+        .test_before_acquire_if_idle_for(Duration::from_secs(30))
+        .sqlx_logging(false);
+    if url.starts_with("sqlite:") {
+        create_sqlite_directory(&url)?;
+        // WAL lets readers run beside the one writer; the busy timeout makes writers queue
+        // instead of failing at once.
+        options.map_sqlx_sqlite_opts(|sqlite| {
+            sqlite
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    } else {
+        create_postgres_schema(&url, schema).await?;
+        options.set_schema_search_path(schema.to_owned());
+    }
+    let db = Database::connect(options).await?;
+    M::up(&db, None).await?;
+    Ok(db)
+}
+
+fn create_sqlite_directory(url: &str) -> Result<(), DbErr> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path.starts_with(":memory:") {
+        return Ok(());
+    }
+    match std::path::Path::new(path).parent() {
+        Some(directory) if !directory.as_os_str().is_empty() => std::fs::create_dir_all(directory)
+            .map_err(|error| DbErr::Custom(format!("cannot create {}: {error}", directory.display()))),
+        _ => Ok(()),
+    }
+}
+
+async fn create_postgres_schema(url: &str, schema: &str) -> Result<(), DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options.max_connections(1).sqlx_logging(false);
+    let db = Database::connect(options).await?;
+    debug_assert_eq!(db.get_database_backend(), DbBackend::Postgres);
+    db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+        .await?;
+    db.close().await
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock at once (`BEGIN
+/// IMMEDIATE`), so that a writer waits its turn under the busy timeout instead of failing when
+/// another commits between its first read and its first write; PostgreSQL ignores the mode.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    let options = sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..sea_orm::TransactionOptions::default()
+    };
+    sea_orm::TransactionTrait::begin_with_options(db, options).await
+}
