@@ -20,11 +20,21 @@ pub fn start() -> Result<String, String> {
     let as_postgres = as_postgres(&dir)?;
     let data = dir.join("data");
     if !data.join("PG_VERSION").exists() {
-        announce(&format!("initialising a private PostgreSQL cluster in {}", data.display()));
-        run(as_postgres.command(&bin.join("initdb")).arg("-D").arg(&data).args(["-A", "trust", "-U", "postgres"]))?;
+        announce(&format!(
+            "initialising a private PostgreSQL cluster in {}",
+            data.display()
+        ));
+        run(as_postgres
+            .command(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "postgres"]))?;
     }
     let port_file = dir.join("port");
-    let port = match std::fs::read_to_string(&port_file).ok().and_then(|port| port.trim().parse().ok()) {
+    let port = match std::fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|port| port.trim().parse().ok())
+    {
         Some(port) => port,
         None => {
             let port = free_port()?;

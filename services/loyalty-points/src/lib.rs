@@ -2,12 +2,12 @@
 //! e-commerce sales that retry, arrive late and come twice.
 
 pub mod api;
+pub mod app;
+mod convert;
 pub mod domain;
 pub mod error;
-pub mod merge;
+mod events;
 pub mod migration;
-pub mod program;
-pub mod sales_writer;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -75,9 +75,9 @@ impl Service for LoyaltyPoints {
         let channel = tonic::transport::Channel::from_shared(config.identity_endpoint.clone())
             .map_err(|error| format!("loyalty_points.identity_endpoint: {error}"))?
             .connect_lazy();
-        let identity = api::IdentityClient::new(channel, config.identity_api_key.expose().to_owned());
+        let identity = app::identity::IdentityClient::new(channel, config.identity_api_key.expose().to_owned());
         let every = std::time::Duration::from_secs(config.sweep_interval_secs.max(1));
-        store::sweep::spawn_sweeper(db.clone(), context.clock.clone(), every, context.shutdown.clone());
+        app::sweep::spawn_sweeper(db.clone(), context.clock.clone(), every, context.shutdown.clone());
         let merges = quanyu_outbox::consumer::ConsumerConfig {
             name: "loyalty-points.merges".into(),
             endpoint: config.identity_endpoint.clone(),
@@ -88,7 +88,7 @@ impl Service for LoyaltyPoints {
             acknowledge_every: std::time::Duration::from_secs(5),
             max_backoff: std::time::Duration::from_secs(10),
         };
-        let folder = merge::MergeFolder {
+        let folder = app::merge::MergeFolder {
             clock: context.clock.clone(),
         };
         let folding = quanyu_outbox::consumer::Consumer::new(merges, db.clone(), folder);

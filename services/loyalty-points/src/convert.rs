@@ -1,4 +1,5 @@
-//! A program as the contract states it (`quanyu.points.v1.Program`) and as the rules use it.
+//! The contract's forms of loyalty-points' domain values (`quanyu.points.v1`), both ways: a
+//! program as given and stored, balances, entries and sale results as answered.
 
 use std::collections::BTreeSet;
 
@@ -8,24 +9,15 @@ use quanyu_proto::points::v1 as pb;
 use quanyu_runtime::auth::is_slug;
 use quanyu_runtime::error::{FieldViolation, Violations};
 
+use quanyu_runtime::clock::to_proto;
+
+use crate::domain::account::{Account, HoldEnd};
 use crate::domain::earning::{Condition, EarningRules, Multiplier, Rounding};
 use crate::domain::expiry::ExpiryPolicy;
+use crate::domain::ledger::EntryKind;
+use crate::domain::program::{DEFAULT_HOLD_TTL_SECONDS, ProgramRules};
+use crate::domain::sale::SaleEffect;
 use crate::domain::tiers::{Tier, TierLadder};
-
-pub const DEFAULT_HOLD_TTL_SECONDS: i32 = 900;
-
-/// A validated program.
-#[derive(Debug, Clone)]
-pub struct ProgramRules {
-    pub id: String,
-    pub brand_id: String,
-    pub earning: EarningRules,
-    pub expiry: ExpiryPolicy,
-    pub ladder: TierLadder,
-    pub hold_ttl: chrono::Duration,
-    pub auto_enroll: bool,
-    pub offset: FixedOffset,
-}
 
 fn weekday(iso: i32) -> Option<Weekday> {
     let days = [
@@ -189,5 +181,100 @@ impl ProgramRules {
             auto_enroll: program.auto_enroll,
             offset,
         })
+    }
+}
+
+pub fn entry_kind_to_pb(kind: EntryKind) -> pb::EntryKind {
+    match kind {
+        EntryKind::Earn => pb::EntryKind::Earn,
+        EntryKind::Redeem => pb::EntryKind::Redeem,
+        EntryKind::Expire => pb::EntryKind::Expire,
+        EntryKind::Reverse => pb::EntryKind::Reverse,
+        EntryKind::Adjust => pb::EntryKind::Adjust,
+        EntryKind::Grant => pb::EntryKind::Grant,
+        EntryKind::MergeIn => pb::EntryKind::MergeIn,
+        EntryKind::MergeOut => pb::EntryKind::MergeOut,
+    }
+}
+
+/// An entry kind asked for in a request; `None` for every kind.
+pub fn entry_kind_from_pb(kind: pb::EntryKind) -> Option<EntryKind> {
+    match kind {
+        pb::EntryKind::Unspecified => None,
+        pb::EntryKind::Earn => Some(EntryKind::Earn),
+        pb::EntryKind::Redeem => Some(EntryKind::Redeem),
+        pb::EntryKind::Expire => Some(EntryKind::Expire),
+        pb::EntryKind::Reverse => Some(EntryKind::Reverse),
+        pb::EntryKind::Adjust => Some(EntryKind::Adjust),
+        pb::EntryKind::Grant => Some(EntryKind::Grant),
+        pb::EntryKind::MergeIn => Some(EntryKind::MergeIn),
+        pb::EntryKind::MergeOut => Some(EntryKind::MergeOut),
+    }
+}
+
+pub fn hold_end_to_pb(end: HoldEnd) -> pb::HoldEnd {
+    match end {
+        HoldEnd::Confirmed => pb::HoldEnd::Confirmed,
+        HoldEnd::Released => pb::HoldEnd::Released,
+        HoldEnd::Expired => pb::HoldEnd::Expired,
+    }
+}
+
+/// An account's balance as the contract shows it, with what expires when.
+pub fn balance_to_pb(account: &Account) -> pb::Balance {
+    let mut expiring: Vec<pb::ExpiringPoints> = Vec::new();
+    let mut lots: Vec<_> = account.ledger.lots().iter().filter(|lot| lot.remaining > 0).collect();
+    lots.sort_by_key(|lot| lot.expires_at);
+    for lot in lots {
+        match expiring.last_mut() {
+            Some(last) if last.expires_at == Some(to_proto(lot.expires_at)) => last.points += lot.remaining,
+            _ => expiring.push(pb::ExpiringPoints {
+                expires_at: Some(to_proto(lot.expires_at)),
+                points: lot.remaining,
+            }),
+        }
+    }
+    pb::Balance {
+        member_id: account.member_id.clone(),
+        program_id: account.program_id.clone(),
+        balance: account.ledger.balance(),
+        available: account.ledger.available(),
+        held: account.ledger.held(),
+        growth_this_period: account.tier.period_growth,
+        growth_lifetime: account.tier.lifetime_growth,
+        tier: account.tier.tier.clone(),
+        expiring,
+    }
+}
+
+/// The answer to a sale applied.
+pub fn applied_to_pb(index: i32, effect: SaleEffect) -> pb::SaleResult {
+    pb::SaleResult {
+        index,
+        outcome: pb::SaleOutcome::Applied.into(),
+        member_id: effect.member_id,
+        program_id: effect.program_id,
+        points_earned: effect.points_earned,
+        points_redeemed: effect.points_redeemed,
+        points_reversed: effect.points_reversed,
+        balance_after: effect.balance_after,
+        rules_version: effect.rules_version,
+        ..Default::default()
+    }
+}
+
+/// The answer to a sale refused for `violations`.
+pub fn rejected_to_pb(index: i32, violations: Vec<FieldViolation>) -> pb::SaleResult {
+    pb::SaleResult {
+        index,
+        outcome: pb::SaleOutcome::Rejected.into(),
+        violations: violations
+            .into_iter()
+            .map(|violation| pb::FieldViolation {
+                field: violation.field,
+                description: violation.description,
+            })
+            .collect(),
+        ..Default::default()
     }
 }

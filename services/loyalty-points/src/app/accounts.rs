@@ -1,45 +1,31 @@
-//! Single-account use cases: balance, history, redemption, holds and adjustments.
+//! Single-account use cases: balance, redemption, holds and adjustments, each one transaction on
+//! the account's locked row.
 
-use quanyu_runtime::clock::to_proto;
 use std::collections::HashMap;
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use prost::Message;
-use quanyu_proto::points::v1::{self as pb, HoldEnd};
+use quanyu_proto::points::v1 as pb;
+use quanyu_runtime::auth::TenantActor;
 use quanyu_runtime::db::{Writes, begin_write};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
+use sea_orm::DatabaseConnection;
 
-use super::entity::{accounts, entries, operations};
-use super::{Account, AccountKey, Result, load_accounts, recorded, save_accounts, save_accounts_alone};
+use super::{save_accounts, save_accounts_alone};
+use crate::convert::balance_to_pb;
+use crate::domain::account::HoldEnd;
 use crate::domain::expiry::expires_at;
 use crate::domain::ledger::Credit;
+use crate::domain::program::ProgramRules;
+use crate::domain::sale::SaleRecord;
 use crate::error::PointsError;
+use crate::store;
 
-/// The balance as the contract shows it.
-pub fn balance_of(account: &Account) -> pb::Balance {
-    let mut expiring: Vec<pb::ExpiringPoints> = Vec::new();
-    let mut lots: Vec<_> = account.ledger.lots().iter().filter(|lot| lot.remaining > 0).collect();
-    lots.sort_by_key(|lot| lot.expires_at);
-    for lot in lots {
-        match expiring.last_mut() {
-            Some(last) if last.expires_at == Some(to_proto(lot.expires_at)) => last.points += lot.remaining,
-            _ => expiring.push(pb::ExpiringPoints {
-                expires_at: Some(to_proto(lot.expires_at)),
-                points: lot.remaining,
-            }),
-        }
-    }
-    pb::Balance {
-        member_id: account.member_id.clone(),
-        program_id: account.program_id.clone(),
-        balance: account.ledger.balance(),
-        available: account.ledger.available(),
-        held: account.ledger.held(),
-        growth_this_period: account.tier.period_growth,
-        growth_lifetime: account.tier.lifetime_growth,
-        tier: account.tier.tier.clone(),
-        expiring,
-    }
+/// The account a change runs against.
+pub struct AccountKey<'a> {
+    pub actor: &'a TenantActor,
+    pub program: &'a ProgramRules,
+    pub rules_version: u32,
+    pub member_id: &'a str,
 }
 
 /// What a single-account change does, given the account locked for it.
@@ -67,7 +53,7 @@ pub enum Change {
 /// The outcome of a change: the balance after it, and the hold it placed.
 pub struct Changed {
     pub balance: pb::Balance,
-    pub hold: Option<(u64, DateTime<chrono::Utc>)>,
+    pub hold: Option<(u64, DateTime<Utc>)>,
 }
 
 /// Runs one change on one account in one transaction, idempotently when a key is given: the
@@ -77,10 +63,11 @@ pub async fn change(
     key: &AccountKey<'_>,
     change: Change,
     idempotency: Option<(&str, &str, Vec<u8>)>,
-    at: DateTime<chrono::Utc>,
-) -> Result<Changed> {
+    at: DateTime<Utc>,
+) -> Result<Changed, PointsError> {
     let tenant_id = key.actor.tenant_id.as_ref();
-    if matches!(change, Change::Read) && !has_account(db, tenant_id, key).await? {
+    if matches!(change, Change::Read) && !store::accounts::exists(db, tenant_id, &key.program.id, key.member_id).await?
+    {
         // A member with no points yet: nothing to settle, and reading creates no account.
         return Ok(Changed {
             balance: pb::Balance {
@@ -95,20 +82,21 @@ pub async fn change(
     let txn = begin_write(db).await?;
     let programs = HashMap::from([(key.program.id.clone(), (key.program.clone(), key.rules_version))]);
     let id = (key.program.id.clone(), key.member_id.to_owned());
-    let mut account = load_accounts(&txn, tenant_id, &programs, [id.clone()], at)
+    let mut account = store::accounts::load(&txn, tenant_id, &programs, [id.clone()], at)
         .await?
         .remove(&id)
         .ok_or_else(|| PointsError::ProgramNotFound(key.program.id.clone()))?;
     if let Some((source, idempotency_key, request)) = &idempotency {
         let ids = [(source.to_string(), idempotency_key.to_string())];
-        if let Some(first) = recorded(&txn, tenant_id, &ids, false).await?.into_values().next() {
+        let recorded = store::operations::recorded(&txn, tenant_id, &ids, false).await?;
+        if let Some(first) = recorded.into_values().next() {
             if first.request != *request {
                 return Err(PointsError::IdempotencyConflict((*idempotency_key).to_owned()));
             }
-            save_accounts_alone(&txn, tenant_id, &programs, [&mut account], at).await?;
+            save_accounts_alone(&txn, tenant_id, &programs, &mut [&mut account], at).await?;
             txn.commit().await?;
             return Ok(Changed {
-                balance: balance_of(&account),
+                balance: balance_to_pb(&account),
                 hold: None,
             });
         }
@@ -140,62 +128,27 @@ pub async fn change(
         Change::Read => {}
     }
     let mut writes = Writes::new(&txn);
-    let events = save_accounts(&mut writes, tenant_id, &programs, [&mut account], at);
-    let balance = balance_of(&account);
+    let events = save_accounts(&mut writes, tenant_id, &programs, &mut [&mut account], at);
+    let balance = balance_to_pb(&account);
     if let Some((source, idempotency_key, request)) = idempotency {
-        let row = operations::Model {
-            tenant_id: tenant_id.to_owned(),
-            source: source.to_owned(),
-            key: idempotency_key.to_owned(),
-            request,
-            result: balance.encode_to_vec(),
+        let record = SaleRecord {
             member_id: Some(key.member_id.to_owned()),
             program_id: Some(key.program.id.clone()),
-            eligible_minor: 0,
-            points_earned: 0,
-            refunded_minor: 0,
-            points_reversed: 0,
-            growth: 0,
-            recorded_at: at,
+            ..SaleRecord::default()
         };
-        writes.push(operations::Entity::insert(operations::ActiveModel::from(row)).into_query());
+        let row = store::operations::row(
+            tenant_id,
+            source,
+            idempotency_key,
+            request,
+            balance.encode_to_vec(),
+            &record,
+            at,
+        );
+        store::operations::insert(&mut writes, vec![row]);
     }
     quanyu_outbox::append_to(&mut writes, events);
     writes.execute(&txn).await?;
     txn.commit().await?;
     Ok(Changed { balance, hold })
-}
-
-async fn has_account(db: &DatabaseConnection, tenant_id: &str, key: &AccountKey<'_>) -> Result<bool> {
-    let id = (tenant_id.to_owned(), key.program.id.clone(), key.member_id.to_owned());
-    let found = accounts::Entity::find_by_id(id)
-        .select_only()
-        .column(accounts::Column::MemberId)
-        .into_tuple::<String>()
-        .one(db)
-        .await?;
-    Ok(found.is_some())
-}
-
-/// An account's entries, newest first.
-pub async fn list_entries(
-    db: &DatabaseConnection,
-    tenant_id: &str,
-    program_id: &str,
-    member_id: &str,
-    kind: Option<&str>,
-    before: Option<String>,
-    limit: u64,
-) -> Result<Vec<entries::Model>> {
-    let mut query = entries::Entity::find()
-        .filter(entries::Column::TenantId.eq(tenant_id))
-        .filter(entries::Column::ProgramId.eq(program_id))
-        .filter(entries::Column::MemberId.eq(member_id));
-    if let Some(kind) = kind {
-        query = query.filter(entries::Column::Kind.eq(kind));
-    }
-    if let Some(before) = before {
-        query = query.filter(entries::Column::Id.lt(before));
-    }
-    Ok(query.order_by_desc(entries::Column::Id).limit(limit).all(db).await?)
 }

@@ -23,9 +23,11 @@ use quanyu_runtime::db::{TUNING, with_retries};
 use sea_orm::DatabaseConnection;
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 
+use super::sales::{PreparedSale, write_batch};
+use crate::domain::program::Programs;
 use crate::error::PointsError;
-use crate::store::sales::{PreparedSale, Programs};
-use crate::store::{self, Recorded, Recording};
+use crate::store;
+use crate::store::operations::{Recorded, Recording};
 
 /// The most sales one transaction carries: RecordSales' own limit.
 pub const MAX_BATCH: usize = 1000;
@@ -187,9 +189,9 @@ async fn write(
         async move {
             let recorded = match known {
                 Some(recorded) => recorded,
-                None => store::recordings(db, &actor.tenant_id, &keys_of(sales)).await?,
+                None => store::operations::recordings(db, &actor.tenant_id, &keys_of(sales)).await?,
             };
-            store::sales::record_sales(db, actor, programs, sales, recorded, clock.now()).await
+            write_batch(db, actor, programs, sales, recorded, clock.now()).await
         }
     })
     .await
@@ -209,7 +211,7 @@ mod tests {
     use quanyu_runtime::auth::TenantActor;
 
     use super::*;
-    use crate::store::sales::Plan;
+    use crate::domain::sale::Plan;
 
     fn call(tenant: &str, sales: usize) -> Call {
         let sale = PreparedSale {

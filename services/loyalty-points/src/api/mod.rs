@@ -1,0 +1,354 @@
+//! The gRPC face of loyalty-points: authorises each call, validates and converts the request,
+//! resolves buyers through member-identity, runs the use case and converts the answer.
+
+mod sales;
+
+use std::sync::Arc;
+
+use prost::Message;
+use quanyu_proto::points::v1 as pb;
+use quanyu_proto::points::v1::points_service_server::PointsService;
+use quanyu_runtime::auth::{Access, Role, TenantActor, authorize};
+use quanyu_runtime::clock::{Clock, to_proto};
+use quanyu_runtime::db::with_retries;
+use quanyu_runtime::error::{FieldViolation, Violations};
+use quanyu_runtime::page;
+use sea_orm::DatabaseConnection;
+use tonic::{Request, Response, Status};
+
+use crate::app;
+use crate::app::accounts::{AccountKey, Change, Changed};
+use crate::app::identity::IdentityClient;
+use crate::app::programs::ProgramCatalog;
+use crate::app::sales::SaleSync;
+use crate::app::sales_writer::{MAX_BATCH, SalesWriter};
+use crate::convert::{entry_kind_from_pb, entry_kind_to_pb, rejected_to_pb};
+use crate::domain::program::ProgramRules;
+use crate::error::PointsError;
+use crate::store;
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// Syncing sales and refunds from a till or a shop.
+pub const SYNC: Access = Access::till("sync");
+/// Redeeming and holding points at a till.
+pub const REDEEM: Access = Access::till("redeem");
+/// Reading a balance: the till that shows it, or an analyst.
+pub const READ_BALANCE: Access = Access::new(
+    "read-balance",
+    &[Role::Platform, Role::Service, Role::Pos, Role::Analyst],
+);
+
+pub struct PointsApi {
+    db: DatabaseConnection,
+    clock: Clock,
+    catalog: Arc<ProgramCatalog>,
+    sales: SaleSync,
+}
+
+impl PointsApi {
+    /// `sales_writers` shared and `batch_writers` large calls' transactions write sales at once
+    /// (see [`SalesWriter`]).
+    pub fn new(
+        db: DatabaseConnection,
+        identity: IdentityClient,
+        clock: Clock,
+        sales_writers: usize,
+        batch_writers: usize,
+    ) -> Self {
+        let writer = SalesWriter::spawn(db.clone(), clock.clone(), sales_writers, batch_writers);
+        Self {
+            catalog: Arc::new(ProgramCatalog::new(db.clone(), clock.clone())),
+            sales: SaleSync::new(db.clone(), identity, writer),
+            db,
+            clock,
+        }
+    }
+
+    async fn run_change(
+        &self,
+        actor: &TenantActor,
+        account: Option<&pb::AccountRef>,
+        change: impl Fn() -> Change,
+        idempotency: Option<(&str, &str, Vec<u8>)>,
+    ) -> Result<Changed, PointsError> {
+        let account = account.cloned().unwrap_or_default();
+        let asked = member_id(&account.member_id).map_err(|v| PointsError::from(vec![v.under("account")]))?;
+        let member_id = store::aliases::current_members(&self.db, &actor.tenant_id, std::slice::from_ref(&asked))
+            .await?
+            .remove(&asked)
+            .unwrap_or(asked);
+        let (program, version) = self.catalog.program_for(&actor.tenant_id, &account.program_id).await?;
+        let key = AccountKey {
+            actor,
+            program: &program,
+            rules_version: version,
+            member_id: &member_id,
+        };
+        let at = self.clock.now();
+        with_retries(|| app::accounts::change(&self.db, &key, change(), idempotency.clone(), at)).await
+    }
+}
+
+fn member_id(id: &str) -> Result<String, FieldViolation> {
+    match id.trim() {
+        "" => Err(FieldViolation::new("member_id", "is required")),
+        id if id.len() > 64 => Err(FieldViolation::new("member_id", "must be at most 64 characters")),
+        id => Ok(id.to_owned()),
+    }
+}
+
+fn idempotency_key(key: &str) -> Result<String, FieldViolation> {
+    if (1..=128).contains(&key.len()) && !key.chars().any(char::is_control) {
+        Ok(key.to_owned())
+    } else {
+        Err(FieldViolation::new("idempotency_key", "is required: 1-128 characters"))
+    }
+}
+
+impl PointsApi {
+    /// Records one batch of sales (RecordSales, or one chunk of UploadSales).
+    #[tracing::instrument(skip_all, fields(tenant, sales))]
+    async fn record_batch(
+        &self,
+        actor: &TenantActor,
+        sales: Vec<pb::Sale>,
+    ) -> Result<Vec<pb::SaleResult>, PointsError> {
+        tracing::Span::current()
+            .record("tenant", actor.tenant_id.as_ref())
+            .record("sales", sales.len());
+        if sales.is_empty() || sales.len() > MAX_BATCH {
+            let why = format!("must hold 1-{MAX_BATCH} sales, got {}", sales.len());
+            return Err(PointsError::invalid("sales", why));
+        }
+        if let Some(results) = self.sales.replay(actor, &sales).await? {
+            tracing::info!(batch = results.len(), "batch replayed");
+            return Ok(results);
+        }
+        let programs = self.catalog.of_tenant(&actor.tenant_id).await?;
+        let now = self.clock.now();
+        let mut results: Vec<Option<pb::SaleResult>> = vec![None; sales.len()];
+        let mut checked = Vec::new();
+        for (index, sale) in sales.iter().enumerate() {
+            match sales::check_sale(sale, &programs, now) {
+                Ok(ok) => checked.push((index, ok)),
+                Err(violations) => {
+                    results[index] = Some(rejected_to_pb(i32::try_from(index).unwrap_or(i32::MAX), violations));
+                }
+            }
+        }
+        self.sales.record(actor, sales, checked, results, programs, now).await
+    }
+}
+
+#[tonic::async_trait]
+impl PointsService for PointsApi {
+    async fn upsert_program(&self, request: Request<pb::UpsertProgramRequest>) -> Reply<pb::UpsertProgramResponse> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let program = request.into_inner().program.unwrap_or_default();
+        ProgramRules::from_pb(&program, 0).map_err(PointsError::InvalidInput)?;
+        let program = self.catalog.upsert(&actor.tenant_id, program).await?;
+        Ok(Response::new(pb::UpsertProgramResponse { program: Some(program) }))
+    }
+
+    async fn get_program(&self, request: Request<pb::GetProgramRequest>) -> Reply<pb::GetProgramResponse> {
+        let actor = authorize(&request, Access::READ)?;
+        let program = self
+            .catalog
+            .get(&actor.tenant_id, &request.get_ref().program_id)
+            .await?;
+        Ok(Response::new(pb::GetProgramResponse { program: Some(program) }))
+    }
+
+    async fn record_sales(&self, request: Request<pb::RecordSalesRequest>) -> Reply<pb::RecordSalesResponse> {
+        let actor = authorize(&request, SYNC)?;
+        let results = self.record_batch(&actor, request.into_inner().sales).await?;
+        Ok(Response::new(pb::RecordSalesResponse { results }))
+    }
+
+    async fn upload_sales(
+        &self,
+        request: Request<tonic::Streaming<pb::UploadSalesRequest>>,
+    ) -> Reply<pb::UploadSalesResponse> {
+        let actor = authorize(&request, SYNC)?;
+        let mut chunks = request.into_inner();
+        let mut summary = pb::UploadSalesResponse::default();
+        let mut offset = 0i32;
+        while let Some(chunk) = chunks.message().await? {
+            let count = i32::try_from(chunk.sales.len()).unwrap_or(i32::MAX);
+            for mut result in self.record_batch(&actor, chunk.sales).await? {
+                match pb::SaleOutcome::try_from(result.outcome) {
+                    Ok(pb::SaleOutcome::Applied) => summary.applied += 1,
+                    Ok(pb::SaleOutcome::Duplicate) => summary.duplicates += 1,
+                    _ => {
+                        summary.rejected += 1;
+                        result.index += offset;
+                        summary.rejections.push(result);
+                    }
+                }
+            }
+            offset = offset.saturating_add(count);
+            tracing::info!(uploaded = offset, "sales upload progressing");
+        }
+        Ok(Response::new(summary))
+    }
+
+    async fn get_balance(&self, request: Request<pb::GetBalanceRequest>) -> Reply<pb::GetBalanceResponse> {
+        let actor = authorize(&request, READ_BALANCE)?;
+        let changed = self
+            .run_change(&actor, request.get_ref().account.as_ref(), || Change::Read, None)
+            .await?;
+        Ok(Response::new(pb::GetBalanceResponse {
+            balance: Some(changed.balance),
+        }))
+    }
+
+    async fn list_entries(&self, request: Request<pb::ListEntriesRequest>) -> Reply<pb::ListEntriesResponse> {
+        let actor = authorize(&request, Access::READ)?;
+        let input = request.get_ref();
+        let account = input.account.clone().unwrap_or_default();
+        let mut violations = Violations::default();
+        let member = violations.check(member_id(&account.member_id).map_err(|v| v.under("account")));
+        let limit = violations
+            .check(page::size(input.page_size))
+            .unwrap_or(page::DEFAULT_PAGE_SIZE);
+        let before = violations.check(page::after(&input.page_token)).flatten();
+        let kind = match pb::EntryKind::try_from(input.kind) {
+            Ok(kind) => entry_kind_from_pb(kind),
+            Err(_) => {
+                violations.add("kind", "not an entry kind");
+                None
+            }
+        };
+        violations.into_result().map_err(PointsError::from)?;
+        let (program, _) = self.catalog.program_for(&actor.tenant_id, &account.program_id).await?;
+        let member = member.unwrap_or_default();
+        let account = (actor.tenant_id.as_ref(), program.id.as_str(), member.as_str());
+        let history = store::accounts::history(&self.db, account, kind, before, limit)
+            .await
+            .map_err(PointsError::from)?;
+        let next_page_token = match history.last() {
+            Some(last) if history.len() as u64 == limit => page::token(&last.id),
+            _ => String::new(),
+        };
+        let entries = history
+            .into_iter()
+            .map(|item| pb::Entry {
+                entry_id: item.id,
+                kind: entry_kind_to_pb(item.entry.kind).into(),
+                points: item.entry.amount,
+                balance_after: item.entry.balance_after,
+                at: Some(to_proto(item.entry.at)),
+                reference: item.entry.reference,
+                rules_version: item.rules_version,
+            })
+            .collect();
+        Ok(Response::new(pb::ListEntriesResponse {
+            entries,
+            next_page_token,
+        }))
+    }
+
+    async fn redeem(&self, request: Request<pb::RedeemRequest>) -> Reply<pb::RedeemResponse> {
+        let actor = authorize(&request, REDEEM)?;
+        let input = request.get_ref();
+        let key = idempotency_key(&input.idempotency_key).map_err(|v| PointsError::from(vec![v]))?;
+        let points = input.points;
+        let idempotency = Some(("redeem", key.as_str(), input.encode_to_vec()));
+        let changed = self
+            .run_change(
+                &actor,
+                input.account.as_ref(),
+                || Change::Redeem { points },
+                idempotency,
+            )
+            .await?;
+        Ok(Response::new(pb::RedeemResponse {
+            balance: Some(changed.balance),
+        }))
+    }
+
+    async fn place_hold(&self, request: Request<pb::PlaceHoldRequest>) -> Reply<pb::PlaceHoldResponse> {
+        let actor = authorize(&request, REDEEM)?;
+        let input = request.get_ref();
+        let key = idempotency_key(&input.idempotency_key).map_err(|v| PointsError::from(vec![v]))?;
+        let points = input.points;
+        let idempotency = Some(("hold", key.as_str(), input.encode_to_vec()));
+        let changed = self
+            .run_change(
+                &actor,
+                input.account.as_ref(),
+                || Change::PlaceHold { points },
+                idempotency,
+            )
+            .await?;
+        let (hold_id, expires_at) = changed.hold.map_or((String::new(), None), |(id, until)| {
+            (id.to_string(), Some(to_proto(until)))
+        });
+        Ok(Response::new(pb::PlaceHoldResponse {
+            hold_id,
+            expires_at,
+            balance: Some(changed.balance),
+        }))
+    }
+
+    async fn confirm_hold(&self, request: Request<pb::ConfirmHoldRequest>) -> Reply<pb::ConfirmHoldResponse> {
+        let actor = authorize(&request, REDEEM)?;
+        let input = request.get_ref();
+        let hold_id = hold_id(&input.hold_id)?;
+        let changed = self
+            .run_change(&actor, input.account.as_ref(), || Change::ConfirmHold { hold_id }, None)
+            .await?;
+        Ok(Response::new(pb::ConfirmHoldResponse {
+            balance: Some(changed.balance),
+        }))
+    }
+
+    async fn release_hold(&self, request: Request<pb::ReleaseHoldRequest>) -> Reply<pb::ReleaseHoldResponse> {
+        let actor = authorize(&request, REDEEM)?;
+        let input = request.get_ref();
+        let hold_id = hold_id(&input.hold_id)?;
+        let changed = self
+            .run_change(&actor, input.account.as_ref(), || Change::ReleaseHold { hold_id }, None)
+            .await?;
+        Ok(Response::new(pb::ReleaseHoldResponse {
+            balance: Some(changed.balance),
+        }))
+    }
+
+    async fn adjust(&self, request: Request<pb::AdjustRequest>) -> Reply<pb::AdjustResponse> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let input = request.get_ref();
+        let mut violations = Violations::default();
+        let key = violations.check(idempotency_key(&input.idempotency_key));
+        if input.points == 0 {
+            violations.add("points", "must not be 0");
+        }
+        if input.reason.trim().is_empty() || input.reason.chars().count() > 200 {
+            violations.add("reason", "is required: 1-200 characters");
+        }
+        violations.into_result().map_err(PointsError::from)?;
+        let key = key.unwrap_or_default();
+        let (points, reason) = (input.points, format!("adjust:{}", input.reason.trim()));
+        let idempotency = Some(("adjust", key.as_str(), input.encode_to_vec()));
+        let changed = self
+            .run_change(
+                &actor,
+                input.account.as_ref(),
+                || Change::Adjust {
+                    points,
+                    reason: reason.clone(),
+                },
+                idempotency,
+            )
+            .await?;
+        Ok(Response::new(pb::AdjustResponse {
+            balance: Some(changed.balance),
+        }))
+    }
+}
+
+fn hold_id(id: &str) -> Result<u64, PointsError> {
+    id.parse()
+        .map_err(|_| PointsError::invalid("hold_id", "is not a hold id returned by PlaceHold"))
+}

@@ -1,0 +1,558 @@
+//! Recording sales and refunds: each applied once whatever the retries, each answered on its own.
+//!
+//! A batch is validated by the API, its identity buyers resolved (or enrolled) through
+//! member-identity in one call, and its sales written in one transaction by the
+//! [`SalesWriter`](super::sales_writer::SalesWriter). A POS that got no answer sends the same
+//! batch again: a batch of [`TUNING.kept_answers_from`](quanyu_runtime::db::Tuning) sales or more
+//! whose every sale was recorded keeps the answer its replay gets, by a digest of its sales, and
+//! the same batch again is answered from it with one read. A batch that differs in anything, or
+//! had a sale rejected (which may apply when sent again), is answered sale by sale.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use prost::Message;
+use quanyu_proto::common::v1::Channel;
+use quanyu_proto::points::v1 as pb;
+use quanyu_runtime::auth::TenantActor;
+use quanyu_runtime::db::{TUNING, Writes, begin_write};
+use quanyu_runtime::error::FieldViolation;
+use sea_orm::DatabaseConnection;
+use sha2::{Digest, Sha256};
+
+use super::identity::IdentityClient;
+use super::sales_writer::SalesWriter;
+use super::save_accounts;
+use crate::convert::{applied_to_pb, rejected_to_pb};
+use crate::domain::account::Account;
+use crate::domain::earning::{SaleContext, SaleLine};
+use crate::domain::program::Programs;
+use crate::domain::sale::{
+    Plan, Purchase, Rejection, SaleEffect, SaleRecord, apply_purchase, apply_refund, refundable,
+};
+use crate::error::PointsError;
+use crate::events;
+use crate::store;
+use crate::store::accounts::AccountId;
+use crate::store::entity::operations;
+use crate::store::operations::{Recorded, Recording};
+
+/// What the API's validation of one sale found out.
+#[derive(Debug, Clone)]
+pub struct CheckedSale {
+    pub is_refund: bool,
+    /// The program a purchase earns in.
+    pub program_id: Option<String>,
+    pub lines: Vec<SaleLine>,
+    pub amount_minor: i64,
+}
+
+/// A sale ready to be written.
+#[derive(Debug, Clone)]
+pub struct PreparedSale {
+    pub index: i32,
+    pub source: String,
+    pub key: String,
+    /// The sale as received: a replay must match it byte for byte.
+    pub sale: pb::Sale,
+    pub plan: Plan,
+}
+
+/// The sales use case: from validated sales to their answers.
+pub struct SaleSync {
+    db: DatabaseConnection,
+    identity: IdentityClient,
+    writer: SalesWriter,
+}
+
+impl SaleSync {
+    pub fn new(db: DatabaseConnection, identity: IdentityClient, writer: SalesWriter) -> Self {
+        Self { db, identity, writer }
+    }
+
+    /// The answer kept for this batch, if it was answered whole before.
+    pub async fn replay(
+        &self,
+        actor: &TenantActor,
+        sales: &[pb::Sale],
+    ) -> Result<Option<Vec<pb::SaleResult>>, PointsError> {
+        if sales.len() < TUNING.kept_answers_from {
+            return Ok(None);
+        }
+        let Some(answer) = store::batch_answers::find(&self.db, &actor.tenant_id, &digest(sales)).await? else {
+            return Ok(None);
+        };
+        match pb::RecordSalesResponse::decode(answer.as_slice()) {
+            Ok(answer) => Ok(Some(answer.results)),
+            Err(error) => {
+                // The batch is then answered sale by sale.
+                tracing::warn!(%error, "a kept batch answer does not decode; answering sale by sale");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Records a batch: `checked` holds the sales that passed validation (by index), `results` the
+    /// answers of those that did not. Returns every sale's answer, in order.
+    pub async fn record(
+        &self,
+        actor: &TenantActor,
+        mut sales: Vec<pb::Sale>,
+        checked: Vec<(usize, CheckedSale)>,
+        mut results: Vec<Option<pb::SaleResult>>,
+        programs: Arc<Programs>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<pb::SaleResult>, PointsError> {
+        let digest = (sales.len() >= TUNING.kept_answers_from).then(|| digest(&sales));
+        let buyer = |sale: &pb::Sale| sale.buyer.as_ref().and_then(|buyer| buyer.who.clone());
+        // Replays are answered from what was recorded: their buyers need no resolving or enrolling.
+        // Without buyers to resolve, the writer decides whether to read it (see `SalesWriter`).
+        let resolves = checked.iter().any(|(index, check)| {
+            !check.is_refund && matches!(buyer(&sales[*index]), Some(pb::buyer::Who::Identity(_)))
+        });
+        let recorded = if resolves {
+            let keys: Vec<(String, String)> = checked
+                .iter()
+                .map(|(index, _)| (sales[*index].source.clone(), sales[*index].transaction_id.clone()))
+                .collect();
+            Some(store::operations::recordings(&self.db, &actor.tenant_id, &keys).await?)
+        } else {
+            None
+        };
+        let is_replay = |sale: &pb::Sale| {
+            recorded
+                .as_ref()
+                .is_some_and(|recorded| recorded.contains(&sale.source, &sale.transaction_id))
+        };
+        // One resolve call for every identity buyer of the batch.
+        let mut wanted = Vec::new();
+        let mut enroll = Vec::new();
+        let mut asked_by = Vec::new();
+        for (index, check) in &checked {
+            let sale = &sales[*index];
+            if check.is_refund || is_replay(sale) {
+                continue;
+            }
+            if let Some(pb::buyer::Who::Identity(identity)) = buyer(sale) {
+                let auto = check
+                    .program_id
+                    .as_ref()
+                    .and_then(|id| programs.get(id))
+                    .is_some_and(|(program, _)| program.auto_enroll);
+                wanted.push(identity);
+                enroll.push(auto);
+                asked_by.push(*index);
+            }
+        }
+        let resolved: HashMap<usize, Result<Option<String>, String>> = asked_by
+            .into_iter()
+            .zip(self.identity.resolve_buyers(&actor.tenant_id, wanted, &enroll).await?)
+            .collect();
+        let mut prepared = Vec::with_capacity(checked.len());
+        for (index, check) in checked {
+            // Each sale is needed once more, as the prepared sale's own.
+            let sale = std::mem::take(&mut sales[index]);
+            let plan = if check.is_refund {
+                Plan::Refund {
+                    original_key: sale.original_transaction_id.clone(),
+                    refund_minor: check.amount_minor,
+                }
+            } else {
+                let member = match buyer(&sale) {
+                    // The sale's transaction follows merges to the survivor.
+                    Some(pb::buyer::Who::MemberId(id)) => Ok(Some(id.trim().to_owned())),
+                    Some(pb::buyer::Who::Identity(_)) => resolved.get(&index).cloned().unwrap_or(Ok(None)),
+                    None => Ok(None),
+                };
+                match (member, check.program_id) {
+                    (Err(why), _) => {
+                        let index_i32 = i32::try_from(index).unwrap_or(i32::MAX);
+                        let violation = FieldViolation::new("buyer.identity", why);
+                        results[index] = Some(rejected_to_pb(index_i32, vec![violation]));
+                        continue;
+                    }
+                    (Ok(Some(member_id)), Some(program_id)) => Plan::Purchase {
+                        member_id,
+                        purchase: Purchase {
+                            program_id,
+                            lines: check.lines,
+                            redeem: sale.points_redeemed,
+                            context: SaleContext {
+                                tier: String::new(),
+                                channel: Channel::try_from(sale.channel)
+                                    .unwrap_or(Channel::Unspecified)
+                                    .as_str_name()
+                                    .to_owned(),
+                                store: sale.store_id.clone(),
+                                at: sale
+                                    .occurred_at
+                                    .as_ref()
+                                    .and_then(quanyu_runtime::clock::from_proto)
+                                    .unwrap_or(now),
+                            },
+                        },
+                    },
+                    _ => Plan::NonMember,
+                }
+            };
+            prepared.push(PreparedSale {
+                index: i32::try_from(index).unwrap_or(i32::MAX),
+                source: sale.source.clone(),
+                key: sale.transaction_id.clone(),
+                sale,
+                plan,
+            });
+        }
+        let applied = self.writer.write(actor, programs, prepared, recorded).await?;
+        for result in applied {
+            let index = usize::try_from(result.index).unwrap_or_default();
+            results[index] = Some(result);
+        }
+        let results: Vec<pb::SaleResult> = results.into_iter().flatten().collect();
+        let rejected = results
+            .iter()
+            .filter(|result| result.outcome == i32::from(pb::SaleOutcome::Rejected))
+            .count();
+        tracing::info!(batch = results.len(), rejected, "sales recorded");
+        if let Some(digest) = digest {
+            self.keep_answer(actor, digest, &results, now).await;
+        }
+        Ok(results)
+    }
+
+    /// Keeps what a replay of the batch named `digest` is answered, if every sale of it is
+    /// recorded now (applied or a duplicate): each applied sale becomes a duplicate of itself.
+    /// The sales are recorded whatever happens here: failing to keep the answer only leaves a
+    /// replay to be answered sale by sale.
+    async fn keep_answer(&self, actor: &TenantActor, digest: Vec<u8>, results: &[pb::SaleResult], at: DateTime<Utc>) {
+        let mut replayed = Vec::with_capacity(results.len());
+        for result in results {
+            match pb::SaleOutcome::try_from(result.outcome) {
+                Ok(pb::SaleOutcome::Applied) => replayed.push(duplicate_of(result.index, result.clone())),
+                Ok(pb::SaleOutcome::Duplicate) => replayed.push(result.clone()),
+                _ => return,
+            }
+        }
+        let answer = pb::RecordSalesResponse { results: replayed }.encode_to_vec();
+        if let Err(error) = store::batch_answers::keep(&self.db, &actor.tenant_id, digest, answer, at).await {
+            tracing::warn!(%error, "could not keep the batch's answer for replays");
+        }
+    }
+}
+
+/// Names a batch by its sales, in order, as encoded.
+fn digest(sales: &[pb::Sale]) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    for sale in sales {
+        hasher.update(sale.encode_length_delimited_to_vec());
+    }
+    hasher.finalize().to_vec()
+}
+
+fn duplicate_of(index: i32, original: pb::SaleResult) -> pb::SaleResult {
+    pb::SaleResult {
+        index,
+        outcome: pb::SaleOutcome::Duplicate.into(),
+        original: Some(Box::new(original)),
+        ..Default::default()
+    }
+}
+
+/// Names the first field in which a replayed sale differs from the one first recorded.
+fn differing_field(recorded: &pb::Sale, replayed: &pb::Sale) -> &'static str {
+    let fields: [(&'static str, bool); 12] = [
+        ("kind", recorded.kind != replayed.kind),
+        (
+            "original_transaction_id",
+            recorded.original_transaction_id != replayed.original_transaction_id,
+        ),
+        ("channel", recorded.channel != replayed.channel),
+        ("brand_id", recorded.brand_id != replayed.brand_id),
+        ("store_id", recorded.store_id != replayed.store_id),
+        ("occurred_at", recorded.occurred_at != replayed.occurred_at),
+        ("buyer", recorded.buyer != replayed.buyer),
+        ("amount", recorded.amount != replayed.amount),
+        ("lines", recorded.lines != replayed.lines),
+        ("points_redeemed", recorded.points_redeemed != replayed.points_redeemed),
+        ("source", recorded.source != replayed.source),
+        ("transaction_id", recorded.transaction_id != replayed.transaction_id),
+    ];
+    fields
+        .into_iter()
+        .find(|(_, differs)| *differs)
+        .map_or("sale", |(field, _)| field)
+}
+
+/// The answer to a sale whose key is already recorded with `request` and `result`: the original
+/// result if it is the same sale, else a rejection naming the first field that differs.
+fn replayed(sale: &PreparedSale, request: &[u8], result: &[u8]) -> pb::SaleResult {
+    if request == sale.sale.encode_to_vec() {
+        return pb::SaleResult {
+            original: pb::SaleResult::decode(result).ok().map(Box::new),
+            ..duplicate_of(sale.index, pb::SaleResult::default())
+        };
+    }
+    let recorded_sale = pb::Sale::decode(request).unwrap_or_default();
+    let field = differing_field(&recorded_sale, &sale.sale);
+    let why = format!(
+        "transaction {:?} of {:?} was recorded with a different {field}",
+        sale.key, sale.source
+    );
+    rejected_to_pb(sale.index, vec![FieldViolation::new(field, why)])
+}
+
+/// Whether a recorded sale was a refund, as its request says.
+fn was_refund(row: &operations::Model) -> bool {
+    pb::Sale::decode(row.request.as_slice()).map_or(true, |sale| sale.kind != i32::from(pb::SaleKind::Sale))
+}
+
+/// A batch's sales applied to the accounts it loaded, one after another.
+struct Batch<'a> {
+    tenant_id: &'a str,
+    programs: &'a Programs,
+    /// The survivor of each buyer merged since the sale.
+    members_now: &'a HashMap<String, String>,
+    accounts: HashMap<AccountId, Account>,
+    /// What is recorded under the keys the batch names: originals of its refunds, and its own
+    /// sales as they are applied (a refund may follow its sale in one batch).
+    operations: Recorded,
+    /// Originals recorded before this transaction whose refunded share changed.
+    changed_originals: BTreeSet<(String, String)>,
+    at: DateTime<Utc>,
+}
+
+impl Batch<'_> {
+    fn apply(&mut self, sale: &PreparedSale) -> Result<(pb::SaleResult, operations::Model), Rejection> {
+        let (effect, record) = match &sale.plan {
+            Plan::NonMember => (SaleEffect::default(), SaleRecord::default()),
+            Plan::Purchase { member_id, purchase } => {
+                let Some((program, version)) = self.programs.get(&purchase.program_id) else {
+                    return Err(Rejection::new("brand_id", "no program for this brand"));
+                };
+                let member_id = self.members_now.get(member_id).unwrap_or(member_id);
+                let account = self
+                    .accounts
+                    .get_mut(&(purchase.program_id.clone(), member_id.clone()))
+                    .ok_or_else(|| Rejection::new("buyer", "account not loaded"))?;
+                apply_purchase(account, program, *version, purchase, &sale.key, self.at)?
+            }
+            Plan::Refund {
+                original_key,
+                refund_minor,
+            } => self.refund(sale, original_key, *refund_minor)?,
+        };
+        let result = applied_to_pb(sale.index, effect);
+        let request = sale.sale.encode_to_vec();
+        let row = store::operations::row(
+            self.tenant_id,
+            &sale.source,
+            &sale.key,
+            request,
+            result.encode_to_vec(),
+            &record,
+            self.at,
+        );
+        Ok((result, row))
+    }
+
+    fn refund(
+        &mut self,
+        sale: &PreparedSale,
+        original_key: &str,
+        refund_minor: i64,
+    ) -> Result<(SaleEffect, SaleRecord), Rejection> {
+        let Some(original) = self.operations.get_mut(&sale.source, original_key) else {
+            return Err(Rejection::new(
+                "original_transaction_id",
+                format!("no sale {original_key:?} from source {:?} is recorded", sale.source),
+            ));
+        };
+        let mut record = store::operations::sale_record(original, was_refund(original));
+        refundable(&record)?;
+        let refund_record = SaleRecord {
+            is_refund: true,
+            ..SaleRecord::default()
+        };
+        let (Some(member_id), Some(program_id)) = (record.member_id.clone(), record.program_id.clone()) else {
+            // A non-member's sale earned nothing to take back.
+            return Ok((SaleEffect::default(), refund_record));
+        };
+        let member_id = self.members_now.get(&member_id).cloned().unwrap_or(member_id);
+        let Some((program, version)) = self.programs.get(&program_id) else {
+            return Err(Rejection::new(
+                "original_transaction_id",
+                "its program no longer exists",
+            ));
+        };
+        let account = self
+            .accounts
+            .get_mut(&(program_id.clone(), member_id.clone()))
+            .ok_or_else(|| Rejection::new("original_transaction_id", "account not loaded"))?;
+        let effect = apply_refund(
+            account,
+            program,
+            *version,
+            &mut record,
+            original_key,
+            refund_minor,
+            self.at,
+        )?;
+        original.refunded_minor = record.refunded_minor;
+        original.points_reversed = record.points_reversed;
+        self.changed_originals
+            .insert((sale.source.clone(), original_key.to_owned()));
+        Ok((
+            effect,
+            SaleRecord {
+                member_id: Some(member_id),
+                program_id: Some(program_id),
+                ..refund_record
+            },
+        ))
+    }
+}
+
+/// Writes a batch in one transaction: each sale once, whatever the retries; answers each on its
+/// own.
+///
+/// `recorded` holds what is known to be recorded under the batch's keys, read before the
+/// transaction (or nothing, for sales taken for new): replays are answered from it without one.
+/// A sale whose key was recorded unknown to it (by a concurrent call, or before) makes the
+/// insert of its key fail, and the caller's retry reads again.
+pub async fn write_batch(
+    db: &DatabaseConnection,
+    actor: &TenantActor,
+    programs: &Programs,
+    sales: &[PreparedSale],
+    recorded: Recorded<Recording>,
+    at: DateTime<Utc>,
+) -> Result<Vec<pb::SaleResult>, PointsError> {
+    let tenant_id = actor.tenant_id.as_ref();
+    let is_fresh = |sale: &&PreparedSale| !recorded.contains(&sale.source, &sale.key);
+    if !sales.iter().any(|sale| is_fresh(&sale)) {
+        return Ok(sales
+            .iter()
+            .filter_map(|sale| {
+                let first = recorded.get(&sale.source, &sale.key)?;
+                Some(replayed(sale, &first.request, &first.result))
+            })
+            .collect());
+    }
+    let txn = begin_write(db).await?;
+    let originals: Vec<(String, String)> = sales
+        .iter()
+        .filter(is_fresh)
+        .filter_map(|sale| match &sale.plan {
+            Plan::Refund { original_key, .. } => Some((sale.source.clone(), original_key.clone())),
+            _ => None,
+        })
+        .collect();
+    let originals = store::operations::recorded(&txn, tenant_id, &originals, true).await?;
+    // Every account the batch touches as its sales name them, locked in one order. Points go
+    // where the member is now: to the survivor's account if the buyer has been merged since.
+    // Replays touch no account: they are answered from what was recorded.
+    let mut touched: BTreeSet<AccountId> = BTreeSet::new();
+    for sale in sales.iter().filter(is_fresh) {
+        match &sale.plan {
+            Plan::Purchase { member_id, purchase } => {
+                touched.insert((purchase.program_id.clone(), member_id.clone()));
+            }
+            Plan::Refund { original_key, .. } => {
+                let original = originals.get(&sale.source, original_key);
+                if let Some((Some(member), Some(program))) = original.map(|op| (&op.member_id, &op.program_id)) {
+                    touched.insert((program.clone(), member.clone()));
+                }
+            }
+            Plan::NonMember => {}
+        }
+    }
+    let (accounts, members_now) =
+        store::accounts::load_following_merges(&txn, tenant_id, programs, touched, at).await?;
+    let mut batch = Batch {
+        tenant_id,
+        programs,
+        members_now: &members_now,
+        accounts,
+        operations: originals,
+        changed_originals: BTreeSet::new(),
+        at,
+    };
+    let mut results = Vec::with_capacity(sales.len());
+    let mut new_operations = Vec::new();
+    let mut sale_events = Vec::new();
+    for sale in sales {
+        // Recorded before this transaction, or earlier in this batch.
+        let first = match recorded.get(&sale.source, &sale.key) {
+            Some(first) => Some((&first.request, &first.result)),
+            None => batch
+                .operations
+                .get(&sale.source, &sale.key)
+                .map(|op| (&op.request, &op.result)),
+        };
+        if let Some((request, result)) = first {
+            results.push(replayed(sale, request, result));
+            continue;
+        }
+        match batch.apply(sale) {
+            Ok((result, operation)) => {
+                sale_events.push(events::sale_recorded(tenant_id, &sale.sale, &result));
+                new_operations.push((operation.source.clone(), operation.key.clone()));
+                batch.operations.insert(operation);
+                results.push(result);
+            }
+            Err(rejection) => {
+                let violation = FieldViolation::new(rejection.field, rejection.description);
+                results.push(rejected_to_pb(sale.index, vec![violation]));
+            }
+        }
+    }
+    let mut saved: Vec<&mut Account> = batch.accounts.values_mut().collect();
+    saved.sort_by(|a, b| (&a.program_id, &a.member_id).cmp(&(&b.program_id, &b.member_id)));
+    let mut writes = Writes::new(&txn);
+    let mut events = save_accounts(&mut writes, tenant_id, programs, &mut saved, at);
+    // The accounts and their entries are written while the sales' records and events are built.
+    let build_rest = |writes: &mut Writes| {
+        events.extend(sale_events);
+        let inserted: Vec<operations::Model> = new_operations
+            .iter()
+            .filter_map(|(source, key)| batch.operations.remove(source, key))
+            .collect();
+        store::operations::insert(writes, inserted);
+        // New operations have just moved into their insert, refunded shares and all: what is
+        // left of the changed originals was recorded before this transaction.
+        for (source, key) in &batch.changed_originals {
+            if let Some(original) = batch.operations.get(source, key) {
+                let record = store::operations::sale_record(original, false);
+                store::operations::update_refunded(writes, tenant_id, source, key, &record);
+            }
+        }
+        quanyu_outbox::append_to(writes, events);
+    };
+    writes.execute_while(&txn, build_rest).await?;
+    txn.commit().await?;
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sale(key: &str) -> pb::Sale {
+        pb::Sale {
+            source: "pos".into(),
+            transaction_id: key.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_batch_is_named_by_its_sales_in_order() {
+        let batch = [sale("a"), sale("b")];
+        assert_eq!(digest(&batch), digest(&batch.clone()));
+        assert_ne!(digest(&batch), digest(&[sale("b"), sale("a")]));
+        assert_ne!(digest(&batch), digest(&[sale("a")]));
+        // Sales are delimited: moving a byte from one to the next is another batch.
+        assert_ne!(digest(&batch), digest(&[sale("ab"), sale("")]));
+    }
+}
