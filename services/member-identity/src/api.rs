@@ -1,7 +1,7 @@
 //! The gRPC face of member-identity: authorises each call, validates and converts the request,
 //! runs the use case (retrying a transaction that lost a race) and converts the answer.
 
-use quanyu_runtime::clock::{from_proto, to_proto};
+use quanyu_runtime::clock::{Clock, from_proto, to_proto};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -22,7 +22,8 @@ use crate::domain::merge::ConsentDecision;
 use crate::domain::profile::{self, Profile, ProfilePatch};
 use crate::domain::tags::{TagDefinition, TagKind};
 use crate::error::IdentityError;
-use crate::store::{self, TagTarget, entity};
+use crate::store::tag::TagTarget;
+use crate::store::{self, entity};
 
 /// Identities per enrolment.
 const MAX_ENROLL_IDENTITIES: usize = 20;
@@ -40,11 +41,13 @@ pub const ENROLL: Access = Access::till("enroll");
 pub struct MemberIdentityApi {
     db: DatabaseConnection,
     normaliser: Normaliser,
+    /// The time changes are recorded at; tests move it.
+    clock: Clock,
 }
 
 impl MemberIdentityApi {
-    pub fn new(db: DatabaseConnection, normaliser: Normaliser) -> Self {
-        Self { db, normaliser }
+    pub fn new(db: DatabaseConnection, normaliser: Normaliser, clock: Clock) -> Self {
+        Self { db, normaliser, clock }
     }
 
     fn identity(&self, identity: Option<&pb::Identity>) -> Result<Identity, FieldViolation> {
@@ -251,7 +254,7 @@ impl MemberIdentityService for MemberIdentityApi {
         let name = violations.check(display_name("display_name", &input.display_name));
         violations.into_result().map_err(IdentityError::from)?;
         let (id, name) = (id.unwrap_or_default(), name.unwrap_or_default());
-        let tenant = with_retries(|| store::create_tenant(&self.db, &id, &name)).await?;
+        let tenant = with_retries(|| store::tenant::create_tenant(&self.db, &id, &name, self.clock.now())).await?;
         Ok(Response::new(pb::CreateTenantResponse {
             tenant: Some(tenant_to_pb(tenant)),
         }))
@@ -260,7 +263,7 @@ impl MemberIdentityService for MemberIdentityApi {
     async fn get_tenant(&self, request: Request<pb::GetTenantRequest>) -> Reply<pb::GetTenantResponse> {
         authorize_admin(&request)?;
         let id = slug("tenant_id", &request.get_ref().tenant_id).map_err(IdentityError::from)?;
-        let tenant = store::get_tenant(&self.db, &id).await?;
+        let tenant = store::tenant::get_tenant(&self.db, &id).await?;
         Ok(Response::new(pb::GetTenantResponse {
             tenant: Some(tenant_to_pb(tenant)),
         }))
@@ -272,7 +275,7 @@ impl MemberIdentityService for MemberIdentityApi {
         let mut violations = Violations::default();
         let (limit, after) = paging(input.page_size, &input.page_token, &mut violations);
         violations.into_result().map_err(IdentityError::from)?;
-        let tenants = store::list_tenants(&self.db, after, limit).await?;
+        let tenants = store::tenant::list_tenants(&self.db, after, limit).await?;
         let next_page_token = next_token(&tenants, limit, |tenant| &tenant.id);
         Ok(Response::new(pb::ListTenantsResponse {
             tenants: tenants.into_iter().map(tenant_to_pb).collect(),
@@ -288,7 +291,8 @@ impl MemberIdentityService for MemberIdentityApi {
         let name = violations.check(display_name("display_name", &input.display_name));
         violations.into_result().map_err(IdentityError::from)?;
         let (id, name) = (id.unwrap_or_default(), name.unwrap_or_default());
-        let brand = with_retries(|| store::create_brand(&self.db, &actor, &id, &name)).await?;
+        let brand =
+            with_retries(|| store::tenant::create_brand(&self.db, &actor, &id, &name, self.clock.now())).await?;
         Ok(Response::new(pb::CreateBrandResponse {
             brand: Some(brand_to_pb(brand)),
         }))
@@ -296,7 +300,7 @@ impl MemberIdentityService for MemberIdentityApi {
 
     async fn list_brands(&self, request: Request<pb::ListBrandsRequest>) -> Reply<pb::ListBrandsResponse> {
         let actor = authorize(&request, Access::READ)?;
-        let brands = store::list_brands(&self.db, &actor.tenant_id).await?;
+        let brands = store::tenant::list_brands(&self.db, &actor.tenant_id).await?;
         Ok(Response::new(pb::ListBrandsResponse {
             brands: brands.into_iter().map(brand_to_pb).collect(),
         }))
@@ -346,7 +350,7 @@ impl MemberIdentityService for MemberIdentityApi {
         let guide_id = violations.check(short_text("enrollment.guide_id", &enrollment.guide_id, 64));
         let referral_code = violations.check(short_text("enrollment.referral_code", &enrollment.referral_code, 64));
         violations.into_result().map_err(IdentityError::from)?;
-        let command = store::EnrollCommand {
+        let command = store::member::EnrollCommand {
             identities,
             profile,
             enrollment: store::Enrollment {
@@ -357,7 +361,8 @@ impl MemberIdentityService for MemberIdentityApi {
                 referral_code: referral_code.unwrap_or_default(),
             },
         };
-        let (member, already_enrolled) = with_retries(|| store::enroll(&self.db, &actor, &command)).await?;
+        let (member, already_enrolled) =
+            with_retries(|| store::member::enroll(&self.db, &actor, &command, self.clock.now())).await?;
         tracing::info!(member_id = %member.row.id, already_enrolled, "member enrolled");
         Ok(Response::new(pb::EnrollMemberResponse {
             member: Some(member_to_pb(&member)),
@@ -368,7 +373,7 @@ impl MemberIdentityService for MemberIdentityApi {
     async fn get_member(&self, request: Request<pb::GetMemberRequest>) -> Reply<pb::GetMemberResponse> {
         let actor = authorize(&request, Access::READ)?;
         let id = member_id("member_id", &request.get_ref().member_id).map_err(IdentityError::from)?;
-        let member = store::get_member(&self.db, &actor.tenant_id, &id).await?;
+        let member = store::member::get_member(&self.db, &actor.tenant_id, &id).await?;
         Ok(Response::new(pb::GetMemberResponse {
             member: Some(member_to_pb(&member)),
         }))
@@ -402,7 +407,9 @@ impl MemberIdentityService for MemberIdentityApi {
             remove_attributes: input.remove_attributes.clone(),
         };
         let id = id.unwrap_or_default();
-        let member = with_retries(|| store::update_profile(&self.db, &actor, &id, patch.clone())).await?;
+        let member =
+            with_retries(|| store::member::update_profile(&self.db, &actor, &id, patch.clone(), self.clock.now()))
+                .await?;
         Ok(Response::new(pb::UpdateProfileResponse {
             member: Some(member_to_pb(&member)),
         }))
@@ -422,7 +429,7 @@ impl MemberIdentityService for MemberIdentityApi {
         let enrolled_from = violations.check(time_from("filter.enrolled_from", filter.enrolled_from.as_ref()));
         let enrolled_until = violations.check(time_from("filter.enrolled_until", filter.enrolled_until.as_ref()));
         violations.into_result().map_err(IdentityError::from)?;
-        let filter = store::MemberFilter {
+        let filter = store::member::MemberFilter {
             status: status.to_owned(),
             brand_id: filter.brand_id,
             store_id: filter.store_id,
@@ -431,7 +438,7 @@ impl MemberIdentityService for MemberIdentityApi {
             enrolled_from: enrolled_from.flatten(),
             enrolled_until: enrolled_until.flatten(),
         };
-        let members = store::list_members(&self.db, &actor.tenant_id, &filter, after, limit).await?;
+        let members = store::member::list_members(&self.db, &actor.tenant_id, &filter, after, limit).await?;
         let next_page_token = next_token(&members, limit, |member| &member.row.id);
         Ok(Response::new(pb::ListMembersResponse {
             members: members.iter().map(member_to_pb).collect(),
@@ -459,7 +466,9 @@ impl MemberIdentityService for MemberIdentityApi {
         let parsed: Vec<Result<Identity, FieldViolation>> =
             asked.iter().map(|identity| self.identity(Some(identity))).collect();
         let valid: Vec<&Identity> = parsed.iter().filter_map(|parsed| parsed.as_ref().ok()).collect();
-        let mut found = store::resolve(&self.db, &actor.tenant_id, &valid).await?.into_iter();
+        let mut found = store::member::resolve(&self.db, &actor.tenant_id, &valid)
+            .await?
+            .into_iter();
         let resolutions = asked
             .iter()
             .zip(&parsed)
@@ -495,7 +504,8 @@ impl MemberIdentityService for MemberIdentityApi {
             request.get_ref().member_id.as_str(),
             request.get_ref().identity.as_ref(),
         )?;
-        let member = with_retries(|| store::link_identity(&self.db, &actor, &id, &identity)).await?;
+        let member =
+            with_retries(|| store::member::link_identity(&self.db, &actor, &id, &identity, self.clock.now())).await?;
         Ok(Response::new(pb::LinkIdentityResponse {
             member: Some(member_to_pb(&member)),
         }))
@@ -507,7 +517,8 @@ impl MemberIdentityService for MemberIdentityApi {
             request.get_ref().member_id.as_str(),
             request.get_ref().identity.as_ref(),
         )?;
-        let member = with_retries(|| store::unlink_identity(&self.db, &actor, &id, &identity)).await?;
+        let member =
+            with_retries(|| store::member::unlink_identity(&self.db, &actor, &id, &identity, self.clock.now())).await?;
         Ok(Response::new(pb::UnlinkIdentityResponse {
             member: Some(member_to_pb(&member)),
         }))
@@ -531,7 +542,8 @@ impl MemberIdentityService for MemberIdentityApi {
         violations.into_result().map_err(IdentityError::from)?;
         let (first, second) = (first.unwrap_or_default(), second.unwrap_or_default());
         let explicit = (!survivor.is_empty()).then_some(survivor);
-        let outcome = with_retries(|| store::merge(&self.db, &actor, &first, &second, explicit)).await?;
+        let outcome =
+            with_retries(|| store::merge::merge(&self.db, &actor, &first, &second, explicit, self.clock.now())).await?;
         tracing::info!(
             survivor = %outcome.survivor.row.id,
             merged = %outcome.merged_member_id,
@@ -553,7 +565,7 @@ impl MemberIdentityService for MemberIdentityApi {
         let reason = violations.check(short_text("reason", &input.reason, 200));
         violations.into_result().map_err(IdentityError::from)?;
         let (id, reason) = (id.unwrap_or_default(), reason.unwrap_or_default());
-        let member = with_retries(|| store::erase(&self.db, &actor, &id, &reason)).await?;
+        let member = with_retries(|| store::member::erase(&self.db, &actor, &id, &reason, self.clock.now())).await?;
         tracing::info!(member_id = %id, "member erased");
         Ok(Response::new(pb::EraseMemberResponse {
             member: Some(member_to_pb(&member)),
@@ -580,7 +592,7 @@ impl MemberIdentityService for MemberIdentityApi {
             description: input.description.trim().to_owned(),
         };
         definition.validate().map_err(IdentityError::from)?;
-        let defined = with_retries(|| store::define_tag(&self.db, &actor, &definition)).await?;
+        let defined = with_retries(|| store::tag::define_tag(&self.db, &actor, &definition, self.clock.now())).await?;
         Ok(Response::new(pb::DefineTagResponse {
             tag: Some(tag_definition_to_pb(defined)),
         }))
@@ -591,7 +603,7 @@ impl MemberIdentityService for MemberIdentityApi {
         request: Request<pb::ListTagDefinitionsRequest>,
     ) -> Reply<pb::ListTagDefinitionsResponse> {
         let actor = authorize(&request, Access::READ)?;
-        let tags = store::list_tag_definitions(&self.db, &actor.tenant_id).await?;
+        let tags = store::tag::list_tag_definitions(&self.db, &actor.tenant_id).await?;
         Ok(Response::new(pb::ListTagDefinitionsResponse {
             tags: tags.into_iter().map(tag_definition_to_pb).collect(),
         }))
@@ -614,7 +626,7 @@ impl MemberIdentityService for MemberIdentityApi {
             .map(|tag| (tag.name.trim().to_owned(), tag.value.trim().to_owned()))
             .collect();
         violations.into_result().map_err(IdentityError::from)?;
-        let targets = with_retries(|| store::set_tags(&self.db, &actor, &ids, &tags)).await?;
+        let targets = with_retries(|| store::tag::set_tags(&self.db, &actor, &ids, &tags, self.clock.now())).await?;
         Ok(Response::new(pb::SetTagsResponse {
             results: tag_results(&ids, targets),
         }))
@@ -633,7 +645,8 @@ impl MemberIdentityService for MemberIdentityApi {
         }
         violations.into_result().map_err(IdentityError::from)?;
         let names: Vec<String> = input.tag_names.iter().map(|name| name.trim().to_owned()).collect();
-        let targets = with_retries(|| store::remove_tags(&self.db, &actor, &ids, &names)).await?;
+        let targets =
+            with_retries(|| store::tag::remove_tags(&self.db, &actor, &ids, &names, self.clock.now())).await?;
         Ok(Response::new(pb::RemoveTagsResponse {
             results: tag_results(&ids, targets),
         }))
@@ -651,7 +664,7 @@ impl MemberIdentityService for MemberIdentityApi {
         }
         let (limit, after) = paging(input.page_size, &input.page_token, &mut violations);
         violations.into_result().map_err(IdentityError::from)?;
-        let tagged = store::list_members_by_tag(
+        let tagged = store::tag::list_members_by_tag(
             &self.db,
             &actor.tenant_id,
             &input.tag_name,
@@ -690,7 +703,7 @@ impl MemberIdentityService for MemberIdentityApi {
         if source.as_deref() == Some("") {
             violations.add("source", "is required: where the decision was collected");
         }
-        let now = store::now();
+        let now = self.clock.now();
         let decided_at = violations
             .check(time_from("decided_at", input.decided_at.as_ref()))
             .flatten();
@@ -705,7 +718,9 @@ impl MemberIdentityService for MemberIdentityApi {
             source: source.unwrap_or_default(),
         };
         let id = id.unwrap_or_default();
-        let (consent, applied) = with_retries(|| store::set_consent(&self.db, &actor, &id, decision.clone())).await?;
+        let (consent, applied) =
+            with_retries(|| store::consent::set_consent(&self.db, &actor, &id, decision.clone(), self.clock.now()))
+                .await?;
         Ok(Response::new(pb::SetConsentResponse {
             consent: Some(consent_to_pb(&consent)),
             applied,
@@ -732,7 +747,10 @@ impl MemberIdentityService for MemberIdentityApi {
             guide_id.unwrap_or_default(),
             source.unwrap_or_default(),
         );
-        let binding = with_retries(|| store::bind_guide(&self.db, &actor, &id, &store_id, &guide_id, &source)).await?;
+        let binding = with_retries(|| {
+            store::guide::bind_guide(&self.db, &actor, &id, &store_id, &guide_id, &source, self.clock.now())
+        })
+        .await?;
         Ok(Response::new(pb::BindGuideResponse {
             binding: Some(binding_to_pb(&binding)),
         }))
@@ -744,7 +762,7 @@ impl MemberIdentityService for MemberIdentityApi {
     ) -> Reply<pb::ListGuideBindingsResponse> {
         let actor = authorize(&request, Access::READ)?;
         let id = member_id("member_id", &request.get_ref().member_id).map_err(IdentityError::from)?;
-        let bindings = store::list_guide_bindings(&self.db, &actor.tenant_id, &id).await?;
+        let bindings = store::guide::list_guide_bindings(&self.db, &actor.tenant_id, &id).await?;
         Ok(Response::new(pb::ListGuideBindingsResponse {
             bindings: bindings.iter().map(binding_to_pb).collect(),
         }))
@@ -760,7 +778,7 @@ impl MemberIdentityService for MemberIdentityApi {
         let (limit, before) = paging(input.page_size, &input.page_token, &mut violations);
         violations.into_result().map_err(IdentityError::from)?;
         let entries =
-            store::list_audit_entries(&self.db, &actor.tenant_id, input.member_id.trim(), before, limit).await?;
+            store::audit::list_audit_entries(&self.db, &actor.tenant_id, input.member_id.trim(), before, limit).await?;
         let next_page_token = next_token(&entries, limit, |entry| &entry.id);
         Ok(Response::new(pb::ListAuditEntriesResponse {
             entries: entries

@@ -57,8 +57,12 @@ impl Service for MemberIdentity {
         let normaliser = domain::identity::Normaliser::new(&config.default_region)
             .map_err(|error| format!("member_identity.default_region: {error}"))?;
         let db = quanyu_runtime::db::connect::<migration::Migrator>(&context.database, Self::SCHEMA).await?;
-        store::ensure_tenants(&db, &context.keys.tenants()).await?;
-        let identity = MemberIdentityServiceServer::new(api::MemberIdentityApi::new(db.clone(), normaliser));
+        store::tenant::ensure_tenants(&db, &context.keys.tenants(), context.clock.now()).await?;
+        let identity = MemberIdentityServiceServer::new(api::MemberIdentityApi::new(
+            db.clone(),
+            normaliser,
+            context.clock.clone(),
+        ));
         let server = context
             .server(Self::NAME)
             .mount(quanyu_runtime::limited!(identity, context));

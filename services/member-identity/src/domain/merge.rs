@@ -31,6 +31,23 @@ pub fn choose_survivor<'a>(
     }
 }
 
+/// How, where and when a member enrolled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolment {
+    pub at: DateTime<Utc>,
+    pub channel: String,
+    pub brand_id: String,
+    pub store_id: String,
+    pub guide_id: String,
+    pub referral_code: String,
+}
+
+/// The enrolment a merge keeps: the earlier of the two, since the person has been a member from
+/// then (the survivor's on a tie).
+pub fn surviving_enrolment(survivor: Enrolment, loser: Enrolment) -> Enrolment {
+    if loser.at < survivor.at { loser } else { survivor }
+}
+
 /// A consent decision for one contact channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentDecision {
@@ -80,6 +97,22 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn the_earlier_enrolment_survives_a_merge() {
+        let enrolment = |day: u32, channel: &str| Enrolment {
+            at: chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 1, day, 0, 0, 0).unwrap(),
+            channel: channel.into(),
+            brand_id: String::new(),
+            store_id: "s1".into(),
+            guide_id: String::new(),
+            referral_code: String::new(),
+        };
+        let kept = surviving_enrolment(enrolment(5, "CHANNEL_POS"), enrolment(2, "CHANNEL_TMALL"));
+        assert_eq!(kept, enrolment(2, "CHANNEL_TMALL"), "the loser enrolled first");
+        let kept = surviving_enrolment(enrolment(2, "CHANNEL_POS"), enrolment(2, "CHANNEL_TMALL"));
+        assert_eq!(kept.channel, "CHANNEL_POS", "the survivor's on a tie");
+    }
 
     fn at(seconds: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + seconds, 0).unwrap()

@@ -1,0 +1,29 @@
+//! The audit trail of changes.
+
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::entity::audit_entries;
+use crate::error::IdentityError;
+
+type Result<T> = std::result::Result<T, IdentityError>;
+
+pub async fn list_audit_entries(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    member_id: &str,
+    before: Option<String>,
+    limit: u64,
+) -> Result<Vec<audit_entries::Model>> {
+    let mut query = audit_entries::Entity::find().filter(audit_entries::Column::TenantId.eq(tenant_id));
+    if !member_id.is_empty() {
+        query = query.filter(audit_entries::Column::MemberId.eq(member_id));
+    }
+    if let Some(before) = before {
+        query = query.filter(audit_entries::Column::Id.lt(before));
+    }
+    Ok(query
+        .order_by_desc(audit_entries::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
