@@ -17,8 +17,8 @@ pub enum PointsError {
     ProgramNotFound(String),
     #[error("brand {brand_id:?} already earns in program {program_id:?}")]
     BrandTaken { brand_id: String, program_id: String },
-    #[error("idempotency key {0:?} was used for a different request")]
-    IdempotencyConflict(String),
+    #[error("idempotency key {key:?} was used for a request with a different {}", .field.field)]
+    IdempotencyConflict { key: String, field: FieldViolation },
     #[error("member-identity is unavailable: {0}")]
     IdentityUnavailable(String),
     #[error("member-identity failed: {0}")]
@@ -62,7 +62,7 @@ impl ServiceError for PointsError {
                 Code::FailedPrecondition
             }
             Self::Ledger(LedgerError::HoldNotFound(_)) | Self::ProgramNotFound(_) => Code::NotFound,
-            Self::BrandTaken { .. } | Self::IdempotencyConflict(_) => Code::AlreadyExists,
+            Self::BrandTaken { .. } | Self::IdempotencyConflict { .. } => Code::AlreadyExists,
             Self::IdentityUnavailable(_) | Self::Unavailable(_) => Code::Unavailable,
             Self::Identity(_) | Self::Database(_) => Code::Internal,
         }
@@ -71,6 +71,7 @@ impl ServiceError for PointsError {
     fn field_violations(&self) -> &[FieldViolation] {
         match self {
             Self::InvalidInput(violations) => violations,
+            Self::IdempotencyConflict { field, .. } => std::slice::from_ref(field),
             _ => &[],
         }
     }

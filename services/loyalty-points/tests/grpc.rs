@@ -28,6 +28,7 @@ quanyu_testkit::suite!(
     reading_a_balance_creates_no_account,
     first_changes_to_a_new_account_race_and_lose_nothing,
     large_batches_of_members_and_non_members_land_whole,
+    keyed_writes_are_answered_as_they_were_the_first_time,
     a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale,
     uploads_at_once_apply_each_sale_once,
     a_sale_sent_again_by_a_till_gets_its_first_answer,
@@ -1113,7 +1114,7 @@ async fn a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale(suite: S
     batch[99].points_redeemed = 50;
     let first = record(&mut pos, batch.clone()).await;
     assert_eq!(first[99].outcome, pb::SaleOutcome::Rejected as i32, "{:?}", first[99]);
-    assert_eq!(rows_in(&db, "batch_answers").await, 0);
+    assert_eq!(rows_in(&db, "idempotency WHERE scope = 'sales-batch'").await, 0);
 
     record(&mut pos, vec![sale("earns-first", member_buyer("w-late"), 10_000)]).await;
     let second = record(&mut pos, batch.clone()).await;
@@ -1123,10 +1124,12 @@ async fn a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale(suite: S
             .iter()
             .all(|r| r.outcome == pb::SaleOutcome::Duplicate as i32)
     );
-    assert_eq!(rows_in(&db, "batch_answers").await, 1);
+    assert_eq!(rows_in(&db, "idempotency WHERE scope = 'sales-batch'").await, 1);
 
     let whole = record(&mut pos, batch.clone()).await;
-    db.execute_unprepared("DELETE FROM batch_answers").await.unwrap();
+    db.execute_unprepared("DELETE FROM idempotency WHERE scope = 'sales-batch'")
+        .await
+        .unwrap();
     let sale_by_sale = record(&mut pos, batch.clone()).await;
     assert_eq!(whole, sale_by_sale);
     assert_eq!(whole[99].original.as_deref(), Some(&second[99]));
@@ -1135,8 +1138,8 @@ async fn a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale(suite: S
 
     // Kept again by the replay answered sale by sale, and read instead of the recorded sales:
     // with one of those gone, the replay still finds it recorded.
-    assert_eq!(rows_in(&db, "batch_answers").await, 1);
-    db.execute_unprepared("DELETE FROM operations WHERE key = 'whole-0'")
+    assert_eq!(rows_in(&db, "idempotency WHERE scope = 'sales-batch'").await, 1);
+    db.execute_unprepared("DELETE FROM idempotency WHERE key = 'whole-0'")
         .await
         .unwrap();
     assert_eq!(record(&mut pos, batch.clone()).await, whole);
@@ -1206,7 +1209,7 @@ async fn uploads_at_once_apply_each_sale_once(suite: Suite) {
         );
     }
     let db = suite.database(quanyu_loyalty_points::LoyaltyPoints::SCHEMA).await;
-    assert_eq!(rows_in(&db, "operations").await, 400);
+    assert_eq!(rows_in(&db, "sales").await, 400);
 }
 
 /// A call of a few sales is written without looking its keys up first: a sale sent again fails
@@ -1238,4 +1241,48 @@ async fn a_sale_sent_again_by_a_till_gets_its_first_answer(suite: Suite) {
     assert_eq!(changed[0].violations[0].field, "buyer");
     assert_eq!(balance(&mut pos, "m-till").await.balance, 60, "nothing applied twice");
     assert_eq!(balance(&mut pos, "m-other").await.balance, 0);
+}
+
+async fn keyed_writes_are_answered_as_they_were_the_first_time(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let earned = record(&mut pos, vec![sale("k-1", phone_buyer("13600136000"), 50_000)]).await;
+    let member_id = earned[0].member_id.clone();
+    let redeem = pb::RedeemRequest {
+        account: account(&member_id),
+        points: 100,
+        idempotency_key: "till-1".into(),
+    };
+    let first = pos.redeem(redeem.clone()).await.unwrap().into_inner();
+    assert_eq!(first.balance.as_ref().unwrap().balance, 400);
+    let hold = pb::PlaceHoldRequest {
+        account: account(&member_id),
+        points: 50,
+        idempotency_key: "till-2".into(),
+    };
+    let placed = pos.place_hold(hold.clone()).await.unwrap().into_inner();
+    assert!(!placed.hold_id.is_empty());
+
+    // Sent again after the balance moved: the first answers, unchanged, and nothing happens twice.
+    let again = pos.redeem(redeem.clone()).await.unwrap().into_inner();
+    assert_eq!(again, first, "the recorded response, not the balance now");
+    let placed_again = pos.place_hold(hold).await.unwrap().into_inner();
+    assert_eq!(placed_again, placed, "the same hold, by its id");
+    let balance = pos
+        .get_balance(pb::GetBalanceRequest {
+            account: account(&member_id),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .balance
+        .unwrap();
+    assert_eq!((balance.balance, balance.held), (400, 50));
+
+    let conflict = pos.redeem(pb::RedeemRequest { points: 7, ..redeem }).await.unwrap_err();
+    assert_eq!(conflict.code(), Code::AlreadyExists);
+    let details = tonic_types::StatusExt::get_error_details(&conflict);
+    let violations = details.bad_request().unwrap().field_violations.clone();
+    assert_eq!(violations.len(), 1);
+    assert_eq!(violations[0].field, "points", "{conflict:?}");
 }

@@ -13,7 +13,8 @@ use sea_orm_migration::prelude::*;
 quanyu_testkit::database_suite!(
     lots_and_holds_move_into_their_accounts,
     entries_keep_every_row_when_rekeyed,
-    keys_compare_as_bytes
+    keys_compare_as_bytes,
+    recorded_writes_move_to_sales_and_idempotency_records
 );
 
 /// Every migration before the one named.
@@ -203,7 +204,7 @@ async fn entries_keep_every_row_when_rekeyed(database: TestDatabase) {
 async fn key_collations(db: &DatabaseConnection) -> Vec<(String, String, String, Option<String>)> {
     let sql = "SELECT table_name::text, column_name::text, data_type::text, collation_name::text \
                FROM information_schema.columns WHERE table_schema = current_schema() \
-               AND (table_name, column_name) IN (('accounts', 'member_id'), ('operations', 'key'), \
+               AND (table_name, column_name) IN (('accounts', 'member_id'), ('sales', 'key'), \
                ('entries', 'id'), ('member_aliases', 'member_id'), ('programs', 'brand_id')) \
                ORDER BY table_name";
     rows_of(db, sql).await
@@ -245,4 +246,148 @@ async fn keys_compare_as_bytes(database: TestDatabase) {
         vec![("会员-1".to_owned(), "e-1".to_owned(), 100)],
         "rows are kept"
     );
+}
+
+/// The schema as it was before keyed writes moved to the idempotency table.
+struct BeforeIdempotency;
+
+#[async_trait::async_trait]
+impl MigratorTrait for BeforeIdempotency {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        migrations_before("m20261203_000001_create_idempotency")
+    }
+
+    fn migration_table_name() -> DynIden {
+        Migrator::migration_table_name()
+    }
+}
+
+async fn recorded_writes_move_to_sales_and_idempotency_records(database: TestDatabase) {
+    use prost::Message;
+    use quanyu_proto::points::v1 as pb;
+    use quanyu_runtime::idempotency::RequestDigest;
+
+    let config = database.config();
+    let db = quanyu_runtime::db::connect::<BeforeIdempotency>(&config, quanyu_loyalty_points::LoyaltyPoints::SCHEMA)
+        .await
+        .unwrap();
+    let sale = |key: &str, kind: pb::SaleKind| pb::Sale {
+        source: "pos-1".into(),
+        transaction_id: key.into(),
+        kind: kind.into(),
+        ..Default::default()
+    };
+    let bought = sale("t-1", pb::SaleKind::Sale);
+    let answered = pb::SaleResult {
+        points_earned: 100,
+        ..Default::default()
+    };
+    let redeemed = pb::Balance {
+        balance: 90,
+        ..Default::default()
+    };
+    // (source, key, request, result, points earned)
+    type Operation<'a> = (&'a str, &'a str, Vec<u8>, Vec<u8>, i64);
+    let rows: [Operation; 3] = [
+        ("pos-1", "t-1", bought.encode_to_vec(), answered.encode_to_vec(), 100),
+        (
+            "pos-1",
+            "t-2",
+            sale("t-2", pb::SaleKind::Refund).encode_to_vec(),
+            Vec::new(),
+            0,
+        ),
+        ("redeem", "k-1", b"\x08\x0a".to_vec(), redeemed.encode_to_vec(), 0),
+    ];
+    for (source, key, request, result, earned) in rows {
+        let insert = Query::insert()
+            .into_table("operations")
+            .columns([
+                "tenant_id",
+                "source",
+                "key",
+                "request",
+                "result",
+                "member_id",
+                "program_id",
+                "eligible_minor",
+                "points_earned",
+                "refunded_minor",
+                "points_reversed",
+                "growth",
+                "recorded_at",
+            ])
+            .values_panic([
+                "acme".into(),
+                source.into(),
+                key.into(),
+                request.into(),
+                result.into(),
+                "ada".into(),
+                "club".into(),
+                10_000i64.into(),
+                earned.into(),
+                0i64.into(),
+                0i64.into(),
+                100i64.into(),
+                "2026-03-01T08:00:00Z".parse::<DateTime<Utc>>().unwrap().into(),
+            ])
+            .to_owned();
+        db.execute_raw(db.get_database_backend().build(&insert)).await.unwrap();
+    }
+
+    Migrator::up(&db, None).await.unwrap();
+
+    let sales: Vec<(String, bool, i64)> =
+        rows_of(&db, "SELECT key, is_refund, points_earned FROM sales ORDER BY key").await;
+    assert_eq!(sales, [("t-1".into(), false, 100), ("t-2".into(), true, 0)]);
+    let records: Vec<(String, String, Vec<u8>, Vec<u8>)> = rows_of(
+        &db,
+        "SELECT scope, key, request_digest, response FROM idempotency ORDER BY key",
+    )
+    .await;
+    let scopes: Vec<(&str, &str)> = records
+        .iter()
+        .map(|(scope, key, ..)| (scope.as_str(), key.as_str()))
+        .collect();
+    assert_eq!(
+        scopes,
+        [("redeem", "k-1"), ("sale:pos-1", "t-1"), ("sale:pos-1", "t-2")]
+    );
+    let redeem = pb::RedeemResponse::decode(records[0].3.as_slice()).unwrap();
+    assert_eq!(
+        redeem.balance.unwrap().balance,
+        90,
+        "the balance, as a redemption's response"
+    );
+    assert_eq!(
+        records[1].2,
+        RequestDigest::of(&bought).to_bytes(),
+        "the sale's digest, not the sale"
+    );
+    assert_eq!(records[1].3, answered.encode_to_vec());
+    assert!(
+        db.query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT * FROM operations"
+        ))
+        .await
+        .is_err(),
+        "the operations table is gone"
+    );
+
+    Migrator::down(&db, Some(steps_back_through("m20261203_000001_create_idempotency")))
+        .await
+        .unwrap();
+    let operations: Vec<(String, String, Vec<u8>, i64)> = rows_of(
+        &db,
+        "SELECT source, key, result, points_earned FROM operations ORDER BY source, key",
+    )
+    .await;
+    let kept: Vec<(&str, &str, i64)> = operations
+        .iter()
+        .map(|(source, key, _, earned)| (source.as_str(), key.as_str(), *earned))
+        .collect();
+    assert_eq!(kept, [("pos-1", "t-1", 100), ("pos-1", "t-2", 0), ("redeem", "k-1", 0)]);
+    assert_eq!(operations[0].2, answered.encode_to_vec(), "a sale's answer comes back");
 }

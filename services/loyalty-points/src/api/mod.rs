@@ -5,19 +5,19 @@ mod sales;
 
 use std::sync::Arc;
 
-use prost::Message;
 use quanyu_proto::points::v1 as pb;
 use quanyu_proto::points::v1::points_service_server::PointsService;
 use quanyu_runtime::auth::{Access, Role, TenantActor, authorize};
 use quanyu_runtime::clock::{Clock, to_proto};
 use quanyu_runtime::db::with_retries;
 use quanyu_runtime::error::{FieldViolation, Violations};
+use quanyu_runtime::idempotency::{RequestDigest, field_name};
 use quanyu_runtime::page;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
 use crate::app;
-use crate::app::accounts::{AccountKey, Change, Changed};
+use crate::app::accounts::{AccountKey, Change, Changed, Keyed, Outcome};
 use crate::app::identity::IdentityClient;
 use crate::app::programs::ProgramCatalog;
 use crate::app::sales::SaleSync;
@@ -65,13 +65,14 @@ impl PointsApi {
         }
     }
 
+    /// Runs a change on the account `account` names (following merges to the survivor).
     async fn run_change(
         &self,
         actor: &TenantActor,
         account: Option<&pb::AccountRef>,
         change: impl Fn() -> Change,
-        idempotency: Option<(&str, &str, Vec<u8>)>,
-    ) -> Result<Changed, PointsError> {
+        keyed: Option<&Keyed<'_>>,
+    ) -> Result<Outcome, PointsError> {
         let account = account.cloned().unwrap_or_default();
         let asked = member_id(&account.member_id).map_err(|v| PointsError::from(vec![v.under("account")]))?;
         let member_id = store::aliases::current_members(&self.db, &actor.tenant_id, std::slice::from_ref(&asked))
@@ -86,7 +87,52 @@ impl PointsApi {
             member_id: &member_id,
         };
         let at = self.clock.now();
-        with_retries(|| app::accounts::change(&self.db, &key, change(), idempotency.clone(), at)).await
+        with_retries(|| app::accounts::change(&self.db, &key, change(), keyed, at)).await
+    }
+
+    /// Runs a change that no idempotency key guards (confirming or releasing a hold, reading).
+    async fn unkeyed_change(
+        &self,
+        actor: &TenantActor,
+        account: Option<&pb::AccountRef>,
+        change: impl Fn() -> Change,
+    ) -> Result<Changed, PointsError> {
+        match self.run_change(actor, account, change, None).await? {
+            Outcome::Done(changed) => Ok(changed),
+            Outcome::Replayed(_) => Err(PointsError::Database(sea_orm::DbErr::Custom(
+                "a change without an idempotency key was answered as a replay".into(),
+            ))),
+        }
+    }
+
+    /// Runs a change under the idempotency key of `request` (in `scope`): the first time it is
+    /// made and answered with `respond`; sent again, it is answered as it was the first time.
+    async fn keyed_change<Q, R>(
+        &self,
+        actor: &TenantActor,
+        account: Option<&pb::AccountRef>,
+        change: impl Fn() -> Change,
+        (scope, key, request): (&'static str, &str, &Q),
+        respond: impl Fn(&Changed) -> R + Send + Sync,
+    ) -> Result<R, PointsError>
+    where
+        Q: prost::Message + prost::Name,
+        R: prost::Message + Default,
+    {
+        let encode = |changed: &Changed| respond(changed).encode_to_vec();
+        let keyed = Keyed {
+            scope,
+            key,
+            request: RequestDigest::of(request),
+            respond: &encode,
+            field_name: field_name::<Q>,
+        };
+        match self.run_change(actor, account, change, Some(&keyed)).await? {
+            Outcome::Done(changed) => Ok(respond(&changed)),
+            Outcome::Replayed(response) => R::decode(response.as_slice()).map_err(|error| {
+                PointsError::Database(sea_orm::DbErr::Custom(format!("a recorded {scope} response: {error}")))
+            }),
+        }
     }
 }
 
@@ -196,7 +242,7 @@ impl PointsService for PointsApi {
     async fn get_balance(&self, request: Request<pb::GetBalanceRequest>) -> Reply<pb::GetBalanceResponse> {
         let actor = authorize(&request, READ_BALANCE)?;
         let changed = self
-            .run_change(&actor, request.get_ref().account.as_ref(), || Change::Read, None)
+            .unkeyed_change(&actor, request.get_ref().account.as_ref(), || Change::Read)
             .await?;
         Ok(Response::new(pb::GetBalanceResponse {
             balance: Some(changed.balance),
@@ -254,18 +300,18 @@ impl PointsService for PointsApi {
         let input = request.get_ref();
         let key = idempotency_key(&input.idempotency_key).map_err(|v| PointsError::from(vec![v]))?;
         let points = input.points;
-        let idempotency = Some(("redeem", key.as_str(), input.encode_to_vec()));
-        let changed = self
-            .run_change(
+        let response = self
+            .keyed_change(
                 &actor,
                 input.account.as_ref(),
                 || Change::Redeem { points },
-                idempotency,
+                ("redeem", &key, input),
+                |changed| pb::RedeemResponse {
+                    balance: Some(changed.balance.clone()),
+                },
             )
             .await?;
-        Ok(Response::new(pb::RedeemResponse {
-            balance: Some(changed.balance),
-        }))
+        Ok(Response::new(response))
     }
 
     async fn place_hold(&self, request: Request<pb::PlaceHoldRequest>) -> Reply<pb::PlaceHoldResponse> {
@@ -273,23 +319,25 @@ impl PointsService for PointsApi {
         let input = request.get_ref();
         let key = idempotency_key(&input.idempotency_key).map_err(|v| PointsError::from(vec![v]))?;
         let points = input.points;
-        let idempotency = Some(("hold", key.as_str(), input.encode_to_vec()));
-        let changed = self
-            .run_change(
+        let response = self
+            .keyed_change(
                 &actor,
                 input.account.as_ref(),
                 || Change::PlaceHold { points },
-                idempotency,
+                ("hold", &key, input),
+                |changed| {
+                    let (hold_id, expires_at) = changed.hold.map_or((String::new(), None), |(id, until)| {
+                        (id.to_string(), Some(to_proto(until)))
+                    });
+                    pb::PlaceHoldResponse {
+                        hold_id,
+                        expires_at,
+                        balance: Some(changed.balance.clone()),
+                    }
+                },
             )
             .await?;
-        let (hold_id, expires_at) = changed.hold.map_or((String::new(), None), |(id, until)| {
-            (id.to_string(), Some(to_proto(until)))
-        });
-        Ok(Response::new(pb::PlaceHoldResponse {
-            hold_id,
-            expires_at,
-            balance: Some(changed.balance),
-        }))
+        Ok(Response::new(response))
     }
 
     async fn confirm_hold(&self, request: Request<pb::ConfirmHoldRequest>) -> Reply<pb::ConfirmHoldResponse> {
@@ -297,7 +345,7 @@ impl PointsService for PointsApi {
         let input = request.get_ref();
         let hold_id = hold_id(&input.hold_id)?;
         let changed = self
-            .run_change(&actor, input.account.as_ref(), || Change::ConfirmHold { hold_id }, None)
+            .unkeyed_change(&actor, input.account.as_ref(), || Change::ConfirmHold { hold_id })
             .await?;
         Ok(Response::new(pb::ConfirmHoldResponse {
             balance: Some(changed.balance),
@@ -309,7 +357,7 @@ impl PointsService for PointsApi {
         let input = request.get_ref();
         let hold_id = hold_id(&input.hold_id)?;
         let changed = self
-            .run_change(&actor, input.account.as_ref(), || Change::ReleaseHold { hold_id }, None)
+            .unkeyed_change(&actor, input.account.as_ref(), || Change::ReleaseHold { hold_id })
             .await?;
         Ok(Response::new(pb::ReleaseHoldResponse {
             balance: Some(changed.balance),
@@ -330,21 +378,21 @@ impl PointsService for PointsApi {
         violations.into_result().map_err(PointsError::from)?;
         let key = key.unwrap_or_default();
         let (points, reason) = (input.points, format!("adjust:{}", input.reason.trim()));
-        let idempotency = Some(("adjust", key.as_str(), input.encode_to_vec()));
-        let changed = self
-            .run_change(
+        let response = self
+            .keyed_change(
                 &actor,
                 input.account.as_ref(),
                 || Change::Adjust {
                     points,
                     reason: reason.clone(),
                 },
-                idempotency,
+                ("adjust", &key, input),
+                |changed| pb::AdjustResponse {
+                    balance: Some(changed.balance.clone()),
+                },
             )
             .await?;
-        Ok(Response::new(pb::AdjustResponse {
-            balance: Some(changed.balance),
-        }))
+        Ok(Response::new(response))
     }
 }
 

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use prost::Message;
 use quanyu_proto::points::v1 as pb;
 use quanyu_runtime::auth::TenantActor;
 use quanyu_runtime::db::{Writes, begin_write};
+use quanyu_runtime::error::FieldViolation;
+use quanyu_runtime::idempotency::{self, NewRecord, Replay, RequestDigest};
 use sea_orm::DatabaseConnection;
 
 use super::{save_accounts, save_accounts_alone};
@@ -16,7 +17,6 @@ use crate::domain::account::HoldEnd;
 use crate::domain::expiry::expires_at;
 use crate::domain::ledger::Credit;
 use crate::domain::program::ProgramRules;
-use crate::domain::sale::SaleRecord;
 use crate::error::PointsError;
 use crate::store;
 
@@ -56,20 +56,39 @@ pub struct Changed {
     pub hold: Option<(u64, DateTime<Utc>)>,
 }
 
-/// Runs one change on one account in one transaction, idempotently when a key is given: the
-/// same key with the same request answers with the balance now, with another request is refused.
+/// A change a till may send again: its idempotency scope and key, the digest of its request,
+/// and how its response is encoded, to be recorded with it.
+pub struct Keyed<'a> {
+    pub scope: &'static str,
+    pub key: &'a str,
+    pub request: RequestDigest,
+    pub respond: &'a (dyn Fn(&Changed) -> Vec<u8> + Send + Sync),
+    /// The name of a field of the request, by number, for a conflict's refusal.
+    pub field_name: fn(u32) -> String,
+}
+
+/// What a change came to.
+pub enum Outcome {
+    Done(Changed),
+    /// The same change was made before under its key: its recorded response.
+    Replayed(Vec<u8>),
+}
+
+/// Runs one change on one account in one transaction, idempotently when keyed: the same key
+/// with the same request is answered with the response recorded the first time, with another
+/// request is refused naming the field that differs.
 pub async fn change(
     db: &DatabaseConnection,
     key: &AccountKey<'_>,
     change: Change,
-    idempotency: Option<(&str, &str, Vec<u8>)>,
+    keyed: Option<&Keyed<'_>>,
     at: DateTime<Utc>,
-) -> Result<Changed, PointsError> {
+) -> Result<Outcome, PointsError> {
     let tenant_id = key.actor.tenant_id.as_ref();
     if matches!(change, Change::Read) && !store::accounts::exists(db, tenant_id, &key.program.id, key.member_id).await?
     {
         // A member with no points yet: nothing to settle, and reading creates no account.
-        return Ok(Changed {
+        return Ok(Outcome::Done(Changed {
             balance: pb::Balance {
                 member_id: key.member_id.to_owned(),
                 program_id: key.program.id.clone(),
@@ -77,7 +96,7 @@ pub async fn change(
                 ..pb::Balance::default()
             },
             hold: None,
-        });
+        }));
     }
     let txn = begin_write(db).await?;
     let programs = HashMap::from([(key.program.id.clone(), (key.program.clone(), key.rules_version))]);
@@ -86,24 +105,29 @@ pub async fn change(
         .await?
         .remove(&id)
         .ok_or_else(|| PointsError::ProgramNotFound(key.program.id.clone()))?;
-    if let Some((source, idempotency_key, request)) = &idempotency {
-        let ids = [(source.to_string(), idempotency_key.to_string())];
-        let recorded = store::operations::recorded(&txn, tenant_id, &ids, false).await?;
-        if let Some(first) = recorded.into_values().next() {
-            if first.request != *request {
-                return Err(PointsError::IdempotencyConflict((*idempotency_key).to_owned()));
+    if let Some(keyed) = keyed {
+        let recorded = idempotency::find(&txn, tenant_id, keyed.scope, vec![keyed.key.to_owned()], false).await?;
+        match idempotency::replay(recorded.get(keyed.key), &keyed.request) {
+            Replay::First => {}
+            Replay::Same(response) => {
+                // What fell due meanwhile is still settled.
+                save_accounts_alone(&txn, tenant_id, &programs, &mut [&mut account], at).await?;
+                txn.commit().await?;
+                return Ok(Outcome::Replayed(response.to_vec()));
             }
-            save_accounts_alone(&txn, tenant_id, &programs, &mut [&mut account], at).await?;
-            txn.commit().await?;
-            return Ok(Changed {
-                balance: balance_to_pb(&account),
-                hold: None,
-            });
+            Replay::Conflict { field } => {
+                let field = FieldViolation::new(
+                    (keyed.field_name)(field),
+                    "differs from the request first sent with this idempotency key",
+                );
+                return Err(PointsError::IdempotencyConflict {
+                    key: keyed.key.to_owned(),
+                    field,
+                });
+            }
         }
     }
-    let reference = idempotency
-        .as_ref()
-        .map_or_else(String::new, |(source, id, _)| format!("{source}:{id}"));
+    let reference = keyed.map_or_else(String::new, |keyed| format!("{}:{}", keyed.scope, keyed.key));
     let mut hold = None;
     match change {
         Change::Redeem { points } => account.ledger.redeem(points, at, &reference)?,
@@ -130,25 +154,18 @@ pub async fn change(
     let mut writes = Writes::new(&txn);
     let events = save_accounts(&mut writes, tenant_id, &programs, &mut [&mut account], at);
     let balance = balance_to_pb(&account);
-    if let Some((source, idempotency_key, request)) = idempotency {
-        let record = SaleRecord {
-            member_id: Some(key.member_id.to_owned()),
-            program_id: Some(key.program.id.clone()),
-            ..SaleRecord::default()
+    let changed = Changed { balance, hold };
+    if let Some(keyed) = keyed {
+        let record = NewRecord {
+            scope: keyed.scope.to_owned(),
+            key: keyed.key.to_owned(),
+            request: keyed.request.clone(),
+            response: (keyed.respond)(&changed),
         };
-        let row = store::operations::row(
-            tenant_id,
-            source,
-            idempotency_key,
-            request,
-            balance.encode_to_vec(),
-            &record,
-            at,
-        );
-        store::operations::insert(&mut writes, vec![row]);
+        idempotency::record(&mut writes, tenant_id, vec![record], at);
     }
     quanyu_outbox::append_to(&mut writes, events);
     writes.execute(&txn).await?;
     txn.commit().await?;
-    Ok(Changed { balance, hold })
+    Ok(Outcome::Done(changed))
 }

@@ -8,7 +8,7 @@
 //! the same batch again is answered from it with one read. A batch that differs in anything, or
 //! had a sale rejected (which may apply when sent again), is answered sale by sale.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -17,8 +17,9 @@ use quanyu_proto::common::v1::Channel;
 use quanyu_proto::points::v1 as pb;
 use quanyu_runtime::auth::TenantActor;
 use quanyu_runtime::db::{TUNING, Writes, begin_write};
-use quanyu_runtime::error::FieldViolation;
-use sea_orm::DatabaseConnection;
+use quanyu_runtime::error::{FieldViolation, is_unique_violation};
+use quanyu_runtime::idempotency::{self, NewRecord, Record, RequestDigest, field_name};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use sha2::{Digest, Sha256};
 
 use super::identity::IdentityClient;
@@ -35,8 +36,6 @@ use crate::error::PointsError;
 use crate::events;
 use crate::store;
 use crate::store::accounts::AccountId;
-use crate::store::entity::operations;
-use crate::store::operations::{Recorded, Recording};
 
 /// What the API's validation of one sale found out.
 #[derive(Debug, Clone)]
@@ -54,9 +53,90 @@ pub struct PreparedSale {
     pub index: i32,
     pub source: String,
     pub key: String,
-    /// The sale as received: a replay must match it byte for byte.
+    /// The sale as received.
     pub sale: pb::Sale,
+    /// What its replays are told from conflicts by.
+    pub digest: RequestDigest,
     pub plan: Plan,
+}
+
+/// Values by a sale's key (source, transaction id), looked up by borrowed strings: a 1,000-sale
+/// replay asks several times per sale.
+#[derive(Debug, Clone)]
+pub struct SaleKeys<T> {
+    by_source: HashMap<String, HashMap<String, T>>,
+}
+
+impl<T> Default for SaleKeys<T> {
+    fn default() -> Self {
+        Self {
+            by_source: HashMap::new(),
+        }
+    }
+}
+
+impl<T> SaleKeys<T> {
+    pub fn get(&self, source: &str, key: &str) -> Option<&T> {
+        self.by_source.get(source)?.get(key)
+    }
+
+    pub fn get_mut(&mut self, source: &str, key: &str) -> Option<&mut T> {
+        self.by_source.get_mut(source)?.get_mut(key)
+    }
+
+    pub fn remove(&mut self, source: &str, key: &str) -> Option<T> {
+        self.by_source.get_mut(source)?.remove(key)
+    }
+
+    pub fn contains(&self, source: &str, key: &str) -> bool {
+        self.get(source, key).is_some()
+    }
+
+    /// Adds a value under its key, replacing what was there.
+    pub fn insert(&mut self, source: &str, key: String, value: T) {
+        // Most values share their source with one already held: its name is not copied again.
+        let by_key = match self.by_source.get_mut(source) {
+            Some(by_key) => by_key,
+            None => self.by_source.entry(source.to_owned()).or_default(),
+        };
+        by_key.insert(key, value);
+    }
+
+    pub fn extend(&mut self, other: SaleKeys<T>) {
+        for (source, by_key) in other.by_source {
+            for (key, value) in by_key {
+                self.insert(&source, key, value);
+            }
+        }
+    }
+}
+
+/// The idempotency scope of one source's sales: transaction ids are unique per source.
+fn scope_of(source: &str) -> String {
+    format!("sale:{source}")
+}
+
+/// The idempotency scope of whole batches' answers, keyed by the batch's digest.
+const BATCH_SCOPE: &str = "sales-batch";
+
+/// What is recorded under the sales' keys (source, transaction id): the answers their replays
+/// get. Keys are kept for good, so what a read outside a transaction finds stays true.
+pub async fn answers<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    keys: &[(String, String)],
+) -> Result<SaleKeys<Record>, DbErr> {
+    let mut by_source: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (source, key) in keys {
+        by_source.entry(source.as_str()).or_default().push(key.clone());
+    }
+    let mut found = SaleKeys::default();
+    for (source, keys) in by_source {
+        for (key, record) in idempotency::find(db, tenant_id, &scope_of(source), keys, false).await? {
+            found.insert(source, key, record);
+        }
+    }
+    Ok(found)
 }
 
 /// The sales use case: from validated sales to their answers.
@@ -80,10 +160,12 @@ impl SaleSync {
         if sales.len() < TUNING.kept_answers_from {
             return Ok(None);
         }
-        let Some(answer) = store::batch_answers::find(&self.db, &actor.tenant_id, &digest(sales)).await? else {
+        let key = hex::encode(digest(sales));
+        let mut kept = idempotency::find(&self.db, &actor.tenant_id, BATCH_SCOPE, vec![key.clone()], false).await?;
+        let Some(answer) = kept.remove(&key) else {
             return Ok(None);
         };
-        match pb::RecordSalesResponse::decode(answer.as_slice()) {
+        match pb::RecordSalesResponse::decode(answer.response.as_slice()) {
             Ok(answer) => Ok(Some(answer.results)),
             Err(error) => {
                 // The batch is then answered sale by sale.
@@ -116,7 +198,7 @@ impl SaleSync {
                 .iter()
                 .map(|(index, _)| (sales[*index].source.clone(), sales[*index].transaction_id.clone()))
                 .collect();
-            Some(store::operations::recordings(&self.db, &actor.tenant_id, &keys).await?)
+            Some(answers(&self.db, &actor.tenant_id, &keys).await?)
         } else {
             None
         };
@@ -200,6 +282,7 @@ impl SaleSync {
                 index: i32::try_from(index).unwrap_or(i32::MAX),
                 source: sale.source.clone(),
                 key: sale.transaction_id.clone(),
+                digest: RequestDigest::of(&sale),
                 sale,
                 plan,
             });
@@ -234,9 +317,20 @@ impl SaleSync {
                 _ => return,
             }
         }
-        let answer = pb::RecordSalesResponse { results: replayed }.encode_to_vec();
-        if let Err(error) = store::batch_answers::keep(&self.db, &actor.tenant_id, digest, answer, at).await {
-            tracing::warn!(%error, "could not keep the batch's answer for replays");
+        let record = NewRecord {
+            scope: BATCH_SCOPE.to_owned(),
+            key: hex::encode(digest),
+            request: RequestDigest::of(&()),
+            response: pb::RecordSalesResponse { results: replayed }.encode_to_vec(),
+        };
+        let mut writes = Writes::new(&self.db);
+        idempotency::record(&mut writes, &actor.tenant_id, vec![record], at);
+        match writes.execute(&self.db).await {
+            // The same batch answered twice at once keeps one answer: both are the same.
+            Err(error) if !is_unique_violation(&error) => {
+                tracing::warn!(%error, "could not keep the batch's answer for replays");
+            }
+            _ => {}
         }
     }
 }
@@ -259,42 +353,16 @@ fn duplicate_of(index: i32, original: pb::SaleResult) -> pb::SaleResult {
     }
 }
 
-/// Names the first field in which a replayed sale differs from the one first recorded.
-fn differing_field(recorded: &pb::Sale, replayed: &pb::Sale) -> &'static str {
-    let fields: [(&'static str, bool); 12] = [
-        ("kind", recorded.kind != replayed.kind),
-        (
-            "original_transaction_id",
-            recorded.original_transaction_id != replayed.original_transaction_id,
-        ),
-        ("channel", recorded.channel != replayed.channel),
-        ("brand_id", recorded.brand_id != replayed.brand_id),
-        ("store_id", recorded.store_id != replayed.store_id),
-        ("occurred_at", recorded.occurred_at != replayed.occurred_at),
-        ("buyer", recorded.buyer != replayed.buyer),
-        ("amount", recorded.amount != replayed.amount),
-        ("lines", recorded.lines != replayed.lines),
-        ("points_redeemed", recorded.points_redeemed != replayed.points_redeemed),
-        ("source", recorded.source != replayed.source),
-        ("transaction_id", recorded.transaction_id != replayed.transaction_id),
-    ];
-    fields
-        .into_iter()
-        .find(|(_, differs)| *differs)
-        .map_or("sale", |(field, _)| field)
-}
-
-/// The answer to a sale whose key is already recorded with `request` and `result`: the original
-/// result if it is the same sale, else a rejection naming the first field that differs.
-fn replayed(sale: &PreparedSale, request: &[u8], result: &[u8]) -> pb::SaleResult {
-    if request == sale.sale.encode_to_vec() {
+/// The answer to a sale whose key is already recorded: the original answer if it is the same
+/// sale, else a rejection naming the first field that differs.
+fn replayed(sale: &PreparedSale, recorded: &Record) -> pb::SaleResult {
+    let Some(field) = recorded.request.first_difference(&sale.digest) else {
         return pb::SaleResult {
-            original: pb::SaleResult::decode(result).ok().map(Box::new),
+            original: pb::SaleResult::decode(recorded.response.as_slice()).ok().map(Box::new),
             ..duplicate_of(sale.index, pb::SaleResult::default())
         };
-    }
-    let recorded_sale = pb::Sale::decode(request).unwrap_or_default();
-    let field = differing_field(&recorded_sale, &sale.sale);
+    };
+    let field = field_name::<pb::Sale>(field);
     let why = format!(
         "transaction {:?} of {:?} was recorded with a different {field}",
         sale.key, sale.source
@@ -302,28 +370,24 @@ fn replayed(sale: &PreparedSale, request: &[u8], result: &[u8]) -> pb::SaleResul
     rejected_to_pb(sale.index, vec![FieldViolation::new(field, why)])
 }
 
-/// Whether a recorded sale was a refund, as its request says.
-fn was_refund(row: &operations::Model) -> bool {
-    pb::Sale::decode(row.request.as_slice()).map_or(true, |sale| sale.kind != i32::from(pb::SaleKind::Sale))
-}
-
 /// A batch's sales applied to the accounts it loaded, one after another.
 struct Batch<'a> {
-    tenant_id: &'a str,
     programs: &'a Programs,
     /// The survivor of each buyer merged since the sale.
     members_now: &'a HashMap<String, String>,
     accounts: HashMap<AccountId, Account>,
-    /// What is recorded under the keys the batch names: originals of its refunds, and its own
-    /// sales as they are applied (a refund may follow its sale in one batch).
-    operations: Recorded,
+    /// The records of the sales the batch names: originals of its refunds, and its own sales as
+    /// they are applied (a refund may follow its sale in one batch).
+    records: SaleKeys<SaleRecord>,
+    /// The answers of the batch's own sales, for one sent twice within it.
+    answered: SaleKeys<Record>,
     /// Originals recorded before this transaction whose refunded share changed.
     changed_originals: BTreeSet<(String, String)>,
     at: DateTime<Utc>,
 }
 
 impl Batch<'_> {
-    fn apply(&mut self, sale: &PreparedSale) -> Result<(pb::SaleResult, operations::Model), Rejection> {
+    fn apply(&mut self, sale: &PreparedSale) -> Result<(pb::SaleResult, SaleRecord), Rejection> {
         let (effect, record) = match &sale.plan {
             Plan::NonMember => (SaleEffect::default(), SaleRecord::default()),
             Plan::Purchase { member_id, purchase } => {
@@ -342,18 +406,7 @@ impl Batch<'_> {
                 refund_minor,
             } => self.refund(sale, original_key, *refund_minor)?,
         };
-        let result = applied_to_pb(sale.index, effect);
-        let request = sale.sale.encode_to_vec();
-        let row = store::operations::row(
-            self.tenant_id,
-            &sale.source,
-            &sale.key,
-            request,
-            result.encode_to_vec(),
-            &record,
-            self.at,
-        );
-        Ok((result, row))
+        Ok((applied_to_pb(sale.index, effect), record))
     }
 
     fn refund(
@@ -362,19 +415,18 @@ impl Batch<'_> {
         original_key: &str,
         refund_minor: i64,
     ) -> Result<(SaleEffect, SaleRecord), Rejection> {
-        let Some(original) = self.operations.get_mut(&sale.source, original_key) else {
+        let Some(original) = self.records.get_mut(&sale.source, original_key) else {
             return Err(Rejection::new(
                 "original_transaction_id",
                 format!("no sale {original_key:?} from source {:?} is recorded", sale.source),
             ));
         };
-        let mut record = store::operations::sale_record(original, was_refund(original));
-        refundable(&record)?;
+        refundable(original)?;
         let refund_record = SaleRecord {
             is_refund: true,
             ..SaleRecord::default()
         };
-        let (Some(member_id), Some(program_id)) = (record.member_id.clone(), record.program_id.clone()) else {
+        let (Some(member_id), Some(program_id)) = (original.member_id.clone(), original.program_id.clone()) else {
             // A non-member's sale earned nothing to take back.
             return Ok((SaleEffect::default(), refund_record));
         };
@@ -393,13 +445,11 @@ impl Batch<'_> {
             account,
             program,
             *version,
-            &mut record,
+            original,
             original_key,
             refund_minor,
             self.at,
         )?;
-        original.refunded_minor = record.refunded_minor;
-        original.points_reversed = record.points_reversed;
         self.changed_originals
             .insert((sale.source.clone(), original_key.to_owned()));
         Ok((
@@ -416,7 +466,7 @@ impl Batch<'_> {
 /// Writes a batch in one transaction: each sale once, whatever the retries; answers each on its
 /// own.
 ///
-/// `recorded` holds what is known to be recorded under the batch's keys, read before the
+/// `recorded` holds the answers known to be recorded under the batch's keys, read before the
 /// transaction (or nothing, for sales taken for new): replays are answered from it without one.
 /// A sale whose key was recorded unknown to it (by a concurrent call, or before) makes the
 /// insert of its key fail, and the caller's retry reads again.
@@ -425,7 +475,7 @@ pub async fn write_batch(
     actor: &TenantActor,
     programs: &Programs,
     sales: &[PreparedSale],
-    recorded: Recorded<Recording>,
+    recorded: SaleKeys<Record>,
     at: DateTime<Utc>,
 ) -> Result<Vec<pb::SaleResult>, PointsError> {
     let tenant_id = actor.tenant_id.as_ref();
@@ -433,10 +483,7 @@ pub async fn write_batch(
     if !sales.iter().any(|sale| is_fresh(&sale)) {
         return Ok(sales
             .iter()
-            .filter_map(|sale| {
-                let first = recorded.get(&sale.source, &sale.key)?;
-                Some(replayed(sale, &first.request, &first.result))
-            })
+            .filter_map(|sale| Some(replayed(sale, recorded.get(&sale.source, &sale.key)?)))
             .collect());
     }
     let txn = begin_write(db).await?;
@@ -448,7 +495,10 @@ pub async fn write_batch(
             _ => None,
         })
         .collect();
-    let originals = store::operations::recorded(&txn, tenant_id, &originals, true).await?;
+    let mut records = SaleKeys::default();
+    for (source, key, record) in store::sales::find(&txn, tenant_id, &originals, true).await? {
+        records.insert(&source, key, record);
+    }
     // Every account the batch touches as its sales name them, locked in one order. Points go
     // where the member is now: to the survivor's account if the buyer has been merged since.
     // Replays touch no account: they are answered from what was recorded.
@@ -459,7 +509,7 @@ pub async fn write_batch(
                 touched.insert((purchase.program_id.clone(), member_id.clone()));
             }
             Plan::Refund { original_key, .. } => {
-                let original = originals.get(&sale.source, original_key);
+                let original = records.get(&sale.source, original_key);
                 if let Some((Some(member), Some(program))) = original.map(|op| (&op.member_id, &op.program_id)) {
                     touched.insert((program.clone(), member.clone()));
                 }
@@ -470,35 +520,36 @@ pub async fn write_batch(
     let (accounts, members_now) =
         store::accounts::load_following_merges(&txn, tenant_id, programs, touched, at).await?;
     let mut batch = Batch {
-        tenant_id,
         programs,
         members_now: &members_now,
         accounts,
-        operations: originals,
+        records,
+        answered: SaleKeys::default(),
         changed_originals: BTreeSet::new(),
         at,
     };
     let mut results = Vec::with_capacity(sales.len());
-    let mut new_operations = Vec::new();
+    let mut applied = Vec::new();
     let mut sale_events = Vec::new();
     for sale in sales {
         // Recorded before this transaction, or earlier in this batch.
-        let first = match recorded.get(&sale.source, &sale.key) {
-            Some(first) => Some((&first.request, &first.result)),
-            None => batch
-                .operations
-                .get(&sale.source, &sale.key)
-                .map(|op| (&op.request, &op.result)),
-        };
-        if let Some((request, result)) = first {
-            results.push(replayed(sale, request, result));
+        let first = recorded
+            .get(&sale.source, &sale.key)
+            .or_else(|| batch.answered.get(&sale.source, &sale.key));
+        if let Some(first) = first {
+            results.push(replayed(sale, first));
             continue;
         }
         match batch.apply(sale) {
-            Ok((result, operation)) => {
+            Ok((result, record)) => {
                 sale_events.push(events::sale_recorded(tenant_id, &sale.sale, &result));
-                new_operations.push((operation.source.clone(), operation.key.clone()));
-                batch.operations.insert(operation);
+                let answer = Record {
+                    request: sale.digest.clone(),
+                    response: result.encode_to_vec(),
+                };
+                batch.answered.insert(&sale.source, sale.key.clone(), answer);
+                batch.records.insert(&sale.source, sale.key.clone(), record);
+                applied.push(sale);
                 results.push(result);
             }
             Err(rejection) => {
@@ -514,17 +565,29 @@ pub async fn write_batch(
     // The accounts and their entries are written while the sales' records and events are built.
     let build_rest = |writes: &mut Writes| {
         events.extend(sale_events);
-        let inserted: Vec<operations::Model> = new_operations
-            .iter()
-            .filter_map(|(source, key)| batch.operations.remove(source, key))
-            .collect();
-        store::operations::insert(writes, inserted);
-        // New operations have just moved into their insert, refunded shares and all: what is
-        // left of the changed originals was recorded before this transaction.
+        let mut new_records = Vec::with_capacity(applied.len());
+        let mut new_answers = Vec::with_capacity(applied.len());
+        for sale in applied {
+            let (source, key) = (&sale.source, &sale.key);
+            let record = batch.records.remove(source, key);
+            let answer = batch.answered.remove(source, key);
+            if let (Some(record), Some(answer)) = (record, answer) {
+                new_records.push((source.clone(), key.clone(), record));
+                new_answers.push(NewRecord {
+                    scope: scope_of(source),
+                    key: key.clone(),
+                    request: answer.request,
+                    response: answer.response,
+                });
+            }
+        }
+        store::sales::insert(writes, tenant_id, new_records, at);
+        idempotency::record(writes, tenant_id, new_answers, at);
+        // New sales have just moved into their insert, refunded shares and all: what is left of
+        // the changed originals was recorded before this transaction.
         for (source, key) in &batch.changed_originals {
-            if let Some(original) = batch.operations.get(source, key) {
-                let record = store::operations::sale_record(original, false);
-                store::operations::update_refunded(writes, tenant_id, source, key, &record);
+            if let Some(original) = batch.records.get(source, key) {
+                store::sales::update_refunded(writes, tenant_id, source, key, original);
             }
         }
         quanyu_outbox::append_to(writes, events);

@@ -23,11 +23,10 @@ use quanyu_runtime::db::{TUNING, with_retries};
 use sea_orm::DatabaseConnection;
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 
-use super::sales::{PreparedSale, write_batch};
+use super::sales::{PreparedSale, SaleKeys, answers, write_batch};
 use crate::domain::program::Programs;
 use crate::error::PointsError;
-use crate::store;
-use crate::store::operations::{Recorded, Recording};
+use quanyu_runtime::idempotency::Record;
 
 /// The most sales one transaction carries: RecordSales' own limit.
 pub const MAX_BATCH: usize = 1000;
@@ -42,7 +41,7 @@ struct Call {
     programs: Arc<Programs>,
     sales: Vec<PreparedSale>,
     /// What was recorded under the call's keys when it was prepared, if it was read.
-    recorded: Option<Recorded<Recording>>,
+    recorded: Option<SaleKeys<Record>>,
     answer: oneshot::Sender<Answer>,
 }
 
@@ -78,7 +77,7 @@ impl SalesWriter {
         actor: &TenantActor,
         programs: Arc<Programs>,
         sales: Vec<PreparedSale>,
-        recorded: Option<Recorded<Recording>>,
+        recorded: Option<SaleKeys<Record>>,
     ) -> Answer {
         let stopped = || PointsError::Unavailable("loyalty-points is shutting down".into());
         if sales.len() > TUNING.shared_up_to {
@@ -179,17 +178,17 @@ async fn write(
     actor: &TenantActor,
     programs: &Programs,
     sales: Vec<PreparedSale>,
-    first_read: Option<Recorded<Recording>>,
+    first_read: Option<SaleKeys<Record>>,
 ) -> Answer {
     metrics::histogram!("points_sales_per_transaction").record(sales.len() as f64);
-    let mut first_read = first_read.or_else(|| (sales.len() <= TUNING.unread_up_to).then(Recorded::default));
+    let mut first_read = first_read.or_else(|| (sales.len() <= TUNING.unread_up_to).then(SaleKeys::default));
     let sales = &sales;
     with_retries(|| {
         let known = first_read.take();
         async move {
             let recorded = match known {
                 Some(recorded) => recorded,
-                None => store::operations::recordings(db, &actor.tenant_id, &keys_of(sales)).await?,
+                None => answers(db, &actor.tenant_id, &keys_of(sales)).await?,
             };
             write_batch(db, actor, programs, sales, recorded, clock.now()).await
         }
@@ -219,6 +218,7 @@ mod tests {
             source: "pos".into(),
             key: "k".into(),
             sale: pb::Sale::default(),
+            digest: quanyu_runtime::idempotency::RequestDigest::of(&pb::Sale::default()),
             plan: Plan::NonMember,
         };
         Call {

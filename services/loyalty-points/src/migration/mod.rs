@@ -8,6 +8,7 @@ mod m20261126_000001_accounts_fillfactor;
 mod m20261127_000001_entries_keyed_by_account;
 mod m20261128_000001_keys_in_code_point_order;
 mod m20261129_000001_create_batch_answers;
+mod m20261203_000002_sales_and_idempotency;
 
 pub struct Migrator;
 
@@ -24,6 +25,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_entries_keyed_by_account::Migration),
             Box::new(m20261128_000001_keys_in_code_point_order::Migration),
             Box::new(m20261129_000001_create_batch_answers::Migration),
+            Box::new(quanyu_runtime::idempotency::CreateIdempotency),
+            Box::new(m20261203_000002_sales_and_idempotency::Migration),
         ]
     }
 

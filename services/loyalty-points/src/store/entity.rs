@@ -76,13 +76,13 @@ pub mod entries {
     quanyu_runtime::no_relations!();
 }
 
-pub mod operations {
+pub mod sales {
     use sea_orm::entity::prelude::*;
 
-    /// Every idempotent write (a sale, a refund, a redemption…) by its key, kept for good: the
-    /// request to tell a replay from a conflict, the result to answer a replay with.
+    /// Every sale and refund recorded, by its key, kept for good: what its refunds need (the
+    /// answer a replay gets is in the idempotency table).
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "operations")]
+    #[sea_orm(table_name = "sales")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub tenant_id: String,
@@ -90,36 +90,16 @@ pub mod operations {
         pub source: String,
         #[sea_orm(primary_key, auto_increment = false)]
         pub key: String,
-        pub request: Vec<u8>,
-        pub result: Vec<u8>,
+        pub is_refund: bool,
+        /// The account it went to; none for a non-member's sale.
         pub member_id: Option<String>,
         pub program_id: Option<String>,
-        /// For sales: the spend points were earned on, and what refunds have taken back.
+        /// The spend points were earned on, and what refunds have taken back.
         pub eligible_minor: i64,
         pub points_earned: i64,
+        pub growth: i64,
         pub refunded_minor: i64,
         pub points_reversed: i64,
-        pub growth: i64,
-        pub recorded_at: ChronoDateTimeUtc,
-    }
-
-    quanyu_runtime::no_relations!();
-}
-
-pub mod batch_answers {
-    use sea_orm::entity::prelude::*;
-
-    /// The answer to a whole batch of sales whose every sale was recorded, by the digest of the
-    /// batch: a replay of the same batch is answered from it.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "batch_answers")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub tenant_id: String,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub digest: Vec<u8>,
-        /// The encoded `RecordSalesResponse` that a replay gets.
-        pub answer: Vec<u8>,
         pub recorded_at: ChronoDateTimeUtc,
     }
 

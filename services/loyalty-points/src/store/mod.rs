@@ -4,8 +4,7 @@
 
 pub mod accounts;
 pub mod aliases;
-pub mod batch_answers;
 pub mod entity;
 pub mod ledger_state;
-pub mod operations;
 pub mod programs;
+pub mod sales;
