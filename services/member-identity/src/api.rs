@@ -16,6 +16,7 @@ use quanyu_runtime::page;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
+use crate::app;
 use crate::convert::{binding_to_pb, consent_to_pb, identity_to_pb, member_to_pb};
 use crate::domain::identity::{Identity, IdentityKind, Normaliser};
 use crate::domain::merge::ConsentDecision;
@@ -254,7 +255,7 @@ impl MemberIdentityService for MemberIdentityApi {
         let name = violations.check(display_name("display_name", &input.display_name));
         violations.into_result().map_err(IdentityError::from)?;
         let (id, name) = (id.unwrap_or_default(), name.unwrap_or_default());
-        let tenant = with_retries(|| store::tenant::create_tenant(&self.db, &id, &name, self.clock.now())).await?;
+        let tenant = with_retries(|| app::tenant::create_tenant(&self.db, &id, &name, self.clock.now())).await?;
         Ok(Response::new(pb::CreateTenantResponse {
             tenant: Some(tenant_to_pb(tenant)),
         }))
@@ -263,7 +264,7 @@ impl MemberIdentityService for MemberIdentityApi {
     async fn get_tenant(&self, request: Request<pb::GetTenantRequest>) -> Reply<pb::GetTenantResponse> {
         authorize_admin(&request)?;
         let id = slug("tenant_id", &request.get_ref().tenant_id).map_err(IdentityError::from)?;
-        let tenant = store::tenant::get_tenant(&self.db, &id).await?;
+        let tenant = app::tenant::get_tenant(&self.db, &id).await?;
         Ok(Response::new(pb::GetTenantResponse {
             tenant: Some(tenant_to_pb(tenant)),
         }))
@@ -275,7 +276,7 @@ impl MemberIdentityService for MemberIdentityApi {
         let mut violations = Violations::default();
         let (limit, after) = paging(input.page_size, &input.page_token, &mut violations);
         violations.into_result().map_err(IdentityError::from)?;
-        let tenants = store::tenant::list_tenants(&self.db, after, limit).await?;
+        let tenants = app::tenant::list_tenants(&self.db, after, limit).await?;
         let next_page_token = next_token(&tenants, limit, |tenant| &tenant.id);
         Ok(Response::new(pb::ListTenantsResponse {
             tenants: tenants.into_iter().map(tenant_to_pb).collect(),
@@ -291,8 +292,7 @@ impl MemberIdentityService for MemberIdentityApi {
         let name = violations.check(display_name("display_name", &input.display_name));
         violations.into_result().map_err(IdentityError::from)?;
         let (id, name) = (id.unwrap_or_default(), name.unwrap_or_default());
-        let brand =
-            with_retries(|| store::tenant::create_brand(&self.db, &actor, &id, &name, self.clock.now())).await?;
+        let brand = with_retries(|| app::tenant::create_brand(&self.db, &actor, &id, &name, self.clock.now())).await?;
         Ok(Response::new(pb::CreateBrandResponse {
             brand: Some(brand_to_pb(brand)),
         }))
@@ -300,7 +300,7 @@ impl MemberIdentityService for MemberIdentityApi {
 
     async fn list_brands(&self, request: Request<pb::ListBrandsRequest>) -> Reply<pb::ListBrandsResponse> {
         let actor = authorize(&request, Access::READ)?;
-        let brands = store::tenant::list_brands(&self.db, &actor.tenant_id).await?;
+        let brands = app::tenant::list_brands(&self.db, &actor.tenant_id).await?;
         Ok(Response::new(pb::ListBrandsResponse {
             brands: brands.into_iter().map(brand_to_pb).collect(),
         }))
@@ -350,7 +350,7 @@ impl MemberIdentityService for MemberIdentityApi {
         let guide_id = violations.check(short_text("enrollment.guide_id", &enrollment.guide_id, 64));
         let referral_code = violations.check(short_text("enrollment.referral_code", &enrollment.referral_code, 64));
         violations.into_result().map_err(IdentityError::from)?;
-        let command = store::member::EnrollCommand {
+        let command = app::member::EnrollCommand {
             identities,
             profile,
             enrollment: store::Enrollment {
@@ -362,7 +362,7 @@ impl MemberIdentityService for MemberIdentityApi {
             },
         };
         let (member, already_enrolled) =
-            with_retries(|| store::member::enroll(&self.db, &actor, &command, self.clock.now())).await?;
+            with_retries(|| app::member::enroll(&self.db, &actor, &command, self.clock.now())).await?;
         tracing::info!(member_id = %member.row.id, already_enrolled, "member enrolled");
         Ok(Response::new(pb::EnrollMemberResponse {
             member: Some(member_to_pb(&member)),
@@ -373,7 +373,7 @@ impl MemberIdentityService for MemberIdentityApi {
     async fn get_member(&self, request: Request<pb::GetMemberRequest>) -> Reply<pb::GetMemberResponse> {
         let actor = authorize(&request, Access::READ)?;
         let id = member_id("member_id", &request.get_ref().member_id).map_err(IdentityError::from)?;
-        let member = store::member::get_member(&self.db, &actor.tenant_id, &id).await?;
+        let member = app::member::get_member(&self.db, &actor.tenant_id, &id).await?;
         Ok(Response::new(pb::GetMemberResponse {
             member: Some(member_to_pb(&member)),
         }))
@@ -408,7 +408,7 @@ impl MemberIdentityService for MemberIdentityApi {
         };
         let id = id.unwrap_or_default();
         let member =
-            with_retries(|| store::member::update_profile(&self.db, &actor, &id, patch.clone(), self.clock.now()))
+            with_retries(|| app::member::update_profile(&self.db, &actor, &id, patch.clone(), self.clock.now()))
                 .await?;
         Ok(Response::new(pb::UpdateProfileResponse {
             member: Some(member_to_pb(&member)),
@@ -429,7 +429,7 @@ impl MemberIdentityService for MemberIdentityApi {
         let enrolled_from = violations.check(time_from("filter.enrolled_from", filter.enrolled_from.as_ref()));
         let enrolled_until = violations.check(time_from("filter.enrolled_until", filter.enrolled_until.as_ref()));
         violations.into_result().map_err(IdentityError::from)?;
-        let filter = store::member::MemberFilter {
+        let filter = app::member::MemberFilter {
             status: status.to_owned(),
             brand_id: filter.brand_id,
             store_id: filter.store_id,
@@ -438,7 +438,7 @@ impl MemberIdentityService for MemberIdentityApi {
             enrolled_from: enrolled_from.flatten(),
             enrolled_until: enrolled_until.flatten(),
         };
-        let members = store::member::list_members(&self.db, &actor.tenant_id, &filter, after, limit).await?;
+        let members = app::member::list_members(&self.db, &actor.tenant_id, &filter, after, limit).await?;
         let next_page_token = next_token(&members, limit, |member| &member.row.id);
         Ok(Response::new(pb::ListMembersResponse {
             members: members.iter().map(member_to_pb).collect(),
@@ -466,7 +466,7 @@ impl MemberIdentityService for MemberIdentityApi {
         let parsed: Vec<Result<Identity, FieldViolation>> =
             asked.iter().map(|identity| self.identity(Some(identity))).collect();
         let valid: Vec<&Identity> = parsed.iter().filter_map(|parsed| parsed.as_ref().ok()).collect();
-        let mut found = store::member::resolve(&self.db, &actor.tenant_id, &valid)
+        let mut found = app::member::resolve(&self.db, &actor.tenant_id, &valid)
             .await?
             .into_iter();
         let resolutions = asked
@@ -505,7 +505,7 @@ impl MemberIdentityService for MemberIdentityApi {
             request.get_ref().identity.as_ref(),
         )?;
         let member =
-            with_retries(|| store::member::link_identity(&self.db, &actor, &id, &identity, self.clock.now())).await?;
+            with_retries(|| app::member::link_identity(&self.db, &actor, &id, &identity, self.clock.now())).await?;
         Ok(Response::new(pb::LinkIdentityResponse {
             member: Some(member_to_pb(&member)),
         }))
@@ -518,7 +518,7 @@ impl MemberIdentityService for MemberIdentityApi {
             request.get_ref().identity.as_ref(),
         )?;
         let member =
-            with_retries(|| store::member::unlink_identity(&self.db, &actor, &id, &identity, self.clock.now())).await?;
+            with_retries(|| app::member::unlink_identity(&self.db, &actor, &id, &identity, self.clock.now())).await?;
         Ok(Response::new(pb::UnlinkIdentityResponse {
             member: Some(member_to_pb(&member)),
         }))
@@ -543,7 +543,7 @@ impl MemberIdentityService for MemberIdentityApi {
         let (first, second) = (first.unwrap_or_default(), second.unwrap_or_default());
         let explicit = (!survivor.is_empty()).then_some(survivor);
         let outcome =
-            with_retries(|| store::merge::merge(&self.db, &actor, &first, &second, explicit, self.clock.now())).await?;
+            with_retries(|| app::merge::merge(&self.db, &actor, &first, &second, explicit, self.clock.now())).await?;
         tracing::info!(
             survivor = %outcome.survivor.row.id,
             merged = %outcome.merged_member_id,
@@ -565,7 +565,7 @@ impl MemberIdentityService for MemberIdentityApi {
         let reason = violations.check(short_text("reason", &input.reason, 200));
         violations.into_result().map_err(IdentityError::from)?;
         let (id, reason) = (id.unwrap_or_default(), reason.unwrap_or_default());
-        let member = with_retries(|| store::member::erase(&self.db, &actor, &id, &reason, self.clock.now())).await?;
+        let member = with_retries(|| app::member::erase(&self.db, &actor, &id, &reason, self.clock.now())).await?;
         tracing::info!(member_id = %id, "member erased");
         Ok(Response::new(pb::EraseMemberResponse {
             member: Some(member_to_pb(&member)),
@@ -592,7 +592,7 @@ impl MemberIdentityService for MemberIdentityApi {
             description: input.description.trim().to_owned(),
         };
         definition.validate().map_err(IdentityError::from)?;
-        let defined = with_retries(|| store::tag::define_tag(&self.db, &actor, &definition, self.clock.now())).await?;
+        let defined = with_retries(|| app::tag::define_tag(&self.db, &actor, &definition, self.clock.now())).await?;
         Ok(Response::new(pb::DefineTagResponse {
             tag: Some(tag_definition_to_pb(defined)),
         }))
@@ -603,7 +603,7 @@ impl MemberIdentityService for MemberIdentityApi {
         request: Request<pb::ListTagDefinitionsRequest>,
     ) -> Reply<pb::ListTagDefinitionsResponse> {
         let actor = authorize(&request, Access::READ)?;
-        let tags = store::tag::list_tag_definitions(&self.db, &actor.tenant_id).await?;
+        let tags = app::tag::list_tag_definitions(&self.db, &actor.tenant_id).await?;
         Ok(Response::new(pb::ListTagDefinitionsResponse {
             tags: tags.into_iter().map(tag_definition_to_pb).collect(),
         }))
@@ -626,7 +626,7 @@ impl MemberIdentityService for MemberIdentityApi {
             .map(|tag| (tag.name.trim().to_owned(), tag.value.trim().to_owned()))
             .collect();
         violations.into_result().map_err(IdentityError::from)?;
-        let targets = with_retries(|| store::tag::set_tags(&self.db, &actor, &ids, &tags, self.clock.now())).await?;
+        let targets = with_retries(|| app::tag::set_tags(&self.db, &actor, &ids, &tags, self.clock.now())).await?;
         Ok(Response::new(pb::SetTagsResponse {
             results: tag_results(&ids, targets),
         }))
@@ -645,8 +645,7 @@ impl MemberIdentityService for MemberIdentityApi {
         }
         violations.into_result().map_err(IdentityError::from)?;
         let names: Vec<String> = input.tag_names.iter().map(|name| name.trim().to_owned()).collect();
-        let targets =
-            with_retries(|| store::tag::remove_tags(&self.db, &actor, &ids, &names, self.clock.now())).await?;
+        let targets = with_retries(|| app::tag::remove_tags(&self.db, &actor, &ids, &names, self.clock.now())).await?;
         Ok(Response::new(pb::RemoveTagsResponse {
             results: tag_results(&ids, targets),
         }))
@@ -664,7 +663,7 @@ impl MemberIdentityService for MemberIdentityApi {
         }
         let (limit, after) = paging(input.page_size, &input.page_token, &mut violations);
         violations.into_result().map_err(IdentityError::from)?;
-        let tagged = store::tag::list_members_by_tag(
+        let tagged = app::tag::list_members_by_tag(
             &self.db,
             &actor.tenant_id,
             &input.tag_name,
@@ -719,7 +718,7 @@ impl MemberIdentityService for MemberIdentityApi {
         };
         let id = id.unwrap_or_default();
         let (consent, applied) =
-            with_retries(|| store::consent::set_consent(&self.db, &actor, &id, decision.clone(), self.clock.now()))
+            with_retries(|| app::consent::set_consent(&self.db, &actor, &id, decision.clone(), self.clock.now()))
                 .await?;
         Ok(Response::new(pb::SetConsentResponse {
             consent: Some(consent_to_pb(&consent)),
@@ -748,7 +747,7 @@ impl MemberIdentityService for MemberIdentityApi {
             source.unwrap_or_default(),
         );
         let binding = with_retries(|| {
-            store::guide::bind_guide(&self.db, &actor, &id, &store_id, &guide_id, &source, self.clock.now())
+            app::guide::bind_guide(&self.db, &actor, &id, &store_id, &guide_id, &source, self.clock.now())
         })
         .await?;
         Ok(Response::new(pb::BindGuideResponse {
@@ -762,7 +761,7 @@ impl MemberIdentityService for MemberIdentityApi {
     ) -> Reply<pb::ListGuideBindingsResponse> {
         let actor = authorize(&request, Access::READ)?;
         let id = member_id("member_id", &request.get_ref().member_id).map_err(IdentityError::from)?;
-        let bindings = store::guide::list_guide_bindings(&self.db, &actor.tenant_id, &id).await?;
+        let bindings = app::guide::list_guide_bindings(&self.db, &actor.tenant_id, &id).await?;
         Ok(Response::new(pb::ListGuideBindingsResponse {
             bindings: bindings.iter().map(binding_to_pb).collect(),
         }))
@@ -778,7 +777,7 @@ impl MemberIdentityService for MemberIdentityApi {
         let (limit, before) = paging(input.page_size, &input.page_token, &mut violations);
         violations.into_result().map_err(IdentityError::from)?;
         let entries =
-            store::audit::list_audit_entries(&self.db, &actor.tenant_id, input.member_id.trim(), before, limit).await?;
+            app::audit::list_audit_entries(&self.db, &actor.tenant_id, input.member_id.trim(), before, limit).await?;
         let next_page_token = next_token(&entries, limit, |entry| &entry.id);
         Ok(Response::new(pb::ListAuditEntriesResponse {
             entries: entries

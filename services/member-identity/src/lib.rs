@@ -2,9 +2,11 @@
 //! profiles, tags, consent and shopping-guide binding, with an audit trail of every change.
 
 pub mod api;
+pub mod app;
 mod convert;
 pub mod domain;
 pub mod error;
+mod events;
 pub mod migration;
 pub mod store;
 
@@ -57,7 +59,7 @@ impl Service for MemberIdentity {
         let normaliser = domain::identity::Normaliser::new(&config.default_region)
             .map_err(|error| format!("member_identity.default_region: {error}"))?;
         let db = quanyu_runtime::db::connect::<migration::Migrator>(&context.database, Self::SCHEMA).await?;
-        store::tenant::ensure_tenants(&db, &context.keys.tenants(), context.clock.now()).await?;
+        app::tenant::ensure_tenants(&db, &context.keys.tenants(), context.clock.now()).await?;
         let identity = MemberIdentityServiceServer::new(api::MemberIdentityApi::new(
             db.clone(),
             normaliser,

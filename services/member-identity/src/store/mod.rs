@@ -1,40 +1,31 @@
-//! The use cases of member-identity, one database transaction each.
+//! member-identity's tables: rows, the member view read with them, and the queries the use cases
+//! share; no contract types here.
 //!
-//! Every query is filtered by the caller's tenant, so another tenant's ids are simply not found.
 //! Identities always point at an active member (merges move them, erasure deletes them), so
 //! resolving an identity needs no walk along merge chains; a merged member's `merged_into` always
 //! names the member that finally survived (chains collapse on every merge).
 
-pub mod audit;
 pub mod consent;
 pub mod entity;
 pub mod guide;
 pub mod member;
 pub mod merge;
 pub mod tag;
-pub mod tenant;
 
+use crate::domain::merge::{self as merge_rules};
+use crate::domain::profile::Profile;
+use crate::error::IdentityError;
 use chrono::{DateTime, Utc};
+use entity::{audit_entries, consents, guide_bindings, identities, member_tags, members};
 use quanyu_proto::identity::v1::{Gender, LifeStage};
 use quanyu_runtime::auth::TenantActor;
 use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait};
 
-use quanyu_outbox::NewEvent;
-use quanyu_proto::events::v1::event::Payload;
-use quanyu_proto::identity::v1 as pb;
+type Result<T> = std::result::Result<T, IdentityError>;
 
-use crate::convert::identity_to_pb;
-use crate::domain::identity::Identity;
-use crate::domain::merge::{self as merge_rules};
-use crate::domain::profile::Profile;
-use crate::error::IdentityError;
-use entity::{audit_entries, consents, guide_bindings, identities, member_tags, members};
-
-pub(super) type Result<T> = std::result::Result<T, IdentityError>;
-
-pub(super) const ACTIVE: &str = "active";
-pub(super) const MERGED: &str = "merged";
-pub(super) const ERASED: &str = "erased";
+pub const ACTIVE: &str = "active";
+pub const MERGED: &str = "merged";
+pub const ERASED: &str = "erased";
 
 /// A member with everything shown about it.
 #[derive(Debug, Clone)]
@@ -62,7 +53,7 @@ pub struct Enrollment {
     pub referral_code: String,
 }
 
-pub(super) fn profile_of(row: &members::Model) -> Profile {
+pub fn profile_of(row: &members::Model) -> Profile {
     Profile {
         name: row.name.clone(),
         gender: Gender::from_str_name(&row.gender).unwrap_or(Gender::Unspecified),
@@ -74,7 +65,7 @@ pub(super) fn profile_of(row: &members::Model) -> Profile {
     }
 }
 
-pub(super) fn enrolment_of(row: &members::Model) -> merge_rules::Enrolment {
+pub fn enrolment_of(row: &members::Model) -> merge_rules::Enrolment {
     merge_rules::Enrolment {
         at: row.enrolled_at,
         channel: row.channel.clone(),
@@ -85,7 +76,7 @@ pub(super) fn enrolment_of(row: &members::Model) -> merge_rules::Enrolment {
     }
 }
 
-pub(super) fn write_profile(row: &mut members::ActiveModel, profile: &Profile) {
+pub fn write_profile(row: &mut members::ActiveModel, profile: &Profile) {
     row.name = Set(profile.name.clone());
     row.gender = Set(profile.gender.as_str_name().to_owned());
     row.birthday = Set(profile.birthday.map(|date| date.to_string()));
@@ -95,7 +86,7 @@ pub(super) fn write_profile(row: &mut members::ActiveModel, profile: &Profile) {
     row.attributes = Set(serde_json::to_string(&profile.attributes).unwrap_or_else(|_| "{}".into()));
 }
 
-pub(super) async fn audit(
+pub async fn audit(
     txn: &DatabaseTransaction,
     actor: &TenantActor,
     action: &str,
@@ -120,33 +111,4 @@ pub(super) async fn audit(
         .exec_without_returning(txn)
         .await?;
     Ok(())
-}
-
-pub(super) fn member_event(tenant_id: &str, member_id: &str, payload: Payload) -> NewEvent {
-    NewEvent {
-        tenant_id: tenant_id.to_owned(),
-        aggregate_type: "member",
-        aggregate_id: member_id.to_owned(),
-        payload,
-    }
-}
-
-pub(super) fn linked_events(tenant_id: &str, member_id: &str, linked: &[Identity]) -> Vec<NewEvent> {
-    linked
-        .iter()
-        .map(|identity| {
-            let payload = Payload::IdentityLinked(pb::IdentityLinked {
-                member_id: member_id.to_owned(),
-                identity: Some(identity_to_pb(identity)),
-            });
-            member_event(tenant_id, member_id, payload)
-        })
-        .collect()
-}
-
-pub(super) fn kinds_changed(identities: &[Identity]) -> Vec<String> {
-    identities
-        .iter()
-        .map(|identity| format!("identities.{}", identity.kind.as_str()))
-        .collect()
 }

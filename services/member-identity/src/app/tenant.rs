@@ -1,13 +1,12 @@
 //! Tenants and their brands.
 
+use crate::error::IdentityError;
+use crate::store::entity::{brands, tenants};
 use chrono::{DateTime, Utc};
 use quanyu_runtime::auth::TenantActor;
 use quanyu_runtime::db::begin_write;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-
-use super::entity::{brands, tenants};
-use crate::error::IdentityError;
 
 type Result<T> = std::result::Result<T, IdentityError>;
 

@@ -1,9 +1,8 @@
 //! The audit trail of changes.
 
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-
-use super::entity::audit_entries;
 use crate::error::IdentityError;
+use crate::store::entity::audit_entries;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 type Result<T> = std::result::Result<T, IdentityError>;
 

@@ -1,0 +1,411 @@
+//! Members and their identities: enrolment, profile, lookup, linking and erasure.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use quanyu_runtime::auth::TenantActor;
+use quanyu_runtime::db::begin_write;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+
+use super::kinds_changed;
+use crate::convert::{enrollment_to_pb, identity_to_pb, profile_to_pb};
+use crate::domain::identity::{Identity, IdentityKind};
+use crate::domain::profile::{Profile, ProfilePatch};
+use crate::error::IdentityError;
+use crate::events::{linked_events, member_event};
+use crate::store::entity::{brands, consents, guide_bindings, identities, member_tags, members};
+use crate::store::guide::insert_binding;
+use crate::store::member::{
+    find_active, find_identities, find_member, insert_identities, key_of, link_missing, load_views, view,
+    with_phone_digests,
+};
+use crate::store::{ACTIVE, ERASED, Enrollment, MERGED, MemberView, audit, profile_of, write_profile};
+use quanyu_proto::events::v1::event::Payload;
+use quanyu_proto::identity::v1 as pb;
+
+type Result<T> = std::result::Result<T, IdentityError>;
+
+pub struct EnrollCommand {
+    pub identities: Vec<Identity>,
+    pub profile: Profile,
+    pub enrollment: Enrollment,
+}
+
+/// Enrols a member, or returns the one that already holds the given identities.
+pub async fn enroll(
+    db: &DatabaseConnection,
+    actor: &TenantActor,
+    command: &EnrollCommand,
+    at: DateTime<Utc>,
+) -> Result<(MemberView, bool)> {
+    let tenant_id = actor.tenant_id.as_ref();
+    let txn = begin_write(db).await?;
+    let brand_id = &command.enrollment.brand_id;
+    if !brand_id.is_empty()
+        && brands::Entity::find_by_id((tenant_id.to_owned(), brand_id.clone()))
+            .one(&txn)
+            .await?
+            .is_none()
+    {
+        return Err(IdentityError::invalid(
+            "enrollment.brand_id",
+            format!("no brand {brand_id:?} in this tenant"),
+        ));
+    }
+    let wanted = with_phone_digests(&command.identities);
+    let keys: Vec<&Identity> = wanted.iter().map(|(identity, _)| identity).collect();
+    let owners: BTreeSet<String> = find_identities(&txn, tenant_id, &keys)
+        .await?
+        .into_iter()
+        .map(|row| row.member_id)
+        .collect();
+    if owners.len() > 1 {
+        return Err(IdentityError::IdentitiesOfDifferentMembers(
+            owners.into_iter().collect(),
+        ));
+    }
+    if let Some(member_id) = owners.into_iter().next() {
+        let row = find_active(&txn, tenant_id, &member_id).await?;
+        let linked = link_missing(&txn, tenant_id, &member_id, wanted, at).await?;
+        if !linked.is_empty() {
+            audit(
+                &txn,
+                actor,
+                "member.identity_linked",
+                &[&member_id],
+                &kinds_changed(&linked),
+                at,
+            )
+            .await?;
+            quanyu_outbox::append(&txn, linked_events(tenant_id, &member_id, &linked)).await?;
+        }
+        let member = view(&txn, row).await?;
+        txn.commit().await?;
+        return Ok((member, true));
+    }
+    let member_id = uuid::Uuid::now_v7().to_string();
+    let enrollment = &command.enrollment;
+    let mut row = members::ActiveModel {
+        tenant_id: Set(tenant_id.to_owned()),
+        id: Set(member_id.clone()),
+        status: Set(ACTIVE.into()),
+        merged_into: Set(None),
+        channel: Set(enrollment.channel.clone()),
+        brand_id: Set(enrollment.brand_id.clone()),
+        store_id: Set(enrollment.store_id.clone()),
+        guide_id: Set(enrollment.guide_id.clone()),
+        referral_code: Set(enrollment.referral_code.clone()),
+        enrolled_at: Set(at),
+        updated_at: Set(at),
+        ..Default::default()
+    };
+    write_profile(&mut row, &command.profile);
+    members::Entity::insert(row).exec_without_returning(&txn).await?;
+    insert_identities(&txn, tenant_id, &member_id, wanted, at).await?;
+    if !enrollment.guide_id.is_empty() || !enrollment.store_id.is_empty() {
+        insert_binding(
+            &txn,
+            tenant_id,
+            &member_id,
+            &enrollment.store_id,
+            &enrollment.guide_id,
+            "enrollment",
+            at,
+        )
+        .await?;
+    }
+    audit(
+        &txn,
+        actor,
+        "member.enrolled",
+        &[&member_id],
+        &kinds_changed(&command.identities),
+        at,
+    )
+    .await?;
+    let member = view(&txn, find_member(&txn, tenant_id, &member_id, false).await?).await?;
+    let enrolled = Payload::MemberEnrolled(pb::MemberEnrolled {
+        member_id: member_id.clone(),
+        enrollment: Some(enrollment_to_pb(&member.row)),
+        identity_kinds: command
+            .identities
+            .iter()
+            .map(|i| crate::convert::kind_to_pb(i.kind).into())
+            .collect(),
+    });
+    quanyu_outbox::append(&txn, vec![member_event(tenant_id, &member_id, enrolled)]).await?;
+    txn.commit().await?;
+    Ok((member, false))
+}
+
+pub async fn get_member(db: &DatabaseConnection, tenant_id: &str, member_id: &str) -> Result<MemberView> {
+    let txn = db.begin().await?;
+    let member = view(&txn, find_member(&txn, tenant_id, member_id, false).await?).await?;
+    txn.commit().await?;
+    Ok(member)
+}
+
+pub async fn update_profile(
+    db: &DatabaseConnection,
+    actor: &TenantActor,
+    member_id: &str,
+    patch: ProfilePatch,
+    at: DateTime<Utc>,
+) -> Result<MemberView> {
+    let txn = begin_write(db).await?;
+    let row = find_active(&txn, &actor.tenant_id, member_id).await?;
+    let mut profile = profile_of(&row);
+    let changed = profile.apply(patch)?;
+    if changed.is_empty() {
+        let member = view(&txn, row).await?;
+        txn.commit().await?;
+        return Ok(member);
+    }
+    let mut active: members::ActiveModel = row.into();
+    write_profile(&mut active, &profile);
+    active.updated_at = Set(at);
+    let row = members::Entity::update(active).exec(&txn).await?;
+    audit(&txn, actor, "member.profile_updated", &[member_id], &changed, at).await?;
+    let updated = Payload::ProfileUpdated(pb::ProfileUpdated {
+        member_id: member_id.to_owned(),
+        changed_fields: changed,
+        profile: Some(profile_to_pb(&profile)),
+    });
+    quanyu_outbox::append(&txn, vec![member_event(&actor.tenant_id, member_id, updated)]).await?;
+    let member = view(&txn, row).await?;
+    txn.commit().await?;
+    Ok(member)
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct MemberFilter {
+    pub status: String,
+    pub brand_id: String,
+    pub store_id: String,
+    pub guide_id: String,
+    pub city: String,
+    pub enrolled_from: Option<DateTime<Utc>>,
+    pub enrolled_until: Option<DateTime<Utc>>,
+}
+
+pub async fn list_members(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    filter: &MemberFilter,
+    after: Option<String>,
+    limit: u64,
+) -> Result<Vec<MemberView>> {
+    let mut query = members::Entity::find()
+        .filter(members::Column::TenantId.eq(tenant_id))
+        .filter(members::Column::Status.eq(filter.status.as_str()));
+    let exact = [
+        (members::Column::BrandId, &filter.brand_id),
+        (members::Column::City, &filter.city),
+    ];
+    for (column, value) in exact {
+        if !value.is_empty() {
+            query = query.filter(column.eq(value.as_str()));
+        }
+    }
+    if !filter.store_id.is_empty() || !filter.guide_id.is_empty() {
+        // The current binding decides a member's store and guide.
+        let mut bound = guide_bindings::Entity::find()
+            .select_only()
+            .column(guide_bindings::Column::MemberId)
+            .filter(guide_bindings::Column::TenantId.eq(tenant_id))
+            .filter(guide_bindings::Column::UnboundAt.is_null());
+        if !filter.store_id.is_empty() {
+            bound = bound.filter(guide_bindings::Column::StoreId.eq(filter.store_id.as_str()));
+        }
+        if !filter.guide_id.is_empty() {
+            bound = bound.filter(guide_bindings::Column::GuideId.eq(filter.guide_id.as_str()));
+        }
+        query = query.filter(members::Column::Id.in_subquery(sea_orm::QueryTrait::into_query(bound)));
+    }
+    if let Some(from) = filter.enrolled_from {
+        query = query.filter(members::Column::EnrolledAt.gte(from));
+    }
+    if let Some(until) = filter.enrolled_until {
+        query = query.filter(members::Column::EnrolledAt.lt(until));
+    }
+    if let Some(after) = after {
+        query = query.filter(members::Column::Id.gt(after));
+    }
+    let txn = db.begin().await?;
+    let rows = query.order_by_asc(members::Column::Id).limit(limit).all(&txn).await?;
+    let members = load_views(&txn, rows).await?;
+    txn.commit().await?;
+    Ok(members)
+}
+
+/// Resolves identities to their members; `None` where an identity belongs to nobody.
+pub async fn resolve(db: &DatabaseConnection, tenant_id: &str, wanted: &[&Identity]) -> Result<Vec<Option<String>>> {
+    let txn = db.begin().await?;
+    let found: HashMap<Identity, String> = find_identities(&txn, tenant_id, wanted)
+        .await?
+        .into_iter()
+        .filter_map(|row| Some((key_of(&row)?, row.member_id)))
+        .collect();
+    txn.commit().await?;
+    Ok(wanted.iter().map(|identity| found.get(*identity).cloned()).collect())
+}
+
+pub async fn link_identity(
+    db: &DatabaseConnection,
+    actor: &TenantActor,
+    member_id: &str,
+    identity: &Identity,
+    at: DateTime<Utc>,
+) -> Result<MemberView> {
+    let txn = begin_write(db).await?;
+    let row = find_active(&txn, &actor.tenant_id, member_id).await?;
+    let linked = link_missing(
+        &txn,
+        &actor.tenant_id,
+        member_id,
+        with_phone_digests(std::slice::from_ref(identity)),
+        at,
+    )
+    .await?;
+    if !linked.is_empty() {
+        audit(
+            &txn,
+            actor,
+            "member.identity_linked",
+            &[member_id],
+            &kinds_changed(&linked),
+            at,
+        )
+        .await?;
+        quanyu_outbox::append(&txn, linked_events(&actor.tenant_id, member_id, &linked)).await?;
+    }
+    let member = view(&txn, row).await?;
+    txn.commit().await?;
+    Ok(member)
+}
+
+pub async fn unlink_identity(
+    db: &DatabaseConnection,
+    actor: &TenantActor,
+    member_id: &str,
+    identity: &Identity,
+    at: DateTime<Utc>,
+) -> Result<MemberView> {
+    let tenant_id = actor.tenant_id.as_ref();
+    let txn = begin_write(db).await?;
+    let row = find_active(&txn, tenant_id, member_id).await?;
+    let linked = find_identities(&txn, tenant_id, &[identity])
+        .await?
+        .into_iter()
+        .find(|linked| linked.member_id == member_id)
+        .ok_or_else(|| IdentityError::IdentityNotLinked {
+            kind: identity.kind.as_str(),
+            member_id: member_id.to_owned(),
+        })?;
+    if linked.derived_from.is_some() {
+        return Err(IdentityError::DerivedIdentity);
+    }
+    let own = identities::Entity::find()
+        .filter(identities::Column::TenantId.eq(tenant_id))
+        .filter(identities::Column::MemberId.eq(member_id))
+        .filter(identities::Column::DerivedFrom.is_null())
+        .count(&txn)
+        .await?;
+    if own <= 1 {
+        return Err(IdentityError::LastIdentity);
+    }
+    let mut removed = Condition::all()
+        .add(identities::Column::Kind.eq(linked.kind.as_str()))
+        .add(identities::Column::Namespace.eq(linked.namespace.as_str()))
+        .add(identities::Column::Value.eq(linked.value.as_str()));
+    if identity.kind == IdentityKind::Phone {
+        removed = Condition::any()
+            .add(removed)
+            .add(identities::Column::DerivedFrom.eq(linked.value.as_str()));
+    }
+    identities::Entity::delete_many()
+        .filter(identities::Column::TenantId.eq(tenant_id))
+        .filter(identities::Column::MemberId.eq(member_id))
+        .filter(removed)
+        .exec(&txn)
+        .await?;
+    audit(
+        &txn,
+        actor,
+        "member.identity_unlinked",
+        &[member_id],
+        &[format!("identities.{}", identity.kind.as_str())],
+        at,
+    )
+    .await?;
+    let unlinked = Payload::IdentityUnlinked(pb::IdentityUnlinked {
+        member_id: member_id.to_owned(),
+        identity: Some(identity_to_pb(identity)),
+    });
+    quanyu_outbox::append(&txn, vec![member_event(tenant_id, member_id, unlinked)]).await?;
+    let member = view(&txn, row).await?;
+    txn.commit().await?;
+    Ok(member)
+}
+
+pub async fn erase(
+    db: &DatabaseConnection,
+    actor: &TenantActor,
+    member_id: &str,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> Result<MemberView> {
+    let tenant_id = actor.tenant_id.as_ref();
+    let txn = begin_write(db).await?;
+    let row = find_member(&txn, tenant_id, member_id, true).await?;
+    match row.status.as_str() {
+        MERGED => {
+            return Err(IdentityError::MemberMerged {
+                member_id: row.id,
+                survivor_id: row.merged_into.unwrap_or_default(),
+            });
+        }
+        ERASED => {
+            let member = view(&txn, row).await?;
+            txn.commit().await?;
+            return Ok(member);
+        }
+        _ => {}
+    }
+    let mut erased: members::ActiveModel = row.into();
+    write_profile(&mut erased, &Profile::default());
+    erased.status = Set(ERASED.into());
+    erased.referral_code = Set(String::new());
+    erased.updated_at = Set(at);
+    let row = members::Entity::update(erased).exec(&txn).await?;
+    identities::Entity::delete_many()
+        .filter(identities::Column::TenantId.eq(tenant_id))
+        .filter(identities::Column::MemberId.eq(member_id))
+        .exec(&txn)
+        .await?;
+    member_tags::Entity::delete_many()
+        .filter(member_tags::Column::TenantId.eq(tenant_id))
+        .filter(member_tags::Column::MemberId.eq(member_id))
+        .exec(&txn)
+        .await?;
+    consents::Entity::delete_many()
+        .filter(consents::Column::TenantId.eq(tenant_id))
+        .filter(consents::Column::MemberId.eq(member_id))
+        .exec(&txn)
+        .await?;
+    let changed = ["profile", "identities", "tags", "consents"]
+        .map(str::to_owned)
+        .to_vec();
+    let changed = [changed, vec![format!("reason:{reason}")]].concat();
+    audit(&txn, actor, "member.erased", &[member_id], &changed, at).await?;
+    let erased = Payload::MemberErased(pb::MemberErased {
+        member_id: member_id.to_owned(),
+    });
+    quanyu_outbox::append(&txn, vec![member_event(tenant_id, member_id, erased)]).await?;
+    let member = view(&txn, row).await?;
+    txn.commit().await?;
+    Ok(member)
+}
