@@ -7,11 +7,11 @@
 //! recorded response, unchanged; with another request it is refused, naming the first field that
 //! differs. Records are kept for good.
 //!
-//! The request itself is not kept, only a SHA-256 per top-level field of its encoding: enough to
-//! tell a replay from a conflict and to name the field, without keeping a buyer's phone number
-//! for ever.
+//! The request itself is not kept, only its digest: the SHA-256 of its encoding, and a short hash
+//! of each top-level field. Enough to tell a replay from a conflict and to name the field,
+//! without keeping a buyer's phone number for ever.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
@@ -21,67 +21,109 @@ use sha2::{Digest, Sha256};
 
 use crate::db::{Writes, find_by_keys};
 
-/// Each top-level field of a request, by number, with the SHA-256 of its encoding (every
-/// occurrence of a repeated field, in order).
+/// What tells a request from another without keeping it: the SHA-256 of its encoding, and a
+/// short hash of each top-level field (every occurrence of a repeated field, in order) to name
+/// the field in which two requests differ.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestDigest(BTreeMap<u32, [u8; 32]>);
+pub struct RequestDigest {
+    whole: [u8; 32],
+    /// By field number, ascending.
+    fields: Vec<(u32, u64)>,
+}
+
+/// FNV-1a, 64 bits: a field's hash only names the field that differs (equality is decided by the
+/// whole request's SHA-256), so it needs to be stable and cheap, not collision-proof. A SHA-256
+/// per field cost a 1,000-sale batch a sixth of its throughput.
+fn fnv1a(state: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(state, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 impl RequestDigest {
     /// The digest of a request.
     pub fn of(request: &impl prost::Message) -> Self {
+        let encoded = request.encode_to_vec();
         // A message prost has just encoded always splits into fields.
-        Self::of_encoded(&request.encode_to_vec()).unwrap_or(Self(BTreeMap::new()))
+        Self::of_encoded(&encoded).unwrap_or_else(|| Self {
+            whole: Sha256::digest(&encoded).into(),
+            fields: Vec::new(),
+        })
     }
 
     /// The digest of an encoded request; `None` when it is not a protobuf message.
     pub fn of_encoded(encoded: &[u8]) -> Option<Self> {
-        let mut hashers: BTreeMap<u32, Sha256> = BTreeMap::new();
+        let mut fields: Vec<(u32, u64)> = Vec::new();
         let mut rest = encoded;
         while !rest.is_empty() {
             let start = encoded.len() - rest.len();
             let (number, wire_type) = decode_key(&mut rest).ok()?;
             skip_field(wire_type, number, &mut rest, DecodeContext::default()).ok()?;
-            let end = encoded.len() - rest.len();
-            hashers.entry(number).or_default().update(&encoded[start..end]);
+            let bytes = &encoded[start..encoded.len() - rest.len()];
+            match fields.iter_mut().find(|(seen, _)| *seen == number) {
+                Some((_, hash)) => *hash = fnv1a(*hash, bytes),
+                None => fields.push((number, fnv1a(FNV_OFFSET, bytes))),
+            }
         }
-        Some(Self(
-            hashers
-                .into_iter()
-                .map(|(number, hasher)| (number, hasher.finalize().into()))
-                .collect(),
-        ))
+        fields.sort_unstable_by_key(|(number, _)| *number);
+        Some(Self {
+            whole: Sha256::digest(encoded).into(),
+            fields,
+        })
+    }
+
+    fn field(&self, number: u32) -> Option<u64> {
+        self.fields
+            .iter()
+            .find(|(field, _)| *field == number)
+            .map(|(_, hash)| *hash)
     }
 
     /// The number of the first field, in field order, that one request has and the other has not
-    /// or has with another value; `None` when they are the same.
+    /// or has with another value; `None` when the requests are the same.
     pub fn first_difference(&self, other: &Self) -> Option<u32> {
-        let numbers = self.0.keys().chain(other.0.keys());
-        numbers
-            .filter(|number| self.0.get(number) != other.0.get(number))
-            .min()
-            .copied()
+        if self.whole == other.whole {
+            return None;
+        }
+        let numbers = || self.fields.iter().chain(&other.fields).map(|(number, _)| *number);
+        let differing = numbers()
+            .filter(|number| self.field(*number) != other.field(*number))
+            .min();
+        // Fields whose short hashes collide still differ as a whole: the first field stands in.
+        differing.or_else(|| numbers().min())
     }
 
-    /// As stored: each field's number (4 bytes, big-endian) and digest.
+    /// As stored: the whole digest, then each field's number and hash (big-endian, 4 and 8
+    /// bytes).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(self.0.len() * 36);
-        for (number, digest) in &self.0 {
+        let mut bytes = Vec::with_capacity(32 + self.fields.len() * 12);
+        bytes.extend_from_slice(&self.whole);
+        for (number, hash) in &self.fields {
             bytes.extend_from_slice(&number.to_be_bytes());
-            bytes.extend_from_slice(digest);
+            bytes.extend_from_slice(&hash.to_be_bytes());
         }
         bytes
     }
 
     /// As [`to_bytes`](Self::to_bytes) stored it; `None` when the bytes are not a digest.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        if !bytes.len().is_multiple_of(36) {
+        let (whole, fields) = bytes.split_at_checked(32)?;
+        if !fields.len().is_multiple_of(12) {
             return None;
         }
-        let fields = bytes.chunks_exact(36).map(|chunk| {
-            let (number, digest) = chunk.split_at(4);
-            Some((u32::from_be_bytes(number.try_into().ok()?), digest.try_into().ok()?))
+        let fields = fields.chunks_exact(12).map(|chunk| {
+            let (number, hash) = chunk.split_at(4);
+            Some((
+                u32::from_be_bytes(number.try_into().ok()?),
+                u64::from_be_bytes(hash.try_into().ok()?),
+            ))
         });
-        fields.collect::<Option<BTreeMap<_, _>>>().map(Self)
+        Some(Self {
+            whole: whole.try_into().ok()?,
+            fields: fields.collect::<Option<Vec<_>>>()?,
+        })
     }
 }
 

@@ -1139,7 +1139,7 @@ async fn a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale(suite: S
     // Kept again by the replay answered sale by sale, and read instead of the recorded sales:
     // with one of those gone, the replay still finds it recorded.
     assert_eq!(rows_in(&db, "idempotency WHERE scope = 'sales-batch'").await, 1);
-    db.execute_unprepared("DELETE FROM idempotency WHERE key = 'whole-0'")
+    db.execute_unprepared("DELETE FROM sales WHERE key = 'whole-0'")
         .await
         .unwrap();
     assert_eq!(record(&mut pos, batch.clone()).await, whole);

@@ -8,7 +8,7 @@
 //! the same batch again is answered from it with one read. A batch that differs in anything, or
 //! had a sale rejected (which may apply when sent again), is answered sale by sale.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -36,6 +36,7 @@ use crate::error::PointsError;
 use crate::events;
 use crate::store;
 use crate::store::accounts::AccountId;
+use crate::store::sales::NewSale;
 
 /// What the API's validation of one sale found out.
 #[derive(Debug, Clone)]
@@ -111,11 +112,6 @@ impl<T> SaleKeys<T> {
     }
 }
 
-/// The idempotency scope of one source's sales: transaction ids are unique per source.
-fn scope_of(source: &str) -> String {
-    format!("sale:{source}")
-}
-
 /// The idempotency scope of whole batches' answers, keyed by the batch's digest.
 const BATCH_SCOPE: &str = "sales-batch";
 
@@ -126,15 +122,9 @@ pub async fn answers<C: ConnectionTrait>(
     tenant_id: &str,
     keys: &[(String, String)],
 ) -> Result<SaleKeys<Record>, DbErr> {
-    let mut by_source: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for (source, key) in keys {
-        by_source.entry(source.as_str()).or_default().push(key.clone());
-    }
     let mut found = SaleKeys::default();
-    for (source, keys) in by_source {
-        for (key, record) in idempotency::find(db, tenant_id, &scope_of(source), keys, false).await? {
-            found.insert(source, key, record);
-        }
+    for (source, key, record) in store::sales::answers(db, tenant_id, keys).await? {
+        found.insert(&source, key, record);
     }
     Ok(found)
 }
@@ -565,24 +555,21 @@ pub async fn write_batch(
     // The accounts and their entries are written while the sales' records and events are built.
     let build_rest = |writes: &mut Writes| {
         events.extend(sale_events);
-        let mut new_records = Vec::with_capacity(applied.len());
-        let mut new_answers = Vec::with_capacity(applied.len());
+        let mut new_sales = Vec::with_capacity(applied.len());
         for sale in applied {
             let (source, key) = (&sale.source, &sale.key);
             let record = batch.records.remove(source, key);
             let answer = batch.answered.remove(source, key);
             if let (Some(record), Some(answer)) = (record, answer) {
-                new_records.push((source.clone(), key.clone(), record));
-                new_answers.push(NewRecord {
-                    scope: scope_of(source),
+                new_sales.push(NewSale {
+                    source: source.clone(),
                     key: key.clone(),
-                    request: answer.request,
-                    response: answer.response,
+                    answer,
+                    record,
                 });
             }
         }
-        store::sales::insert(writes, tenant_id, new_records, at);
-        idempotency::record(writes, tenant_id, new_answers, at);
+        store::sales::insert(writes, tenant_id, new_sales, at);
         // New sales have just moved into their insert, refunded shares and all: what is left of
         // the changed originals was recorded before this transaction.
         for (source, key) in &batch.changed_originals {

@@ -1,8 +1,9 @@
-//! Keyed writes move to the shared idempotency table (`quanyu_runtime::idempotency`), which keeps
-//! a digest of each request and the response it got; what a sale's refunds need moves to a
-//! `sales` table of its own. `operations` (requests kept whole, buyers' identities with them,
-//! redemptions under pseudo-sources beside sales) and `batch_answers` (now idempotency records of
-//! scope `sales-batch`) are dropped.
+//! Keyed writes keep a digest of each request and the response it got
+//! (`quanyu_runtime::idempotency`), not the request: sales in a `sales` table of their own, with
+//! what their refunds need; redemptions, holds and adjustments in the shared `idempotency` table.
+//! `operations` (requests kept whole, buyers' identities with them, redemptions under
+//! pseudo-sources beside sales) and `batch_answers` (now idempotency records of scope
+//! `sales-batch`) are dropped.
 //!
 //! Undone, `operations` comes back with every sale's record and answer, but not the requests: a
 //! sale sent again after the downgrade is refused as different, and redemptions answer with the
@@ -11,16 +12,11 @@
 
 use prost::Message;
 use quanyu_proto::points::v1 as pb;
-use quanyu_runtime::db::Writes;
 use quanyu_runtime::db::schema::{compare_keys_as_bytes, table};
-use quanyu_runtime::idempotency::{self, RequestDigest};
-use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DbBackend, FromQueryResult, Statement, TransactionTrait,
-};
+use quanyu_runtime::idempotency::RequestDigest;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, FromQueryResult, Statement, TransactionTrait};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{big_integer, binary, boolean, string, string_null, timestamp_with_time_zone};
-
-use crate::store::entity::sales;
 
 pub struct Migration;
 
@@ -33,7 +29,8 @@ impl MigrationName for Migration {
 /// The scopes of the single-account writes, which `operations` kept under pseudo-sources.
 const ACCOUNT_SCOPES: [&str; 3] = ["redeem", "hold", "adjust"];
 
-/// Rows moved per transaction.
+/// Rows moved per transaction (and per statement: 14 parameters a row stays under SQLite's
+/// limit of 32,766).
 const PAGE: u64 = 1_000;
 
 #[derive(Debug, FromQueryResult)]
@@ -60,6 +57,8 @@ impl MigrationTrait for Migration {
             string("tenant_id"),
             string("source"),
             string("key"),
+            binary("request_digest"),
+            binary("response"),
             boolean("is_refund"),
             string_null("member_id"),
             string_null("program_id"),
@@ -133,11 +132,9 @@ impl MigrationTrait for Migration {
         db.execute_unprepared(&format!(
             "INSERT INTO operations (tenant_id, source, key, request, result, member_id, program_id, \
              eligible_minor, points_earned, refunded_minor, points_reversed, growth, recorded_at) \
-             SELECT s.tenant_id, s.source, s.key, CASE WHEN s.is_refund THEN {refund} ELSE {sale} END, \
-             COALESCE(i.response, {empty}), s.member_id, s.program_id, s.eligible_minor, s.points_earned, \
-             s.refunded_minor, s.points_reversed, s.growth, s.recorded_at FROM sales s \
-             LEFT JOIN idempotency i ON i.tenant_id = s.tenant_id AND i.scope = 'sale:' || s.source \
-             AND i.key = s.key"
+             SELECT tenant_id, source, key, CASE WHEN is_refund THEN {refund} ELSE {sale} END, response, \
+             member_id, program_id, eligible_minor, points_earned, refunded_minor, points_reversed, growth, \
+             recorded_at FROM sales"
         ))
         .await?;
         db.execute_unprepared(&format!(
@@ -176,16 +173,43 @@ async fn operations_after(
     Operation::find_by_statement(statement).all(txn).await
 }
 
-/// Moves one page: sales to `sales` and their answers to idempotency records of scope
-/// `sale:<source>`; redemptions, holds and adjustments to records of their own scope, their
-/// answer (the balance they left) wrapped in their response.
+/// Moves one page: sales to `sales`, with their digest and answer; redemptions, holds and
+/// adjustments to idempotency records of their own scope, their answer (the balance they left)
+/// wrapped in their response. Rows are written with this migration's own statements, so that
+/// later changes to the entities leave it as it is.
 async fn move_page(txn: &DatabaseTransaction, page: Vec<Operation>) -> Result<(), DbErr> {
-    let mut writes = Writes::new(txn);
-    let mut sale_rows = Vec::new();
-    let mut records = Vec::new();
+    let mut sales = Query::insert();
+    sales.into_table("sales").columns([
+        "tenant_id",
+        "source",
+        "key",
+        "request_digest",
+        "response",
+        "is_refund",
+        "member_id",
+        "program_id",
+        "eligible_minor",
+        "points_earned",
+        "growth",
+        "refunded_minor",
+        "points_reversed",
+        "recorded_at",
+    ]);
+    let mut records = Query::insert();
+    records.into_table("idempotency").columns([
+        "tenant_id",
+        "scope",
+        "key",
+        "request_digest",
+        "response",
+        "recorded_at",
+    ]);
+    let (mut any_sale, mut any_record) = (false, false);
     for operation in page {
-        let request = RequestDigest::of_encoded(&operation.request).unwrap_or_else(|| RequestDigest::of(&()));
-        let (scope, response) = if ACCOUNT_SCOPES.contains(&operation.source.as_str()) {
+        let digest = RequestDigest::of_encoded(&operation.request)
+            .unwrap_or_else(|| RequestDigest::of(&()))
+            .to_bytes();
+        if ACCOUNT_SCOPES.contains(&operation.source.as_str()) {
             let balance = pb::Balance::decode(operation.result.as_slice()).ok();
             let response = match operation.source.as_str() {
                 "redeem" => pb::RedeemResponse { balance }.encode_to_vec(),
@@ -196,35 +220,42 @@ async fn move_page(txn: &DatabaseTransaction, page: Vec<Operation>) -> Result<()
                 .encode_to_vec(),
                 _ => pb::AdjustResponse { balance }.encode_to_vec(),
             };
-            (operation.source.clone(), response)
+            records.values_panic([
+                operation.tenant_id.into(),
+                operation.source.into(),
+                operation.key.into(),
+                digest.into(),
+                response.into(),
+                operation.recorded_at.into(),
+            ]);
+            any_record = true;
         } else {
             let kind = pb::Sale::decode(operation.request.as_slice()).map_or(0, |sale| sale.kind);
-            sale_rows.push(sales::ActiveModel {
-                tenant_id: Set(operation.tenant_id.clone()),
-                source: Set(operation.source.clone()),
-                key: Set(operation.key.clone()),
-                is_refund: Set(kind != i32::from(pb::SaleKind::Sale)),
-                member_id: Set(operation.member_id),
-                program_id: Set(operation.program_id),
-                eligible_minor: Set(operation.eligible_minor),
-                points_earned: Set(operation.points_earned),
-                growth: Set(operation.growth),
-                refunded_minor: Set(operation.refunded_minor),
-                points_reversed: Set(operation.points_reversed),
-                recorded_at: Set(operation.recorded_at),
-            });
-            (format!("sale:{}", operation.source), operation.result)
-        };
-        records.push(idempotency::entity::ActiveModel {
-            tenant_id: Set(operation.tenant_id),
-            scope: Set(scope),
-            key: Set(operation.key),
-            request_digest: Set(request.to_bytes()),
-            response: Set(response),
-            recorded_at: Set(operation.recorded_at),
-        });
+            sales.values_panic([
+                operation.tenant_id.into(),
+                operation.source.into(),
+                operation.key.into(),
+                digest.into(),
+                operation.result.into(),
+                (kind != i32::from(pb::SaleKind::Sale)).into(),
+                operation.member_id.into(),
+                operation.program_id.into(),
+                operation.eligible_minor.into(),
+                operation.points_earned.into(),
+                operation.growth.into(),
+                operation.refunded_minor.into(),
+                operation.points_reversed.into(),
+                operation.recorded_at.into(),
+            ]);
+            any_sale = true;
+        }
     }
-    writes.insert_many(sale_rows, None);
-    writes.insert_many(records, None);
-    writes.execute(txn).await
+    let backend = txn.get_database_backend();
+    if any_sale {
+        txn.execute_raw(backend.build(&sales)).await?;
+    }
+    if any_record {
+        txn.execute_raw(backend.build(&records)).await?;
+    }
+    Ok(())
 }

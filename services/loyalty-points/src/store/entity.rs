@@ -79,8 +79,8 @@ pub mod entries {
 pub mod sales {
     use sea_orm::entity::prelude::*;
 
-    /// Every sale and refund recorded, by its key, kept for good: what its refunds need (the
-    /// answer a replay gets is in the idempotency table).
+    /// Every sale and refund recorded, by its key, kept for good: its idempotency record (the
+    /// digest of the sale, the answer it got) and what its refunds need.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "sales")]
     pub struct Model {
@@ -90,6 +90,10 @@ pub mod sales {
         pub source: String,
         #[sea_orm(primary_key, auto_increment = false)]
         pub key: String,
+        /// `quanyu_runtime::idempotency::RequestDigest::to_bytes` of the sale.
+        pub request_digest: Vec<u8>,
+        /// The encoded `SaleResult` it got.
+        pub response: Vec<u8>,
         pub is_refund: bool,
         /// The account it went to; none for a non-member's sale.
         pub member_id: Option<String>,
