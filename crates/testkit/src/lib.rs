@@ -6,6 +6,7 @@
 //! Only when none of these can be had do the PostgreSQL tests pass without running, saying so on
 //! stderr; with `TEST_REQUIRE_POSTGRES=1` (set by CI) they fail instead.
 
+pub mod points;
 mod postgres;
 mod private_cluster;
 

@@ -2,11 +2,14 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use quanyu_proto::common::v1::{Channel, Money};
+use quanyu_proto::common::v1::Money;
 use quanyu_proto::identity::v1 as identity_pb;
 use quanyu_proto::points::v1 as pb;
 use quanyu_runtime::service::Service as _;
-use quanyu_testkit::{PointsClient, Suite, keys};
+use quanyu_testkit::points::{
+    account, balance, cny, member_buyer, phone_buyer, program, record, refund, sale, with_program,
+};
+use quanyu_testkit::{Suite, keys};
 use sea_orm::{ConnectionTrait, Statement};
 use tonic::Code;
 
@@ -20,7 +23,6 @@ quanyu_testkit::suite!(
     tiers_upgrade_at_once,
     tenants_never_see_each_other,
     every_change_is_published_and_lapsed_holds_settle_by_themselves,
-    merged_members_accounts_fold_into_the_survivor,
     offline_backlogs_stream_in_chunks,
     every_bad_field_is_named,
     many_tills_crediting_one_member_lose_nothing,
@@ -33,143 +35,6 @@ quanyu_testkit::suite!(
     uploads_at_once_apply_each_sale_once,
     a_sale_sent_again_by_a_till_gets_its_first_answer,
 );
-
-fn program(hold_ttl_seconds: i32) -> pb::Program {
-    pb::Program {
-        program_id: "lumen-club".into(),
-        brand_id: String::new(),
-        points_name: "Lumen points".into(),
-        earning: Some(pb::EarningRules {
-            points_per_unit: 1,
-            unit_minor: 100,
-            rounding: pb::Rounding::Down.into(),
-            multipliers: Vec::new(),
-            excluded_categories: vec!["gift-card".into()],
-            cap_per_order: 0,
-            cap_per_day: 0,
-            utc_offset_minutes: 480,
-        }),
-        expiry: Some(pb::ExpiryPolicy {
-            policy: Some(pb::expiry_policy::Policy::RollingMonths(12)),
-        }),
-        tiers: vec![
-            pb::Tier {
-                code: "member".into(),
-                growth_threshold: 0,
-                multiplier_bp: 10_000,
-            },
-            pb::Tier {
-                code: "gold".into(),
-                growth_threshold: 1_000,
-                multiplier_bp: 20_000,
-            },
-        ],
-        hold_ttl_seconds,
-        auto_enroll: true,
-        rules_version: 0,
-    }
-}
-
-async fn with_program(suite: &Suite, hold_ttl_seconds: i32) -> PointsClient {
-    let mut client = suite.points(keys::ACME_PLATFORM).await;
-    client
-        .upsert_program(pb::UpsertProgramRequest {
-            program: Some(program(hold_ttl_seconds)),
-        })
-        .await
-        .unwrap();
-    client
-}
-
-fn cny(amount_minor: i64) -> Option<Money> {
-    Some(Money {
-        amount_minor,
-        currency: "CNY".into(),
-    })
-}
-
-fn now() -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: chrono::Utc::now().timestamp(),
-        nanos: 0,
-    })
-}
-
-fn member_buyer(member_id: &str) -> Option<pb::Buyer> {
-    Some(pb::Buyer {
-        who: Some(pb::buyer::Who::MemberId(member_id.into())),
-    })
-}
-
-fn phone_buyer(phone: &str) -> Option<pb::Buyer> {
-    Some(pb::Buyer {
-        who: Some(pb::buyer::Who::Identity(identity_pb::Identity {
-            kind: identity_pb::IdentityKind::Phone.into(),
-            value: phone.into(),
-            namespace: String::new(),
-        })),
-    })
-}
-
-fn sale(transaction_id: &str, buyer: Option<pb::Buyer>, amount_minor: i64) -> pb::Sale {
-    pb::Sale {
-        source: "pos-sh".into(),
-        transaction_id: transaction_id.into(),
-        kind: pb::SaleKind::Sale.into(),
-        original_transaction_id: String::new(),
-        channel: Channel::Store.into(),
-        brand_id: String::new(),
-        store_id: "sh-01".into(),
-        occurred_at: now(),
-        buyer,
-        amount: cny(amount_minor),
-        lines: vec![pb::SaleLine {
-            sku: "serum".into(),
-            category: "skincare".into(),
-            quantity: 1,
-            amount: cny(amount_minor),
-        }],
-        points_redeemed: 0,
-    }
-}
-
-fn refund(transaction_id: &str, original: &str, amount_minor: i64) -> pb::Sale {
-    pb::Sale {
-        kind: pb::SaleKind::Refund.into(),
-        original_transaction_id: original.into(),
-        buyer: None,
-        lines: Vec::new(),
-        ..sale(transaction_id, None, amount_minor)
-    }
-}
-
-async fn record(client: &mut PointsClient, sales: Vec<pb::Sale>) -> Vec<pb::SaleResult> {
-    client
-        .record_sales(pb::RecordSalesRequest { sales })
-        .await
-        .unwrap()
-        .into_inner()
-        .results
-}
-
-fn account(member_id: &str) -> Option<pb::AccountRef> {
-    Some(pb::AccountRef {
-        member_id: member_id.into(),
-        program_id: String::new(),
-    })
-}
-
-async fn balance(client: &mut PointsClient, member_id: &str) -> pb::Balance {
-    client
-        .get_balance(pb::GetBalanceRequest {
-            account: account(member_id),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .balance
-        .unwrap()
-}
 
 async fn rows_in(db: &sea_orm::DatabaseConnection, table: &str) -> i64 {
     let count = Statement::from_string(
@@ -598,62 +463,6 @@ async fn every_change_is_published_and_lapsed_holds_settle_by_themselves(suite: 
     };
     assert_eq!(released.end, pb::HoldEnd::Expired as i32);
     assert_eq!(received[0].aggregate_id, format!("lumen-club/{member_id}"));
-}
-
-async fn merged_members_accounts_fold_into_the_survivor(suite: Suite) {
-    with_program(&suite, 0).await;
-    let mut pos = suite.points(keys::ACME_POS).await;
-    let first = record(&mut pos, vec![sale("m-1", phone_buyer("13100131000"), 20_000)]).await;
-    let second = record(&mut pos, vec![sale("m-2", phone_buyer("13100131001"), 30_000)]).await;
-    let (survivor, loser) = (first[0].member_id.clone(), second[0].member_id.clone());
-    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
-    identity
-        .merge_members(identity_pb::MergeMembersRequest {
-            member_id: survivor.clone(),
-            other_member_id: loser.clone(),
-            survivor_id: survivor.clone(),
-        })
-        .await
-        .unwrap();
-    let mut folded = balance(&mut pos, &survivor).await;
-    for _ in 0..100 {
-        if folded.balance == 500 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        folded = balance(&mut pos, &survivor).await;
-    }
-    assert_eq!(folded.balance, 500, "the loser's 300 points joined the survivor's 200");
-    assert_eq!(folded.growth_lifetime, 500, "growth adds up");
-    assert_eq!(
-        folded.expiring.iter().map(|lot| lot.points).sum::<i64>(),
-        500,
-        "lots kept with their expiry"
-    );
-    let merged_away = balance(&mut pos, &loser).await;
-    assert_eq!(
-        (merged_away.member_id.as_str(), merged_away.balance),
-        (survivor.as_str(), 500),
-        "the loser's id reaches the survivor"
-    );
-
-    let results = record(&mut pos, vec![sale("m-3", member_buyer(&loser), 10_000)]).await;
-    assert_eq!(
-        (results[0].member_id.as_str(), results[0].balance_after),
-        (survivor.as_str(), 600)
-    );
-
-    let refunded = record(&mut pos, vec![refund("m-2-back", "m-2", 30_000)]).await;
-    assert_eq!(
-        (
-            refunded[0].member_id.as_str(),
-            refunded[0].points_reversed,
-            refunded[0].balance_after
-        ),
-        (survivor.as_str(), 300, 300),
-        "a refund of the loser's earlier sale reverses its points where they went"
-    );
-    assert_eq!(balance(&mut pos, &survivor).await.growth_lifetime, 300);
 }
 
 async fn offline_backlogs_stream_in_chunks(suite: Suite) {

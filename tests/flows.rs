@@ -1,0 +1,94 @@
+//! Flows across services, on a running suite, on SQLite and PostgreSQL: what one service does that
+//! another reacts to through its event stream or its calls.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use quanyu_proto::identity::v1 as identity_pb;
+use quanyu_testkit::points::{balance, member_buyer, phone_buyer, record, refund, sale, with_program};
+use quanyu_testkit::{Suite, keys};
+
+quanyu_testkit::suite!(
+    merged_members_accounts_fold_into_the_survivor,
+    a_buyer_enrolled_by_a_sale_is_a_member_of_identity,
+);
+
+/// member-identity merges two members; loyalty-points folds the merged member's accounts into the
+/// survivor's from the MembersMerged event, and later sales and refunds follow the merge.
+async fn merged_members_accounts_fold_into_the_survivor(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let first = record(&mut pos, vec![sale("m-1", phone_buyer("13100131000"), 20_000)]).await;
+    let second = record(&mut pos, vec![sale("m-2", phone_buyer("13100131001"), 30_000)]).await;
+    let (survivor, loser) = (first[0].member_id.clone(), second[0].member_id.clone());
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    identity
+        .merge_members(identity_pb::MergeMembersRequest {
+            member_id: survivor.clone(),
+            other_member_id: loser.clone(),
+            survivor_id: survivor.clone(),
+        })
+        .await
+        .unwrap();
+    let mut folded = balance(&mut pos, &survivor).await;
+    for _ in 0..100 {
+        if folded.balance == 500 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        folded = balance(&mut pos, &survivor).await;
+    }
+    assert_eq!(folded.balance, 500, "the loser's 300 points joined the survivor's 200");
+    assert_eq!(folded.growth_lifetime, 500, "growth adds up");
+    assert_eq!(
+        folded.expiring.iter().map(|lot| lot.points).sum::<i64>(),
+        500,
+        "lots kept with their expiry"
+    );
+    let merged_away = balance(&mut pos, &loser).await;
+    assert_eq!(
+        (merged_away.member_id.as_str(), merged_away.balance),
+        (survivor.as_str(), 500),
+        "the loser's id reaches the survivor"
+    );
+
+    let results = record(&mut pos, vec![sale("m-3", member_buyer(&loser), 10_000)]).await;
+    assert_eq!(
+        (results[0].member_id.as_str(), results[0].balance_after),
+        (survivor.as_str(), 600)
+    );
+
+    let refunded = record(&mut pos, vec![refund("m-2-back", "m-2", 30_000)]).await;
+    assert_eq!(
+        (
+            refunded[0].member_id.as_str(),
+            refunded[0].points_reversed,
+            refunded[0].balance_after
+        ),
+        (survivor.as_str(), 300, 300),
+        "a refund of the loser's earlier sale reverses its points where they went"
+    );
+    assert_eq!(balance(&mut pos, &survivor).await.growth_lifetime, 300);
+}
+
+/// A till's sale by an unknown phone enrols its buyer through member-identity; the member it made
+/// is the one member-identity resolves the phone to.
+async fn a_buyer_enrolled_by_a_sale_is_a_member_of_identity(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let earned = record(&mut pos, vec![sale("e-1", phone_buyer("13900139001"), 10_000)]).await;
+    assert!(!earned[0].member_id.is_empty(), "the unknown buyer was enrolled");
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let resolved = identity
+        .resolve_identities(identity_pb::ResolveIdentitiesRequest {
+            identities: vec![identity_pb::Identity {
+                kind: identity_pb::IdentityKind::Phone.into(),
+                value: "+86 139 0013 9001".into(),
+                namespace: String::new(),
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolved.resolutions[0].member_id, earned[0].member_id);
+    assert_eq!(balance(&mut pos, &earned[0].member_id).await.balance, 100);
+}
