@@ -83,50 +83,31 @@ async fn a_callers_deadline_is_honoured() {
     );
 }
 
-/// The services that reflection lists on `channel`, asked in reflection v1 or v1alpha.
-async fn listed_services(channel: tonic::transport::Channel, v1alpha: bool) -> Vec<String> {
-    use tonic_reflection::pb::{v1, v1alpha as alpha};
-    let mut names: Vec<String> = if v1alpha {
-        let request = alpha::ServerReflectionRequest {
+/// The services that reflection lists on `channel`, asked in one version of the reflection
+/// protocol (`v1` or `v1alpha`: the same messages in two packages).
+macro_rules! listed_services {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+        let request = tonic_reflection::pb::$version::ServerReflectionRequest {
             host: String::new(),
-            message_request: Some(alpha::server_reflection_request::MessageRequest::ListServices(
-                String::new(),
-            )),
+            message_request: Some(MessageRequest::ListServices(String::new())),
         };
-        let mut client = alpha::server_reflection_client::ServerReflectionClient::new(channel);
-        let mut answers = client
+        let mut answers = ServerReflectionClient::new($channel)
             .server_reflection_info(tokio_stream::iter([request]))
             .await
             .unwrap()
             .into_inner();
-        match answers.next().await.unwrap().unwrap().message_response {
-            Some(alpha::server_reflection_response::MessageResponse::ListServicesResponse(listed)) => {
-                listed.service.into_iter().map(|service| service.name).collect()
-            }
-            other => panic!("reflection v1alpha did not list services: {other:?}"),
-        }
-    } else {
-        let request = v1::ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
-                String::new(),
-            )),
+        let Some(MessageResponse::ListServicesResponse(listed)) =
+            answers.next().await.unwrap().unwrap().message_response
+        else {
+            panic!("reflection {} did not list services", stringify!($version));
         };
-        let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel);
-        let mut answers = client
-            .server_reflection_info(tokio_stream::iter([request]))
-            .await
-            .unwrap()
-            .into_inner();
-        match answers.next().await.unwrap().unwrap().message_response {
-            Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(listed)) => {
-                listed.service.into_iter().map(|service| service.name).collect()
-            }
-            other => panic!("reflection v1 did not list services: {other:?}"),
-        }
-    };
-    names.sort();
-    names
+        let mut names: Vec<String> = listed.service.into_iter().map(|service| service.name).collect();
+        names.sort();
+        names
+    }};
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,18 +124,11 @@ async fn reflection_lists_exactly_the_services_of_each_port_in_v1_and_v1alpha() 
         names.sort();
         names
     };
-    for v1alpha in [false, true] {
-        assert_eq!(
-            listed_services(suite.identity_channel().await, v1alpha).await,
-            expected(IDENTITY_SERVICE),
-            "member-identity, v1alpha: {v1alpha}"
-        );
-        assert_eq!(
-            listed_services(suite.points_channel().await, v1alpha).await,
-            expected("quanyu.points.v1.PointsService"),
-            "loyalty-points, v1alpha: {v1alpha}"
-        );
-    }
+    let (identity, points) = (expected(IDENTITY_SERVICE), expected("quanyu.points.v1.PointsService"));
+    assert_eq!(listed_services!(v1, suite.identity_channel().await), identity);
+    assert_eq!(listed_services!(v1alpha, suite.identity_channel().await), identity);
+    assert_eq!(listed_services!(v1, suite.points_channel().await), points);
+    assert_eq!(listed_services!(v1alpha, suite.points_channel().await), points);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
