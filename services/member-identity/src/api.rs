@@ -17,10 +17,10 @@ use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
 use crate::app;
-use crate::convert::{binding_to_pb, consent_to_pb, identity_to_pb, member_to_pb};
+use crate::convert::{binding_to_pb, consent_to_pb, gender_from_pb, identity_to_pb, life_stage_from_pb, member_to_pb};
 use crate::domain::identity::{Identity, IdentityKind, Normaliser};
 use crate::domain::merge::ConsentDecision;
-use crate::domain::profile::{self, Profile, ProfilePatch};
+use crate::domain::profile::{self, Gender, LifeStage, Profile, ProfilePatch};
 use crate::domain::tags::{TagDefinition, TagKind};
 use crate::error::IdentityError;
 use crate::store::tag::TagTarget;
@@ -153,11 +153,11 @@ fn profile_from(profile: Option<&pb::Profile>) -> Result<Profile, Vec<FieldViola
     let birthday = violations.check(profile::parse_birthday(&input.birthday, today()).map_err(|v| v.under("profile")));
     let profile = Profile {
         name: input.name.trim().to_owned(),
-        gender: gender.unwrap_or(pb::Gender::Unspecified),
+        gender: gender.map_or(Gender::Unspecified, gender_from_pb),
         birthday: birthday.flatten(),
         province: input.province.trim().to_owned(),
         city: input.city.trim().to_owned(),
-        life_stage: life_stage.unwrap_or(pb::LifeStage::Unspecified),
+        life_stage: life_stage.map_or(LifeStage::Unspecified, life_stage_from_pb),
         attributes: input.attributes.clone().into_iter().collect(),
     };
     if let Err(found) = profile.validate() {
@@ -386,10 +386,12 @@ impl MemberIdentityService for MemberIdentityApi {
         let id = violations.check(member_id("member_id", &input.member_id));
         let gender = input
             .gender
-            .and_then(|value| violations.check(known_enum::<pb::Gender>("gender", value)));
+            .and_then(|value| violations.check(known_enum::<pb::Gender>("gender", value)))
+            .map(gender_from_pb);
         let life_stage = input
             .life_stage
-            .and_then(|value| violations.check(known_enum::<pb::LifeStage>("life_stage", value)));
+            .and_then(|value| violations.check(known_enum::<pb::LifeStage>("life_stage", value)))
+            .map(life_stage_from_pb);
         let birthday = input
             .birthday
             .as_deref()

@@ -7,7 +7,7 @@ use quanyu_runtime::clock::to_proto;
 
 use crate::domain::identity::{Identity, IdentityKind};
 use crate::domain::merge::ConsentDecision;
-use crate::domain::profile::Profile;
+use crate::domain::profile::{Gender, LifeStage, Profile};
 use crate::store::{MemberView, entity};
 
 pub(crate) fn kind_to_pb(kind: IdentityKind) -> pb::IdentityKind {
@@ -36,11 +36,11 @@ pub(crate) fn identity_to_pb(identity: &Identity) -> pb::Identity {
 pub(crate) fn profile_to_pb(profile: &Profile) -> pb::Profile {
     pb::Profile {
         name: profile.name.clone(),
-        gender: profile.gender.into(),
+        gender: gender_to_pb(profile.gender).into(),
         birthday: profile.birthday.map(|date| date.to_string()).unwrap_or_default(),
         province: profile.province.clone(),
         city: profile.city.clone(),
-        life_stage: profile.life_stage.into(),
+        life_stage: life_stage_to_pb(profile.life_stage).into(),
         attributes: profile.attributes.clone().into_iter().collect(),
     }
 }
@@ -128,4 +128,51 @@ pub(crate) fn consent_row_to_pb(consent: &entity::consents::Model) -> pb::Consen
         decided_at: consent.decided_at,
         source: consent.source.clone(),
     })
+}
+
+/// Genders as the contract and the domain name them, side by side.
+const GENDERS: [(Gender, pb::Gender); 4] = [
+    (Gender::Unspecified, pb::Gender::Unspecified),
+    (Gender::Female, pb::Gender::Female),
+    (Gender::Male, pb::Gender::Male),
+    (Gender::Other, pb::Gender::Other),
+];
+
+/// Life stages as the contract and the domain name them, side by side.
+const LIFE_STAGES: [(LifeStage, pb::LifeStage); 7] = [
+    (LifeStage::Unspecified, pb::LifeStage::Unspecified),
+    (LifeStage::Student, pb::LifeStage::Student),
+    (LifeStage::Single, pb::LifeStage::Single),
+    (LifeStage::Couple, pb::LifeStage::Couple),
+    (LifeStage::Expecting, pb::LifeStage::Expecting),
+    (LifeStage::Parent, pb::LifeStage::Parent),
+    (LifeStage::Retired, pb::LifeStage::Retired),
+];
+
+/// The value paired with `value` in `table`, either way round.
+fn paired<A: Copy + PartialEq, B: Copy + Default>(table: &[(A, B)], value: A) -> B {
+    table
+        .iter()
+        .find(|(a, _)| *a == value)
+        .map_or_else(B::default, |(_, b)| *b)
+}
+
+fn flipped<A: Copy, B: Copy, const N: usize>(table: [(A, B); N]) -> [(B, A); N] {
+    table.map(|(a, b)| (b, a))
+}
+
+pub(crate) fn gender_to_pb(gender: Gender) -> pb::Gender {
+    paired(&GENDERS, gender)
+}
+
+pub(crate) fn gender_from_pb(gender: pb::Gender) -> Gender {
+    paired(&flipped(GENDERS), gender)
+}
+
+pub(crate) fn life_stage_to_pb(stage: LifeStage) -> pb::LifeStage {
+    paired(&LIFE_STAGES, stage)
+}
+
+pub(crate) fn life_stage_from_pb(stage: pb::LifeStage) -> LifeStage {
+    paired(&flipped(LIFE_STAGES), stage)
 }

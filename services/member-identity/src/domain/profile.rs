@@ -5,7 +5,28 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use quanyu_runtime::error::{FieldViolation, Violations};
 
-pub use quanyu_proto::identity::v1::{Gender, LifeStage};
+/// A member's gender, as they stated it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Gender {
+    #[default]
+    Unspecified,
+    Female,
+    Male,
+    Other,
+}
+
+/// A member's stage of life, as they stated it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LifeStage {
+    #[default]
+    Unspecified,
+    Student,
+    Single,
+    Couple,
+    Expecting,
+    Parent,
+    Retired,
+}
 
 pub const MAX_ATTRIBUTES: usize = 100;
 const MAX_NAME_CHARS: usize = 100;
@@ -208,14 +229,14 @@ pub(crate) mod tests {
     pub fn arb_profile() -> impl Strategy<Value = Profile> {
         (
             proptest::option::of("[a-z]{1,5}"),
-            0i32..4,
+            0usize..4,
             proptest::option::of(0u32..20_000),
             proptest::option::of("[a-z]{1,5}"),
             proptest::collection::btree_map("[a-c]", "[x-z]", 0..3),
         )
             .prop_map(|(name, gender, birthday, city, attributes)| Profile {
                 name: name.unwrap_or_default(),
-                gender: Gender::try_from(gender).unwrap_or(Gender::Unspecified),
+                gender: [Gender::Unspecified, Gender::Female, Gender::Male, Gender::Other][gender],
                 birthday: birthday.and_then(|days| {
                     NaiveDate::from_ymd_opt(1950, 1, 1)?.checked_add_days(chrono::Days::new(u64::from(days)))
                 }),

@@ -13,11 +13,10 @@ pub mod merge;
 pub mod tag;
 
 use crate::domain::merge::{self as merge_rules};
-use crate::domain::profile::Profile;
+use crate::domain::profile::{Gender, LifeStage, Profile};
 use crate::error::IdentityError;
 use chrono::{DateTime, Utc};
 use entity::{audit_entries, consents, guide_bindings, identities, member_tags, members};
-use quanyu_proto::identity::v1::{Gender, LifeStage};
 use quanyu_runtime::auth::TenantActor;
 use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait};
 
@@ -53,14 +52,48 @@ pub struct Enrollment {
     pub referral_code: String,
 }
 
+/// Genders as stored (the contract's names, which rows were first written with).
+const GENDERS: [(Gender, &str); 4] = [
+    (Gender::Unspecified, "GENDER_UNSPECIFIED"),
+    (Gender::Female, "GENDER_FEMALE"),
+    (Gender::Male, "GENDER_MALE"),
+    (Gender::Other, "GENDER_OTHER"),
+];
+
+/// Life stages as stored.
+const LIFE_STAGES: [(LifeStage, &str); 7] = [
+    (LifeStage::Unspecified, "LIFE_STAGE_UNSPECIFIED"),
+    (LifeStage::Student, "LIFE_STAGE_STUDENT"),
+    (LifeStage::Single, "LIFE_STAGE_SINGLE"),
+    (LifeStage::Couple, "LIFE_STAGE_COUPLE"),
+    (LifeStage::Expecting, "LIFE_STAGE_EXPECTING"),
+    (LifeStage::Parent, "LIFE_STAGE_PARENT"),
+    (LifeStage::Retired, "LIFE_STAGE_RETIRED"),
+];
+
+fn name_of<T: PartialEq>(names: &[(T, &'static str)], value: T) -> &'static str {
+    names
+        .iter()
+        .find(|(known, _)| *known == value)
+        .map_or("", |(_, name)| name)
+}
+
+/// The value stored under `name`; the default for a name not known.
+fn stored<T: Copy + Default>(names: &[(T, &str)], name: &str) -> T {
+    names
+        .iter()
+        .find(|(_, known)| *known == name)
+        .map_or_else(T::default, |(value, _)| *value)
+}
+
 pub fn profile_of(row: &members::Model) -> Profile {
     Profile {
         name: row.name.clone(),
-        gender: Gender::from_str_name(&row.gender).unwrap_or(Gender::Unspecified),
+        gender: stored(&GENDERS, &row.gender),
         birthday: row.birthday.as_deref().and_then(|date| date.parse().ok()),
         province: row.province.clone(),
         city: row.city.clone(),
-        life_stage: LifeStage::from_str_name(&row.life_stage).unwrap_or(LifeStage::Unspecified),
+        life_stage: stored(&LIFE_STAGES, &row.life_stage),
         attributes: serde_json::from_str(&row.attributes).unwrap_or_default(),
     }
 }
@@ -78,11 +111,11 @@ pub fn enrolment_of(row: &members::Model) -> merge_rules::Enrolment {
 
 pub fn write_profile(row: &mut members::ActiveModel, profile: &Profile) {
     row.name = Set(profile.name.clone());
-    row.gender = Set(profile.gender.as_str_name().to_owned());
+    row.gender = Set(name_of(&GENDERS, profile.gender).to_owned());
     row.birthday = Set(profile.birthday.map(|date| date.to_string()));
     row.province = Set(profile.province.clone());
     row.city = Set(profile.city.clone());
-    row.life_stage = Set(profile.life_stage.as_str_name().to_owned());
+    row.life_stage = Set(name_of(&LIFE_STAGES, profile.life_stage).to_owned());
     row.attributes = Set(serde_json::to_string(&profile.attributes).unwrap_or_else(|_| "{}".into()));
 }
 
