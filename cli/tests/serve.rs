@@ -232,3 +232,48 @@ fn bad_configuration_is_refused_with_its_path() {
         "{error}"
     );
 }
+
+#[test]
+fn migrate_brings_every_declared_service_up_to_date_or_the_one_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = quanyu(dir.path()).arg("migrate").output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let said = String::from_utf8(output.stdout).unwrap();
+    assert!(said.contains("member-identity: schema up to date"), "{said}");
+    assert!(said.contains("loyalty-points: schema up to date"), "{said}");
+    for schema in ["member_identity", "loyalty_points"] {
+        assert!(dir.path().join(format!("data/{schema}.db")).exists(), "{schema}");
+    }
+
+    let only = quanyu(dir.path())
+        .args(["migrate", "--only", "loyalty-points"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8(only.stdout).unwrap();
+    assert_eq!(said.trim(), "loyalty-points: schema up to date");
+}
+
+#[test]
+fn each_service_reads_its_own_section_and_an_unknown_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = quanyu(dir.path())
+        .args(["serve", "--dump-config"])
+        .env("QUANYU_LOYALTY_POINTS__SALES_WRITERS", "3")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let dumped: toml::Table = String::from_utf8(output.stdout).unwrap().parse().unwrap();
+    assert_eq!(dumped["loyalty_points"]["sales_writers"].as_integer(), Some(3));
+    assert_eq!(dumped["member_identity"]["default_region"].as_str(), Some("CN"));
+
+    let file = dir.path().join("quanyu.toml");
+    std::fs::write(&file, "[loyalty_point]\nsales_writers = 3\n").unwrap();
+    let output = quanyu(dir.path())
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("`loyalty_point`: unknown section"), "{error}");
+}
