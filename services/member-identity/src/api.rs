@@ -264,7 +264,10 @@ impl MemberIdentityService for MemberIdentityApi {
     async fn get_tenant(&self, request: Request<pb::GetTenantRequest>) -> Reply<pb::GetTenantResponse> {
         authorize_admin(&request)?;
         let id = slug("tenant_id", &request.get_ref().tenant_id).map_err(IdentityError::from)?;
-        let tenant = app::tenant::get_tenant(&self.db, &id).await?;
+        let tenant = store::tenant::find(&self.db, &id)
+            .await
+            .map_err(IdentityError::from)?
+            .ok_or_else(|| IdentityError::TenantNotFound(id.clone()))?;
         Ok(Response::new(pb::GetTenantResponse {
             tenant: Some(tenant_to_pb(tenant)),
         }))
@@ -276,7 +279,9 @@ impl MemberIdentityService for MemberIdentityApi {
         let mut violations = Violations::default();
         let (limit, after) = paging(input.page_size, &input.page_token, &mut violations);
         violations.into_result().map_err(IdentityError::from)?;
-        let tenants = app::tenant::list_tenants(&self.db, after, limit).await?;
+        let tenants = store::tenant::list(&self.db, after, limit)
+            .await
+            .map_err(IdentityError::from)?;
         let next_page_token = next_token(&tenants, limit, |tenant| &tenant.id);
         Ok(Response::new(pb::ListTenantsResponse {
             tenants: tenants.into_iter().map(tenant_to_pb).collect(),
@@ -300,7 +305,9 @@ impl MemberIdentityService for MemberIdentityApi {
 
     async fn list_brands(&self, request: Request<pb::ListBrandsRequest>) -> Reply<pb::ListBrandsResponse> {
         let actor = authorize(&request, Access::READ)?;
-        let brands = app::tenant::list_brands(&self.db, &actor.tenant_id).await?;
+        let brands = store::tenant::brands(&self.db, &actor.tenant_id)
+            .await
+            .map_err(IdentityError::from)?;
         Ok(Response::new(pb::ListBrandsResponse {
             brands: brands.into_iter().map(brand_to_pb).collect(),
         }))
@@ -778,8 +785,9 @@ impl MemberIdentityService for MemberIdentityApi {
         let mut violations = Violations::default();
         let (limit, before) = paging(input.page_size, &input.page_token, &mut violations);
         violations.into_result().map_err(IdentityError::from)?;
-        let entries =
-            app::audit::list_audit_entries(&self.db, &actor.tenant_id, input.member_id.trim(), before, limit).await?;
+        let entries = store::audit::list(&self.db, &actor.tenant_id, input.member_id.trim(), before, limit)
+            .await
+            .map_err(IdentityError::from)?;
         let next_page_token = next_token(&entries, limit, |entry| &entry.id);
         Ok(Response::new(pb::ListAuditEntriesResponse {
             entries: entries

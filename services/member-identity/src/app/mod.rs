@@ -4,7 +4,6 @@
 //!
 //! Every query is filtered by the caller's tenant, so another tenant's ids are simply not found.
 
-pub mod audit;
 pub mod consent;
 pub mod guide;
 pub mod member;

@@ -5,12 +5,14 @@
 //! resolving an identity needs no walk along merge chains; a merged member's `merged_into` always
 //! names the member that finally survived (chains collapse on every merge).
 
+pub mod audit;
 pub mod consent;
 pub mod entity;
 pub mod guide;
 pub mod member;
 pub mod merge;
 pub mod tag;
+pub mod tenant;
 
 use crate::domain::merge::{self as merge_rules};
 use crate::domain::profile::{Gender, LifeStage, Profile};

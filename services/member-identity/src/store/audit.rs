@@ -1,18 +1,18 @@
-//! The audit trail of changes.
+//! The audit trail of changes, as rows.
 
-use crate::error::IdentityError;
-use crate::store::entity::audit_entries;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-type Result<T> = std::result::Result<T, IdentityError>;
+use super::entity::audit_entries;
 
-pub async fn list_audit_entries(
-    db: &DatabaseConnection,
+/// A tenant's audit entries (of one member, when named), newest first, before an entry id when
+/// given.
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
     tenant_id: &str,
     member_id: &str,
     before: Option<String>,
     limit: u64,
-) -> Result<Vec<audit_entries::Model>> {
+) -> Result<Vec<audit_entries::Model>, DbErr> {
     let mut query = audit_entries::Entity::find().filter(audit_entries::Column::TenantId.eq(tenant_id));
     if !member_id.is_empty() {
         query = query.filter(audit_entries::Column::MemberId.eq(member_id));
@@ -20,9 +20,9 @@ pub async fn list_audit_entries(
     if let Some(before) = before {
         query = query.filter(audit_entries::Column::Id.lt(before));
     }
-    Ok(query
+    query
         .order_by_desc(audit_entries::Column::Id)
         .limit(limit)
         .all(db)
-        .await?)
+        .await
 }
