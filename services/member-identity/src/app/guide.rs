@@ -3,13 +3,12 @@
 use chrono::{DateTime, Utc};
 use quanyu_runtime::auth::TenantActor;
 use quanyu_runtime::db::begin_write;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
-};
+use sea_orm::{DatabaseConnection, TransactionTrait};
 
 use crate::convert::binding_to_pb;
 use crate::error::IdentityError;
 use crate::events::member_event;
+use crate::store;
 use crate::store::audit;
 use crate::store::entity::guide_bindings;
 use crate::store::guide::insert_binding;
@@ -31,20 +30,12 @@ pub async fn bind_guide(
     let tenant_id = actor.tenant_id.as_ref();
     let txn = begin_write(db).await?;
     find_active(&txn, tenant_id, member_id).await?;
-    let current = guide_bindings::Entity::find()
-        .filter(guide_bindings::Column::TenantId.eq(tenant_id))
-        .filter(guide_bindings::Column::MemberId.eq(member_id))
-        .filter(guide_bindings::Column::UnboundAt.is_null())
-        .one(&txn)
-        .await?;
-    if let Some(current) = current {
+    if let Some(current) = store::guide::current(&txn, tenant_id, member_id).await? {
         if current.store_id == store_id && current.guide_id == guide_id {
             txn.commit().await?;
             return Ok(current);
         }
-        let mut closed: guide_bindings::ActiveModel = current.into();
-        closed.unbound_at = Set(Some(at));
-        guide_bindings::Entity::update(closed).exec(&txn).await?;
+        store::guide::close(&txn, current, at).await?;
     }
     let binding = insert_binding(&txn, tenant_id, member_id, store_id, guide_id, source, at).await?;
     audit(
@@ -72,12 +63,7 @@ pub async fn list_guide_bindings(
 ) -> Result<Vec<guide_bindings::Model>> {
     let txn = db.begin().await?;
     find_member(&txn, tenant_id, member_id, false).await?;
-    let bindings = guide_bindings::Entity::find()
-        .filter(guide_bindings::Column::TenantId.eq(tenant_id))
-        .filter(guide_bindings::Column::MemberId.eq(member_id))
-        .order_by_desc(guide_bindings::Column::Id)
-        .all(&txn)
-        .await?;
+    let bindings = store::guide::history(&txn, tenant_id, member_id).await?;
     txn.commit().await?;
     Ok(bindings)
 }
