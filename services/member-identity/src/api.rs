@@ -612,7 +612,9 @@ impl MemberIdentityService for MemberIdentityApi {
         request: Request<pb::ListTagDefinitionsRequest>,
     ) -> Reply<pb::ListTagDefinitionsResponse> {
         let actor = authorize(&request, Access::READ)?;
-        let tags = app::tag::list_tag_definitions(&self.db, &actor.tenant_id).await?;
+        let tags = store::tag::definitions(&self.db, &actor.tenant_id, None)
+            .await
+            .map_err(IdentityError::from)?;
         Ok(Response::new(pb::ListTagDefinitionsResponse {
             tags: tags.into_iter().map(tag_definition_to_pb).collect(),
         }))
@@ -672,7 +674,7 @@ impl MemberIdentityService for MemberIdentityApi {
         }
         let (limit, after) = paging(input.page_size, &input.page_token, &mut violations);
         violations.into_result().map_err(IdentityError::from)?;
-        let tagged = app::tag::list_members_by_tag(
+        let tagged = store::tag::members_with(
             &self.db,
             &actor.tenant_id,
             &input.tag_name,
@@ -680,7 +682,8 @@ impl MemberIdentityService for MemberIdentityApi {
             after,
             limit,
         )
-        .await?;
+        .await
+        .map_err(IdentityError::from)?;
         let next_page_token = next_token(&tagged, limit, |tag| &tag.member_id);
         Ok(Response::new(pb::ListMembersByTagResponse {
             members: tagged
