@@ -438,7 +438,7 @@ impl MemberIdentityService for MemberIdentityApi {
         let enrolled_from = violations.check(time_from("filter.enrolled_from", filter.enrolled_from.as_ref()));
         let enrolled_until = violations.check(time_from("filter.enrolled_until", filter.enrolled_until.as_ref()));
         violations.into_result().map_err(IdentityError::from)?;
-        let filter = app::member::MemberFilter {
+        let filter = store::member::MemberFilter {
             status: status.to_owned(),
             brand_id: filter.brand_id,
             store_id: filter.store_id,
@@ -447,7 +447,7 @@ impl MemberIdentityService for MemberIdentityApi {
             enrolled_from: enrolled_from.flatten(),
             enrolled_until: enrolled_until.flatten(),
         };
-        let members = app::member::list_members(&self.db, &actor.tenant_id, &filter, after, limit).await?;
+        let members = store::member::list(&self.db, &actor.tenant_id, &filter, after, limit).await?;
         let next_page_token = next_token(&members, limit, |member| &member.row.id);
         Ok(Response::new(pb::ListMembersResponse {
             members: members.iter().map(member_to_pb).collect(),

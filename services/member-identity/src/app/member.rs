@@ -5,10 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use quanyu_runtime::auth::TenantActor;
 use quanyu_runtime::db::begin_write;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, DatabaseConnection, TransactionTrait};
 
 use super::kinds_changed;
 use crate::convert::{enrollment_to_pb, identity_to_pb, profile_to_pb};
@@ -16,11 +13,11 @@ use crate::domain::identity::{Identity, IdentityKind};
 use crate::domain::profile::{Profile, ProfilePatch};
 use crate::error::IdentityError;
 use crate::events::{linked_events, member_event};
-use crate::store::entity::{brands, consents, guide_bindings, identities, member_tags, members};
+use crate::store;
+use crate::store::entity::members;
 use crate::store::guide::insert_binding;
 use crate::store::member::{
-    find_active, find_identities, find_member, insert_identities, key_of, link_missing, load_views, view,
-    with_phone_digests,
+    find_active, find_identities, find_member, insert_identities, key_of, link_missing, view, with_phone_digests,
 };
 use crate::store::{ACTIVE, ERASED, Enrollment, MERGED, MemberView, audit, profile_of, write_profile};
 use quanyu_proto::events::v1::event::Payload;
@@ -44,12 +41,7 @@ pub async fn enroll(
     let tenant_id = actor.tenant_id.as_ref();
     let txn = begin_write(db).await?;
     let brand_id = &command.enrollment.brand_id;
-    if !brand_id.is_empty()
-        && brands::Entity::find_by_id((tenant_id.to_owned(), brand_id.clone()))
-            .one(&txn)
-            .await?
-            .is_none()
-    {
+    if !brand_id.is_empty() && store::tenant::find_brand(&txn, tenant_id, brand_id).await?.is_none() {
         return Err(IdentityError::invalid(
             "enrollment.brand_id",
             format!("no brand {brand_id:?} in this tenant"),
@@ -103,7 +95,7 @@ pub async fn enroll(
         ..Default::default()
     };
     write_profile(&mut row, &command.profile);
-    members::Entity::insert(row).exec_without_returning(&txn).await?;
+    store::member::insert(&txn, row).await?;
     insert_identities(&txn, tenant_id, &member_id, wanted, at).await?;
     if !enrollment.guide_id.is_empty() || !enrollment.store_id.is_empty() {
         insert_binding(
@@ -167,7 +159,7 @@ pub async fn update_profile(
     let mut active: members::ActiveModel = row.into();
     write_profile(&mut active, &profile);
     active.updated_at = Set(at);
-    let row = members::Entity::update(active).exec(&txn).await?;
+    let row = store::member::update(&txn, active).await?;
     audit(&txn, actor, "member.profile_updated", &[member_id], &changed, at).await?;
     let updated = Payload::ProfileUpdated(pb::ProfileUpdated {
         member_id: member_id.to_owned(),
@@ -178,67 +170,6 @@ pub async fn update_profile(
     let member = view(&txn, row).await?;
     txn.commit().await?;
     Ok(member)
-}
-
-#[derive(Debug, Default, Clone)]
-pub struct MemberFilter {
-    pub status: String,
-    pub brand_id: String,
-    pub store_id: String,
-    pub guide_id: String,
-    pub city: String,
-    pub enrolled_from: Option<DateTime<Utc>>,
-    pub enrolled_until: Option<DateTime<Utc>>,
-}
-
-pub async fn list_members(
-    db: &DatabaseConnection,
-    tenant_id: &str,
-    filter: &MemberFilter,
-    after: Option<String>,
-    limit: u64,
-) -> Result<Vec<MemberView>> {
-    let mut query = members::Entity::find()
-        .filter(members::Column::TenantId.eq(tenant_id))
-        .filter(members::Column::Status.eq(filter.status.as_str()));
-    let exact = [
-        (members::Column::BrandId, &filter.brand_id),
-        (members::Column::City, &filter.city),
-    ];
-    for (column, value) in exact {
-        if !value.is_empty() {
-            query = query.filter(column.eq(value.as_str()));
-        }
-    }
-    if !filter.store_id.is_empty() || !filter.guide_id.is_empty() {
-        // The current binding decides a member's store and guide.
-        let mut bound = guide_bindings::Entity::find()
-            .select_only()
-            .column(guide_bindings::Column::MemberId)
-            .filter(guide_bindings::Column::TenantId.eq(tenant_id))
-            .filter(guide_bindings::Column::UnboundAt.is_null());
-        if !filter.store_id.is_empty() {
-            bound = bound.filter(guide_bindings::Column::StoreId.eq(filter.store_id.as_str()));
-        }
-        if !filter.guide_id.is_empty() {
-            bound = bound.filter(guide_bindings::Column::GuideId.eq(filter.guide_id.as_str()));
-        }
-        query = query.filter(members::Column::Id.in_subquery(sea_orm::QueryTrait::into_query(bound)));
-    }
-    if let Some(from) = filter.enrolled_from {
-        query = query.filter(members::Column::EnrolledAt.gte(from));
-    }
-    if let Some(until) = filter.enrolled_until {
-        query = query.filter(members::Column::EnrolledAt.lt(until));
-    }
-    if let Some(after) = after {
-        query = query.filter(members::Column::Id.gt(after));
-    }
-    let txn = db.begin().await?;
-    let rows = query.order_by_asc(members::Column::Id).limit(limit).all(&txn).await?;
-    let members = load_views(&txn, rows).await?;
-    txn.commit().await?;
-    Ok(members)
 }
 
 /// Resolves identities to their members; `None` where an identity belongs to nobody.
@@ -308,30 +239,10 @@ pub async fn unlink_identity(
     if linked.derived_from.is_some() {
         return Err(IdentityError::DerivedIdentity);
     }
-    let own = identities::Entity::find()
-        .filter(identities::Column::TenantId.eq(tenant_id))
-        .filter(identities::Column::MemberId.eq(member_id))
-        .filter(identities::Column::DerivedFrom.is_null())
-        .count(&txn)
-        .await?;
-    if own <= 1 {
+    if store::member::own_identities(&txn, tenant_id, member_id).await? <= 1 {
         return Err(IdentityError::LastIdentity);
     }
-    let mut removed = Condition::all()
-        .add(identities::Column::Kind.eq(linked.kind.as_str()))
-        .add(identities::Column::Namespace.eq(linked.namespace.as_str()))
-        .add(identities::Column::Value.eq(linked.value.as_str()));
-    if identity.kind == IdentityKind::Phone {
-        removed = Condition::any()
-            .add(removed)
-            .add(identities::Column::DerivedFrom.eq(linked.value.as_str()));
-    }
-    identities::Entity::delete_many()
-        .filter(identities::Column::TenantId.eq(tenant_id))
-        .filter(identities::Column::MemberId.eq(member_id))
-        .filter(removed)
-        .exec(&txn)
-        .await?;
+    store::member::unlink(&txn, &linked, identity.kind == IdentityKind::Phone).await?;
     audit(
         &txn,
         actor,
@@ -380,22 +291,8 @@ pub async fn erase(
     erased.status = Set(ERASED.into());
     erased.referral_code = Set(String::new());
     erased.updated_at = Set(at);
-    let row = members::Entity::update(erased).exec(&txn).await?;
-    identities::Entity::delete_many()
-        .filter(identities::Column::TenantId.eq(tenant_id))
-        .filter(identities::Column::MemberId.eq(member_id))
-        .exec(&txn)
-        .await?;
-    member_tags::Entity::delete_many()
-        .filter(member_tags::Column::TenantId.eq(tenant_id))
-        .filter(member_tags::Column::MemberId.eq(member_id))
-        .exec(&txn)
-        .await?;
-    consents::Entity::delete_many()
-        .filter(consents::Column::TenantId.eq(tenant_id))
-        .filter(consents::Column::MemberId.eq(member_id))
-        .exec(&txn)
-        .await?;
+    let row = store::member::update(&txn, erased).await?;
+    store::member::delete_personal_data(&txn, tenant_id, member_id).await?;
     let changed = ["profile", "identities", "tags", "consents"]
         .map(str::to_owned)
         .to_vec();

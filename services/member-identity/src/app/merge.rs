@@ -3,14 +3,14 @@
 use chrono::{DateTime, Utc};
 use quanyu_runtime::auth::TenantActor;
 use quanyu_runtime::db::begin_write;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, DatabaseConnection};
 
 use crate::domain::merge::{self as merge_rules, Candidate};
 use crate::domain::profile::{self, Profile};
 use crate::error::IdentityError;
 use crate::events::member_event;
-use crate::store::entity::{identities, members};
+use crate::store;
+use crate::store::entity::members;
 use crate::store::member::{find_member, view};
 use crate::store::merge::{merge_guide_bindings, merge_tags_and_consents, root_of};
 use crate::store::{ERASED, MERGED, MemberView, audit, enrolment_of, profile_of, write_profile};
@@ -108,27 +108,15 @@ pub async fn merge(
     survivor_row.guide_id = Set(enrolment.guide_id);
     survivor_row.referral_code = Set(enrolment.referral_code);
     survivor_row.updated_at = Set(at);
-    members::Entity::update(survivor_row).exec(&txn).await?;
+    store::member::update(&txn, survivor_row).await?;
 
     let mut loser_row: members::ActiveModel = loser.clone().into();
     write_profile(&mut loser_row, &Profile::default());
     loser_row.status = Set(MERGED.into());
     loser_row.merged_into = Set(Some(survivor.id.clone()));
     loser_row.updated_at = Set(at);
-    members::Entity::update(loser_row).exec(&txn).await?;
-
-    members::Entity::update_many()
-        .col_expr(members::Column::MergedInto, Expr::value(survivor.id.clone()))
-        .filter(members::Column::TenantId.eq(tenant_id))
-        .filter(members::Column::MergedInto.eq(loser.id.as_str()))
-        .exec(&txn)
-        .await?;
-    identities::Entity::update_many()
-        .col_expr(identities::Column::MemberId, Expr::value(survivor.id.clone()))
-        .filter(identities::Column::TenantId.eq(tenant_id))
-        .filter(identities::Column::MemberId.eq(loser.id.as_str()))
-        .exec(&txn)
-        .await?;
+    store::member::update(&txn, loser_row).await?;
+    store::merge::repoint(&txn, tenant_id, &survivor.id, &loser.id).await?;
     merge_tags_and_consents(&txn, tenant_id, &survivor.id, &loser.id).await?;
     merge_guide_bindings(&txn, tenant_id, &survivor.id, &loser.id, at).await?;
 

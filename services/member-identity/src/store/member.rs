@@ -8,7 +8,8 @@ use crate::domain::identity::{Identity, IdentityKind, phone_digests};
 use crate::error::IdentityError;
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 type Result<T> = std::result::Result<T, IdentityError>;
@@ -223,4 +224,129 @@ pub async fn link_missing(
         .collect();
     insert_identities(txn, tenant_id, member_id, missing, at).await?;
     Ok(linked)
+}
+
+/// What members are listed by: their status, and any of brand, store, guide, city and enrolment
+/// window (empty for any).
+#[derive(Debug, Default, Clone)]
+pub struct MemberFilter {
+    pub status: String,
+    pub brand_id: String,
+    pub store_id: String,
+    pub guide_id: String,
+    pub city: String,
+    pub enrolled_from: Option<DateTime<Utc>>,
+    pub enrolled_until: Option<DateTime<Utc>>,
+}
+
+/// Members matching `filter`, by id, after `after` when given, with their identities, tags,
+/// consents and guide.
+pub async fn list(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    filter: &MemberFilter,
+    after: Option<String>,
+    limit: u64,
+) -> Result<Vec<MemberView>> {
+    let mut query = members::Entity::find()
+        .filter(members::Column::TenantId.eq(tenant_id))
+        .filter(members::Column::Status.eq(filter.status.as_str()));
+    let exact = [
+        (members::Column::BrandId, &filter.brand_id),
+        (members::Column::City, &filter.city),
+    ];
+    for (column, value) in exact {
+        if !value.is_empty() {
+            query = query.filter(column.eq(value.as_str()));
+        }
+    }
+    if !filter.store_id.is_empty() || !filter.guide_id.is_empty() {
+        // The current binding decides a member's store and guide.
+        let mut bound = guide_bindings::Entity::find()
+            .select_only()
+            .column(guide_bindings::Column::MemberId)
+            .filter(guide_bindings::Column::TenantId.eq(tenant_id))
+            .filter(guide_bindings::Column::UnboundAt.is_null());
+        if !filter.store_id.is_empty() {
+            bound = bound.filter(guide_bindings::Column::StoreId.eq(filter.store_id.as_str()));
+        }
+        if !filter.guide_id.is_empty() {
+            bound = bound.filter(guide_bindings::Column::GuideId.eq(filter.guide_id.as_str()));
+        }
+        query = query.filter(members::Column::Id.in_subquery(sea_orm::QueryTrait::into_query(bound)));
+    }
+    if let Some(from) = filter.enrolled_from {
+        query = query.filter(members::Column::EnrolledAt.gte(from));
+    }
+    if let Some(until) = filter.enrolled_until {
+        query = query.filter(members::Column::EnrolledAt.lt(until));
+    }
+    if let Some(after) = after {
+        query = query.filter(members::Column::Id.gt(after));
+    }
+    let txn = db.begin().await?;
+    let rows = query.order_by_asc(members::Column::Id).limit(limit).all(&txn).await?;
+    let members = load_views(&txn, rows).await?;
+    txn.commit().await?;
+    Ok(members)
+}
+
+pub async fn insert(txn: &DatabaseTransaction, row: members::ActiveModel) -> Result<()> {
+    members::Entity::insert(row).exec_without_returning(txn).await?;
+    Ok(())
+}
+
+pub async fn update(txn: &DatabaseTransaction, row: members::ActiveModel) -> Result<members::Model> {
+    Ok(members::Entity::update(row).exec(txn).await?)
+}
+
+/// How many identities were linked to the member (not derived from another, as phone digests are).
+pub async fn own_identities(txn: &DatabaseTransaction, tenant_id: &str, member_id: &str) -> Result<u64> {
+    Ok(identities::Entity::find()
+        .filter(identities::Column::TenantId.eq(tenant_id))
+        .filter(identities::Column::MemberId.eq(member_id))
+        .filter(identities::Column::DerivedFrom.is_null())
+        .count(txn)
+        .await?)
+}
+
+/// Removes a linked identity from its member, and with a phone the digests derived from it.
+pub async fn unlink(txn: &DatabaseTransaction, linked: &identities::Model, with_derived: bool) -> Result<()> {
+    let mut removed = Condition::all()
+        .add(identities::Column::Kind.eq(linked.kind.as_str()))
+        .add(identities::Column::Namespace.eq(linked.namespace.as_str()))
+        .add(identities::Column::Value.eq(linked.value.as_str()));
+    if with_derived {
+        removed = Condition::any()
+            .add(removed)
+            .add(identities::Column::DerivedFrom.eq(linked.value.as_str()));
+    }
+    identities::Entity::delete_many()
+        .filter(identities::Column::TenantId.eq(linked.tenant_id.as_str()))
+        .filter(identities::Column::MemberId.eq(linked.member_id.as_str()))
+        .filter(removed)
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes what identifies a person or was said about them: identities, tags and consents (an
+/// erasure; the member's row stays, as ERASED).
+pub async fn delete_personal_data(txn: &DatabaseTransaction, tenant_id: &str, member_id: &str) -> Result<()> {
+    identities::Entity::delete_many()
+        .filter(identities::Column::TenantId.eq(tenant_id))
+        .filter(identities::Column::MemberId.eq(member_id))
+        .exec(txn)
+        .await?;
+    member_tags::Entity::delete_many()
+        .filter(member_tags::Column::TenantId.eq(tenant_id))
+        .filter(member_tags::Column::MemberId.eq(member_id))
+        .exec(txn)
+        .await?;
+    consents::Entity::delete_many()
+        .filter(consents::Column::TenantId.eq(tenant_id))
+        .filter(consents::Column::MemberId.eq(member_id))
+        .exec(txn)
+        .await?;
+    Ok(())
 }

@@ -2,7 +2,7 @@
 
 use super::MERGED;
 use super::consent::{consent_row, decision_of};
-use super::entity::{consents, guide_bindings, member_tags, members};
+use super::entity::{consents, guide_bindings, identities, member_tags, members};
 use super::member::find_member;
 use crate::domain::merge::{self as merge_rules, TagAssignment};
 use crate::error::IdentityError;
@@ -116,6 +116,24 @@ pub async fn merge_guide_bindings(
         .col_expr(guide_bindings::Column::MemberId, Expr::value(survivor_id.to_owned()))
         .filter(guide_bindings::Column::TenantId.eq(tenant_id))
         .filter(guide_bindings::Column::MemberId.eq(loser_id))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Points what named the loser at the survivor: members merged into it before (chains collapse)
+/// and its identities.
+pub async fn repoint(txn: &DatabaseTransaction, tenant_id: &str, survivor_id: &str, loser_id: &str) -> Result<()> {
+    members::Entity::update_many()
+        .col_expr(members::Column::MergedInto, Expr::value(survivor_id.to_owned()))
+        .filter(members::Column::TenantId.eq(tenant_id))
+        .filter(members::Column::MergedInto.eq(loser_id))
+        .exec(txn)
+        .await?;
+    identities::Entity::update_many()
+        .col_expr(identities::Column::MemberId, Expr::value(survivor_id.to_owned()))
+        .filter(identities::Column::TenantId.eq(tenant_id))
+        .filter(identities::Column::MemberId.eq(loser_id))
         .exec(txn)
         .await?;
     Ok(())
