@@ -201,32 +201,26 @@ fn dump_config_layers_the_environment_and_redacts_passwords() {
     assert!(dumped.contains("request_timeout_secs = 7"), "{dumped}");
 }
 
-#[test]
-fn bad_configuration_is_refused_with_its_path() {
+/// What `quanyu serve` says on stderr when it refuses the configuration `toml`.
+fn refused(toml: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("quanyu.toml");
-    std::fs::write(&file, "[server]\nrequest_timeout_secs = \"soon\"\n").unwrap();
+    std::fs::write(&file, toml).unwrap();
     let output = quanyu(dir.path())
         .args(["serve", "--config"])
         .arg(&file)
         .output()
         .unwrap();
-    assert!(!output.status.success());
-    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{toml} was accepted");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn bad_configuration_is_refused_with_its_path() {
+    let error = refused("[server]\nrequest_timeout_secs = \"soon\"\n");
     assert!(error.contains("server.request_timeout_secs"), "{error}");
 
-    std::fs::write(
-        &file,
-        "[[auth.api_keys]]\nid = \"k\"\nrole = \"pos\"\nsha256 = \"abc\"\n",
-    )
-    .unwrap();
-    let output = quanyu(dir.path())
-        .args(["serve", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let error = String::from_utf8_lossy(&output.stderr);
+    let error = refused("[[auth.api_keys]]\nid = \"k\"\nrole = \"pos\"\nsha256 = \"abc\"\n");
     assert!(
         error.contains("needs a tenant") && error.contains("64 hex digits"),
         "{error}"
@@ -266,14 +260,6 @@ fn each_service_reads_its_own_section_and_an_unknown_one_is_refused() {
     assert_eq!(dumped["loyalty_points"]["sales_writers"].as_integer(), Some(3));
     assert_eq!(dumped["member_identity"]["default_region"].as_str(), Some("CN"));
 
-    let file = dir.path().join("quanyu.toml");
-    std::fs::write(&file, "[loyalty_point]\nsales_writers = 3\n").unwrap();
-    let output = quanyu(dir.path())
-        .args(["serve", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let error = String::from_utf8_lossy(&output.stderr);
+    let error = refused("[loyalty_point]\nsales_writers = 3\n");
     assert!(error.contains("`loyalty_point`: unknown section"), "{error}");
 }
