@@ -20,7 +20,7 @@ use crate::app;
 use crate::app::accounts::{AccountKey, Change, Changed, Keyed, Outcome};
 use crate::app::identity::IdentityClient;
 use crate::app::programs::ProgramCatalog;
-use crate::app::sales::SaleSync;
+use crate::app::sales::{BatchReplay, SaleSync};
 use crate::app::sales_writer::{MAX_BATCH, SalesWriter};
 use crate::convert::{entry_kind_from_pb, entry_kind_to_pb, rejected_to_pb};
 use crate::domain::program::ProgramRules;
@@ -167,10 +167,13 @@ impl PointsApi {
             let why = format!("must hold 1-{MAX_BATCH} sales, got {}", sales.len());
             return Err(PointsError::invalid("sales", why));
         }
-        if let Some(results) = self.sales.replay(actor, &sales).await? {
-            tracing::info!(batch = results.len(), "batch replayed");
-            return Ok(results);
-        }
+        let batch_key = match self.sales.replay(actor, &sales).await? {
+            BatchReplay::Answered(results) => {
+                tracing::info!(batch = results.len(), "batch replayed");
+                return Ok(results);
+            }
+            BatchReplay::New { key } => key,
+        };
         let programs = self.catalog.of_tenant(&actor.tenant_id).await?;
         let now = self.clock.now();
         let mut results: Vec<Option<pb::SaleResult>> = vec![None; sales.len()];
@@ -183,7 +186,9 @@ impl PointsApi {
                 }
             }
         }
-        self.sales.record(actor, sales, checked, results, programs, now).await
+        self.sales
+            .record(actor, sales, batch_key, checked, results, programs, now)
+            .await
     }
 }
 

@@ -129,6 +129,14 @@ pub async fn answers<C: ConnectionTrait>(
     Ok(found)
 }
 
+/// A batch, told against the answers kept for whole batches.
+pub enum BatchReplay {
+    /// Sent before and answered whole: the answer it got.
+    Answered(Vec<pb::SaleResult>),
+    /// To be recorded; `key` names it for keeping its answer (large batches only).
+    New { key: Option<String> },
+}
+
 /// The sales use case: from validated sales to their answers.
 pub struct SaleSync {
     db: DatabaseConnection,
@@ -142,41 +150,39 @@ impl SaleSync {
     }
 
     /// The answer kept for this batch, if it was answered whole before.
-    pub async fn replay(
-        &self,
-        actor: &TenantActor,
-        sales: &[pb::Sale],
-    ) -> Result<Option<Vec<pb::SaleResult>>, PointsError> {
+    pub async fn replay(&self, actor: &TenantActor, sales: &[pb::Sale]) -> Result<BatchReplay, PointsError> {
         if sales.len() < TUNING.kept_answers_from {
-            return Ok(None);
+            return Ok(BatchReplay::New { key: None });
         }
         let key = hex::encode(digest(sales));
         let mut kept = idempotency::find(&self.db, &actor.tenant_id, BATCH_SCOPE, vec![key.clone()], false).await?;
         let Some(answer) = kept.remove(&key) else {
-            return Ok(None);
+            return Ok(BatchReplay::New { key: Some(key) });
         };
         match pb::RecordSalesResponse::decode(answer.response.as_slice()) {
-            Ok(answer) => Ok(Some(answer.results)),
+            Ok(answer) => Ok(BatchReplay::Answered(answer.results)),
             Err(error) => {
                 // The batch is then answered sale by sale.
                 tracing::warn!(%error, "a kept batch answer does not decode; answering sale by sale");
-                Ok(None)
+                Ok(BatchReplay::New { key: Some(key) })
             }
         }
     }
 
     /// Records a batch: `checked` holds the sales that passed validation (by index), `results` the
-    /// answers of those that did not. Returns every sale's answer, in order.
+    /// answers of those that did not; `batch_key` is what [`replay`](Self::replay) named the batch
+    /// by. Returns every sale's answer, in order.
+    #[allow(clippy::too_many_arguments)]
     pub async fn record(
         &self,
         actor: &TenantActor,
         mut sales: Vec<pb::Sale>,
+        batch_key: Option<String>,
         checked: Vec<(usize, CheckedSale)>,
         mut results: Vec<Option<pb::SaleResult>>,
         programs: Arc<Programs>,
         now: DateTime<Utc>,
     ) -> Result<Vec<pb::SaleResult>, PointsError> {
-        let digest = (sales.len() >= TUNING.kept_answers_from).then(|| digest(&sales));
         let buyer = |sale: &pb::Sale| sale.buyer.as_ref().and_then(|buyer| buyer.who.clone());
         // Replays are answered from what was recorded: their buyers need no resolving or enrolling.
         // Without buyers to resolve, the writer decides whether to read it (see `SalesWriter`).
@@ -288,17 +294,17 @@ impl SaleSync {
             .filter(|result| result.outcome == i32::from(pb::SaleOutcome::Rejected))
             .count();
         tracing::info!(batch = results.len(), rejected, "sales recorded");
-        if let Some(digest) = digest {
-            self.keep_answer(actor, digest, &results, now).await;
+        if let Some(key) = batch_key {
+            self.keep_answer(actor, key, &results, now).await;
         }
         Ok(results)
     }
 
-    /// Keeps what a replay of the batch named `digest` is answered, if every sale of it is
-    /// recorded now (applied or a duplicate): each applied sale becomes a duplicate of itself.
-    /// The sales are recorded whatever happens here: failing to keep the answer only leaves a
-    /// replay to be answered sale by sale.
-    async fn keep_answer(&self, actor: &TenantActor, digest: Vec<u8>, results: &[pb::SaleResult], at: DateTime<Utc>) {
+    /// Keeps what a replay of the batch named `key` is answered, if every sale of it is recorded
+    /// now (applied or a duplicate): each applied sale becomes a duplicate of itself. The sales
+    /// are recorded whatever happens here: failing to keep the answer only leaves a replay to be
+    /// answered sale by sale.
+    async fn keep_answer(&self, actor: &TenantActor, key: String, results: &[pb::SaleResult], at: DateTime<Utc>) {
         let mut replayed = Vec::with_capacity(results.len());
         for result in results {
             match pb::SaleOutcome::try_from(result.outcome) {
@@ -309,7 +315,7 @@ impl SaleSync {
         }
         let record = NewRecord {
             scope: BATCH_SCOPE.to_owned(),
-            key: hex::encode(digest),
+            key,
             request: RequestDigest::of(&()),
             response: pb::RecordSalesResponse { results: replayed }.encode_to_vec(),
         };
