@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use quanyu_proto::identity::v1 as identity_pb;
-use quanyu_testkit::points::{balance, member_buyer, phone_buyer, record, refund, sale, with_program};
+use quanyu_proto::points::v1 as pb;
+use quanyu_testkit::points::{account, balance, member_buyer, phone_buyer, record, refund, sale, with_program};
 use quanyu_testkit::{Suite, keys};
 
 quanyu_testkit::suite!(
@@ -49,6 +50,27 @@ async fn merged_members_accounts_fold_into_the_survivor(suite: Suite) {
         (merged_away.member_id.as_str(), merged_away.balance),
         (survivor.as_str(), 500),
         "the loser's id reaches the survivor"
+    );
+
+    // Every read naming the merged member answers for the survivor, and says so.
+    let mut platform = suite.points(keys::ACME_PLATFORM).await;
+    let history = platform
+        .list_entries(pb::ListEntriesRequest {
+            account: account(&loser),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.member_id, survivor, "the survivor's entries");
+    let merge_in = history
+        .entries
+        .iter()
+        .find(|entry| entry.kind == pb::EntryKind::MergeIn as i32)
+        .expect("the merge is in the survivor's history");
+    assert_eq!(
+        (merge_in.points, merge_in.reference.as_str()),
+        (300, format!("merge:{loser}").as_str())
     );
 
     let results = record(&mut pos, vec![sale("m-3", member_buyer(&loser), 10_000)]).await;

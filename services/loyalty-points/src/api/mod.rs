@@ -75,10 +75,7 @@ impl PointsApi {
     ) -> Result<Outcome, PointsError> {
         let account = account.cloned().unwrap_or_default();
         let asked = member_id(&account.member_id).map_err(|v| PointsError::from(vec![v.under("account")]))?;
-        let member_id = store::aliases::current_members(&self.db, &actor.tenant_id, std::slice::from_ref(&asked))
-            .await?
-            .remove(&asked)
-            .unwrap_or(asked);
+        let member_id = self.member_now(&actor.tenant_id, asked).await?;
         let (program, version) = self.catalog.program_for(&actor.tenant_id, &account.program_id).await?;
         let key = AccountKey {
             actor,
@@ -88,6 +85,12 @@ impl PointsApi {
         };
         let at = self.clock.now();
         with_retries(|| app::accounts::change(&self.db, &key, change(), keyed, at)).await
+    }
+
+    /// The member an id means now: the survivor when it was merged into another.
+    async fn member_now(&self, tenant_id: &str, asked: String) -> Result<String, PointsError> {
+        let mut current = store::aliases::current_members(&self.db, tenant_id, std::slice::from_ref(&asked)).await?;
+        Ok(current.remove(&asked).unwrap_or(asked))
     }
 
     /// Runs a change that no idempotency key guards (confirming or releasing a hold, reading).
@@ -273,7 +276,7 @@ impl PointsService for PointsApi {
         };
         violations.into_result().map_err(PointsError::from)?;
         let (program, _) = self.catalog.program_for(&actor.tenant_id, &account.program_id).await?;
-        let member = member.unwrap_or_default();
+        let member = self.member_now(&actor.tenant_id, member.unwrap_or_default()).await?;
         let account = (actor.tenant_id.as_ref(), program.id.as_str(), member.as_str());
         let history = store::accounts::history(&self.db, account, kind, before, limit)
             .await
@@ -297,6 +300,7 @@ impl PointsService for PointsApi {
         Ok(Response::new(pb::ListEntriesResponse {
             entries,
             next_page_token,
+            member_id: member,
         }))
     }
 
