@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod idempotency;
+pub mod money;
 pub mod page;
 pub mod server;
 pub mod service;

@@ -22,6 +22,7 @@ pub fn program(hold_ttl_seconds: i32) -> pb::Program {
             cap_per_order: 0,
             cap_per_day: 0,
             utc_offset_minutes: 480,
+            currency: String::new(),
         }),
         expiry: Some(pb::ExpiryPolicy {
             policy: Some(pb::expiry_policy::Policy::RollingMonths(12)),

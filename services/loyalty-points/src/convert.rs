@@ -19,6 +19,9 @@ use crate::domain::program::{DEFAULT_HOLD_TTL_SECONDS, ProgramRules};
 use crate::domain::sale::SaleEffect;
 use crate::domain::tiers::{Tier, TierLadder};
 
+/// The currency of a program that names none.
+const DEFAULT_CURRENCY: &str = "CNY";
+
 fn weekday(iso: i32) -> Option<Weekday> {
     let days = [
         Weekday::Mon,
@@ -76,6 +79,17 @@ impl ProgramRules {
         }
         if earning.cap_per_order < 0 || earning.cap_per_day < 0 {
             violations.add("program.earning", "caps must not be negative (0 means none)");
+        }
+        let currency = if earning.currency.is_empty() {
+            DEFAULT_CURRENCY.to_owned()
+        } else {
+            earning.currency.clone()
+        };
+        if !quanyu_runtime::money::is_currency(&currency) {
+            violations.add(
+                "program.earning.currency",
+                format!("{currency:?} is not an ISO 4217 currency"),
+            );
         }
         let offset = FixedOffset::east_opt(earning.utc_offset_minutes * 60);
         if offset.is_none() {
@@ -174,6 +188,7 @@ impl ProgramRules {
                 cap_per_order: (earning.cap_per_order > 0).then_some(earning.cap_per_order),
                 cap_per_day: (earning.cap_per_day > 0).then_some(earning.cap_per_day),
                 utc_offset: offset,
+                currency,
             },
             expiry,
             ladder,

@@ -31,6 +31,7 @@ quanyu_testkit::suite!(
     first_changes_to_a_new_account_race_and_lose_nothing,
     large_batches_of_members_and_non_members_land_whole,
     keyed_writes_are_answered_as_they_were_the_first_time,
+    a_program_earns_in_its_own_currency_only,
     a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale,
     uploads_at_once_apply_each_sale_once,
     a_sale_sent_again_by_a_till_gets_its_first_answer,
@@ -1094,4 +1095,57 @@ async fn keyed_writes_are_answered_as_they_were_the_first_time(suite: Suite) {
     let violations = details.bad_request().unwrap().field_violations.clone();
     assert_eq!(violations.len(), 1);
     assert_eq!(violations[0].field, "points", "{conflict:?}");
+}
+
+async fn a_program_earns_in_its_own_currency_only(suite: Suite) {
+    let mut platform = with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let in_currency = |key: &str, currency: &str| {
+        let mut sold = sale(key, phone_buyer("13500135000"), 1_000);
+        sold.amount = Some(Money {
+            amount_minor: 1_000,
+            currency: currency.into(),
+        });
+        sold.lines.clear();
+        sold
+    };
+    let results = record(
+        &mut pos,
+        vec![
+            in_currency("c-1", "XYZ"),
+            in_currency("c-2", "USD"),
+            in_currency("c-3", "CNY"),
+        ],
+    )
+    .await;
+    let refusal = |result: &pb::SaleResult| {
+        assert_eq!(result.outcome, pb::SaleOutcome::Rejected as i32, "{result:?}");
+        assert_eq!(result.violations[0].field, "amount.currency");
+        result.violations[0].description.clone()
+    };
+    assert!(refusal(&results[0]).contains("XYZ is not an ISO 4217 currency"));
+    assert!(refusal(&results[1]).contains("earns in CNY"), "{:?}", results[1]);
+    assert_eq!(results[2].outcome, pb::SaleOutcome::Applied as i32);
+    assert_eq!(results[2].points_earned, 10);
+
+    let mut unknown = program(0);
+    unknown.earning.as_mut().unwrap().currency = "XYZ".into();
+    let refused = platform
+        .upsert_program(pb::UpsertProgramRequest { program: Some(unknown) })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("program.earning.currency"), "{refused:?}");
+
+    let mut in_dollars = program(0);
+    in_dollars.earning.as_mut().unwrap().currency = "USD".into();
+    platform
+        .upsert_program(pb::UpsertProgramRequest {
+            program: Some(in_dollars),
+        })
+        .await
+        .unwrap();
+    let results = record(&mut pos, vec![in_currency("c-4", "USD"), in_currency("c-5", "CNY")]).await;
+    assert_eq!(results[0].outcome, pb::SaleOutcome::Applied as i32);
+    assert!(refusal(&results[1]).contains("earns in USD"));
 }

@@ -27,6 +27,11 @@ fn money(field: impl Display, amount: Option<&Money>, currency: Option<&str>, vi
     let code_ok = amount.currency.len() == 3 && amount.currency.chars().all(|c| c.is_ascii_uppercase());
     if !code_ok {
         violations.add(format!("{field}.currency"), "must be an ISO 4217 code such as CNY");
+    } else if !quanyu_runtime::money::is_currency(&amount.currency) {
+        violations.add(
+            format!("{field}.currency"),
+            format!("{} is not an ISO 4217 currency", amount.currency),
+        );
     } else if currency.is_some_and(|currency| currency != amount.currency) {
         violations.add(format!("{field}.currency"), "must be the sale's currency");
     }
@@ -145,7 +150,17 @@ pub fn check_sale(
         let for_brand = programs.iter().find(|(_, (rules, _))| rules.brand_id == sale.brand_id);
         let tenant_wide = programs.iter().find(|(_, (rules, _))| rules.brand_id.is_empty());
         match for_brand.or(tenant_wide) {
-            Some((id, _)) => Some(id.clone()),
+            Some((id, (rules, _))) => {
+                let earns_in = &rules.earning.currency;
+                if currency.is_some_and(|currency| currency != earns_in && quanyu_runtime::money::is_currency(currency))
+                {
+                    violations.add(
+                        "amount.currency",
+                        format!("this program earns in {earns_in}, not in another currency"),
+                    );
+                }
+                Some(id.clone())
+            }
             None => {
                 violations.add(
                     "brand_id",

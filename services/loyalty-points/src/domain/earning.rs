@@ -47,6 +47,8 @@ pub struct EarningRules {
     pub cap_per_day: Option<i64>,
     /// The program's time zone, for weekdays.
     pub utc_offset: FixedOffset,
+    /// The ISO 4217 currency sales earn in; no other is converted.
+    pub currency: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +180,7 @@ mod tests {
             cap_per_order: Some(10_000),
             cap_per_day: Some(12_000),
             utc_offset: FixedOffset::east_opt(8 * 3600).unwrap(),
+            currency: "CNY".into(),
         }
     }
 

@@ -232,6 +232,7 @@ mod tests {
                 cap_per_order: None,
                 cap_per_day,
                 utc_offset: offset,
+                currency: "CNY".into(),
             },
             expiry: ExpiryPolicy::RollingMonths(12),
             ladder: TierLadder::new(vec![tier("member", 0, 10_000), tier("gold", 1_000, 15_000)]).unwrap(),
