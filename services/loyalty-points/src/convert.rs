@@ -11,10 +11,11 @@ use quanyu_runtime::error::{FieldViolation, Violations};
 
 use quanyu_runtime::clock::to_proto;
 
-use crate::domain::account::{Account, HoldEnd};
+use crate::domain::account::Account;
 use crate::domain::earning::{Condition, EarningRules, Multiplier, Rounding};
 use crate::domain::expiry::ExpiryPolicy;
 use crate::domain::ledger::EntryKind;
+use crate::domain::ledger::HoldEnd;
 use crate::domain::program::{DEFAULT_HOLD_TTL_SECONDS, ProgramRules};
 use crate::domain::sale::SaleEffect;
 use crate::domain::tiers::{Tier, TierLadder};

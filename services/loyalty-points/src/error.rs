@@ -15,6 +15,9 @@ pub enum PointsError {
     Ledger(#[from] LedgerError),
     #[error("program {0:?} not found")]
     ProgramNotFound(String),
+    /// A hold id no PlaceHold returned (ids are opaque to the caller).
+    #[error("hold {0:?} not found")]
+    UnknownHold(String),
     #[error("brand {brand_id:?} already earns in program {program_id:?}")]
     BrandTaken { brand_id: String, program_id: String },
     #[error("idempotency key {key:?} was used for a request with a different {}", .field.field)]
@@ -58,10 +61,12 @@ impl ServiceError for PointsError {
             Self::InvalidInput(_) | Self::Ledger(LedgerError::NotPositive(_) | LedgerError::ExpiryNotAfterEarning) => {
                 Code::InvalidArgument
             }
-            Self::Ledger(LedgerError::InsufficientPoints { .. } | LedgerError::HoldExpired(_)) => {
+            Self::Ledger(LedgerError::InsufficientPoints { .. } | LedgerError::HoldEnded(_)) => {
                 Code::FailedPrecondition
             }
-            Self::Ledger(LedgerError::HoldNotFound(_)) | Self::ProgramNotFound(_) => Code::NotFound,
+            Self::Ledger(LedgerError::HoldNotFound(_)) | Self::UnknownHold(_) | Self::ProgramNotFound(_) => {
+                Code::NotFound
+            }
             Self::BrandTaken { .. } | Self::IdempotencyConflict { .. } => Code::AlreadyExists,
             Self::IdentityUnavailable(_) | Self::Unavailable(_) => Code::Unavailable,
             Self::Identity(_) | Self::Database(_) => Code::Internal,

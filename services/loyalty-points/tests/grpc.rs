@@ -273,6 +273,7 @@ async fn holds_reserve_points_until_confirmed_released_or_expired(suite: Suite) 
         .await
         .unwrap_err();
     assert_eq!(too_much.code(), Code::FailedPrecondition);
+    let first_hold = hold.hold_id.clone();
     let confirmed = pos
         .confirm_hold(pb::ConfirmHoldRequest {
             account: account(&member_id),
@@ -302,6 +303,7 @@ async fn holds_reserve_points_until_confirmed_released_or_expired(suite: Suite) 
         (100, 0),
         "the hold released itself after its TTL"
     );
+    // A till is told that its hold lapsed (or ended otherwise), not that it never existed.
     let late = pos
         .confirm_hold(pb::ConfirmHoldRequest {
             account: account(&member_id),
@@ -309,7 +311,30 @@ async fn holds_reserve_points_until_confirmed_released_or_expired(suite: Suite) 
         })
         .await
         .unwrap_err();
-    assert_eq!(late.code(), Code::NotFound);
+    assert_eq!(late.code(), Code::FailedPrecondition, "{late:?}");
+    assert!(late.message().contains("expired at"), "{late:?}");
+    let released_after_confirm = pos
+        .release_hold(pb::ReleaseHoldRequest {
+            account: account(&member_id),
+            hold_id: first_hold.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(released_after_confirm.code(), Code::FailedPrecondition);
+    assert!(
+        released_after_confirm.message().contains("was confirmed at"),
+        "{released_after_confirm:?}"
+    );
+    for never in ["999", "abc"] {
+        let unknown = pos
+            .confirm_hold(pb::ConfirmHoldRequest {
+                account: account(&member_id),
+                hold_id: never.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code(), Code::NotFound, "{never}: {unknown:?}");
+    }
 }
 
 async fn concurrent_redeems_never_overspend(suite: Suite) {
@@ -636,7 +661,11 @@ async fn every_bad_field_is_named(suite: Suite) {
         })
         .await
         .unwrap_err();
-    assert_eq!(bad_hold.code(), Code::InvalidArgument);
+    assert_eq!(
+        bad_hold.code(),
+        Code::NotFound,
+        "hold ids are opaque: one never returned is not found"
+    );
     let mut platform = suite.points(keys::ACME_PLATFORM).await;
     let bad_adjust = platform
         .adjust(pb::AdjustRequest {

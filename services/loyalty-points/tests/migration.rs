@@ -108,7 +108,8 @@ async fn lots_and_holds_move_into_their_accounts(database: TestDatabase) {
         .await
         .unwrap();
     let ada = &rows[0];
-    let (lots, holds) = ledger_state::decode(&ada.try_get::<Option<Vec<u8>>>("", "ledger").unwrap().unwrap()).unwrap();
+    let ledger_state::LedgerState { lots, holds, .. } =
+        ledger_state::decode(&ada.try_get::<Option<Vec<u8>>>("", "ledger").unwrap().unwrap()).unwrap();
     let remaining: Vec<(u64, i64, String)> = lots
         .iter()
         .map(|lot| (lot.id, lot.remaining, lot.reference.clone()))

@@ -406,6 +406,5 @@ impl PointsService for PointsApi {
 }
 
 fn hold_id(id: &str) -> Result<u64, PointsError> {
-    id.parse()
-        .map_err(|_| PointsError::invalid("hold_id", "is not a hold id returned by PlaceHold"))
+    id.parse().map_err(|_| PointsError::UnknownHold(id.to_owned()))
 }

@@ -13,9 +13,9 @@ use sea_orm::DatabaseConnection;
 
 use super::{save_accounts, save_accounts_alone};
 use crate::convert::balance_to_pb;
-use crate::domain::account::HoldEnd;
 use crate::domain::expiry::expires_at;
 use crate::domain::ledger::Credit;
+use crate::domain::ledger::HoldEnd;
 use crate::domain::program::ProgramRules;
 use crate::error::PointsError;
 use crate::store;
@@ -141,7 +141,7 @@ pub async fn change(
             account.ended_holds.extend(hold.map(|hold| (hold, HoldEnd::Confirmed)));
         }
         Change::ReleaseHold { hold_id } => {
-            let hold = account.ledger.release_hold(hold_id)?;
+            let hold = account.ledger.release_hold(hold_id, at)?;
             account.ended_holds.push((hold, HoldEnd::Released));
         }
         Change::Adjust { points, reason } if points > 0 => {

@@ -3,17 +3,9 @@
 
 use chrono::{DateTime, Datelike, Utc};
 
-use super::ledger::{Hold, Ledger, Lot};
+use super::ledger::{EndedHold, Hold, HoldEnd, Ledger, Lot};
 use super::program::ProgramRules;
 use super::tiers::TierState;
-
-/// How a hold ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HoldEnd {
-    Confirmed,
-    Released,
-    Expired,
-}
 
 /// An account as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,6 +13,8 @@ pub struct StoredAccount {
     pub balance: i64,
     pub lots: Vec<Lot>,
     pub holds: Vec<Hold>,
+    /// The latest holds that ended.
+    pub ended_holds: Vec<EndedHold>,
     /// The last lot or hold id handed out.
     pub last_id: u64,
     pub tier: String,
@@ -75,7 +69,13 @@ impl Account {
         at: DateTime<Utc>,
     ) -> Self {
         let year = at.with_timezone(&program.offset).year();
-        let mut ledger = Ledger::restore(stored.balance, stored.lots, stored.holds, stored.last_id);
+        let mut ledger = Ledger::restore(
+            stored.balance,
+            stored.lots,
+            stored.holds,
+            stored.ended_holds,
+            stored.last_id,
+        );
         let loaded_holds = ledger.holds().iter().map(|hold| hold.id).collect();
         let ended_holds = ledger
             .release_expired_holds(at)

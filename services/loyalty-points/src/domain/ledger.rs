@@ -62,11 +62,46 @@ pub enum LedgerError {
     InsufficientPoints { available: i64, requested: i64 },
     #[error("hold {0} not found")]
     HoldNotFound(u64),
-    #[error("hold {0} has expired")]
-    HoldExpired(u64),
+    #[error("hold {} {}", .0.id, .0.describe())]
+    HoldEnded(EndedHold),
     #[error("a lot must expire after it is earned")]
     ExpiryNotAfterEarning,
 }
+
+/// How a hold ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldEnd {
+    Confirmed,
+    Released,
+    Expired,
+}
+
+/// A hold that ended, remembered so that a till confirming or releasing it is told how it ended
+/// rather than that it never existed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedHold {
+    pub id: u64,
+    pub end: HoldEnd,
+    pub at: Timestamp,
+}
+
+impl EndedHold {
+    fn describe(&self) -> String {
+        let how = match self.end {
+            HoldEnd::Confirmed => "was confirmed",
+            HoldEnd::Released => "was released",
+            HoldEnd::Expired => "expired",
+        };
+        format!(
+            "{how} at {}",
+            self.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    }
+}
+
+/// How many ended holds an account remembers, the latest: a till asks about its hold within
+/// minutes of placing it, while an account's row carries what it remembers.
+pub const ENDED_HOLDS_KEPT: usize = 32;
 
 /// The kinds of credit that make a lot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +116,8 @@ pub struct Ledger {
     balance: i64,
     lots: Vec<Lot>,
     holds: Vec<Hold>,
+    /// The latest holds that ended, oldest first.
+    ended: Vec<EndedHold>,
     entries: Vec<Entry>,
     next_id: u64,
 }
@@ -96,7 +133,7 @@ fn positive(points: i64) -> Result<i64, LedgerError> {
 impl Ledger {
     /// Rebuilds an account's ledger from its stored state; `entries` then holds only what the
     /// operations that follow append.
-    pub fn restore(balance: i64, lots: Vec<Lot>, holds: Vec<Hold>, last_id: u64) -> Self {
+    pub fn restore(balance: i64, lots: Vec<Lot>, holds: Vec<Hold>, ended: Vec<EndedHold>, last_id: u64) -> Self {
         let highest = lots
             .iter()
             .map(|lot| lot.id)
@@ -107,8 +144,28 @@ impl Ledger {
             balance,
             lots,
             holds,
+            ended,
             entries: Vec::new(),
             next_id: last_id.max(highest),
+        }
+    }
+
+    /// The latest holds that ended, oldest first.
+    pub fn ended_holds(&self) -> &[EndedHold] {
+        &self.ended
+    }
+
+    fn end_hold(&mut self, id: u64, end: HoldEnd, at: Timestamp) {
+        self.ended.push(EndedHold { id, end, at });
+        let forgotten = self.ended.len().saturating_sub(ENDED_HOLDS_KEPT);
+        self.ended.drain(..forgotten);
+    }
+
+    /// Why hold `id` is not open: it ended (and how), or there never was such a hold.
+    fn not_open(&self, id: u64) -> LedgerError {
+        match self.ended.iter().rev().find(|ended| ended.id == id) {
+            Some(ended) => LedgerError::HoldEnded(ended.clone()),
+            None => LedgerError::HoldNotFound(id),
         }
     }
 
@@ -248,13 +305,18 @@ impl Ledger {
         Ok(id)
     }
 
-    pub fn release_hold(&mut self, id: u64) -> Result<Hold, LedgerError> {
-        let index = self
-            .holds
-            .iter()
-            .position(|hold| hold.id == id)
-            .ok_or(LedgerError::HoldNotFound(id))?;
-        Ok(self.holds.remove(index))
+    /// Releases an open hold at `at`.
+    pub fn release_hold(&mut self, id: u64, at: Timestamp) -> Result<Hold, LedgerError> {
+        let hold = self.take_hold(id)?;
+        self.end_hold(id, HoldEnd::Released, at);
+        Ok(hold)
+    }
+
+    fn take_hold(&mut self, id: u64) -> Result<Hold, LedgerError> {
+        match self.holds.iter().position(|hold| hold.id == id) {
+            Some(index) => Ok(self.holds.remove(index)),
+            None => Err(self.not_open(id)),
+        }
     }
 
     /// Turns a hold into a redemption. An expired hold is released instead and refused; a hold
@@ -265,10 +327,11 @@ impl Ledger {
             .iter()
             .find(|hold| hold.id == id)
             .cloned()
-            .ok_or(LedgerError::HoldNotFound(id))?;
+            .ok_or_else(|| self.not_open(id))?;
         if hold.expires_at <= at {
-            self.release_hold(id)?;
-            return Err(LedgerError::HoldExpired(id));
+            self.take_hold(id)?;
+            self.end_hold(id, HoldEnd::Expired, hold.expires_at);
+            return Err(self.not_open(id));
         }
         if hold.amount > self.balance {
             return Err(LedgerError::InsufficientPoints {
@@ -276,7 +339,8 @@ impl Ledger {
                 requested: hold.amount,
             });
         }
-        self.release_hold(id)?;
+        self.take_hold(id)?;
+        self.end_hold(id, HoldEnd::Confirmed, at);
         self.record(EntryKind::Redeem, -hold.amount, at, &hold.reference);
         self.settle(None);
         Ok(())
@@ -286,6 +350,9 @@ impl Ledger {
     pub fn release_expired_holds(&mut self, at: Timestamp) -> Vec<Hold> {
         let (expired, open): (Vec<Hold>, Vec<Hold>) = self.holds.drain(..).partition(|hold| hold.expires_at <= at);
         self.holds = open;
+        for hold in &expired {
+            self.end_hold(hold.id, HoldEnd::Expired, hold.expires_at);
+        }
         expired
     }
 
@@ -438,7 +505,7 @@ mod tests {
             20,
             "held points do not expire while the hold is open"
         );
-        ledger.release_hold(hold).unwrap();
+        ledger.release_hold(hold, day(1)).unwrap();
         assert_eq!(ledger.expire(year_end), 80);
         assert_eq!(ledger.balance(), 40);
         assert_eq!(ledger.entries.iter().filter(|e| e.kind == EntryKind::Expire).count(), 2);
@@ -447,8 +514,44 @@ mod tests {
         let hold = ledger.place_hold(30, day(10), "till").unwrap();
         assert_eq!(ledger.available(), 10);
         assert!(ledger.redeem(11, day(5), "x").is_err());
-        assert_eq!(ledger.confirm_hold(hold, day(10)), Err(LedgerError::HoldExpired(hold)));
+        let expired = EndedHold {
+            id: hold,
+            end: HoldEnd::Expired,
+            at: day(10),
+        };
+        assert_eq!(ledger.confirm_hold(hold, day(10)), Err(LedgerError::HoldEnded(expired)));
         assert!(ledger.holds.is_empty(), "an expired hold is released");
+    }
+
+    #[test]
+    fn an_ended_hold_is_told_from_one_that_never_was() {
+        let mut ledger = Ledger::default();
+        ledger.credit(Credit::Earn, 100, day(0), day(365), "order-1").unwrap();
+        let confirmed = ledger.place_hold(10, day(2), "till").unwrap();
+        let released = ledger.place_hold(10, day(2), "till").unwrap();
+        let lapsed = ledger.place_hold(10, day(2), "till").unwrap();
+        ledger.confirm_hold(confirmed, day(1)).unwrap();
+        ledger.release_hold(released, day(1)).unwrap();
+        ledger.release_expired_holds(day(3));
+        let ended = |id, end, at| Err(LedgerError::HoldEnded(EndedHold { id, end, at }));
+        assert_eq!(
+            ledger.release_hold(confirmed, day(4)).map(|_| ()),
+            ended(confirmed, HoldEnd::Confirmed, day(1))
+        );
+        assert_eq!(
+            ledger.confirm_hold(released, day(4)),
+            ended(released, HoldEnd::Released, day(1))
+        );
+        assert_eq!(
+            ledger.confirm_hold(lapsed, day(4)),
+            ended(lapsed, HoldEnd::Expired, day(2))
+        );
+        assert_eq!(ledger.confirm_hold(99, day(4)), Err(LedgerError::HoldNotFound(99)));
+        for _ in 0..ENDED_HOLDS_KEPT {
+            let hold = ledger.place_hold(1, day(5), "till").unwrap();
+            ledger.release_hold(hold, day(4)).unwrap();
+        }
+        assert_eq!(ledger.ended_holds().len(), ENDED_HOLDS_KEPT, "only the latest are kept");
     }
 
     #[test]
@@ -536,7 +639,7 @@ mod tests {
                         }
                     }
                     Op::Release(index) => {
-                        if let Some(&id) = holds.get(index) { let _ = ledger.release_hold(id); }
+                        if let Some(&id) = holds.get(index) { let _ = ledger.release_hold(id, now); }
                     }
                     Op::Expire => {
                         ledger.release_expired_holds(now);

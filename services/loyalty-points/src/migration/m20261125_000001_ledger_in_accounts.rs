@@ -79,7 +79,8 @@ impl MigrationTrait for Migration {
             let (tenant_id, program_id, member_id) = account;
             let update = Query::update()
                 .table("accounts")
-                .value("ledger", ledger_state::encode(&lots, &holds))
+                // No hold had ended then: the same bytes as the encoding of that day.
+                .value("ledger", ledger_state::encode(&lots, &holds, &[]))
                 .value("next_due", next_due)
                 .and_where(Expr::col("tenant_id").eq(tenant_id))
                 .and_where(Expr::col("program_id").eq(program_id))

@@ -198,7 +198,7 @@ async fn build(
 
 /// The account a row holds.
 fn stored(row: &accounts::Model) -> Result<StoredAccount> {
-    let (lots, holds) = ledger_state::decode(row.ledger.as_deref().unwrap_or_default()).map_err(|error| {
+    let state = ledger_state::decode(row.ledger.as_deref().unwrap_or_default()).map_err(|error| {
         DbErr::Custom(format!(
             "account {}/{} has an undecodable ledger: {error}",
             row.program_id, row.member_id
@@ -206,8 +206,9 @@ fn stored(row: &accounts::Model) -> Result<StoredAccount> {
     })?;
     Ok(StoredAccount {
         balance: row.balance,
-        lots,
-        holds,
+        lots: state.lots,
+        holds: state.holds,
+        ended_holds: state.ended_holds,
         last_id: row.next_id.unsigned_abs(),
         tier: row.tier.clone(),
         period_growth: row.growth_period,
@@ -294,6 +295,7 @@ pub fn save(
             ledger: Set(Some(ledger_state::encode(
                 account.ledger.lots(),
                 account.ledger.holds(),
+                account.ledger.ended_holds(),
             ))),
             next_due: Set(ledger_state::next_due(account.ledger.lots(), account.ledger.holds())),
         };

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::ledger::{Hold, Lot};
+use crate::domain::ledger::{EndedHold, Hold, HoldEnd, Lot};
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct State {
@@ -12,6 +12,29 @@ struct State {
     lots: Vec<StoredLot>,
     #[prost(message, repeated, tag = "2")]
     holds: Vec<StoredHold>,
+    #[prost(message, repeated, tag = "3")]
+    ended_holds: Vec<StoredEndedHold>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct StoredEndedHold {
+    #[prost(uint64, tag = "1")]
+    id: u64,
+    /// 1 confirmed, 2 released, 3 expired.
+    #[prost(int32, tag = "2")]
+    end: i32,
+    #[prost(int64, tag = "3")]
+    at_us: i64,
+}
+
+const ENDS: [(HoldEnd, i32); 3] = [(HoldEnd::Confirmed, 1), (HoldEnd::Released, 2), (HoldEnd::Expired, 3)];
+
+/// What an account's row holds of its ledger beside its balance.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LedgerState {
+    pub lots: Vec<Lot>,
+    pub holds: Vec<Hold>,
+    pub ended_holds: Vec<EndedHold>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -49,6 +72,8 @@ pub enum DecodeError {
     Encoding(#[from] prost::DecodeError),
     #[error("timestamp {0} µs is out of range")]
     Time(i64),
+    #[error("{0} is not how a hold ends")]
+    HoldEnd(i32),
 }
 
 fn time(micros: i64) -> Result<DateTime<Utc>, DecodeError> {
@@ -56,8 +81,8 @@ fn time(micros: i64) -> Result<DateTime<Utc>, DecodeError> {
 }
 
 /// Encodes the lots still holding points (spent and expired ones are history: the entries keep
-/// it) and the open holds.
-pub fn encode(lots: &[Lot], holds: &[Hold]) -> Vec<u8> {
+/// it), the open holds and the latest that ended.
+pub fn encode(lots: &[Lot], holds: &[Hold], ended_holds: &[EndedHold]) -> Vec<u8> {
     let state = State {
         lots: lots
             .iter()
@@ -80,12 +105,23 @@ pub fn encode(lots: &[Lot], holds: &[Hold]) -> Vec<u8> {
                 reference: hold.reference.clone(),
             })
             .collect(),
+        ended_holds: ended_holds
+            .iter()
+            .map(|ended| StoredEndedHold {
+                id: ended.id,
+                end: ENDS
+                    .iter()
+                    .find(|(end, _)| *end == ended.end)
+                    .map_or(0, |(_, code)| *code),
+                at_us: ended.at.timestamp_micros(),
+            })
+            .collect(),
     };
     prost::Message::encode_to_vec(&state)
 }
 
-/// The lots and holds `encode` stored; nothing stored means none.
-pub fn decode(bytes: &[u8]) -> Result<(Vec<Lot>, Vec<Hold>), DecodeError> {
+/// What `encode` stored; nothing stored means none.
+pub fn decode(bytes: &[u8]) -> Result<LedgerState, DecodeError> {
     let state: State = prost::Message::decode(bytes)?;
     let lots = state
         .lots
@@ -113,7 +149,27 @@ pub fn decode(bytes: &[u8]) -> Result<(Vec<Lot>, Vec<Hold>), DecodeError> {
             })
         })
         .collect::<Result<_, DecodeError>>()?;
-    Ok((lots, holds))
+    let ended_holds = state
+        .ended_holds
+        .into_iter()
+        .map(|ended| {
+            let end = ENDS
+                .iter()
+                .find(|(_, code)| *code == ended.end)
+                .map(|(end, _)| *end)
+                .ok_or(DecodeError::HoldEnd(ended.end))?;
+            Ok(EndedHold {
+                id: ended.id,
+                end,
+                at: time(ended.at_us)?,
+            })
+        })
+        .collect::<Result<_, DecodeError>>()?;
+    Ok(LedgerState {
+        lots,
+        holds,
+        ended_holds,
+    })
 }
 
 /// When the account next needs settling without anyone touching it: its soonest lot expiry or
@@ -145,11 +201,21 @@ mod tests {
             expires_at: at + chrono::Duration::minutes(15),
             reference: "till-7".into(),
         };
-        let bytes = encode(&[lot(1, 0), lot(2, 60), lot(3, 100)], std::slice::from_ref(&hold));
-        let (lots, holds) = decode(&bytes).unwrap();
-        assert_eq!(lots, vec![lot(2, 60), lot(3, 100)], "the spent lot is not kept");
-        assert_eq!(holds, vec![hold]);
-        assert_eq!(decode(&[]).unwrap(), (Vec::new(), Vec::new()));
+        let ended = EndedHold {
+            id: 5,
+            end: HoldEnd::Expired,
+            at,
+        };
+        let bytes = encode(
+            &[lot(1, 0), lot(2, 60), lot(3, 100)],
+            std::slice::from_ref(&hold),
+            std::slice::from_ref(&ended),
+        );
+        let state = decode(&bytes).unwrap();
+        assert_eq!(state.lots, vec![lot(2, 60), lot(3, 100)], "the spent lot is not kept");
+        assert_eq!(state.holds, vec![hold]);
+        assert_eq!(state.ended_holds, vec![ended]);
+        assert_eq!(decode(&[]).unwrap(), LedgerState::default());
         assert!(decode(&[0xff, 0xff]).is_err());
     }
 }
