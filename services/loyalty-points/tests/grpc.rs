@@ -9,7 +9,7 @@ use quanyu_runtime::service::Service as _;
 use quanyu_testkit::points::{
     account, balance, cny, member_buyer, phone_buyer, program, record, refund, sale, with_program,
 };
-use quanyu_testkit::{Suite, keys};
+use quanyu_testkit::{ACME, Suite, keys};
 use sea_orm::{ConnectionTrait, Statement};
 use tonic::Code;
 
@@ -32,6 +32,8 @@ quanyu_testkit::suite!(
     large_batches_of_members_and_non_members_land_whole,
     keyed_writes_are_answered_as_they_were_the_first_time,
     a_program_earns_in_its_own_currency_only,
+    concurrent_uploads_creating_the_same_accounts_apply_each_sale_once,
+    an_account_two_transactions_create_at_once_is_created_once,
     a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale,
     uploads_at_once_apply_each_sale_once,
     a_sale_sent_again_by_a_till_gets_its_first_answer,
@@ -1177,4 +1179,105 @@ async fn a_program_earns_in_its_own_currency_only(suite: Suite) {
     let results = record(&mut pos, vec![in_currency("c-4", "USD"), in_currency("c-5", "CNY")]).await;
     assert_eq!(results[0].outcome, pb::SaleOutcome::Applied as i32);
     assert!(refusal(&results[1]).contains("earns in USD"));
+}
+
+/// Four uploads at once whose buyers overlap and have no account yet: every transaction creates
+/// some of the same accounts. Each sale is applied once, and no call fails.
+async fn concurrent_uploads_creating_the_same_accounts_apply_each_sale_once(suite: Suite) {
+    with_program(&suite, 0).await;
+    let (clients, batches, per_batch, buyers) = (4usize, 5usize, 200usize, 150usize);
+    let mut uploads = Vec::new();
+    for client in 0..clients {
+        let mut pos = suite.points(keys::ACME_POS).await;
+        uploads.push(tokio::spawn(async move {
+            let mut applied = 0;
+            for batch in 0..batches {
+                let sales = (0..per_batch)
+                    .map(|n| {
+                        let buyer = (client * 7_919 + batch * 104_729 + n * 31) % buyers;
+                        let key = format!("o-{client}-{batch}-{n}");
+                        sale(&key, member_buyer(&format!("new-{buyer}")), 1_000)
+                    })
+                    .collect();
+                let results = record(&mut pos, sales).await;
+                applied += results
+                    .iter()
+                    .filter(|result| result.outcome == pb::SaleOutcome::Applied as i32)
+                    .count();
+            }
+            applied
+        }));
+    }
+    let mut applied = 0;
+    for upload in uploads {
+        applied += upload.await.unwrap();
+    }
+    assert_eq!(applied, clients * batches * per_batch, "every sale applied");
+    let db = suite.database(quanyu_loyalty_points::LoyaltyPoints::SCHEMA).await;
+    assert_eq!(
+        rows_in(&db, "sales").await,
+        i64::try_from(applied).unwrap(),
+        "each once"
+    );
+    assert_eq!(rows_in(&db, "accounts").await, i64::try_from(buyers).unwrap());
+    let earned: i64 = rows_of_sum(&db).await;
+    assert_eq!(
+        earned,
+        i64::try_from(applied * 10).unwrap(),
+        "10 points a sale, in the accounts"
+    );
+}
+
+async fn rows_of_sum(db: &sea_orm::DatabaseConnection) -> i64 {
+    let sum = Statement::from_string(
+        db.get_database_backend(),
+        "SELECT CAST(SUM(balance) AS BIGINT) AS total FROM accounts",
+    );
+    let row = db.query_one_raw(sum).await.unwrap().unwrap();
+    row.try_get("", "total").unwrap()
+}
+
+/// Two transactions that both find an account missing: the second waits for the first to create
+/// it and then sees what the first wrote, instead of opening an empty account of its own (whose
+/// insert then failed at commit, and a race of many such uploads ran out of retries).
+async fn an_account_two_transactions_create_at_once_is_created_once(suite: Suite) {
+    use quanyu_loyalty_points::domain::ledger::Credit;
+    use quanyu_loyalty_points::store::accounts;
+    use quanyu_runtime::db::{Writes, begin_write};
+
+    with_program(&suite, 0).await;
+    let db = suite.database(quanyu_loyalty_points::LoyaltyPoints::SCHEMA).await;
+    let programs = quanyu_loyalty_points::app::programs::load(&db, ACME).await.unwrap();
+    let id = ("lumen-club".to_owned(), "m-race".to_owned());
+    let at = chrono::Utc::now();
+
+    let first = begin_write(&db).await.unwrap();
+    let mut loaded = accounts::load(&first, ACME, &programs, [id.clone()], at).await.unwrap();
+    let account = loaded.get_mut(&id).unwrap();
+    account
+        .ledger
+        .credit(Credit::Earn, 10, at, at + chrono::Duration::days(365), "t-1")
+        .unwrap();
+
+    let second_db = suite.database(quanyu_loyalty_points::LoyaltyPoints::SCHEMA).await;
+    let (programs_2, id_2) = (programs.clone(), id.clone());
+    let second = tokio::spawn(async move {
+        let txn = begin_write(&second_db).await.unwrap();
+        let loaded = accounts::load(&txn, ACME, &programs_2, [id_2.clone()], at)
+            .await
+            .unwrap();
+        let balance = loaded[&id_2].ledger.balance();
+        txn.commit().await.unwrap();
+        balance
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut writes = Writes::new(&first);
+    accounts::save(&mut writes, ACME, &programs, &mut [account], at);
+    writes.execute(&first).await.unwrap();
+    first.commit().await.unwrap();
+    assert_eq!(
+        second.await.unwrap(),
+        10,
+        "the second transaction sees the account the first made"
+    );
 }

@@ -34,9 +34,6 @@ pub struct Account {
     pub growth_year: i32,
     /// Points earned today before this change, for the daily cap; kept current as a batch earns.
     pub earned_today: i64,
-    /// No row holds it yet (a first sale): the store inserts it, and a concurrent first sale's
-    /// insert of the same account fails rather than overwrites.
-    pub is_new: bool,
     /// Holds that ended in this change, and how.
     pub ended_holds: Vec<(Hold, HoldEnd)>,
     /// The tier and holds as loaded, to tell what the change did.
@@ -52,10 +49,7 @@ impl Account {
             growth_year: at.with_timezone(&program.offset).year(),
             ..StoredAccount::default()
         };
-        Self {
-            is_new: true,
-            ..Self::settle(program, member_id, stored, 0, at)
-        }
+        Self::settle(program, member_id, stored, 0, at)
     }
 
     /// An account as stored, settled to `at`: holds past their TTL end, due lots expire, and each
@@ -99,7 +93,6 @@ impl Account {
             tier,
             growth_year: year.max(stored.growth_year),
             earned_today,
-            is_new: false,
             ended_holds,
             loaded_tier: stored.tier,
             loaded_holds,

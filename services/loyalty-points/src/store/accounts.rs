@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use quanyu_runtime::db::{Writes, find_by_keys};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
     FromQueryResult, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect, Statement,
@@ -27,9 +28,8 @@ type Result<T> = std::result::Result<T, DbErr>;
 pub type AccountId = (String, String);
 
 /// Loads the accounts of `wanted` whose program exists and locks their rows: one statement per
-/// program. Accounts missing are opened in memory and created when saved, so a first sale costs no
-/// statement of its own and writes its row once; two first sales racing on one account make one
-/// insert fail, and its transaction is retried. Due lots expire and lapsed holds end here.
+/// program, and for accounts that have no row yet, an insert and a second lock (see `create`).
+/// Due lots expire and lapsed holds end here.
 pub async fn load(
     txn: &DatabaseTransaction,
     tenant_id: &str,
@@ -164,11 +164,24 @@ async fn build(
     tenant_id: &str,
     programs: &Programs,
     wanted: &BTreeSet<AccountId>,
-    rows: Vec<accounts::Model>,
+    mut rows: Vec<accounts::Model>,
     at: DateTime<Utc>,
 ) -> Result<HashMap<AccountId, Account>> {
     if wanted.is_empty() {
         return Ok(HashMap::new());
+    }
+    let found: BTreeSet<(&str, &str)> = rows
+        .iter()
+        .map(|row| (row.program_id.as_str(), row.member_id.as_str()))
+        .collect();
+    let missing: BTreeSet<AccountId> = wanted
+        .iter()
+        .filter(|(program_id, member_id)| !found.contains(&(program_id.as_str(), member_id.as_str())))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        create(txn, tenant_id, programs, &missing, at).await?;
+        rows.extend(lock_rows(txn, tenant_id, &missing).await?);
     }
     let mut earned_of: HashMap<AccountId, i64> = HashMap::new();
     for (program_id, members) in &members_by_program(wanted) {
@@ -187,13 +200,57 @@ async fn build(
         let account = Account::settle(program, row.member_id.clone(), stored(&row)?, earned_today, at);
         loaded.insert(id, account);
     }
-    for id in wanted {
-        if !loaded.contains_key(id) {
-            let program = &programs[&id.0].0;
-            loaded.insert(id.clone(), Account::open(program, id.1.clone(), at));
-        }
-    }
     Ok(loaded)
+}
+
+/// Creates the accounts of `missing` that no one has created meanwhile, empty, in key order: a
+/// transaction creating an account that another is creating waits for the other's insert and
+/// then finds its row (insert or lock), instead of both applying sales to an empty account in
+/// memory and one failing at commit.
+async fn create(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    programs: &Programs,
+    missing: &BTreeSet<AccountId>,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let rows = missing
+        .iter()
+        .map(|(program_id, member_id)| {
+            let opened = Account::open(&programs[program_id].0, member_id.clone(), at);
+            row(tenant_id, &opened, at)
+        })
+        .collect();
+    let keys = [
+        accounts::Column::TenantId,
+        accounts::Column::ProgramId,
+        accounts::Column::MemberId,
+    ];
+    let mut writes = Writes::new(txn);
+    writes.insert_many(rows, Some(OnConflict::columns(keys).do_nothing().to_owned()));
+    writes.execute(txn).await
+}
+
+/// An account's row as saved.
+fn row(tenant_id: &str, account: &Account, at: DateTime<Utc>) -> accounts::ActiveModel {
+    accounts::ActiveModel {
+        tenant_id: Set(tenant_id.to_owned()),
+        program_id: Set(account.program_id.clone()),
+        member_id: Set(account.member_id.clone()),
+        balance: Set(account.ledger.balance()),
+        growth_period: Set(account.tier.period_growth),
+        growth_lifetime: Set(account.tier.lifetime_growth),
+        growth_year: Set(account.growth_year),
+        tier: Set(account.tier.tier.clone()),
+        next_id: Set(i64::try_from(account.ledger.last_id()).unwrap_or(i64::MAX)),
+        updated_at: Set(at),
+        ledger: Set(Some(ledger_state::encode(
+            account.ledger.lots(),
+            account.ledger.holds(),
+            account.ledger.ended_holds(),
+        ))),
+        next_due: Set(ledger_state::next_due(account.ledger.lots(), account.ledger.holds())),
+    }
 }
 
 /// The account a row holds.
@@ -275,35 +332,12 @@ pub fn save(
     at: DateTime<Utc>,
 ) -> Vec<Vec<Entry>> {
     let mut account_rows = Vec::new();
-    let mut new_account_rows = Vec::new();
     let mut entry_rows = Vec::new();
     let mut appended_of = Vec::with_capacity(accounts.len());
     for account in accounts.iter_mut() {
         let version = programs.get(&account.program_id).map_or(0, |(_, version)| *version);
         let rules_version = i32::try_from(version).unwrap_or(i32::MAX);
-        let row = accounts::ActiveModel {
-            tenant_id: Set(tenant_id.to_owned()),
-            program_id: Set(account.program_id.clone()),
-            member_id: Set(account.member_id.clone()),
-            balance: Set(account.ledger.balance()),
-            growth_period: Set(account.tier.period_growth),
-            growth_lifetime: Set(account.tier.lifetime_growth),
-            growth_year: Set(account.growth_year),
-            tier: Set(account.tier.tier.clone()),
-            next_id: Set(i64::try_from(account.ledger.last_id()).unwrap_or(i64::MAX)),
-            updated_at: Set(at),
-            ledger: Set(Some(ledger_state::encode(
-                account.ledger.lots(),
-                account.ledger.holds(),
-                account.ledger.ended_holds(),
-            ))),
-            next_due: Set(ledger_state::next_due(account.ledger.lots(), account.ledger.holds())),
-        };
-        if std::mem::take(&mut account.is_new) {
-            new_account_rows.push(row);
-        } else {
-            account_rows.push(row);
-        }
+        account_rows.push(row(tenant_id, account, at));
         let appended = account.ledger.take_entries();
         entry_rows.extend(appended.iter().map(|entry| entries::ActiveModel {
             tenant_id: Set(tenant_id.to_owned()),
@@ -320,7 +354,6 @@ pub fn save(
         appended_of.push(appended);
     }
     writes.update_many(account_rows);
-    writes.insert_many(new_account_rows, None);
     writes.insert_many(entry_rows, None);
     appended_of
 }
