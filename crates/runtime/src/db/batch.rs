@@ -68,8 +68,9 @@ impl Writes {
     }
 
     /// Updates `rows`, found by their entity's primary key, to the values set in them, as inserts
-    /// that update on a conflict with the key (each row exists, so each insert becomes its
-    /// update; from arrays on PostgreSQL when there are many). Each row sets every column without
+    /// that update on a conflict with the key (the insert of a row that exists becomes its update,
+    /// and one that does not exist yet is inserted; from arrays on PostgreSQL when there are
+    /// many). Each row sets every column without
     /// a default, as an insert must: the database checks them before it meets the conflict.
     /// An insert finds each row by the key's index whatever the statistics say; PostgreSQL plans
     /// an `UPDATE … FROM` a list as a join, and hashed every account of a program (12 ms at

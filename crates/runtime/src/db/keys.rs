@@ -72,3 +72,26 @@ where
     let statement = sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
     M::find_by_statement(statement).all(db).await
 }
+
+/// Takes a transaction-scoped lock on each of `keys`, in one order for every transaction, so that
+/// work on something that has no row yet (an account being created) is serialized like work on
+/// a row. PostgreSQL advisory locks, by a 64-bit hash of the key (a collision only makes two
+/// transactions take turns); SQLite has one writer: nothing to lock.
+pub async fn lock_keys<C: ConnectionTrait>(db: &C, keys: &[String]) -> Result<(), DbErr> {
+    if keys.is_empty() || db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let mut hashes: Vec<i64> = keys
+        .iter()
+        .map(|key| i64::from_ne_bytes(crate::fnv1a(crate::FNV_OFFSET, key.as_bytes()).to_ne_bytes()))
+        .collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    let statement = sea_orm::Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock(key) FROM unnest($1::int8[]) AS locks(key)",
+        [hashes.into()],
+    );
+    db.execute_raw(statement).await?;
+    Ok(())
+}

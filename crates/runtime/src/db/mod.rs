@@ -11,7 +11,7 @@ mod retry;
 
 pub use batch::Writes;
 pub use connect::{DatabaseConfig, begin_write, connect};
-pub use keys::{find_by_keys, find_columns_by_keys};
+pub use keys::{find_by_keys, find_columns_by_keys, lock_keys};
 pub use retry::{Transient, with_retries};
 
 use sea_orm::IdenStatic;

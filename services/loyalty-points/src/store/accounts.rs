@@ -9,8 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use quanyu_runtime::db::{Writes, find_by_keys};
-use sea_orm::sea_query::OnConflict;
+use quanyu_runtime::db::{Writes, find_by_keys, lock_keys};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
     FromQueryResult, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect, Statement,
@@ -28,8 +27,9 @@ type Result<T> = std::result::Result<T, DbErr>;
 pub type AccountId = (String, String);
 
 /// Loads the accounts of `wanted` whose program exists and locks their rows: one statement per
-/// program, and for accounts that have no row yet, an insert and a second lock (see `create`).
-/// Due lots expire and lapsed holds end here.
+/// program. Accounts that have no row yet are opened in memory and created by the save (an
+/// insert of the same upsert that updates the others), under a lock of their key taken here, so
+/// that two transactions never both create one. Due lots expire and lapsed holds end here.
 pub async fn load(
     txn: &DatabaseTransaction,
     tenant_id: &str,
@@ -180,7 +180,14 @@ async fn build(
         .cloned()
         .collect();
     if !missing.is_empty() {
-        create(txn, tenant_id, programs, &missing, at).await?;
+        // An account is created by the save of the transaction that first finds it missing, as
+        // an insert: a transaction that finds it missing too waits here for that one to end, then
+        // finds its row, instead of opening an empty account of its own (insert or lock).
+        let keys: Vec<String> = missing
+            .iter()
+            .map(|(program_id, member_id)| format!("account\u{0}{tenant_id}\u{0}{program_id}\u{0}{member_id}"))
+            .collect();
+        lock_keys(txn, &keys).await?;
         rows.extend(lock_rows(txn, tenant_id, &missing).await?);
     }
     let mut earned_of: HashMap<AccountId, i64> = HashMap::new();
@@ -200,35 +207,12 @@ async fn build(
         let account = Account::settle(program, row.member_id.clone(), stored(&row)?, earned_today, at);
         loaded.insert(id, account);
     }
+    for id in wanted {
+        if !loaded.contains_key(id) {
+            loaded.insert(id.clone(), Account::open(&programs[&id.0].0, id.1.clone(), at));
+        }
+    }
     Ok(loaded)
-}
-
-/// Creates the accounts of `missing` that no one has created meanwhile, empty, in key order: a
-/// transaction creating an account that another is creating waits for the other's insert and
-/// then finds its row (insert or lock), instead of both applying sales to an empty account in
-/// memory and one failing at commit.
-async fn create(
-    txn: &DatabaseTransaction,
-    tenant_id: &str,
-    programs: &Programs,
-    missing: &BTreeSet<AccountId>,
-    at: DateTime<Utc>,
-) -> Result<()> {
-    let rows = missing
-        .iter()
-        .map(|(program_id, member_id)| {
-            let opened = Account::open(&programs[program_id].0, member_id.clone(), at);
-            row(tenant_id, &opened, at)
-        })
-        .collect();
-    let keys = [
-        accounts::Column::TenantId,
-        accounts::Column::ProgramId,
-        accounts::Column::MemberId,
-    ];
-    let mut writes = Writes::new(txn);
-    writes.insert_many(rows, Some(OnConflict::columns(keys).do_nothing().to_owned()));
-    writes.execute(txn).await
 }
 
 /// An account's row as saved.
