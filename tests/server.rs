@@ -74,9 +74,18 @@ async fn requests_over_four_mebibytes_are_refused() {
 async fn a_callers_deadline_is_honoured() {
     let suite = Sandbox::suite(Backend::Sqlite).await.unwrap();
     let mut client = suite.identity(keys::ACME_PLATFORM).await;
-    let mut request = tonic::Request::new(pb::ListMembersRequest::default());
+    // A call that takes many milliseconds: a listing of no members could be answered before the
+    // server's timer first fires, and the deadline would never be checked.
+    let identities = (0..1_000)
+        .map(|n| pb::Identity {
+            kind: pb::IdentityKind::Phone.into(),
+            value: format!("1380013{n:04}"),
+            namespace: String::new(),
+        })
+        .collect();
+    let mut request = tonic::Request::new(pb::ResolveIdentitiesRequest { identities });
     request.set_timeout(Duration::from_nanos(1));
-    let status = client.list_members(request).await.unwrap_err();
+    let status = client.resolve_identities(request).await.unwrap_err();
     assert!(
         matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
         "{status:?}"
