@@ -93,6 +93,22 @@ impl PointsApi {
         Ok(current.remove(&asked).unwrap_or(asked))
     }
 
+    /// Confirms or releases (`end`) the hold a till names; the balance after.
+    async fn end_hold<T>(
+        &self,
+        request: &Request<T>,
+        account: Option<&pb::AccountRef>,
+        hold_id: &str,
+        end: impl Fn(u64) -> Change,
+    ) -> Result<pb::Balance, Status> {
+        let actor = authorize(request, REDEEM)?;
+        let hold_id = hold_id
+            .parse()
+            .map_err(|_| PointsError::UnknownHold(hold_id.to_owned()))?;
+        let changed = self.unkeyed_change(&actor, account, || end(hold_id)).await?;
+        Ok(changed.balance)
+    }
+
     /// Runs a change that no idempotency key guards (confirming or releasing a hold, reading).
     async fn unkeyed_change(
         &self,
@@ -350,27 +366,23 @@ impl PointsService for PointsApi {
     }
 
     async fn confirm_hold(&self, request: Request<pb::ConfirmHoldRequest>) -> Reply<pb::ConfirmHoldResponse> {
-        let actor = authorize(&request, REDEEM)?;
         let input = request.get_ref();
-        let hold_id = hold_id(&input.hold_id)?;
-        let changed = self
-            .unkeyed_change(&actor, input.account.as_ref(), || Change::ConfirmHold { hold_id })
+        let balance = self
+            .end_hold(&request, input.account.as_ref(), &input.hold_id, |hold_id| {
+                Change::ConfirmHold { hold_id }
+            })
             .await?;
-        Ok(Response::new(pb::ConfirmHoldResponse {
-            balance: Some(changed.balance),
-        }))
+        Ok(Response::new(pb::ConfirmHoldResponse { balance: Some(balance) }))
     }
 
     async fn release_hold(&self, request: Request<pb::ReleaseHoldRequest>) -> Reply<pb::ReleaseHoldResponse> {
-        let actor = authorize(&request, REDEEM)?;
         let input = request.get_ref();
-        let hold_id = hold_id(&input.hold_id)?;
-        let changed = self
-            .unkeyed_change(&actor, input.account.as_ref(), || Change::ReleaseHold { hold_id })
+        let balance = self
+            .end_hold(&request, input.account.as_ref(), &input.hold_id, |hold_id| {
+                Change::ReleaseHold { hold_id }
+            })
             .await?;
-        Ok(Response::new(pb::ReleaseHoldResponse {
-            balance: Some(changed.balance),
-        }))
+        Ok(Response::new(pb::ReleaseHoldResponse { balance: Some(balance) }))
     }
 
     async fn adjust(&self, request: Request<pb::AdjustRequest>) -> Reply<pb::AdjustResponse> {
@@ -403,8 +415,4 @@ impl PointsService for PointsApi {
             .await?;
         Ok(Response::new(response))
     }
-}
-
-fn hold_id(id: &str) -> Result<u64, PointsError> {
-    id.parse().map_err(|_| PointsError::UnknownHold(id.to_owned()))
 }
