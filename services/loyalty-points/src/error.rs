@@ -12,7 +12,7 @@ pub enum PointsError {
     #[error("{}", describe(.0))]
     InvalidInput(Vec<FieldViolation>),
     #[error("{0}")]
-    Ledger(#[from] LedgerError),
+    Ledger(LedgerError),
     #[error("program {0:?} not found")]
     ProgramNotFound(String),
     /// A hold id no PlaceHold returned (ids are opaque to the caller).
@@ -38,6 +38,19 @@ impl PointsError {
     }
 }
 
+/// Every use case that moves points takes them in a field named `points`: a refusal for their
+/// size names it.
+impl From<LedgerError> for PointsError {
+    fn from(error: LedgerError) -> Self {
+        match error {
+            LedgerError::NotPositive(_) | LedgerError::TooManyPoints(_) | LedgerError::BalanceOutOfRange { .. } => {
+                Self::invalid("points", error.to_string())
+            }
+            other => Self::Ledger(other),
+        }
+    }
+}
+
 impl From<Vec<FieldViolation>> for PointsError {
     fn from(violations: Vec<FieldViolation>) -> Self {
         Self::InvalidInput(violations)
@@ -58,9 +71,13 @@ impl From<tonic::Status> for PointsError {
 impl ServiceError for PointsError {
     fn code(&self) -> Code {
         match self {
-            Self::InvalidInput(_) | Self::Ledger(LedgerError::NotPositive(_) | LedgerError::ExpiryNotAfterEarning) => {
-                Code::InvalidArgument
-            }
+            Self::InvalidInput(_)
+            | Self::Ledger(
+                LedgerError::NotPositive(_)
+                | LedgerError::TooManyPoints(_)
+                | LedgerError::BalanceOutOfRange { .. }
+                | LedgerError::ExpiryNotAfterEarning,
+            ) => Code::InvalidArgument,
             Self::Ledger(LedgerError::InsufficientPoints { .. } | LedgerError::HoldEnded(_)) => {
                 Code::FailedPrecondition
             }
@@ -69,7 +86,7 @@ impl ServiceError for PointsError {
             }
             Self::BrandTaken { .. } | Self::IdempotencyConflict { .. } => Code::AlreadyExists,
             Self::IdentityUnavailable(_) | Self::Unavailable(_) => Code::Unavailable,
-            Self::Identity(_) | Self::Database(_) => Code::Internal,
+            Self::Identity(_) | Self::Database(_) | Self::Ledger(LedgerError::MergeOverflow) => Code::Internal,
         }
     }
 

@@ -37,6 +37,7 @@ quanyu_testkit::suite!(
     a_replayed_batch_is_answered_whole_as_it_would_be_sale_by_sale,
     uploads_at_once_apply_each_sale_once,
     a_sale_sent_again_by_a_till_gets_its_first_answer,
+    amounts_past_their_bounds_are_refused_naming_the_field,
 );
 
 async fn rows_in(db: &sea_orm::DatabaseConnection, table: &str) -> i64 {
@@ -1280,4 +1281,78 @@ async fn an_account_two_transactions_create_at_once_is_created_once(suite: Suite
         10,
         "the second transaction sees the account the first made"
     );
+}
+
+/// The fields a refusal names, from its `google.rpc.BadRequest`.
+fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    let details = tonic_types::StatusExt::get_error_details(status);
+    let violations = details.bad_request().map(|request| request.field_violations.clone());
+    violations.unwrap_or_default().into_iter().map(|v| v.field).collect()
+}
+
+/// Adjustments and sales at and past `i64`'s ends are refused naming their field; the balance
+/// bound holds however many adjustments pile up; nothing wraps.
+async fn amounts_past_their_bounds_are_refused_naming_the_field(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let mut platform = suite.points(keys::ACME_PLATFORM).await;
+    let earned = record(&mut pos, vec![sale("x-0", phone_buyer("13700137000"), 1_000)]).await;
+    let member_id = earned[0].member_id.clone();
+    let adjust = |points: i64, key: &str| pb::AdjustRequest {
+        account: account(&member_id),
+        points,
+        reason: "bound check".into(),
+        idempotency_key: key.into(),
+    };
+    for (points, key) in [(i64::MAX, "x-max"), (i64::MIN, "x-min"), (1_000_000_000_001, "x-over")] {
+        let refused = platform.adjust(adjust(points, key)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{points}: {refused:?}");
+        assert_eq!(violated_fields(&refused), ["points"], "{points}");
+    }
+    for step in 0..999 {
+        platform
+            .adjust(adjust(1_000_000_000_000, &format!("x-{step}")))
+            .await
+            .unwrap();
+    }
+    let past = platform.adjust(adjust(1_000_000_000_000, "x-past")).await.unwrap_err();
+    assert_eq!(past.code(), Code::InvalidArgument, "{past:?}");
+    assert_eq!(violated_fields(&past), ["points"]);
+    assert!(past.message().contains("balance"), "{past:?}");
+    let held = balance(&mut pos, &member_id).await.balance;
+    assert_eq!(held, 999_000_000_000_000 + 10, "up to the bound, not past it");
+    let over_redeem = pos
+        .redeem(pb::RedeemRequest {
+            account: account(&member_id),
+            points: i64::MAX,
+            idempotency_key: "x-redeem".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&over_redeem), ["points"]);
+
+    let mut huge = sale("x-huge", member_buyer(&member_id), 1_000);
+    huge.amount.as_mut().unwrap().amount_minor = i64::MAX;
+    huge.lines[0].amount.as_mut().unwrap().amount_minor = i64::MAX;
+    let mut many_lines = sale("x-lines", member_buyer(&member_id), 9_000_000_000_000);
+    many_lines.lines = vec![many_lines.lines[0].clone(); 2];
+    let mut greedy = sale("x-greedy", member_buyer(&member_id), 1_000);
+    greedy.points_redeemed = i64::MAX;
+    let results = record(&mut pos, vec![huge, many_lines, greedy]).await;
+    let fields: Vec<Vec<String>> = results
+        .iter()
+        .map(|result| {
+            assert_eq!(result.outcome, pb::SaleOutcome::Rejected as i32, "{result:?}");
+            result.violations.iter().map(|v| v.field.clone()).collect()
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            vec!["amount.amount_minor", "lines[0].amount.amount_minor", "lines"],
+            vec!["lines"],
+            vec!["points_redeemed"],
+        ]
+    );
+    assert_eq!(balance(&mut pos, &member_id).await.balance, held, "nothing applied");
 }

@@ -23,6 +23,7 @@ use crate::app::programs::ProgramCatalog;
 use crate::app::sales::{BatchReplay, SaleSync};
 use crate::app::sales_writer::{MAX_BATCH, SalesWriter};
 use crate::convert::{entry_kind_from_pb, entry_kind_to_pb, rejected_to_pb};
+use crate::domain::ledger::MAX_POINTS_PER_CHANGE;
 use crate::domain::program::ProgramRules;
 use crate::error::PointsError;
 use crate::store;
@@ -390,8 +391,16 @@ impl PointsService for PointsApi {
         let input = request.get_ref();
         let mut violations = Violations::default();
         let key = violations.check(idempotency_key(&input.idempotency_key));
-        if input.points == 0 {
-            violations.add("points", "must not be 0");
+        if input.points == 0
+            || input
+                .points
+                .checked_abs()
+                .is_none_or(|points| points > MAX_POINTS_PER_CHANGE)
+        {
+            violations.add(
+                "points",
+                format!("must be 1 to {MAX_POINTS_PER_CHANGE} either way (negative takes points away)"),
+            );
         }
         if input.reason.trim().is_empty() || input.reason.chars().count() > 200 {
             violations.add("reason", "is required: 1-200 characters");

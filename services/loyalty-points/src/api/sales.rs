@@ -10,7 +10,8 @@ use quanyu_runtime::clock::from_proto;
 use quanyu_runtime::error::{FieldViolation, Violations};
 
 use crate::app::sales::CheckedSale;
-use crate::domain::earning::SaleLine;
+use crate::domain::earning::{MAX_AMOUNT_MINOR, SaleLine};
+use crate::domain::ledger::MAX_POINTS_PER_CHANGE;
 use crate::domain::program::Programs;
 
 fn time(at: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
@@ -35,8 +36,8 @@ fn money(field: impl Display, amount: Option<&Money>, currency: Option<&str>, vi
     } else if currency.is_some_and(|currency| currency != amount.currency) {
         violations.add(format!("{field}.currency"), "must be the sale's currency");
     }
-    if amount.amount_minor < 0 {
-        violations.add(format!("{field}.amount_minor"), "must not be negative");
+    if !(0..=MAX_AMOUNT_MINOR).contains(&amount.amount_minor) {
+        violations.add(format!("{field}.amount_minor"), format!("must be 0-{MAX_AMOUNT_MINOR}"));
     }
     amount.amount_minor
 }
@@ -122,14 +123,20 @@ pub fn check_sale(
             amount_minor: amount,
         });
     }
+    let lines_total = lines
+        .iter()
+        .try_fold(0i64, |total, line| total.checked_add(line.amount_minor.max(0)));
+    if lines_total.is_none_or(|total| total > MAX_AMOUNT_MINOR) {
+        violations.add("lines", format!("must add up to at most {MAX_AMOUNT_MINOR}"));
+    }
     if lines.is_empty() {
         lines.push(SaleLine {
             category: String::new(),
             amount_minor,
         });
     }
-    if sale.points_redeemed < 0 {
-        violations.add("points_redeemed", "must not be negative");
+    if !(0..=MAX_POINTS_PER_CHANGE).contains(&sale.points_redeemed) {
+        violations.add("points_redeemed", format!("must be 0-{MAX_POINTS_PER_CHANGE}"));
     }
     if let Some(buyer) = &sale.buyer {
         match &buyer.who {

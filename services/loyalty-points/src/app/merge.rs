@@ -60,7 +60,7 @@ async fn fold(
         let (Some(mut kept), Some(mut merged)) = (loaded.remove(&survivor_id), loaded.remove(&loser_id)) else {
             continue;
         };
-        kept.ledger.absorb(&mut merged.ledger, at, &format!("merge:{loser}"));
+        kept.ledger.absorb(&mut merged.ledger, at, &format!("merge:{loser}"))?;
         kept.tier.absorb(&program.ladder, &merged.tier);
         merged.tier.period_growth = 0;
         merged.tier.lifetime_growth = 0;

@@ -51,6 +51,10 @@ pub struct EarningRules {
     pub currency: String,
 }
 
+/// The largest amount a sale, or one of its lines, may have in minor units (10^13: a hundred
+/// billion yuan): past any real receipt, and far from where sums and products of it could overflow.
+pub const MAX_AMOUNT_MINOR: i64 = 10_000_000_000_000;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SaleLine {
     pub category: String,
@@ -98,29 +102,35 @@ fn divide(numerator: i128, denominator: i128, rounding: Rounding) -> i128 {
 impl EarningRules {
     /// The points a sale earns, given what the member already earned today.
     pub fn points_for(&self, lines: &[SaleLine], sale: &SaleContext, earned_today: i64) -> Earned {
-        let eligible_minor: i64 = lines
+        // Saturating: amounts are validated to MAX_AMOUNT_MINOR, and a saturated figure earns
+        // more than a change may move, which the ledger refuses.
+        let eligible_minor = lines
             .iter()
             .filter(|line| !self.excluded_categories.contains(&line.category))
-            .map(|line| line.amount_minor.max(0))
-            .sum();
+            .fold(0i64, |sum, line| sum.saturating_add(line.amount_minor.max(0)));
         let factors: Vec<i128> = self
             .multipliers
             .iter()
             .filter(|multiplier| multiplier.when.holds(sale, self.utc_offset))
             .map(|multiplier| i128::from(multiplier.factor_bp))
             .collect();
-        let numerator = factors.iter().fold(
+        let numerator = factors.iter().try_fold(
             i128::from(eligible_minor) * i128::from(self.points_per_unit),
-            |acc, f| acc * f,
+            |acc, f| acc.checked_mul(*f),
         );
         let denominator = factors
             .iter()
-            .fold(i128::from(self.unit_minor.max(1)), |acc, _| acc * 10_000);
-        let raw = i64::try_from(divide(numerator, denominator, self.rounding)).unwrap_or(i64::MAX);
+            .try_fold(i128::from(self.unit_minor.max(1)), |acc, _| acc.checked_mul(10_000));
+        let raw = match (numerator, denominator) {
+            (Some(numerator), Some(denominator)) => {
+                i64::try_from(divide(numerator, denominator, self.rounding)).unwrap_or(i64::MAX)
+            }
+            _ => i64::MAX,
+        };
         let per_order = self.cap_per_order.map_or(raw, |cap| raw.min(cap));
         let points = self
             .cap_per_day
-            .map_or(per_order, |cap| per_order.min((cap - earned_today).max(0)));
+            .map_or(per_order, |cap| per_order.min(cap.saturating_sub(earned_today).max(0)));
         Earned {
             points,
             eligible_minor,

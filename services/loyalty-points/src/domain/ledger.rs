@@ -7,7 +7,9 @@
 //!   is (a refund of points already spent leaves a debt; later credits pay it first);
 //! - no lot's remainder is negative or above what it earned;
 //! - holds never exceed what was available when they were placed, and confirming one never makes
-//!   the balance negative.
+//!   the balance negative;
+//! - no change moves more than [`MAX_POINTS_PER_CHANGE`], and no credit or debit takes the balance
+//!   past [`MAX_BALANCE`] either way: every step is checked, nothing wraps.
 
 use chrono::{DateTime, Utc};
 
@@ -54,10 +56,23 @@ pub struct Hold {
     pub reference: String,
 }
 
+/// The most points one change may move (an adjustment, a redemption, a hold, what one sale
+/// earns): far above any real grant, and small enough that sums of them stay far inside `i64`.
+pub const MAX_POINTS_PER_CHANGE: i64 = 1_000_000_000_000;
+
+/// The largest balance, and the largest debt, that a credit or a debit may leave on an account.
+pub const MAX_BALANCE: i64 = 1_000_000_000_000_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LedgerError {
     #[error("points must be positive, got {0}")]
     NotPositive(i64),
+    #[error("at most {MAX_POINTS_PER_CHANGE} points may move at once, got {0}")]
+    TooManyPoints(i64),
+    #[error("would take the balance past {MAX_BALANCE} either way (it is {balance})")]
+    BalanceOutOfRange { balance: i64 },
+    #[error("the merged balances do not fit in a balance")]
+    MergeOverflow,
     #[error("insufficient points: {available} available, {requested} requested")]
     InsufficientPoints { available: i64, requested: i64 },
     #[error("hold {0} not found")]
@@ -123,10 +138,10 @@ pub struct Ledger {
 }
 
 fn positive(points: i64) -> Result<i64, LedgerError> {
-    if points > 0 {
-        Ok(points)
-    } else {
-        Err(LedgerError::NotPositive(points))
+    match points {
+        ..=0 => Err(LedgerError::NotPositive(points)),
+        1..=MAX_POINTS_PER_CHANGE => Ok(points),
+        _ => Err(LedgerError::TooManyPoints(points)),
     }
 }
 
@@ -209,12 +224,23 @@ impl Ledger {
         self.next_id
     }
 
-    fn record(&mut self, kind: EntryKind, amount: i64, at: Timestamp, reference: &str) {
-        self.balance += amount;
+    /// The balance after moving `amount` (at most [`MAX_POINTS_PER_CHANGE`]), if it stays within
+    /// [`MAX_BALANCE`].
+    fn balance_after(&self, amount: i64) -> Result<i64, LedgerError> {
+        self.balance
+            .checked_add(amount)
+            .filter(|after| after.abs() <= MAX_BALANCE)
+            .ok_or(LedgerError::BalanceOutOfRange { balance: self.balance })
+    }
+
+    /// Appends an entry moving the balance to `balance_after`, which the caller checked.
+    fn record(&mut self, kind: EntryKind, balance_after: i64, at: Timestamp, reference: &str) {
+        let amount = balance_after - self.balance;
+        self.balance = balance_after;
         self.entries.push(Entry {
             kind,
             amount,
-            balance_after: self.balance,
+            balance_after,
             at,
             reference: reference.to_owned(),
         });
@@ -240,6 +266,15 @@ impl Ledger {
         }
     }
 
+    /// Whether [`credit`](Self::credit) would take these points, telling why not.
+    pub fn check_credit(&self, points: i64, at: Timestamp, expires_at: Timestamp) -> Result<(), LedgerError> {
+        self.balance_after(positive(points)?)?;
+        if expires_at <= at {
+            return Err(LedgerError::ExpiryNotAfterEarning);
+        }
+        Ok(())
+    }
+
     /// Credits points as a new lot expiring at `expires_at`; a debt is paid from it first.
     pub fn credit(
         &mut self,
@@ -249,10 +284,8 @@ impl Ledger {
         expires_at: Timestamp,
         reference: &str,
     ) -> Result<u64, LedgerError> {
-        let points = positive(points)?;
-        if expires_at <= at {
-            return Err(LedgerError::ExpiryNotAfterEarning);
-        }
+        self.check_credit(points, at, expires_at)?;
+        let after = self.balance_after(points)?;
         let kind = match credit {
             Credit::Earn => EntryKind::Earn,
             Credit::Grant => EntryKind::Grant,
@@ -267,7 +300,7 @@ impl Ledger {
             remaining: points,
             reference: reference.to_owned(),
         });
-        self.record(kind, points, at, reference);
+        self.record(kind, after, at, reference);
         self.settle(None);
         Ok(id)
     }
@@ -281,7 +314,8 @@ impl Ledger {
                 requested: points,
             });
         }
-        self.record(EntryKind::Redeem, -points, at, reference);
+        let after = self.balance_after(-points)?;
+        self.record(EntryKind::Redeem, after, at, reference);
         self.settle(None);
         Ok(())
     }
@@ -341,7 +375,7 @@ impl Ledger {
         }
         self.take_hold(id)?;
         self.end_hold(id, HoldEnd::Confirmed, at);
-        self.record(EntryKind::Redeem, -hold.amount, at, &hold.reference);
+        self.record(EntryKind::Redeem, self.balance - hold.amount, at, &hold.reference);
         self.settle(None);
         Ok(())
     }
@@ -374,7 +408,8 @@ impl Ledger {
             expirable -= amount;
             total += amount;
             let reference = format!("lot:{}", self.lots[index].id);
-            self.record(EntryKind::Expire, -amount, at, &reference);
+            // Never below zero: it expires at most what is available.
+            self.record(EntryKind::Expire, self.balance - amount, at, &reference);
         }
         total
     }
@@ -382,35 +417,40 @@ impl Ledger {
     /// Takes back points an order earned (a refund): from that order's lots first, then the
     /// soonest-expiring; what was already spent leaves the balance negative.
     pub fn reverse(&mut self, points: i64, at: Timestamp, order_reference: &str) -> Result<(), LedgerError> {
-        let points = positive(points)?;
-        self.record(EntryKind::Reverse, -points, at, order_reference);
+        let after = self.balance_after(-positive(points)?)?;
+        self.record(EntryKind::Reverse, after, at, order_reference);
         self.settle(Some(order_reference));
         Ok(())
     }
 
     /// A correction by the platform that takes points away; may leave the balance negative.
     pub fn debit_adjustment(&mut self, points: i64, at: Timestamp, reason: &str) -> Result<(), LedgerError> {
-        let points = positive(points)?;
-        self.record(EntryKind::Adjust, -points, at, reason);
+        let after = self.balance_after(-positive(points)?)?;
+        self.record(EntryKind::Adjust, after, at, reason);
         self.settle(None);
         Ok(())
     }
 
     /// Folds a merged member's ledger into this one: its lots move with their expiry, its
     /// balance (or debt) arrives as one MERGE_IN entry, and it is left with one MERGE_OUT entry
-    /// and nothing else. Its open holds are released.
-    pub fn absorb(&mut self, loser: &mut Ledger, at: Timestamp, reference: &str) {
-        loser.holds.clear();
+    /// and nothing else. Its open holds are released. The points exist already, so the merge is
+    /// not held to [`MAX_BALANCE`] (later credits are, until the balance is back within it); only
+    /// a sum past `i64` is refused, and then nothing has moved.
+    pub fn absorb(&mut self, loser: &mut Ledger, at: Timestamp, reference: &str) -> Result<(), LedgerError> {
         let moved = loser.balance;
+        let after = self.balance.checked_add(moved).ok_or(LedgerError::MergeOverflow)?;
+        moved.checked_neg().ok_or(LedgerError::MergeOverflow)?;
+        loser.holds.clear();
         for lot in loser.lots.drain(..) {
             let id = self.next_id();
             self.lots.push(Lot { id, ..lot });
         }
         if moved != 0 {
-            loser.record(EntryKind::MergeOut, -moved, at, reference);
-            self.record(EntryKind::MergeIn, moved, at, reference);
+            loser.record(EntryKind::MergeOut, 0, at, reference);
+            self.record(EntryKind::MergeIn, after, at, reference);
         }
         self.settle(None);
+        Ok(())
     }
 }
 
@@ -560,7 +600,7 @@ mod tests {
         survivor.credit(Credit::Earn, 100, day(0), day(365), "s").unwrap();
         let mut loser = Ledger::default();
         loser.credit(Credit::Earn, 50, day(0), day(10), "l").unwrap();
-        survivor.absorb(&mut loser, day(1), "merge:l");
+        survivor.absorb(&mut loser, day(1), "merge:l").unwrap();
         assert_eq!((survivor.balance(), loser.balance()), (150, 0));
         assert!(
             survivor
@@ -660,7 +700,7 @@ mod tests {
                         } else if points < 0 {
                             loser.debit_adjustment(-points, now, "l").unwrap();
                         }
-                        ledger.absorb(&mut loser, now, "merge");
+                        ledger.absorb(&mut loser, now, "merge").unwrap();
                         model_balance += points;
                         prop_assert_eq!(loser.balance(), 0);
                     }
@@ -670,5 +710,62 @@ mod tests {
                 check_invariants(&ledger);
             }
         }
+
+        /// Amounts anywhere in `i64`, and near every bound: a change within the bounds is applied
+        /// exactly, any other is refused and changes nothing; nothing wraps (tests run with
+        /// overflow checks, so a wrap would panic).
+        #[test]
+        fn extreme_amounts_are_applied_exactly_or_refused(
+            ops in proptest::collection::vec((0u8..4, extreme_points()), 1..40),
+        ) {
+            let mut ledger = Ledger::default();
+            let mut model = 0i128;
+            let now = day(0);
+            for (kind, points) in ops {
+                let before = ledger.clone();
+                let (result, delta) = match kind {
+                    0 => (ledger.credit(Credit::Adjust, points, now, day(400), "adjust").map(drop), i128::from(points)),
+                    1 => (ledger.debit_adjustment(points, now, "adjust"), -i128::from(points)),
+                    2 => (ledger.reverse(points, now, "order"), -i128::from(points)),
+                    _ => (ledger.redeem(points, now, "till"), -i128::from(points)),
+                };
+                let within = (1..=MAX_POINTS_PER_CHANGE).contains(&points)
+                    && (model + delta).abs() <= i128::from(MAX_BALANCE)
+                    && (kind != 3 || i128::from(points) <= i128::from(before.available()));
+                prop_assert_eq!(result.is_ok(), within, "{:?} of {}", kind, points);
+                if within {
+                    model += delta;
+                } else {
+                    prop_assert_eq!(&ledger, &before, "a refused change changes nothing");
+                }
+                prop_assert_eq!(i128::from(ledger.balance()), model);
+                check_invariants(&ledger);
+            }
+        }
+    }
+
+    fn extreme_points() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            Just(i64::MIN),
+            Just(i64::MAX),
+            Just(0),
+            Just(-1),
+            Just(MAX_POINTS_PER_CHANGE),
+            Just(MAX_POINTS_PER_CHANGE + 1),
+            (MAX_POINTS_PER_CHANGE - 3)..=MAX_POINTS_PER_CHANGE,
+            any::<i64>(),
+            1i64..1_000,
+        ]
+    }
+
+    #[test]
+    fn a_merge_past_i64_is_refused_and_moves_nothing() {
+        let mut survivor = Ledger::restore(i64::MAX - 5, Vec::new(), Vec::new(), Vec::new(), 0);
+        let mut loser = Ledger::restore(10, Vec::new(), Vec::new(), Vec::new(), 0);
+        assert_eq!(
+            survivor.absorb(&mut loser, day(0), "merge"),
+            Err(LedgerError::MergeOverflow)
+        );
+        assert_eq!((survivor.balance(), loser.balance()), (i64::MAX - 5, 10));
     }
 }

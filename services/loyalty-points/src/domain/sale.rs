@@ -3,7 +3,7 @@
 //! so that the refunds of an order add up to exactly what the order earned.
 
 use super::account::Account;
-use super::earning::{Earned, SaleContext, SaleLine, points_to_reverse};
+use super::earning::{Earned, MAX_AMOUNT_MINOR, SaleContext, SaleLine, points_to_reverse};
 use super::expiry::expires_at;
 use super::ledger::{Credit, LedgerError, Timestamp};
 use super::program::ProgramRules;
@@ -88,6 +88,24 @@ pub fn apply_purchase(
     key: &str,
     at: Timestamp,
 ) -> Result<(SaleEffect, SaleRecord), Rejection> {
+    let context = SaleContext {
+        tier: account.tier.tier.clone(),
+        ..purchase.context.clone()
+    };
+    let earned = program
+        .earning
+        .points_for(&purchase.lines, &context, account.earned_today);
+    let expiry = expires_at(program.expiry, at, program.offset);
+    // Checked before anything moves, so that a refused sale leaves the account as it was.
+    if earned.points > 0 {
+        account
+            .ledger
+            .check_credit(earned.points, at, expiry)
+            .map_err(|error| match error {
+                LedgerError::ExpiryNotAfterEarning => Rejection::new("occurred_at", error.to_string()),
+                _ => Rejection::new("amount", format!("earns {} points: {error}", earned.points)),
+            })?;
+    }
     if purchase.redeem > 0 {
         account
             .ledger
@@ -99,20 +117,12 @@ pub fn apply_purchase(
                 other => Rejection::new("points_redeemed", other.to_string()),
             })?;
     }
-    let context = SaleContext {
-        tier: account.tier.tier.clone(),
-        ..purchase.context.clone()
-    };
-    let earned = program
-        .earning
-        .points_for(&purchase.lines, &context, account.earned_today);
     if earned.points > 0 {
-        let expiry = expires_at(program.expiry, at, program.offset);
         account
             .ledger
             .credit(Credit::Earn, earned.points, at, expiry, key)
-            .map_err(|error| Rejection::new("occurred_at", error.to_string()))?;
-        account.earned_today += earned.points;
+            .map_err(|error| Rejection::new("amount", error.to_string()))?;
+        account.earned_today = account.earned_today.saturating_add(earned.points);
     }
     let growth = earned.eligible_minor / MINOR_PER_GROWTH;
     account.tier.accrue(&program.ladder, growth);
@@ -163,6 +173,16 @@ pub fn apply_refund(
         eligible_minor: original.eligible_minor,
         rules_version,
     };
+    let refunded_after = original
+        .refunded_minor
+        .checked_add(refund_minor)
+        .filter(|refunded| *refunded <= MAX_AMOUNT_MINOR)
+        .ok_or_else(|| {
+            Rejection::new(
+                "amount",
+                format!("refunds of one sale may add up to at most {MAX_AMOUNT_MINOR}"),
+            )
+        })?;
     let reversed = points_to_reverse(&earned, original.refunded_minor, refund_minor, original.points_reversed);
     if reversed > 0 {
         account
@@ -170,7 +190,7 @@ pub fn apply_refund(
             .reverse(reversed, at, original_key)
             .map_err(|error| Rejection::new("amount", error.to_string()))?;
     }
-    let refunded_after = original.refunded_minor + refund_minor;
+
     let growth_back = growth_share(original, refunded_after) - growth_share(original, original.refunded_minor);
     account.tier.accrue(&program.ladder, -growth_back);
     original.refunded_minor = refunded_after;

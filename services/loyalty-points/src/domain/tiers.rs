@@ -61,6 +61,15 @@ impl TierLadder {
     }
 }
 
+/// Growth stops at this (10^15): it only ever selects a tier, so the largest threshold is all
+/// that matters, and a stop is better than a wrap.
+pub const MAX_GROWTH: i64 = 1_000_000_000_000_000;
+
+/// `growth + change`, never below zero nor above [`MAX_GROWTH`].
+fn bounded_growth(growth: i64, change: i64) -> i64 {
+    growth.saturating_add(change).clamp(0, MAX_GROWTH)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TierState {
     pub tier: String,
@@ -85,8 +94,8 @@ impl TierState {
 
     /// Adds growth (negative for a refund); upgrades at once, never downgrades mid-period.
     pub fn accrue(&mut self, ladder: &TierLadder, growth: i64) -> Option<TierChange> {
-        self.period_growth = (self.period_growth + growth).max(0);
-        self.lifetime_growth = (self.lifetime_growth + growth).max(0);
+        self.period_growth = bounded_growth(self.period_growth, growth);
+        self.lifetime_growth = bounded_growth(self.lifetime_growth, growth);
         let reached = ladder.tier_for(self.period_growth);
         (ladder.rank(&reached.code) > ladder.rank(&self.tier)).then(|| self.change_to(&reached.code))
     }
@@ -102,8 +111,8 @@ impl TierState {
     /// the two members' tiers and what the combined period growth reaches (an upgrade only, as
     /// mid-period).
     pub fn absorb(&mut self, ladder: &TierLadder, loser: &TierState) -> Option<TierChange> {
-        self.period_growth += loser.period_growth;
-        self.lifetime_growth += loser.lifetime_growth;
+        self.period_growth = bounded_growth(self.period_growth, loser.period_growth);
+        self.lifetime_growth = bounded_growth(self.lifetime_growth, loser.lifetime_growth);
         let reached = ladder.rank(&ladder.tier_for(self.period_growth).code);
         let best = ladder.rank(&self.tier).max(ladder.rank(&loser.tier)).max(reached);
         let code = ladder.tiers[best].code.clone();
