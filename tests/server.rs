@@ -1,5 +1,6 @@
 //! What every Quanyu server guarantees, checked on a running suite: graceful shutdown that turns
-//! health NOT_SERVING first, the request size limit, and deadlines.
+//! health NOT_SERVING first, the request size limit, deadlines, and small, precise refusals of
+//! hostile input.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -156,4 +157,71 @@ async fn a_sandbox_starts_any_set_of_services() {
         .status;
     assert_eq!(status, ServingStatus::Serving as i32);
     assert_eq!(sandbox.running(), ["member-identity"]);
+}
+
+/// A ResolveIdentitiesRequest as bytes: each identity is whatever bytes the test puts there.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawResolve {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    identities: Vec<Vec<u8>>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_that_do_not_decode_are_invalid_argument() {
+    let suite = Sandbox::suite(Backend::Sqlite).await.unwrap();
+    let bearer = quanyu_runtime::auth::BearerKey::new(keys::ACME_PLATFORM).unwrap();
+    let channel = tonic::service::interceptor::InterceptedService::new(suite.identity_channel().await, bearer);
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let path = "/quanyu.identity.v1.MemberIdentityService/ResolveIdentities";
+    // kind = PHONE, then field 2 (`value`, a string) holding bytes that are not UTF-8.
+    let not_utf8 = vec![0x08, 0x01, 0x12, 0x02, 0xff, 0xfe];
+    // A field header promising 100 bytes where 2 follow.
+    let truncated = vec![0x12, 0x64, 0x31, 0x32];
+    for identity in [not_utf8, truncated] {
+        grpc.ready().await.unwrap();
+        let status = grpc
+            .unary::<_, pb::ResolveIdentitiesResponse, _>(
+                tonic::Request::new(RawResolve {
+                    identities: vec![identity],
+                }),
+                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("does not decode"), "{status:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_quotes_a_short_prefix_of_what_it_refuses() {
+    let suite = Sandbox::suite(Backend::Sqlite).await.unwrap();
+    let mut client = suite.identity(keys::ACME_PLATFORM).await;
+    let long_phone = "1".repeat(5_000);
+    let status = client
+        .enroll_member(pb::EnrollMemberRequest {
+            identities: vec![pb::Identity {
+                kind: pb::IdentityKind::Phone.into(),
+                value: long_phone,
+                namespace: String::new(),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let sent = status.message().len() + status.details().len();
+    assert!(sent < 2_048, "{sent} bytes: {status:?}");
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    let violations = &details.bad_request().unwrap().field_violations;
+    let violation = violations
+        .iter()
+        .find(|violation| violation.field == "identities[0].value")
+        .unwrap_or_else(|| panic!("{violations:?}"));
+    assert!(
+        violation.description.contains("(5000 characters)"),
+        "{}",
+        violation.description
+    );
 }

@@ -140,11 +140,15 @@ mod tests {
     }
 
     #[test]
-    fn dumped_config_hides_database_passwords() {
-        let mut config = QuanyuConfig::load(None, None).unwrap();
-        config.shared.database.url = quanyu_runtime::config::Secret::new("postgres://quanyu:hunter2@db/quanyu");
-        let dumped = config.dump().unwrap();
+    fn dumped_config_hides_every_secret() {
+        let text = "[database]\nurl = \"postgres://quanyu:hunter2@db/quanyu\"\n\
+                    [loyalty_points]\nidentity_api_key = \"plain-service-key\"\n";
+        let dumped = QuanyuConfig::load(Some(text), None).unwrap().dump().unwrap();
         assert!(dumped.contains("postgres://quanyu:***@db/quanyu"), "{dumped}");
-        assert!(!dumped.contains("hunter2"));
+        assert!(dumped.contains("identity_api_key = \"***\""), "{dumped}");
+        assert!(
+            !dumped.contains("hunter2") && !dumped.contains("plain-service-key"),
+            "{dumped}"
+        );
     }
 }

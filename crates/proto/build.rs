@@ -94,6 +94,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     // `prost::Name` on every message: consumers name the events they want by type.
     config.enable_type_names();
-    tonic_prost_build::configure().compile_fds_with_config(file_descriptors, config)?;
+    tonic_prost_build::configure()
+        .codec_path("crate::codec::ProtoCodec")
+        .compile_fds_with_config(file_descriptors, config)?;
     Ok(())
 }

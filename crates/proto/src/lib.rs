@@ -3,6 +3,8 @@
 /// The encoded file descriptor set of every Quanyu proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
 
+pub mod codec;
+
 pub mod common {
     pub mod v1 {
         #![allow(clippy::all, clippy::pedantic)]

@@ -124,7 +124,7 @@ pub enum AuthError {
     UnknownKey,
     #[error("a service key must name its tenant in `{TENANT_HEADER}`")]
     MissingTenantHeader,
-    #[error("`{TENANT_HEADER}` is not a tenant id: {0:?}")]
+    #[error("`{TENANT_HEADER}` is not a tenant id: {}", crate::error::quote(.0))]
     InvalidTenantHeader(String),
     #[error("role {role:?} may not call this method")]
     Forbidden { role: Role },

@@ -99,33 +99,72 @@ pub fn from_section<T: DeserializeOwned>(name: &str, section: config::Value) -> 
     })
 }
 
-/// A secret string (a password-bearing URL): `Debug` and `Serialize` show it redacted.
+/// A secret in the configuration: `Debug` and `Serialize` (so `--dump-config`) show it redacted
+/// as its kind says, so no secret is printed whatever field holds it.
 #[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(transparent)]
-pub struct Secret(String);
+pub struct Secret<Kind: Redaction = Opaque> {
+    value: String,
+    #[serde(skip)]
+    kind: std::marker::PhantomData<Kind>,
+}
 
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
+/// A URL whose password is the secret (a database URL): shown with the password redacted.
+pub type SecretUrl = Secret<UrlPassword>;
 
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
+/// How a kind of secret is shown.
+pub trait Redaction {
+    fn redact(value: &str) -> String;
+}
 
-    /// Returns the value with any URL password replaced by `***`.
-    pub fn redacted(&self) -> String {
-        redact_url_password(&self.0)
+/// A secret shown as `***` whole (an API key).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Opaque;
+
+impl Redaction for Opaque {
+    fn redact(value: &str) -> String {
+        if value.is_empty() {
+            String::new()
+        } else {
+            "***".to_owned()
+        }
     }
 }
 
-impl std::fmt::Debug for Secret {
+/// A URL shown with its password, if any, replaced by `***`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct UrlPassword;
+
+impl Redaction for UrlPassword {
+    fn redact(value: &str) -> String {
+        redact_url_password(value)
+    }
+}
+
+impl<Kind: Redaction> Secret<Kind> {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self {
+            value: value.into(),
+            kind: std::marker::PhantomData,
+        }
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+
+    pub fn redacted(&self) -> String {
+        Kind::redact(&self.value)
+    }
+}
+
+impl<Kind: Redaction> std::fmt::Debug for Secret<Kind> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.redacted())
     }
 }
 
-impl serde::Serialize for Secret {
+impl<Kind: Redaction> serde::Serialize for Secret<Kind> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.redacted())
     }
@@ -161,14 +200,14 @@ mod tests {
     #[derive(Debug, serde::Deserialize)]
     #[serde(default, deny_unknown_fields)]
     struct SampleDatabase {
-        url: Secret,
+        url: SecretUrl,
         max_connections: u32,
     }
 
     impl Default for SampleDatabase {
         fn default() -> Self {
             Self {
-                url: Secret::new("sqlite::memory:"),
+                url: SecretUrl::new("sqlite::memory:"),
                 max_connections: 4,
             }
         }
@@ -176,13 +215,26 @@ mod tests {
 
     #[test]
     fn redacts_the_password_of_a_url() {
-        let secret = Secret::new("postgres://app:s3cret@db:5432/quanyu");
+        let secret = SecretUrl::new("postgres://app:s3cret@db:5432/quanyu");
         assert_eq!(format!("{secret:?}"), "postgres://app:***@db:5432/quanyu");
         assert_eq!(
-            Secret::new("postgres://app@db/quanyu").redacted(),
+            SecretUrl::new("postgres://app@db/quanyu").redacted(),
             "postgres://app@db/quanyu"
         );
-        assert_eq!(Secret::new("sqlite://data/x.db").redacted(), "sqlite://data/x.db");
+        assert_eq!(SecretUrl::new("sqlite://data/x.db").redacted(), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn redacts_an_opaque_secret_whole_whatever_it_looks_like() {
+        for key in ["k3y", "http://user:pass@host/", "no-password://host"] {
+            let secret: Secret = Secret::new(key);
+            assert_eq!(format!("{secret:?}"), "***");
+            assert_eq!(
+                toml::Value::try_from(&secret).unwrap(),
+                toml::Value::String("***".into())
+            );
+        }
+        assert_eq!(Secret::<Opaque>::default().redacted(), "", "unset shows as unset");
     }
 
     #[test]

@@ -73,6 +73,46 @@ pub trait ServiceError: std::error::Error {
     }
 }
 
+/// A caller's value quoted in an error: at most [`QUOTED_CHARS`] of it, so that an error never
+/// grows with its input (statuses travel in HTTP/2 trailers, which clients cap at 16 KiB).
+pub fn quote(value: &str) -> Quoted<'_> {
+    Quoted(value)
+}
+
+/// How many characters of a caller's value an error quotes.
+pub const QUOTED_CHARS: usize = 64;
+
+pub struct Quoted<'a>(&'a str);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.char_indices().nth(QUOTED_CHARS) {
+            None => write!(f, "{:?}", self.0),
+            Some((end, _)) => write!(f, "{:?}… ({} characters)", &self.0[..end], self.0.chars().count()),
+        }
+    }
+}
+
+/// The longest status message, and field violation description, a caller is sent, in bytes: a
+/// bound on top of [`quote`] for any message that still grows with its input, keeping a status
+/// (message and base64 details) well under the 16 KiB of trailers clients accept.
+const MAX_MESSAGE_BYTES: usize = 1024;
+const MAX_DESCRIPTION_BYTES: usize = 256;
+/// The most field violations one status carries.
+const MAX_VIOLATIONS: usize = 20;
+
+fn bounded(mut text: String, max_bytes: usize) -> String {
+    if text.len() > max_bytes {
+        let end = (0..=max_bytes - 3)
+            .rev()
+            .find(|&at| text.is_char_boundary(at))
+            .unwrap_or(0);
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// Builds the status for a service error.
 pub fn into_status(error: &dyn ServiceError) -> Status {
     let code = error.code();
@@ -80,15 +120,19 @@ pub fn into_status(error: &dyn ServiceError) -> Status {
         tracing::error!(error = %error, "request failed");
         return Status::internal("internal error");
     }
+    let message = bounded(error.to_string(), MAX_MESSAGE_BYTES);
     let violations = error.field_violations();
     if violations.is_empty() {
-        return Status::new(code, error.to_string());
+        return Status::new(code, message);
     }
     let mut details = ErrorDetails::new();
-    for violation in violations {
-        details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
+    for violation in violations.iter().take(MAX_VIOLATIONS) {
+        details.add_bad_request_violation(
+            bounded(violation.field.clone(), MAX_DESCRIPTION_BYTES),
+            bounded(violation.description.clone(), MAX_DESCRIPTION_BYTES),
+        );
     }
-    Status::with_error_details(code, error.to_string(), details)
+    Status::with_error_details(code, message, details)
 }
 
 /// Formats violations as one message: "invalid request: a: why; b: why".
@@ -121,4 +165,55 @@ pub fn is_transient(error: &DbErr) -> bool {
         // extended codes (BUSY_SNAPSHOT = 517 when a read transaction cannot be upgraded).
         Some("40001" | "40P01" | "5" | "6" | "261" | "262" | "517")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{}", describe(.0))]
+    struct Invalid(Vec<FieldViolation>);
+
+    impl ServiceError for Invalid {
+        fn code(&self) -> Code {
+            Code::InvalidArgument
+        }
+
+        fn field_violations(&self) -> &[FieldViolation] {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn a_quote_keeps_a_short_prefix_and_says_how_long_the_value_was() {
+        assert_eq!(quote("13900001111").to_string(), "\"13900001111\"");
+        let long = "9".repeat(5_000);
+        assert_eq!(
+            quote(&long).to_string(),
+            format!("\"{}\"… (5000 characters)", "9".repeat(64))
+        );
+        assert_eq!(
+            quote(&"手".repeat(70)).to_string(),
+            format!("\"{}\"… (70 characters)", "手".repeat(64))
+        );
+    }
+
+    #[test]
+    fn a_status_stays_small_whatever_the_error_says() {
+        let huge = "手".repeat(5_000);
+        let violations = (0..200)
+            .map(|i| FieldViolation::new(format!("f{i}"), huge.clone()))
+            .collect();
+        let status = into_status(&Invalid(violations));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().len() <= MAX_MESSAGE_BYTES);
+        let details = status.get_error_details();
+        let sent = &details.bad_request().unwrap().field_violations;
+        assert_eq!(sent.len(), MAX_VIOLATIONS);
+        assert!(sent.iter().all(|v| v.description.len() <= MAX_DESCRIPTION_BYTES));
+        // Trailers carry the details in base64 and the message percent-encoded (3 bytes a byte).
+        let trailers = status.details().len() * 4 / 3 + status.message().len() * 3;
+        assert!(trailers < 12 * 1024, "{trailers} bytes of trailers");
+    }
 }

@@ -291,7 +291,7 @@ async fn start(server: Server, context: &ServiceContext) -> (SocketAddr, JoinHan
 /// Writes the database config a test database is reached with.
 fn database_config(url: String) -> DatabaseConfig {
     DatabaseConfig {
-        url: quanyu_runtime::config::Secret::new(url),
+        url: quanyu_runtime::config::SecretUrl::new(url),
         max_connections: 5,
         min_connections: 0,
         ..DatabaseConfig::default()

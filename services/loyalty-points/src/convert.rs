@@ -7,7 +7,7 @@ use chrono::{FixedOffset, Weekday};
 use quanyu_proto::common::v1::Channel;
 use quanyu_proto::points::v1 as pb;
 use quanyu_runtime::auth::is_slug;
-use quanyu_runtime::error::{FieldViolation, Violations};
+use quanyu_runtime::error::{FieldViolation, Violations, quote};
 
 use quanyu_runtime::clock::to_proto;
 
@@ -89,7 +89,7 @@ impl ProgramRules {
         if !quanyu_runtime::money::is_currency(&currency) {
             violations.add(
                 "program.earning.currency",
-                format!("{currency:?} is not an ISO 4217 currency"),
+                format!("{} is not an ISO 4217 currency", quote(&currency)),
             );
         }
         let offset = FixedOffset::east_opt(earning.utc_offset_minutes * 60);

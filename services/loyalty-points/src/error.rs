@@ -1,7 +1,7 @@
 //! The failures of loyalty-points' use cases, each mapped to one gRPC code.
 
 use quanyu_runtime::db::Transient;
-use quanyu_runtime::error::{FieldViolation, ServiceError, describe, into_status};
+use quanyu_runtime::error::{FieldViolation, ServiceError, describe, into_status, quote};
 use sea_orm::DbErr;
 use tonic::{Code, Status};
 
@@ -13,14 +13,14 @@ pub enum PointsError {
     InvalidInput(Vec<FieldViolation>),
     #[error("{0}")]
     Ledger(LedgerError),
-    #[error("program {0:?} not found")]
+    #[error("program {} not found", quote(&.0))]
     ProgramNotFound(String),
     /// A hold id no PlaceHold returned (ids are opaque to the caller).
-    #[error("hold {0:?} not found")]
+    #[error("hold {} not found", quote(&.0))]
     UnknownHold(String),
-    #[error("brand {brand_id:?} already earns in program {program_id:?}")]
+    #[error("brand {} already earns in program {}", quote(.brand_id), quote(.program_id))]
     BrandTaken { brand_id: String, program_id: String },
-    #[error("idempotency key {key:?} was used for a request with a different {}", .field.field)]
+    #[error("idempotency key {} was used for a request with a different {}", quote(.key), .field.field)]
     IdempotencyConflict { key: String, field: FieldViolation },
     #[error("member-identity is unavailable: {0}")]
     IdentityUnavailable(String),

@@ -1,7 +1,7 @@
 //! The failures of member-identity's use cases, each mapped to one gRPC code.
 
 use quanyu_runtime::db::Transient;
-use quanyu_runtime::error::{FieldViolation, ServiceError, describe, into_status};
+use quanyu_runtime::error::{FieldViolation, ServiceError, describe, into_status, quote};
 use sea_orm::DbErr;
 use tonic::{Code, Status};
 
@@ -9,25 +9,25 @@ use tonic::{Code, Status};
 pub enum IdentityError {
     #[error("{}", describe(.0))]
     InvalidInput(Vec<FieldViolation>),
-    #[error("tenant {0:?} not found")]
+    #[error("tenant {} not found", quote(&.0))]
     TenantNotFound(String),
-    #[error("tenant {0:?} already exists")]
+    #[error("tenant {} already exists", quote(&.0))]
     TenantExists(String),
-    #[error("brand {0:?} already exists")]
+    #[error("brand {} already exists", quote(&.0))]
     BrandExists(String),
-    #[error("tag {0:?} is already defined differently")]
+    #[error("tag {} is already defined differently", quote(&.0))]
     TagDefinedDifferently(String),
-    #[error("member {0:?} not found")]
+    #[error("member {} not found", quote(&.0))]
     MemberNotFound(String),
-    #[error("member {member_id:?} was merged into {survivor_id:?}; use the surviving member")]
+    #[error("member {} was merged into {}; use the surviving member", quote(.member_id), quote(.survivor_id))]
     MemberMerged { member_id: String, survivor_id: String },
-    #[error("member {0:?} was erased")]
+    #[error("member {} was erased", quote(&.0))]
     MemberErased(String),
     #[error("the {kind} identity belongs to another member; merge the two members first")]
     IdentityTaken { kind: &'static str },
     #[error("the identities belong to different members ({}); merge them first", .0.join(", "))]
     IdentitiesOfDifferentMembers(Vec<String>),
-    #[error("the {kind} identity is not linked to member {member_id:?}")]
+    #[error("the {kind} identity is not linked to member {}", quote(.member_id))]
     IdentityNotLinked { kind: &'static str, member_id: String },
     #[error("the phone_hash identity is kept for the member's phone; unlink the phone instead")]
     DerivedIdentity,

@@ -9,14 +9,14 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 use sea_orm_migration::MigratorTrait;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Secret;
+use crate::config::SecretUrl;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://…` or `postgres://…`; `{service}` is replaced by the service's schema name
     /// (`member_identity`).
-    pub url: Secret,
+    pub url: SecretUrl,
     pub max_connections: u32,
     pub min_connections: u32,
     pub acquire_timeout_secs: u64,
@@ -25,7 +25,7 @@ pub struct DatabaseConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
-            url: Secret::new("sqlite://data/{service}.db?mode=rwc"),
+            url: SecretUrl::new("sqlite://data/{service}.db?mode=rwc"),
             max_connections: 10,
             min_connections: 1,
             acquire_timeout_secs: 10,

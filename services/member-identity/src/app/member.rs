@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use quanyu_runtime::auth::TenantActor;
 use quanyu_runtime::db::begin_write;
+use quanyu_runtime::error::quote;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, TransactionTrait};
 
 use super::kinds_changed;
@@ -44,7 +45,7 @@ pub async fn enroll(
     if !brand_id.is_empty() && store::tenant::find_brand(&txn, tenant_id, brand_id).await?.is_none() {
         return Err(IdentityError::invalid(
             "enrollment.brand_id",
-            format!("no brand {brand_id:?} in this tenant"),
+            format!("no brand {} in this tenant", quote(brand_id)),
         ));
     }
     let wanted = with_phone_digests(&command.identities);

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use quanyu_runtime::auth::TenantActor;
 use quanyu_runtime::db::begin_write;
+use quanyu_runtime::error::quote;
 use sea_orm::DatabaseConnection;
 
 use crate::convert::tag_to_pb;
@@ -61,7 +62,10 @@ pub async fn set_tags(
     let mut values = Vec::new();
     for (index, (name, value)) in tags.iter().enumerate() {
         match definitions.get(name) {
-            None => violations.add(format!("tags[{index}].name"), format!("no tag {name:?} is defined")),
+            None => violations.add(
+                format!("tags[{index}].name"),
+                format!("no tag {} is defined", quote(name)),
+            ),
             Some(definition) => match definition.check_value(value) {
                 Ok(stored) => values.push((name.clone(), stored)),
                 Err(why) => violations.add(format!("tags[{index}].value"), why),

@@ -3,7 +3,7 @@
 
 use md5::Md5;
 use phonenumber::{Mode, country};
-use quanyu_runtime::error::FieldViolation;
+use quanyu_runtime::error::{FieldViolation, quote};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -119,7 +119,8 @@ impl Normaliser {
             FieldViolation::new(
                 "value",
                 format!(
-                    "{value:?} is not a valid phone number (in international form +<country><number>, or a national number of {})",
+                    "{} is not a valid phone number (in international form +<country><number>, or a national number of {})",
+                    quote(value),
                     self.default_region.as_ref()
                 ),
             )
@@ -176,7 +177,7 @@ fn normalise_email(value: &str) -> Result<String, FieldViolation> {
     } else {
         Err(FieldViolation::new(
             "value",
-            format!("{value:?} is not an email address"),
+            format!("{} is not an email address", quote(value)),
         ))
     }
 }

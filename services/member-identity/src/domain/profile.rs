@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use quanyu_runtime::error::{FieldViolation, Violations};
+use quanyu_runtime::error::{FieldViolation, Violations, quote};
 
 /// A member's gender, as they stated it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -196,7 +196,7 @@ pub fn parse_birthday(value: &str, today: NaiveDate) -> Result<Option<NaiveDate>
         Ok(_) => Err(FieldViolation::new("birthday", "must be between 1900-01-01 and today")),
         Err(_) => Err(FieldViolation::new(
             "birthday",
-            format!("{value:?} is not a date in the form YYYY-MM-DD"),
+            format!("{} is not a date in the form YYYY-MM-DD", quote(value)),
         )),
     }
 }

@@ -1,6 +1,6 @@
 //! Tag definitions and the values a member's tag may take.
 
-use quanyu_runtime::error::{FieldViolation, Violations};
+use quanyu_runtime::error::{FieldViolation, Violations, quote};
 
 use super::profile::is_key;
 
@@ -62,7 +62,10 @@ impl TagDefinition {
                     .iter()
                     .find(|v| v.is_empty() || v.chars().count() > 64)
                 {
-                    violations.add("allowed_values", format!("{bad:?}: values must be 1-64 characters"));
+                    violations.add(
+                        "allowed_values",
+                        format!("{}: values must be 1-64 characters", quote(bad)),
+                    );
                 }
             }
             TagKind::Label | TagKind::Number if !self.allowed_values.is_empty() => {
@@ -83,13 +86,18 @@ impl TagDefinition {
             TagKind::Label => Err(format!("tag {:?} is a label and takes no value", self.name)),
             TagKind::Enum if self.allowed_values.iter().any(|allowed| allowed == value) => Ok(value.to_owned()),
             TagKind::Enum => Err(format!(
-                "{value:?} is not a value of tag {:?}; allowed: {}",
+                "{} is not a value of tag {:?}; allowed: {}",
+                quote(value),
                 self.name,
                 self.allowed_values.join(", ")
             )),
             TagKind::Number => match value.trim().parse::<f64>() {
                 Ok(number) if number.is_finite() => Ok(number.to_string()),
-                _ => Err(format!("tag {:?} takes a decimal number, got {value:?}", self.name)),
+                _ => Err(format!(
+                    "tag {:?} takes a decimal number, got {}",
+                    self.name,
+                    quote(value)
+                )),
             },
         }
     }
