@@ -147,12 +147,15 @@ pub fn is_unique_violation(error: &DbErr) -> bool {
 }
 
 /// True when the transaction lost a race that a retry can win: a PostgreSQL serialization failure
-/// or deadlock, SQLite's busy or locked database, or a unique key another transaction just took.
+/// or deadlock, SQLite's busy or locked database (also when connecting: the first connection
+/// turns on WAL, which takes the database whole), or a unique key another transaction just took.
 pub fn is_transient(error: &DbErr) -> bool {
     if is_unique_violation(error) {
         return true;
     }
-    let (DbErr::Exec(RuntimeErr::SqlxError(sqlx_error)) | DbErr::Query(RuntimeErr::SqlxError(sqlx_error))) = error
+    let (DbErr::Exec(RuntimeErr::SqlxError(sqlx_error))
+    | DbErr::Query(RuntimeErr::SqlxError(sqlx_error))
+    | DbErr::Conn(RuntimeErr::SqlxError(sqlx_error))) = error
     else {
         return false;
     };

@@ -1,4 +1,5 @@
-//! The migration that moved lots and holds into the account rows keeps every one of them.
+//! Migrations: any number may start at once, and the one that moved lots and holds into the
+//! account rows keeps every one of them.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -14,8 +15,48 @@ quanyu_testkit::database_suite!(
     lots_and_holds_move_into_their_accounts,
     entries_keep_every_row_when_rekeyed,
     keys_compare_as_bytes,
-    recorded_writes_move_to_sales_and_idempotency_records
+    recorded_writes_move_to_sales_and_idempotency_records,
+    many_processes_migrating_a_fresh_database_at_once_all_succeed
 );
+
+/// A first deploy: the migration Job and every replica start at once on a fresh database. Each
+/// succeeds, and every migration is applied exactly once (on several fresh databases, as the
+/// race is won or lost in milliseconds).
+async fn many_processes_migrating_a_fresh_database_at_once_all_succeed(database: TestDatabase) {
+    for _ in 0..4 {
+        let fresh = TestDatabase::create(database.backend).await.unwrap();
+        migrate_at_once(&fresh, 8).await;
+    }
+}
+
+async fn migrate_at_once(database: &TestDatabase, processes: usize) {
+    let config = database.config();
+    let schema = quanyu_loyalty_points::LoyaltyPoints::SCHEMA;
+    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(processes));
+    let starts: Vec<_> = (0..processes)
+        .map(|_| {
+            let (config, ready) = (config.clone(), ready.clone());
+            tokio::spawn(async move {
+                ready.wait().await;
+                quanyu_runtime::db::connect::<Migrator>(&config, schema).await
+            })
+        })
+        .collect();
+    let mut connections = Vec::new();
+    for start in starts {
+        connections.push(start.await.unwrap().expect("every process migrates or finds it done"));
+    }
+    let applied = connections[0]
+        .query_one_raw(Statement::from_string(
+            connections[0].get_database_backend(),
+            "SELECT count(*) AS count FROM loyalty_points_migrations",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let applied: i64 = applied.try_get("", "count").unwrap();
+    assert_eq!(usize::try_from(applied).unwrap(), Migrator::migrations().len());
+}
 
 /// Every migration before the one named.
 fn migrations_before(name: &str) -> Vec<Box<dyn MigrationTrait>> {

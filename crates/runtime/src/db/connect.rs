@@ -64,12 +64,27 @@ pub async fn connect<M: MigratorTrait>(config: &DatabaseConfig, schema: &str) ->
                 .foreign_keys(true)
         });
     } else {
-        create_postgres_schema(&url, schema).await?;
+        // The schema need not exist yet: PostgreSQL resolves the search path at each statement.
         options.set_schema_search_path(schema.to_owned());
     }
-    let db = Database::connect(options).await?;
-    M::up(&db, None).await?;
+    let db = super::with_retries(|| Database::connect(options.clone())).await?;
+    migrate::<M>(&db, schema).await?;
     Ok(db)
+}
+
+/// Brings `schema` up to date in one transaction that holds the schema's migration lock (a
+/// PostgreSQL advisory lock; SQLite's write lock): any number of replicas and `quanyu migrate`
+/// Jobs may start at once on a fresh database, exactly one applies each step, and the others
+/// find it applied.
+async fn migrate<M: MigratorTrait>(db: &DatabaseConnection, schema: &str) -> Result<(), DbErr> {
+    let txn = begin_write(db).await?;
+    super::lock_keys(&txn, &[format!("quanyu-migrate:{schema}")]).await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .await?;
+    }
+    M::up(&txn, None).await?;
+    txn.commit().await
 }
 
 fn create_sqlite_directory(url: &str) -> Result<(), DbErr> {
@@ -87,16 +102,6 @@ fn create_sqlite_directory(url: &str) -> Result<(), DbErr> {
             .map_err(|error| DbErr::Custom(format!("cannot create {}: {error}", directory.display()))),
         _ => Ok(()),
     }
-}
-
-async fn create_postgres_schema(url: &str, schema: &str) -> Result<(), DbErr> {
-    let mut options = ConnectOptions::new(url.to_owned());
-    options.max_connections(1).sqlx_logging(false);
-    let db = Database::connect(options).await?;
-    debug_assert_eq!(db.get_database_backend(), DbBackend::Postgres);
-    db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-        .await?;
-    db.close().await
 }
 
 /// Begins a transaction that will write. On SQLite it takes the write lock at once (`BEGIN
