@@ -93,6 +93,109 @@ async fn a_callers_deadline_is_honoured() {
     );
 }
 
+/// The health of `service` on `channel` (`""` for the whole server, `liveness`).
+async fn health_of(channel: tonic::transport::Channel, service: &str) -> i32 {
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .map_or(-1, |answer| answer.into_inner().status)
+}
+
+/// Polls until `service` reports `wanted`, for at most five seconds.
+async fn wait_for_health(channel: &tonic::transport::Channel, service: &str, wanted: ServingStatus) {
+    for _ in 0..100 {
+        if health_of(channel.clone(), service).await == wanted as i32 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{service:?} never became {wanted:?}");
+}
+
+fn resolve_one(phone: &str, timeout: Duration) -> tonic::Request<pb::ResolveIdentitiesRequest> {
+    let mut request = tonic::Request::new(pb::ResolveIdentitiesRequest {
+        identities: vec![pb::Identity {
+            kind: pb::IdentityKind::Phone.into(),
+            value: phone.into(),
+            namespace: String::new(),
+        }],
+    });
+    request.set_timeout(timeout);
+    request
+}
+
+/// PostgreSQL behind a link the test breaks. Reset: calls are UNAVAILABLE at once. Stalled: a
+/// call is DEADLINE_EXCEEDED within its caller's deadline. Either way readiness turns NOT_SERVING
+/// while liveness stays SERVING, and both recover as soon as the link heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_unavailable_and_not_ready_until_it_heals() {
+    let Some(suite) = Sandbox::builder(Backend::Postgres)
+        .service(&quanyu_member_identity::SERVICE, "")
+        .database_through_link()
+        .start()
+        .await
+    else {
+        return;
+    };
+    let channel = suite.identity_channel().await;
+    let mut client = suite.identity(keys::ACME_PLATFORM).await;
+    let deadline = Duration::from_millis(800);
+    client
+        .resolve_identities(resolve_one("13800138000", deadline))
+        .await
+        .unwrap();
+    wait_for_health(&channel, "", ServingStatus::Serving).await;
+
+    suite.database_link().reset();
+    let started = std::time::Instant::now();
+    let status = client
+        .resolve_identities(resolve_one("13800138000", deadline))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(started.elapsed() < deadline, "at once: {:?}", started.elapsed());
+    wait_for_health(&channel, IDENTITY_SERVICE, ServingStatus::NotServing).await;
+    wait_for_health(&channel, "", ServingStatus::NotServing).await;
+    assert_eq!(
+        health_of(channel.clone(), "liveness").await,
+        ServingStatus::Serving as i32
+    );
+
+    suite.database_link().restore();
+    wait_for_health(&channel, "", ServingStatus::Serving).await;
+    client
+        .resolve_identities(resolve_one("13800138000", deadline))
+        .await
+        .unwrap();
+
+    suite.database_link().stall();
+    let started = std::time::Instant::now();
+    let status = client
+        .resolve_identities(resolve_one("13800138000", deadline))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        started.elapsed() < deadline,
+        "within the caller's deadline: {:?}",
+        started.elapsed()
+    );
+    wait_for_health(&channel, "", ServingStatus::NotServing).await;
+    assert_eq!(
+        health_of(channel.clone(), "liveness").await,
+        ServingStatus::Serving as i32
+    );
+
+    suite.database_link().restore();
+    wait_for_health(&channel, "", ServingStatus::Serving).await;
+    client
+        .resolve_identities(resolve_one("13800138000", deadline))
+        .await
+        .unwrap();
+}
+
 /// The services that reflection lists on `channel`, asked in one version of the reflection
 /// protocol (`v1` or `v1alpha`: the same messages in two packages).
 macro_rules! listed_services {
@@ -224,4 +327,56 @@ async fn a_refusal_quotes_a_short_prefix_of_what_it_refuses() {
         "{}",
         violation.description
     );
+}
+
+/// A call waiting on a database that another transaction holds is DEADLINE_EXCEEDED within its
+/// caller's deadline, and commits nothing.
+async fn a_call_blocked_by_the_database_ends_at_its_deadline(backend: Backend) {
+    let Some(suite) = Sandbox::start(backend, &[&quanyu_member_identity::SERVICE]).await else {
+        return;
+    };
+    let mut client = suite.identity(keys::ACME_PLATFORM).await;
+    let holder = suite.database("member_identity").await;
+    let holding = sea_orm::TransactionTrait::begin(&holder).await.unwrap();
+    let hold = match backend {
+        Backend::Sqlite => "INSERT INTO audit_entries SELECT * FROM audit_entries WHERE 1 = 0",
+        Backend::Postgres => "LOCK TABLE identities IN ACCESS EXCLUSIVE MODE",
+    };
+    sea_orm::ConnectionTrait::execute_unprepared(&holding, hold)
+        .await
+        .unwrap();
+    let deadline = Duration::from_secs(1);
+    let mut request = tonic::Request::new(pb::EnrollMemberRequest {
+        identities: vec![pb::Identity {
+            kind: pb::IdentityKind::Phone.into(),
+            value: "13600136000".into(),
+            namespace: String::new(),
+        }],
+        ..Default::default()
+    });
+    request.set_timeout(deadline);
+    let started = std::time::Instant::now();
+    let status = client.enroll_member(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(started.elapsed() < deadline, "{:?}", started.elapsed());
+    holding.rollback().await.unwrap();
+    let resolved = client
+        .resolve_identities(resolve_one("13600136000", Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        resolved.resolutions[0].member_id.is_empty(),
+        "nothing was enrolled: {resolved:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_blocked_by_sqlite_ends_at_its_deadline() {
+    a_call_blocked_by_the_database_ends_at_its_deadline(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_blocked_by_postgres_ends_at_its_deadline() {
+    a_call_blocked_by_the_database_ends_at_its_deadline(Backend::Postgres).await;
 }

@@ -108,7 +108,7 @@ async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
     assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
 
     let key = BearerKey::new("dev-demo-platform").unwrap();
-    let mut client = MemberIdentityServiceClient::with_interceptor(channel, key);
+    let mut client = MemberIdentityServiceClient::with_interceptor(channel.clone(), key.clone());
     let enroll = |value: &str| pb::EnrollMemberRequest {
         identities: vec![pb::Identity {
             kind: pb::IdentityKind::Phone.into(),
@@ -159,17 +159,43 @@ async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
         .into_inner();
     assert_eq!(erased.member.unwrap().status, pb::MemberStatus::Erased as i32);
 
-    let metrics = tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
-        std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut body = String::new();
-        std::io::Read::read_to_string(&mut stream, &mut body).unwrap();
-        body
-    })
-    .await
-    .unwrap();
-    assert!(metrics.contains("grpc_server_handled_total"), "{metrics}");
-    assert!(metrics.contains("MergeMembers"), "{metrics}");
+    // Methods nobody serves, as a scanner would call them: all counted under one label.
+    let mut raw = tonic::client::Grpc::new(tonic::service::interceptor::InterceptedService::new(channel, key));
+    for attempt in 0..20 {
+        raw.ready().await.unwrap();
+        let path = format!("/quanyu.identity.v1.MemberIdentityService/Probe{attempt}");
+        let status = raw
+            .unary::<_, pb::ResolveIdentitiesResponse, _>(
+                tonic::Request::new(pb::ResolveIdentitiesRequest::default()),
+                tonic::codegen::http::uri::PathAndQuery::try_from(path).unwrap(),
+                quanyu_proto::codec::ProtoCodec::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+    }
+    let metrics = http_get(metrics_port, "/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.0 200"), "{metrics}");
+    for expected in [
+        "grpc_server_handled_total",
+        "MergeMembers",
+        "method=\"unknown\"",
+        "code=\"OK\"",
+        "code=\"UNIMPLEMENTED\"",
+        "grpc_server_handling_seconds_bucket",
+        "db_pool_connections",
+        "db_pool_max_connections",
+        "db_pool_waiting",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+    ] {
+        assert!(metrics.contains(expected), "{expected} is missing:\n{metrics}");
+    }
+    assert!(!metrics.contains("Probe"), "unknown methods are not labels:\n{metrics}");
+    assert!(!metrics.contains("code=\"0\""), "codes are named:\n{metrics}");
+    assert!(!metrics.contains("quantile="), "latency is a histogram:\n{metrics}");
+    let elsewhere = http_get(metrics_port, "/anything-else").await;
+    assert!(elsewhere.starts_with("HTTP/1.0 404"), "{elsewhere}");
 
     // SIGTERM: health turns NOT_SERVING, in-flight calls finish, the process exits cleanly.
     let terminated = Command::new("kill")
@@ -262,4 +288,18 @@ fn each_service_reads_its_own_section_and_an_unknown_one_is_refused() {
 
     let error = refused("[loyalty_point]\nsales_writers = 3\n");
     assert!(error.contains("`loyalty_point`: unknown section"), "{error}");
+}
+
+/// The whole HTTP/1.0 answer (status line, headers, body) to a GET of `path`.
+async fn http_get(port: u16, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.0\r\n\r\n");
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+        answer
+    })
+    .await
+    .unwrap()
 }

@@ -121,6 +121,7 @@ impl Producer {
             name: "outbox-test",
             grpc_names: vec!["quanyu.events.v1.EventStreamService"],
             routes: tonic::service::Routes::new(InterceptedService::new(events, Authenticator::new(keys))),
+            database: db.clone(),
         };
         let listener = tokio::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
             .await

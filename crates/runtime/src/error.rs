@@ -71,6 +71,12 @@ pub trait ServiceError: std::error::Error {
     fn field_violations(&self) -> &[FieldViolation] {
         &[]
     }
+
+    /// The database's error, when the database failed: one that cannot be reached is
+    /// UNAVAILABLE whatever [`code`](Self::code) says.
+    fn database_error(&self) -> Option<&DbErr> {
+        None
+    }
 }
 
 /// A caller's value quoted in an error: at most [`QUOTED_CHARS`] of it, so that an error never
@@ -115,6 +121,13 @@ fn bounded(mut text: String, max_bytes: usize) -> String {
 
 /// Builds the status for a service error.
 pub fn into_status(error: &dyn ServiceError) -> Status {
+    if error.database_error().is_some_and(is_unreachable) {
+        tracing::warn!(error = %error, "the database cannot be reached");
+        return Status::unavailable(
+            "the database cannot be reached; the call was not applied (a retry with the same \
+             idempotency key is safe)",
+        );
+    }
     let code = error.code();
     if code == Code::Internal || code == Code::Unknown {
         tracing::error!(error = %error, "request failed");
@@ -139,6 +152,31 @@ pub fn into_status(error: &dyn ServiceError) -> Status {
 pub fn describe(violations: &[FieldViolation]) -> String {
     let listed: Vec<String> = violations.iter().map(ToString::to_string).collect();
     format!("invalid request: {}", listed.join("; "))
+}
+
+/// True when the database could not be reached or went away: no connection within the pool's
+/// timeout, a connection reset or refused, or the server shutting down or refusing connections.
+pub fn is_unreachable(error: &DbErr) -> bool {
+    let (DbErr::Exec(RuntimeErr::SqlxError(sqlx_error))
+    | DbErr::Query(RuntimeErr::SqlxError(sqlx_error))
+    | DbErr::Conn(RuntimeErr::SqlxError(sqlx_error))) = error
+    else {
+        return matches!(error, DbErr::ConnectionAcquire(_));
+    };
+    match &**sqlx_error {
+        sea_orm::sqlx::Error::Io(_)
+        | sea_orm::sqlx::Error::Tls(_)
+        | sea_orm::sqlx::Error::Protocol(_)
+        | sea_orm::sqlx::Error::PoolTimedOut
+        | sea_orm::sqlx::Error::PoolClosed
+        | sea_orm::sqlx::Error::WorkerCrashed => true,
+        sea_orm::sqlx::Error::Database(database_error) => database_error.code().is_some_and(|code| {
+            // connection_exception (class 08), admin/crash shutdown, cannot_connect_now,
+            // too_many_connections.
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
 }
 
 /// True when a statement failed on a unique constraint.

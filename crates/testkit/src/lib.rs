@@ -6,6 +6,7 @@
 //! Only when none of these can be had do the PostgreSQL tests pass without running, saying so on
 //! stderr; with `TEST_REQUIRE_POSTGRES=1` (set by CI) they fail instead.
 
+pub mod fault;
 pub mod points;
 mod postgres;
 mod private_cluster;
@@ -85,6 +86,8 @@ pub struct Sandbox {
     addresses: HashMap<&'static str, SocketAddr>,
     shutdown: Shutdown,
     servers: Vec<JoinHandle<()>>,
+    /// The breakable link the services reach PostgreSQL through, when asked for.
+    database_link: Option<fault::Link>,
     // Dropped last: the database outlives the servers that use it.
     _database: TestDatabase,
 }
@@ -94,6 +97,7 @@ pub struct Sandbox {
 pub struct SandboxBuilder {
     backend: Backend,
     services: Vec<(&'static dyn Declared, &'static str)>,
+    through_link: bool,
 }
 
 impl SandboxBuilder {
@@ -103,14 +107,38 @@ impl SandboxBuilder {
         self
     }
 
+    /// Has the services reach PostgreSQL through a [`fault::Link`] the test can break
+    /// ([`Sandbox::database_link`]).
+    pub fn database_through_link(mut self) -> Self {
+        assert_eq!(
+            self.backend,
+            Backend::Postgres,
+            "only PostgreSQL is reached over a network"
+        );
+        self.through_link = true;
+        self
+    }
+
     /// Starts the services; `None` when PostgreSQL is not available (and not required).
     pub async fn start(self) -> Option<Sandbox> {
         let database = TestDatabase::create(self.backend).await?;
         let keys = KeyRing::from_config(&auth_config()).expect("test keys are valid");
+        let mut database_config = database.config();
+        let mut database_link = None;
+        if self.through_link {
+            let url = database_config.url.expose().to_owned();
+            let upstream = postgres::server_address(&url).expect("a PostgreSQL URL with host and port");
+            let link = fault::Link::start(upstream).await;
+            let through = url.replacen(&upstream.to_string(), &link.address().to_string(), 1);
+            database_config.url = quanyu_runtime::config::SecretUrl::new(through);
+            database_link = Some(link);
+        }
         let context = ServiceContext {
-            database: database.config(),
+            database: database_config,
             server: ServerConfig {
                 shutdown_grace_secs: 2,
+                database_check_interval_ms: 100,
+                database_check_timeout_ms: 300,
                 ..ServerConfig::default()
             },
             keys: Arc::new(keys),
@@ -123,6 +151,7 @@ impl SandboxBuilder {
             context,
             addresses: HashMap::new(),
             servers: Vec::new(),
+            database_link,
             _database: database,
         };
         for (service, settings) in self.services {
@@ -147,6 +176,7 @@ impl Sandbox {
         SandboxBuilder {
             backend,
             services: Vec::new(),
+            through_link: false,
         }
     }
 
@@ -260,6 +290,14 @@ impl Sandbox {
         for server in self.servers.drain(..) {
             let _ = server.await;
         }
+    }
+
+    /// The link to PostgreSQL, when the sandbox was built
+    /// [through one](SandboxBuilder::database_through_link).
+    pub fn database_link(&self) -> &fault::Link {
+        self.database_link
+            .as_ref()
+            .expect("the sandbox was built with database_through_link")
     }
 
     /// The shutdown trigger of the sandbox's servers.

@@ -111,6 +111,13 @@ async fn server_url() -> Option<String> {
     None
 }
 
+/// The `host:port` of a PostgreSQL URL, when it names an IP address and a port.
+pub(crate) fn server_address(url: &str) -> Option<std::net::SocketAddr> {
+    let authority = url.split_once("://")?.1.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host_port)| host_port);
+    host_port.parse().ok()
+}
+
 fn with_database(server_url: &str, name: &str) -> String {
     let (base, query) = match server_url.split_once('?') {
         Some((base, query)) => (base, format!("?{query}")),
@@ -138,7 +145,7 @@ async fn execute(server_url: &str, statement: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::{server_address, with_database};
 
     #[test]
     fn replaces_the_database_of_a_url() {
@@ -148,5 +155,10 @@ mod tests {
             "postgres://u@h/x?sslmode=disable"
         );
         assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+        assert_eq!(
+            server_address("postgres://u@127.0.0.1:5432/x?sslmode=disable"),
+            Some(([127, 0, 0, 1], 5432).into())
+        );
+        assert_eq!(server_address("postgres://u@db/x"), None);
     }
 }

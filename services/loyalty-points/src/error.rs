@@ -97,6 +97,13 @@ impl ServiceError for PointsError {
             _ => &[],
         }
     }
+
+    fn database_error(&self) -> Option<&DbErr> {
+        match self {
+            Self::Database(error) => Some(error),
+            _ => None,
+        }
+    }
 }
 
 impl Transient for PointsError {

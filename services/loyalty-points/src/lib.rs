@@ -101,7 +101,7 @@ impl Service for LoyaltyPoints {
             config.batch_writers,
         ));
         let server = context
-            .server(Self::NAME)
+            .server(Self::NAME, &db)
             .mount(quanyu_runtime::limited!(points, context));
         Ok(quanyu_outbox::serve_events(server, &db, &config.events, &config.retention, context).build())
     }

@@ -79,6 +79,13 @@ impl ServiceError for IdentityError {
             _ => &[],
         }
     }
+
+    fn database_error(&self) -> Option<&DbErr> {
+        match self {
+            Self::Database(error) => Some(error),
+            _ => None,
+        }
+    }
 }
 
 impl Transient for IdentityError {

@@ -66,7 +66,7 @@ impl Service for MemberIdentity {
             context.clock.clone(),
         ));
         let server = context
-            .server(Self::NAME)
+            .server(Self::NAME, &db)
             .mount(quanyu_runtime::limited!(identity, context));
         Ok(quanyu_outbox::serve_events(server, &db, &config.events, &config.retention, context).build())
     }

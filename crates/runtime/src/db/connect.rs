@@ -112,5 +112,49 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
         sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
         ..sea_orm::TransactionOptions::default()
     };
+    let _waiting = Waiting::start();
     sea_orm::TransactionTrait::begin_with_options(db, options).await
+}
+
+/// Begins a transaction that only reads.
+pub async fn begin_read(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    let _waiting = Waiting::start();
+    sea_orm::TransactionTrait::begin(db).await
+}
+
+/// Counts a use case waiting for a connection (`db_pool_waiting`) until dropped, however its
+/// wait ends (a connection, an error, a cancelled call).
+struct Waiting;
+
+impl Waiting {
+    fn start() -> Self {
+        metrics::gauge!("db_pool_waiting").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        metrics::gauge!("db_pool_waiting").decrement(1.0);
+    }
+}
+
+/// Sets the gauges of `service`'s pool: connections in use and idle, and the most it may open.
+pub fn record_pool_gauges(db: &DatabaseConnection, service: &'static str) {
+    let (size, idle, max) = match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+        }
+        DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+        }
+        _ => return,
+    };
+    let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+    metrics::gauge!("db_pool_connections", "service" => service, "state" => "in_use")
+        .set(f64::from(size.saturating_sub(idle)));
+    metrics::gauge!("db_pool_connections", "service" => service, "state" => "idle").set(f64::from(idle));
+    metrics::gauge!("db_pool_max_connections", "service" => service).set(f64::from(max));
 }

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use quanyu_runtime::auth::TenantActor;
-use quanyu_runtime::db::begin_write;
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use quanyu_runtime::db::{begin_read, begin_write};
+use sea_orm::DatabaseConnection;
 
 use crate::convert::binding_to_pb;
 use crate::error::IdentityError;
@@ -61,7 +61,7 @@ pub async fn list_guide_bindings(
     tenant_id: &str,
     member_id: &str,
 ) -> Result<Vec<guide_bindings::Model>> {
-    let txn = db.begin().await?;
+    let txn = begin_read(db).await?;
     find_member(&txn, tenant_id, member_id, false).await?;
     let bindings = store::guide::history(&txn, tenant_id, member_id).await?;
     txn.commit().await?;

@@ -4,9 +4,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use quanyu_runtime::auth::TenantActor;
-use quanyu_runtime::db::begin_write;
+use quanyu_runtime::db::{begin_read, begin_write};
 use quanyu_runtime::error::quote;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, TransactionTrait};
+use sea_orm::{ActiveValue::Set, DatabaseConnection};
 
 use super::kinds_changed;
 use crate::convert::{enrollment_to_pb, identity_to_pb, profile_to_pb};
@@ -135,7 +135,7 @@ pub async fn enroll(
 }
 
 pub async fn get_member(db: &DatabaseConnection, tenant_id: &str, member_id: &str) -> Result<MemberView> {
-    let txn = db.begin().await?;
+    let txn = begin_read(db).await?;
     let member = view(&txn, find_member(&txn, tenant_id, member_id, false).await?).await?;
     txn.commit().await?;
     Ok(member)
@@ -175,7 +175,7 @@ pub async fn update_profile(
 
 /// Resolves identities to their members; `None` where an identity belongs to nobody.
 pub async fn resolve(db: &DatabaseConnection, tenant_id: &str, wanted: &[&Identity]) -> Result<Vec<Option<String>>> {
-    let txn = db.begin().await?;
+    let txn = begin_read(db).await?;
     let found: HashMap<Identity, String> = find_identities(&txn, tenant_id, wanted)
         .await?
         .into_iter()
