@@ -5,8 +5,9 @@
 
 use quanyu_proto::identity::v1 as identity_pb;
 use quanyu_proto::points::v1 as pb;
+use quanyu_testkit::fault::Link;
 use quanyu_testkit::points::{account, balance, member_buyer, phone_buyer, record, refund, sale, with_program};
-use quanyu_testkit::{Suite, keys};
+use quanyu_testkit::{Backend, Sandbox, Suite, keys};
 
 quanyu_testkit::suite!(
     merged_members_accounts_fold_into_the_survivor,
@@ -113,4 +114,34 @@ async fn a_buyer_enrolled_by_a_sale_is_a_member_of_identity(suite: Suite) {
         .into_inner();
     assert_eq!(resolved.resolutions[0].member_id, earned[0].member_id);
     assert_eq!(balance(&mut pos, &earned[0].member_id).await.balance, 100);
+}
+
+/// Two member-identity replicas behind one `identity_endpoint` (two URLs here, as a headless
+/// Service's name resolves to two pods): loyalty-points' calls reach both, not the first alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_identity_spread_over_every_replica() {
+    let mut sandbox = Sandbox::start(Backend::Sqlite, &[&quanyu_member_identity::SERVICE])
+        .await
+        .unwrap();
+    let replica = sandbox.start_another(&quanyu_member_identity::SERVICE, "").await;
+    let first = Link::start(sandbox.address("member-identity")).await;
+    let second = Link::start(replica).await;
+    let settings = format!(
+        "identity_endpoint = \"http://{}, http://{}\"\nidentity_api_key = \"test-service\"\n",
+        first.address(),
+        second.address()
+    );
+    sandbox.start_another(&quanyu_loyalty_points::SERVICE, &settings).await;
+    with_program(&sandbox, 0).await;
+    let mut pos = sandbox.points(keys::ACME_POS).await;
+    for n in 0..40 {
+        let sold = sale(&format!("lb-{n}"), phone_buyer(&format!("1390000{n:04}")), 1_000);
+        let results = record(&mut pos, vec![sold]).await;
+        assert_eq!(results[0].outcome, pb::SaleOutcome::Applied as i32, "{results:?}");
+    }
+    let carried = (first.bytes_carried(), second.bytes_carried());
+    assert!(
+        carried.0 > 2_000 && carried.1 > 2_000,
+        "bytes to each replica: {carried:?}"
+    );
 }

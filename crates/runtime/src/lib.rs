@@ -3,6 +3,7 @@
 //! migration, paging and graceful shutdown.
 
 pub mod auth;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod db;

@@ -1,8 +1,11 @@
 //! A TCP link between the services and PostgreSQL that a test can break, as a network does:
 //! [`Link::reset`] closes every connection and refuses new ones, [`Link::stall`] keeps them open
-//! but carries nothing, [`Link::restore`] heals it.
+//! but carries nothing, [`Link::restore`] heals it. It counts what it carries, so a test can tell
+//! which of several servers was called.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -19,6 +22,7 @@ enum State {
 pub struct Link {
     address: SocketAddr,
     state: watch::Sender<State>,
+    carried: Arc<AtomicU64>,
     accepting: tokio::task::JoinHandle<()>,
 }
 
@@ -28,10 +32,12 @@ impl Link {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
         let address = listener.local_addr().expect("bound address");
         let (state, watching) = watch::channel(State::Up);
-        let accepting = tokio::spawn(accept(listener, upstream, watching));
+        let carried = Arc::new(AtomicU64::new(0));
+        let accepting = tokio::spawn(accept(listener, upstream, watching, carried.clone()));
         Link {
             address,
             state,
+            carried,
             accepting,
         }
     }
@@ -54,6 +60,11 @@ impl Link {
     pub fn restore(&self) {
         self.state.send_replace(State::Up);
     }
+
+    /// Bytes carried so far, both ways.
+    pub fn bytes_carried(&self) -> u64 {
+        self.carried.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for Link {
@@ -63,7 +74,7 @@ impl Drop for Link {
     }
 }
 
-async fn accept(listener: TcpListener, upstream: SocketAddr, state: watch::Receiver<State>) {
+async fn accept(listener: TcpListener, upstream: SocketAddr, state: watch::Receiver<State>, carried: Arc<AtomicU64>) {
     while let Ok((client, _)) = listener.accept().await {
         if *state.borrow() == State::Reset {
             continue;
@@ -73,13 +84,18 @@ async fn accept(listener: TcpListener, upstream: SocketAddr, state: watch::Recei
         };
         let (client_read, client_write) = client.into_split();
         let (server_read, server_write) = server.into_split();
-        tokio::spawn(carry(client_read, server_write, state.clone()));
-        tokio::spawn(carry(server_read, client_write, state.clone()));
+        tokio::spawn(carry(client_read, server_write, state.clone(), carried.clone()));
+        tokio::spawn(carry(server_read, client_write, state.clone(), carried.clone()));
     }
 }
 
 /// Copies one direction of a connection while the link is up; ends (closing its half) on reset.
-async fn carry(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut state: watch::Receiver<State>) {
+async fn carry(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    mut state: watch::Receiver<State>,
+    carried: Arc<AtomicU64>,
+) {
     let mut buffer = vec![0; 16 * 1024];
     loop {
         let now = *state.borrow_and_update();
@@ -100,6 +116,7 @@ async fn carry(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut state: watch
                     if to.write_all(&buffer[..read]).await.is_err() {
                         return;
                     }
+                    carried.fetch_add(read as u64, Ordering::Relaxed);
                 }
             },
             changed = state.changed() => {

@@ -155,16 +155,7 @@ impl SandboxBuilder {
             _database: database,
         };
         for (service, settings) in self.services {
-            let configured = service
-                .configure(Some(sandbox.section(service.schema(), settings)))
-                .unwrap_or_else(|error| panic!("{}: invalid sandbox settings: {error}", service.name()));
-            let server = configured
-                .build(&sandbox.context)
-                .await
-                .unwrap_or_else(|error| panic!("{} builds: {error}", service.name()));
-            let (address, handle) = start(server, &sandbox.context).await;
-            sandbox.addresses.insert(service.name(), address);
-            sandbox.servers.push(handle);
+            sandbox.start_another(service, settings).await;
         }
         Some(sandbox)
     }
@@ -200,6 +191,23 @@ impl Sandbox {
             )
             .start()
             .await
+    }
+
+    /// Starts one more instance of `service` (a replica, or a service configured by the test)
+    /// against the sandbox's database, with `settings` as [`SandboxBuilder::service`] takes
+    /// them; it answers at the address returned (and under its name, if none did before).
+    pub async fn start_another(&mut self, service: &'static dyn Declared, settings: &str) -> SocketAddr {
+        let configured = service
+            .configure(Some(self.section(service.schema(), settings)))
+            .unwrap_or_else(|error| panic!("{}: invalid sandbox settings: {error}", service.name()));
+        let server = configured
+            .build(&self.context)
+            .await
+            .unwrap_or_else(|error| panic!("{} builds: {error}", service.name()));
+        let (address, handle) = start(server, &self.context).await;
+        self.addresses.entry(service.name()).or_insert(address);
+        self.servers.push(handle);
+        address
     }
 
     /// A service's configuration section from its sandbox settings.

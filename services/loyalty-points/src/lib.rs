@@ -27,8 +27,12 @@ pub const SERVICE: Declaration<LoyaltyPoints> = Declaration::new();
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// Where member-identity answers, to resolve and enrol buyers.
+    /// Where member-identity answers, to resolve and enrol buyers: a URL whose host names every
+    /// replica (a headless Service), or several URLs separated by commas. Calls are balanced
+    /// over every address; the merge events are read from the first URL.
     pub identity_endpoint: String,
+    /// How often the names of `identity_endpoint` are resolved again, to follow replicas.
+    pub identity_resolve_interval_secs: u64,
     /// A `service` API key accepted by member-identity.
     pub identity_api_key: Secret,
     /// How often due lots are expired and lapsed holds released on accounts nobody touches.
@@ -48,6 +52,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
             identity_endpoint: "http://127.0.0.1:50051".into(),
+            identity_resolve_interval_secs: 10,
             identity_api_key: Secret::default(),
             sweep_interval_secs: 30,
             sales_writers: 1,
@@ -72,15 +77,18 @@ impl Service for LoyaltyPoints {
     /// the service ready to serve.
     async fn build(config: &Config, context: &ServiceContext) -> Result<Server, BuildError> {
         let db = quanyu_runtime::db::connect::<migration::Migrator>(&context.database, Self::SCHEMA).await?;
-        let channel = tonic::transport::Channel::from_shared(config.identity_endpoint.clone())
-            .map_err(|error| format!("loyalty_points.identity_endpoint: {error}"))?
-            .connect_lazy();
+        let channel = quanyu_runtime::client::balanced_channel(
+            &config.identity_endpoint,
+            std::time::Duration::from_secs(config.identity_resolve_interval_secs.max(1)),
+            context.shutdown.clone(),
+        )
+        .map_err(|error| format!("loyalty_points.identity_endpoint: {error}"))?;
         let identity = app::identity::IdentityClient::new(channel, config.identity_api_key.expose().to_owned());
         let every = std::time::Duration::from_secs(config.sweep_interval_secs.max(1));
         app::sweep::spawn_sweeper(db.clone(), context.clock.clone(), every, context.shutdown.clone());
         let merges = quanyu_outbox::consumer::ConsumerConfig {
             name: "loyalty-points.merges".into(),
-            endpoint: config.identity_endpoint.clone(),
+            endpoint: quanyu_runtime::client::first_endpoint(&config.identity_endpoint).to_owned(),
             api_key: config.identity_api_key.expose().to_owned(),
             event_types: vec![quanyu_proto::events::event_type_of::<
                 quanyu_proto::identity::v1::MembersMerged,
