@@ -172,13 +172,10 @@ pub async fn serve(
                 .make_span_with(RpcSpan)
                 .on_failure(()),
         )
-        .layer(tower::layer::layer_fn(move |inner| RpcMetrics {
+        .layer(tower::layer::layer_fn(move |inner| Rpc {
             inner,
             methods: methods.clone(),
-        }))
-        .layer(tower::layer::layer_fn(move |inner| Deadline {
-            inner,
-            default: default_deadline,
+            default_deadline,
         }))
         .load_shed()
         .layer(GlobalConcurrencyLimitLayer::new(config.max_in_flight_requests))
@@ -356,17 +353,24 @@ fn known_methods(grpc_names: &[&'static str]) -> HashSet<String> {
 /// The label of requests for a method this port does not serve.
 const UNKNOWN_METHOD: &str = "unknown";
 
-/// Counts RPCs by method and gRPC status name (`NOT_FOUND`) and records their latency in a
+/// Bounds each RPC by its deadline and measures it.
+///
+/// Deadline: DEADLINE_EXCEEDED when a call outlives the caller's `grpc-timeout` (answered just
+/// before it), or the server's default when it sent none (tonic's own timeout answers
+/// CANCELLED, which tells the caller nothing about why). The call's work is dropped with it.
+///
+/// Metrics: RPCs counted by method and gRPC status name (`NOT_FOUND`), latency recorded in a
 /// histogram (buckets set where the recorder is installed, in `telemetry`).
 #[derive(Clone)]
-struct RpcMetrics<S> {
+struct Rpc<S> {
     inner: S,
     methods: Arc<HashSet<String>>,
+    default_deadline: Duration,
 }
 
-impl<S, B, ResponseBody> tower::Service<http::Request<B>> for RpcMetrics<S>
+impl<S, B> tower::Service<http::Request<B>> for Rpc<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<ResponseBody>>,
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -384,10 +388,27 @@ where
         } else {
             UNKNOWN_METHOD.to_owned()
         };
+        let asked = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        // A caller's deadline is met a little early (a tenth, at most 200 ms), so that the answer
+        // reaches it before its own timer fires and it learns why: dropping a call blocked in
+        // PostgreSQL took some tens of milliseconds.
+        let deadline = asked.map_or(self.default_deadline, |asked| {
+            (asked - (asked / 10).min(Duration::from_millis(200))).min(self.default_deadline)
+        });
         let started = Instant::now();
         let response = self.inner.call(request);
         Box::pin(async move {
-            let result = response.await;
+            let result = match tokio::time::timeout(deadline, response).await {
+                Ok(result) => result,
+                Err(_) => {
+                    let why = format!("the deadline of {} ms passed", deadline.as_millis());
+                    Ok(tonic::Status::deadline_exceeded(why).into_http())
+                }
+            };
             // Errors are sent trailers-only, so their status is in the headers; a success puts
             // it in the trailers, which have not arrived yet.
             let code = match &result {
@@ -427,53 +448,6 @@ fn code_name(code: Code) -> &'static str {
         Code::Unavailable => "UNAVAILABLE",
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
-/// Answers DEADLINE_EXCEEDED when a call outlives the caller's `grpc-timeout` (just before it),
-/// or the server's default when it sent none (tonic's own timeout answers CANCELLED, which tells the caller
-/// nothing about why). The call's work is dropped with it: nothing more is awaited for it.
-#[derive(Clone)]
-struct Deadline<S> {
-    inner: S,
-    default: Duration,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for Deadline<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let asked = request
-            .headers()
-            .get("grpc-timeout")
-            .and_then(|value| value.to_str().ok())
-            .and_then(parse_grpc_timeout);
-        // A caller's deadline is met a little early (a tenth, at most 200 ms), so that the answer
-        // reaches it before its own timer fires and it learns why: dropping a call blocked in
-        // PostgreSQL took some tens of milliseconds.
-        let deadline = asked.map_or(self.default, |asked| {
-            (asked - (asked / 10).min(Duration::from_millis(200))).min(self.default)
-        });
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            match tokio::time::timeout(deadline, response).await {
-                Ok(result) => result,
-                Err(_) => {
-                    let why = format!("the deadline of {} ms passed", deadline.as_millis());
-                    Ok(tonic::Status::deadline_exceeded(why).into_http())
-                }
-            }
-        })
     }
 }
 
