@@ -12,6 +12,7 @@ use quanyu_testkit::{Backend, Sandbox, Suite, keys};
 quanyu_testkit::suite!(
     merged_members_accounts_fold_into_the_survivor,
     a_buyer_enrolled_by_a_sale_is_a_member_of_identity,
+    analytics_follows_enrolments_sales_and_merges,
 );
 
 /// member-identity merges two members; loyalty-points folds the merged member's accounts into the
@@ -144,4 +145,88 @@ async fn calls_to_identity_spread_over_every_replica() {
         carried.0 > 2_000 && carried.1 > 2_000,
         "bytes to each replica: {carried:?}"
     );
+}
+
+/// The figures analytics answers for today: new members, and active members of all members.
+async fn today_in_analytics(suite: &Suite) -> [(i64, i64); 2] {
+    use quanyu_proto::analytics::v1::{GetMetricsRequest, Metric};
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .format("%Y-%m-%d")
+        .to_string();
+    let answer = suite
+        .analytics(keys::ACME_ANALYST)
+        .await
+        .get_metrics(GetMetricsRequest {
+            metrics: vec![Metric::NewMembers as i32, Metric::ActiveMemberRate as i32],
+            start_date: today.clone(),
+            end_date: today,
+            filter: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let pair = |index: usize| (answer.values[index].numerator, answer.values[index].denominator);
+    [pair(0), pair(1)]
+}
+
+/// Polls analytics until today's figures are `expected` (they follow each commit of the other
+/// services within about a second; ten are allowed here).
+async fn analytics_reaches(suite: &Suite, expected: [(i64, i64); 2]) {
+    let mut seen = today_in_analytics(suite).await;
+    for _ in 0..100 {
+        if seen == expected {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        seen = today_in_analytics(suite).await;
+    }
+    assert_eq!(seen, expected);
+}
+
+/// Two people enrol on two channels, one buys in a store and the other on Tmall; then
+/// member-identity merges them. analytics follows each step, and counts the merged person once.
+async fn analytics_follows_enrolments_sales_and_merges(suite: Suite) {
+    use quanyu_proto::common::v1::Channel;
+    with_program(&suite, 0).await;
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let mut members = Vec::new();
+    for (phone, channel) in [("13500135001", Channel::Store), ("13500135002", Channel::Tmall)] {
+        let enrolled = identity
+            .enroll_member(identity_pb::EnrollMemberRequest {
+                identities: vec![identity_pb::Identity {
+                    kind: identity_pb::IdentityKind::Phone.into(),
+                    value: phone.into(),
+                    namespace: String::new(),
+                }],
+                enrollment: Some(identity_pb::Enrollment {
+                    channel: channel.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        members.push(enrolled.member.unwrap().member_id);
+    }
+    analytics_reaches(&suite, [(2, 1), (0, 2)]).await;
+
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let in_store = sale("f-store", member_buyer(&members[0]), 10_000);
+    let mut on_tmall = sale("f-tmall", member_buyer(&members[1]), 20_000);
+    on_tmall.channel = Channel::Tmall.into();
+    on_tmall.store_id.clear();
+    record(&mut pos, vec![in_store, on_tmall]).await;
+    analytics_reaches(&suite, [(2, 1), (2, 2)]).await;
+
+    identity
+        .merge_members(identity_pb::MergeMembersRequest {
+            member_id: members[0].clone(),
+            other_member_id: members[1].clone(),
+            survivor_id: members[0].clone(),
+        })
+        .await
+        .unwrap();
+    analytics_reaches(&suite, [(1, 1), (1, 1)]).await;
 }

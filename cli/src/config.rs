@@ -25,7 +25,11 @@ pub const DEV_KEYS: &[(&str, &str)] = &[
 ];
 
 /// The services `quanyu` runs, in the order they start: a service after those it calls.
-pub const SERVICES: &[&dyn Declared] = &[&quanyu_member_identity::SERVICE, &quanyu_loyalty_points::SERVICE];
+pub const SERVICES: &[&dyn Declared] = &[
+    &quanyu_member_identity::SERVICE,
+    &quanyu_loyalty_points::SERVICE,
+    &quanyu_analytics::SERVICE,
+];
 
 /// The sections every service shares.
 #[derive(Debug, Clone, Default, Serialize)]

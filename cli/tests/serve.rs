@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use quanyu_proto::analytics::v1::analytics_service_client::AnalyticsServiceClient;
 use quanyu_proto::identity::v1 as pb;
 use quanyu_proto::identity::v1::member_identity_service_client::MemberIdentityServiceClient;
 use quanyu_runtime::auth::BearerKey;
@@ -59,6 +60,7 @@ async fn connect(port: u16) -> Channel {
 async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
     let dir = tempfile::tempdir().unwrap();
     let (grpc_port, points_port, metrics_port) = (free_port(), free_port(), free_port());
+    let analytics_port = free_port();
     let child = quanyu(dir.path())
         .arg("serve")
         .env("QUANYU_MEMBER_IDENTITY__LISTEN", format!("127.0.0.1:{grpc_port}"))
@@ -66,6 +68,15 @@ async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
         .env(
             "QUANYU_LOYALTY_POINTS__IDENTITY_ENDPOINT",
             format!("http://127.0.0.1:{grpc_port}"),
+        )
+        .env("QUANYU_ANALYTICS__LISTEN", format!("127.0.0.1:{analytics_port}"))
+        .env(
+            "QUANYU_ANALYTICS__IDENTITY_ENDPOINT",
+            format!("http://127.0.0.1:{grpc_port}"),
+        )
+        .env(
+            "QUANYU_ANALYTICS__POINTS_ENDPOINT",
+            format!("http://127.0.0.1:{points_port}"),
         )
         .env("QUANYU_TELEMETRY__METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
         .stdout(Stdio::piped())
@@ -158,6 +169,34 @@ async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
         .unwrap()
         .into_inner();
     assert_eq!(erased.member.unwrap().status, pb::MemberStatus::Erased as i32);
+
+    // analytics reads identity's stream under `quanyu serve`: the enrolments count, the merged
+    // member once.
+    let analyst = BearerKey::new("dev-demo-analyst").unwrap();
+    let mut analytics = AnalyticsServiceClient::with_interceptor(connect(analytics_port).await, analyst);
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .format("%Y-%m-%d")
+        .to_string();
+    let mut new_members = 0;
+    for _ in 0..100 {
+        let answer = analytics
+            .get_metrics(quanyu_proto::analytics::v1::GetMetricsRequest {
+                metrics: vec![quanyu_proto::analytics::v1::Metric::NewMembers as i32],
+                start_date: today.clone(),
+                end_date: today.clone(),
+                filter: None,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        new_members = answer.values[0].numerator;
+        if new_members == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(new_members, 1, "two enrolled, one merged into the other");
 
     // Methods nobody serves, as a scanner would call them: all counted under one label.
     let mut raw = tonic::client::Grpc::new(tonic::service::interceptor::InterceptedService::new(channel, key));
@@ -261,7 +300,8 @@ fn migrate_brings_every_declared_service_up_to_date_or_the_one_named() {
     let said = String::from_utf8(output.stdout).unwrap();
     assert!(said.contains("member-identity: schema up to date"), "{said}");
     assert!(said.contains("loyalty-points: schema up to date"), "{said}");
-    for schema in ["member_identity", "loyalty_points"] {
+    assert!(said.contains("analytics: schema up to date"), "{said}");
+    for schema in ["member_identity", "loyalty_points", "analytics"] {
         assert!(dir.path().join(format!("data/{schema}.db")).exists(), "{schema}");
     }
 

@@ -37,6 +37,13 @@ pub mod events {
     }
 }
 
+pub mod analytics {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic)]
+        tonic::include_proto!("quanyu.analytics.v1");
+    }
+}
+
 pub mod points {
     pub mod v1 {
         #![allow(clippy::all, clippy::pedantic)]

@@ -15,8 +15,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use quanyu_analytics::Analytics;
 use quanyu_loyalty_points::LoyaltyPoints;
 use quanyu_member_identity::MemberIdentity;
+use quanyu_proto::analytics::v1::analytics_service_client::AnalyticsServiceClient;
 use quanyu_proto::identity::v1::member_identity_service_client::MemberIdentityServiceClient;
 use quanyu_proto::points::v1::points_service_client::PointsServiceClient;
 use quanyu_runtime::auth::{ApiKeyConfig, AuthConfig, BearerKey, KeyRing, Role, digest};
@@ -73,6 +75,8 @@ pub fn auth_config() -> AuthConfig {
 pub type PointsClient = PointsServiceClient<InterceptedService<Channel, BearerKey>>;
 
 pub type IdentityClient = MemberIdentityServiceClient<InterceptedService<Channel, BearerKey>>;
+
+pub type AnalyticsClient = AnalyticsServiceClient<InterceptedService<Channel, BearerKey>>;
 
 /// The whole suite as the tests start it: every service, wired to each other with the test
 /// service key, the points sweep every second.
@@ -189,6 +193,12 @@ impl Sandbox {
                  identity_api_key = \"test-service\"\n\
                  sweep_interval_secs = 1\n",
             )
+            .service(
+                &quanyu_analytics::SERVICE,
+                "identity_endpoint = \"http://{member-identity}\"\n\
+                 points_endpoint = \"http://{loyalty-points}\"\n\
+                 api_key = \"test-service\"\n",
+            )
             .start()
             .await
     }
@@ -277,6 +287,12 @@ impl Sandbox {
     pub async fn points(&self, key: &str) -> PointsClient {
         let bearer = BearerKey::new(key).expect("test keys are ASCII");
         PointsServiceClient::with_interceptor(self.points_channel().await, bearer)
+    }
+
+    /// An analytics client that calls with `key`.
+    pub async fn analytics(&self, key: &str) -> AnalyticsClient {
+        let bearer = BearerKey::new(key).expect("test keys are ASCII");
+        AnalyticsServiceClient::with_interceptor(self.channel(Analytics::NAME).await, bearer)
     }
 
     /// A connection to one service's database (`schema`), as the service sees it: for looking

@@ -101,6 +101,8 @@ pub fn sale_recorded(tenant_id: &str, sale: &pb::Sale, result: &pb::SaleResult) 
         points_earned: result.points_earned,
         points_redeemed: result.points_redeemed,
         points_reversed: result.points_reversed,
+        lines: sale.lines.clone(),
+        original_transaction_id: sale.original_transaction_id.clone(),
     };
     NewEvent {
         tenant_id: tenant_id.to_owned(),

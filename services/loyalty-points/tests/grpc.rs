@@ -487,6 +487,19 @@ async fn every_change_is_published_and_lapsed_holds_settle_by_themselves(suite: 
         (recorded.member_id.as_str(), recorded.points_earned),
         (member_id.as_str(), 1_500)
     );
+    let lines: Vec<(&str, &str, i64, i64)> = recorded
+        .lines
+        .iter()
+        .map(|line| {
+            let amount = line.amount.as_ref().map_or(0, |amount| amount.amount_minor);
+            (line.sku.as_str(), line.category.as_str(), line.quantity, amount)
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [("serum", "skincare", 1, 150_000)],
+        "the lines go out with the sale"
+    );
     let Some(Payload::HoldReleased(released)) = &received[4].payload else {
         panic!()
     };

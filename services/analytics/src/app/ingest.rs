@@ -1,0 +1,81 @@
+//! Facts from member-identity's and loyalty-points' event streams. Each event is applied in the
+//! consumer's transaction with its cursor, so exactly once.
+
+use chrono::FixedOffset;
+use quanyu_outbox::consumer::EventHandler;
+use quanyu_proto::events::v1::Event;
+use quanyu_proto::events::v1::event::Payload;
+use quanyu_proto::points::v1::SaleKind;
+use quanyu_runtime::clock::from_proto;
+use sea_orm::{DatabaseTransaction, DbErr};
+
+use crate::domain::window::day_of;
+use crate::store::facts::{self, Place, SaleFact};
+
+/// The identity events analytics reads, by stream name.
+pub fn identity_event_types() -> Vec<String> {
+    use quanyu_proto::events::event_type_of;
+    use quanyu_proto::identity::v1 as identity;
+    vec![
+        event_type_of::<identity::MemberEnrolled>(),
+        event_type_of::<identity::MembersMerged>(),
+    ]
+}
+
+/// The points events analytics reads, by stream name.
+pub fn points_event_types() -> Vec<String> {
+    vec![quanyu_proto::events::event_type_of::<
+        quanyu_proto::points::v1::SaleRecorded,
+    >()]
+}
+
+/// Applies enrolments, merges and sales to the facts; days are read in `offset`.
+pub struct Facts {
+    pub offset: FixedOffset,
+}
+
+#[async_trait::async_trait]
+impl EventHandler for Facts {
+    async fn apply(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), DbErr> {
+        let tenant_id = event.tenant_id.as_str();
+        match &event.payload {
+            Some(Payload::MemberEnrolled(enrolled)) => {
+                let enrollment = enrolled.enrollment.clone().unwrap_or_default();
+                let at = event.occurred_at.as_ref().and_then(from_proto).unwrap_or_default();
+                let place = Place {
+                    brand_id: enrollment.brand_id,
+                    channel: enrollment.channel,
+                    store_id: enrollment.store_id,
+                };
+                facts::enrol(txn, tenant_id, &enrolled.member_id, &day_of(at, self.offset), &place).await
+            }
+            Some(Payload::MembersMerged(merged)) => {
+                facts::merge(txn, tenant_id, &merged.survivor_id, &merged.merged_member_id).await
+            }
+            Some(Payload::SaleRecorded(sale)) => {
+                let member_id = match sale.member_id.as_str() {
+                    "" => None,
+                    // A sale may arrive after its buyer's merge (the streams are not ordered
+                    // between them): it counts for the survivor.
+                    member => Some(facts::member_now(txn, tenant_id, member).await?),
+                };
+                let amount = sale.amount.as_ref().map_or(0, |amount| amount.amount_minor);
+                let is_refund = sale.kind == SaleKind::Refund as i32;
+                let at = sale.occurred_at.as_ref().and_then(from_proto).unwrap_or_default();
+                let fact = SaleFact {
+                    member_id,
+                    day: day_of(at, self.offset),
+                    place: Place {
+                        brand_id: sale.brand_id.clone(),
+                        channel: sale.channel,
+                        store_id: sale.store_id.clone(),
+                    },
+                    amount_minor: if is_refund { -amount } else { amount },
+                    orders: i64::from(!is_refund),
+                };
+                facts::record_sale(txn, tenant_id, &fact).await
+            }
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Analytics' rules, free of I/O: which days a window covers and how a ratio is read.
+
+pub mod window;

@@ -1,0 +1,48 @@
+//! The failures of analytics' use cases, each mapped to one gRPC code.
+
+use quanyu_runtime::error::{FieldViolation, ServiceError, describe, into_status};
+use sea_orm::DbErr;
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyticsError {
+    #[error("{}", describe(.0))]
+    InvalidInput(Vec<FieldViolation>),
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+}
+
+impl From<Vec<FieldViolation>> for AnalyticsError {
+    fn from(violations: Vec<FieldViolation>) -> Self {
+        Self::InvalidInput(violations)
+    }
+}
+
+impl ServiceError for AnalyticsError {
+    fn code(&self) -> Code {
+        match self {
+            Self::InvalidInput(_) => Code::InvalidArgument,
+            Self::Database(_) => Code::Internal,
+        }
+    }
+
+    fn field_violations(&self) -> &[FieldViolation] {
+        match self {
+            Self::InvalidInput(violations) => violations,
+            Self::Database(_) => &[],
+        }
+    }
+
+    fn database_error(&self) -> Option<&DbErr> {
+        match self {
+            Self::Database(error) => Some(error),
+            Self::InvalidInput(_) => None,
+        }
+    }
+}
+
+impl From<AnalyticsError> for Status {
+    fn from(error: AnalyticsError) -> Self {
+        into_status(&error)
+    }
+}

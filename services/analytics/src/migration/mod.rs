@@ -1,0 +1,21 @@
+//! The analytics schema's migrations. Files are never edited once merged.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261203_000001_create_fact_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(quanyu_outbox::migration::CreateCursors),
+            Box::new(m20261203_000001_create_fact_tables::Migration),
+        ]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "analytics_migrations".into_iden()
+    }
+}

@@ -1,0 +1,140 @@
+//! Writing facts as events arrive, inside the consumer's transaction.
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
+
+use super::statement;
+
+/// Where a member enrolled, or a sale was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub brand_id: String,
+    pub channel: i32,
+    pub store_id: String,
+}
+
+/// One sale or refund, as it counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleFact {
+    /// The member it counts for now (after any merge); none for a non-member.
+    pub member_id: Option<String>,
+    pub day: String,
+    pub place: Place,
+    /// Negative for a refund.
+    pub amount_minor: i64,
+    /// 1 for a sale, 0 for a refund.
+    pub orders: i64,
+}
+
+pub async fn enrol(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    member_id: &str,
+    day: &str,
+    place: &Place,
+) -> Result<(), DbErr> {
+    let sql = "INSERT INTO members (tenant_id, member_id, enrolled_day, brand_id, channel, store_id) \
+               VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, member_id) DO NOTHING";
+    let values = vec![
+        tenant_id.into(),
+        member_id.into(),
+        day.into(),
+        place.brand_id.as_str().into(),
+        place.channel.into(),
+        place.store_id.as_str().into(),
+    ];
+    txn.execute_raw(statement(txn.get_database_backend(), sql, values))
+        .await?;
+    Ok(())
+}
+
+/// The member `member_id` stands for now: its survivor when it was merged.
+pub async fn member_now(txn: &DatabaseTransaction, tenant_id: &str, member_id: &str) -> Result<String, DbErr> {
+    let sql = "SELECT merged_into FROM members WHERE tenant_id = ? AND member_id = ?";
+    let row = txn
+        .query_one_raw(statement(
+            txn.get_database_backend(),
+            sql,
+            vec![tenant_id.into(), member_id.into()],
+        ))
+        .await?;
+    let survivor: Option<String> = match row {
+        Some(row) => row.try_get("", "merged_into")?,
+        None => None,
+    };
+    Ok(survivor.unwrap_or_else(|| member_id.to_owned()))
+}
+
+/// Folds `loser` into `survivor`: what it bought becomes the survivor's, and it (and any member
+/// merged into it before) now stands for the survivor. Folding the same pair again changes
+/// nothing.
+pub async fn merge(txn: &DatabaseTransaction, tenant_id: &str, survivor: &str, loser: &str) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    let steps: [(&str, Vec<sea_orm::Value>); 3] = [
+        (
+            "UPDATE members SET merged_into = ? WHERE tenant_id = ? AND (member_id = ? OR merged_into = ?)",
+            vec![survivor.into(), tenant_id.into(), loser.into(), loser.into()],
+        ),
+        (
+            "INSERT INTO member_days (tenant_id, member_id, day, brand_id, channel, store_id, orders, spend_minor) \
+             SELECT tenant_id, ?, day, brand_id, channel, store_id, orders, spend_minor FROM member_days \
+             WHERE tenant_id = ? AND member_id = ? \
+             ON CONFLICT (tenant_id, member_id, day, brand_id, channel, store_id) DO UPDATE SET \
+             orders = member_days.orders + excluded.orders, \
+             spend_minor = member_days.spend_minor + excluded.spend_minor",
+            vec![survivor.into(), tenant_id.into(), loser.into()],
+        ),
+        (
+            "DELETE FROM member_days WHERE tenant_id = ? AND member_id = ?",
+            vec![tenant_id.into(), loser.into()],
+        ),
+    ];
+    for (sql, values) in steps {
+        txn.execute_raw(statement(backend, sql, values)).await?;
+    }
+    Ok(())
+}
+
+/// Adds a sale to the day's rollup, and to its member's day when it has one.
+pub async fn record_sale(txn: &DatabaseTransaction, tenant_id: &str, sale: &SaleFact) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    let (member_sales, other_sales, member_orders, other_orders) = match sale.member_id {
+        Some(_) => (sale.amount_minor, 0, sale.orders, 0),
+        None => (0, sale.amount_minor, 0, sale.orders),
+    };
+    let place: [sea_orm::Value; 4] = [
+        sale.day.as_str().into(),
+        sale.place.brand_id.as_str().into(),
+        sale.place.channel.into(),
+        sale.place.store_id.as_str().into(),
+    ];
+    let daily = "INSERT INTO daily_sales (tenant_id, day, brand_id, channel, store_id, \
+                 member_sales_minor, other_sales_minor, member_orders, other_orders) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (tenant_id, day, brand_id, channel, store_id) DO UPDATE SET \
+                 member_sales_minor = daily_sales.member_sales_minor + excluded.member_sales_minor, \
+                 other_sales_minor = daily_sales.other_sales_minor + excluded.other_sales_minor, \
+                 member_orders = daily_sales.member_orders + excluded.member_orders, \
+                 other_orders = daily_sales.other_orders + excluded.other_orders";
+    let mut values = vec![tenant_id.into()];
+    values.extend(place.iter().cloned());
+    values.extend([
+        member_sales.into(),
+        other_sales.into(),
+        member_orders.into(),
+        other_orders.into(),
+    ]);
+    txn.execute_raw(statement(backend, daily, values)).await?;
+    let Some(member_id) = &sale.member_id else {
+        return Ok(());
+    };
+    let member_day = "INSERT INTO member_days (tenant_id, member_id, day, brand_id, channel, store_id, \
+                      orders, spend_minor) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                      ON CONFLICT (tenant_id, member_id, day, brand_id, channel, store_id) DO UPDATE SET \
+                      orders = member_days.orders + excluded.orders, \
+                      spend_minor = member_days.spend_minor + excluded.spend_minor";
+    let mut values = vec![tenant_id.into(), member_id.as_str().into()];
+    values.extend(place);
+    values.extend([sale.orders.into(), sale.amount_minor.into()]);
+    txn.execute_raw(statement(backend, member_day, values)).await?;
+    Ok(())
+}

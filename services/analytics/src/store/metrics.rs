@@ -1,0 +1,95 @@
+//! Reading the figures of a window from the facts and rollups: one aggregate query each.
+
+use sea_orm::{ConnectionTrait, DbErr, Value};
+
+use super::facts::Place;
+use super::statement;
+use crate::domain::window::Window;
+
+/// What a metric counts: a tenant, a window, and the place fields the filter sets.
+pub struct Scope<'a> {
+    pub tenant_id: &'a str,
+    pub window: &'a Window,
+    /// Each field empty (or 0 for the channel) selects everything.
+    pub place: &'a Place,
+}
+
+impl Scope<'_> {
+    /// `tenant_id = ? AND <day> BETWEEN ? AND ?` and the place conditions set, with their values.
+    fn conditions(&self, day_column: &str) -> (String, Vec<Value>) {
+        let mut sql = format!("tenant_id = ? AND {day_column} BETWEEN ? AND ?");
+        let mut values: Vec<Value> = vec![
+            self.tenant_id.into(),
+            self.window.first_day.as_str().into(),
+            self.window.last_day.as_str().into(),
+        ];
+        if !self.place.brand_id.is_empty() {
+            sql.push_str(" AND brand_id = ?");
+            values.push(self.place.brand_id.as_str().into());
+        }
+        if self.place.channel != 0 {
+            sql.push_str(" AND channel = ?");
+            values.push(self.place.channel.into());
+        }
+        if !self.place.store_id.is_empty() {
+            sql.push_str(" AND store_id = ?");
+            values.push(self.place.store_id.as_str().into());
+        }
+        (sql, values)
+    }
+}
+
+/// Runs an aggregate query that answers two integers, `a` and `b` (NULL read as 0).
+async fn pair<C: ConnectionTrait>(db: &C, sql: &str, values: Vec<Value>) -> Result<(i64, i64), DbErr> {
+    let row = db
+        .query_one_raw(statement(db.get_database_backend(), sql, values))
+        .await?;
+    let read = |column: &str| -> Result<i64, DbErr> {
+        Ok(match &row {
+            Some(row) => row.try_get::<Option<i64>>("", column)?.unwrap_or(0),
+            None => 0,
+        })
+    };
+    Ok((read("a")?, read("b")?))
+}
+
+/// Members enrolled in the window at the place, not merged into another.
+pub async fn new_members<C: ConnectionTrait>(db: &C, scope: &Scope<'_>) -> Result<i64, DbErr> {
+    let (conditions, values) = scope.conditions("enrolled_day");
+    let sql =
+        format!("SELECT count(*) AS a, CAST(0 AS BIGINT) AS b FROM members WHERE {conditions} AND merged_into IS NULL");
+    Ok(pair(db, &sql, values).await?.0)
+}
+
+/// Net sales by members, and by everyone.
+pub async fn sales(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Result<(i64, i64), DbErr> {
+    let (conditions, values) = scope.conditions("day");
+    let sql = format!(
+        "SELECT CAST(sum(member_sales_minor) AS BIGINT) AS a, \
+         CAST(sum(member_sales_minor + other_sales_minor) AS BIGINT) AS b FROM daily_sales WHERE {conditions}"
+    );
+    pair(db, &sql, values).await
+}
+
+/// Members who bought on two or more distinct days, and members who bought.
+pub async fn repeat_buyers(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Result<(i64, i64), DbErr> {
+    let (conditions, values) = scope.conditions("day");
+    let sql = format!(
+        "SELECT CAST(sum(CASE WHEN days >= 2 THEN 1 ELSE 0 END) AS BIGINT) AS a, count(*) AS b FROM \
+         (SELECT member_id, count(DISTINCT day) AS days FROM member_days \
+          WHERE {conditions} AND orders > 0 GROUP BY member_id) AS buyers"
+    );
+    pair(db, &sql, values).await
+}
+
+/// Members who bought in the window, and members enrolled by its last day.
+pub async fn active_members(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Result<(i64, i64), DbErr> {
+    let (conditions, mut values) = scope.conditions("day");
+    values.push(scope.tenant_id.into());
+    values.push(scope.window.last_day.as_str().into());
+    let sql = format!(
+        "SELECT (SELECT count(DISTINCT member_id) FROM member_days WHERE {conditions} AND orders > 0) AS a, \
+         (SELECT count(*) FROM members WHERE tenant_id = ? AND enrolled_day <= ? AND merged_into IS NULL) AS b"
+    );
+    pair(db, &sql, values).await
+}

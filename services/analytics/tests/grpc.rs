@@ -1,0 +1,313 @@
+//! analytics over real gRPC, fed by member-identity and loyalty-points, on SQLite and
+//! PostgreSQL: each figure against a brute-force count of the same generated data.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{FixedOffset, Utc};
+use quanyu_proto::analytics::v1 as pb;
+use quanyu_proto::common::v1::Channel;
+use quanyu_proto::identity::v1 as identity_pb;
+use quanyu_proto::points::v1 as points_pb;
+use quanyu_testkit::points::{cny, member_buyer, record, sale, with_program};
+use quanyu_testkit::{AnalyticsClient, Suite, keys};
+use tonic::Code;
+
+quanyu_testkit::suite!(figures_match_a_brute_force_count, bad_requests_name_their_field);
+
+const MEMBERS: usize = 12;
+const ALL: [pb::Metric; 4] = [
+    pb::Metric::NewMembers,
+    pb::Metric::MemberShareOfSales,
+    pb::Metric::RepurchaseRate,
+    pb::Metric::ActiveMemberRate,
+];
+
+/// Where a member enrolled or a sale was made, as the generator picks it.
+#[derive(Clone, Copy)]
+struct Place {
+    brand: &'static str,
+    channel: Channel,
+    store: &'static str,
+}
+
+fn place(n: usize) -> Place {
+    Place {
+        brand: ["lumen", "aura"][n % 2],
+        channel: [Channel::Store, Channel::Tmall, Channel::Douyin][n % 3],
+        store: ["sh-01", "bj-02"][n % 2],
+    }
+}
+
+/// A generated sale: who bought (a member's index), where, how many days ago, how much.
+struct Sold {
+    buyer: Option<usize>,
+    place: Place,
+    days_ago: i64,
+    amount: i64,
+}
+
+fn matches(filter: &pb::Filter, place: Place) -> bool {
+    (filter.brand_id.is_empty() || filter.brand_id == place.brand)
+        && (filter.channel == 0 || filter.channel == place.channel as i32)
+        && (filter.store_id.is_empty() || filter.store_id == place.store)
+}
+
+/// The figures, counted from the generated data the slow, obvious way. Member 1 was merged into
+/// member 0, so it counts as member 0.
+fn brute_force(sold: &[Sold], filter: &pb::Filter, window_days: i64) -> Vec<(i64, i64)> {
+    let person = |buyer: usize| if buyer == 1 { 0 } else { buyer };
+    let in_window: Vec<&Sold> = sold
+        .iter()
+        .filter(|sale| sale.days_ago < window_days && matches(filter, sale.place))
+        .collect();
+    let new_members = (0..MEMBERS).filter(|&n| n != 1 && matches(filter, place(n))).count();
+    let member_sales: i64 = in_window
+        .iter()
+        .filter(|sale| sale.buyer.is_some())
+        .map(|sale| sale.amount)
+        .sum();
+    let all_sales: i64 = in_window.iter().map(|sale| sale.amount).sum();
+    let mut days: BTreeMap<usize, BTreeSet<i64>> = BTreeMap::new();
+    for sale in in_window.iter().filter(|sale| sale.amount > 0) {
+        if let Some(buyer) = sale.buyer {
+            days.entry(person(buyer)).or_default().insert(sale.days_ago);
+        }
+    }
+    let repeaters = days.values().filter(|bought| bought.len() >= 2).count();
+    let count = |n: usize| i64::try_from(n).unwrap();
+    vec![
+        (count(new_members), 1),
+        (member_sales, all_sales),
+        (count(repeaters), count(days.len())),
+        (count(days.len()), count(MEMBERS - 1)),
+    ]
+}
+
+async fn figures(
+    client: &mut AnalyticsClient,
+    filter: &pb::Filter,
+    first_day: &str,
+    last_day: &str,
+) -> Vec<(i64, i64)> {
+    let answer = client
+        .get_metrics(pb::GetMetricsRequest {
+            metrics: ALL.iter().map(|metric| *metric as i32).collect(),
+            start_date: first_day.into(),
+            end_date: last_day.into(),
+            filter: Some(filter.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    answer
+        .values
+        .iter()
+        .map(|value| (value.numerator, value.denominator))
+        .collect()
+}
+
+async fn figures_match_a_brute_force_count(sandbox: Suite) {
+    with_program(&sandbox, 0).await;
+    let mut identity = sandbox.identity(keys::ACME_PLATFORM).await;
+    for brand in ["lumen", "aura"] {
+        identity
+            .create_brand(identity_pb::CreateBrandRequest {
+                brand_id: brand.into(),
+                display_name: brand.into(),
+            })
+            .await
+            .unwrap();
+    }
+    let mut members = Vec::new();
+    for n in 0..MEMBERS {
+        let enrolled = identity
+            .enroll_member(identity_pb::EnrollMemberRequest {
+                identities: vec![identity_pb::Identity {
+                    kind: identity_pb::IdentityKind::Phone.into(),
+                    value: format!("1370000{n:04}"),
+                    namespace: String::new(),
+                }],
+                enrollment: Some(identity_pb::Enrollment {
+                    channel: place(n).channel.into(),
+                    brand_id: place(n).brand.into(),
+                    store_id: place(n).store.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        members.push(enrolled.member.unwrap().member_id);
+    }
+    let sold: Vec<Sold> = (0..48)
+        .map(|n| Sold {
+            buyer: (n % 4 != 3).then_some((n * 7) % MEMBERS),
+            place: place(n / 2),
+            days_ago: i64::try_from(n % 9).unwrap(),
+            amount: i64::try_from(1_000 + n * 37).unwrap(),
+        })
+        .collect();
+    let mut pos = sandbox.points(keys::ACME_POS).await;
+    let mut sales = Vec::new();
+    for (n, generated) in sold.iter().enumerate() {
+        let buyer = generated.buyer.map(|index| members[index].as_str());
+        let mut sent = sale(&format!("a-{n}"), buyer.and_then(member_buyer), generated.amount);
+        sent.brand_id = generated.place.brand.into();
+        sent.channel = generated.place.channel.into();
+        sent.store_id = generated.place.store.into();
+        let at = Utc::now() - chrono::Duration::days(generated.days_ago);
+        sent.occurred_at = Some(quanyu_runtime::clock::to_proto(at));
+        sales.push(sent);
+    }
+    // A refund of part of the first sale, made today where it was bought.
+    let mut refunded = sales[0].clone();
+    refunded.transaction_id = "a-refund".into();
+    refunded.kind = points_pb::SaleKind::Refund.into();
+    refunded.original_transaction_id = "a-0".into();
+    refunded.buyer = None;
+    refunded.lines.clear();
+    refunded.amount = cny(400);
+    refunded.occurred_at = quanyu_testkit::points::now();
+    sales.push(refunded);
+    let results = record(&mut pos, sales).await;
+    assert!(
+        results
+            .iter()
+            .all(|result| result.outcome == points_pb::SaleOutcome::Applied as i32),
+        "{results:?}"
+    );
+    let mut sold = sold;
+    sold.push(Sold {
+        buyer: sold[0].buyer,
+        place: sold[0].place,
+        days_ago: 0,
+        amount: -400,
+    });
+    identity
+        .merge_members(identity_pb::MergeMembersRequest {
+            member_id: members[0].clone(),
+            other_member_id: members[1].clone(),
+            survivor_id: members[0].clone(),
+        })
+        .await
+        .unwrap();
+
+    let busiest = brute_force(&sold, &pb::Filter::default(), 9);
+    assert!(
+        busiest.iter().all(|(n, d)| *n > 0 && *d > 0),
+        "the data moves every figure: {busiest:?}"
+    );
+    let offset = FixedOffset::east_opt(8 * 3600).unwrap();
+    let day = |days_ago: i64| {
+        (Utc::now() - chrono::Duration::days(days_ago))
+            .with_timezone(&offset)
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let mut client = sandbox.analytics(keys::ACME_ANALYST).await;
+    let filters = [
+        pb::Filter::default(),
+        pb::Filter {
+            channel: Channel::Store.into(),
+            ..Default::default()
+        },
+        pb::Filter {
+            brand_id: "lumen".into(),
+            store_id: "sh-01".into(),
+            ..Default::default()
+        },
+    ];
+    for filter in &filters {
+        for window_days in [1, 4, 9] {
+            let expected = brute_force(&sold, filter, window_days);
+            let mut answered = Vec::new();
+            for _ in 0..100 {
+                answered = figures(&mut client, filter, &day(window_days - 1), &day(0)).await;
+                if answered == expected {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(answered, expected, "{filter:?} over {window_days} days");
+        }
+    }
+    // Another tenant sees nothing of acme's.
+    let mut globex = sandbox.analytics(keys::GLOBEX_PLATFORM).await;
+    let theirs = figures(&mut globex, &pb::Filter::default(), &day(8), &day(0)).await;
+    assert_eq!(theirs, [(0, 1), (0, 0), (0, 0), (0, 0)]);
+}
+
+async fn bad_requests_name_their_field(sandbox: Suite) {
+    let mut client = sandbox.analytics(keys::ACME_ANALYST).await;
+    let refused = |request: pb::GetMetricsRequest| {
+        let mut client = client.clone();
+        async move {
+            let status = client.get_metrics(request).await.unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+            let details = tonic_types::StatusExt::get_error_details(&status);
+            let violations = details.bad_request().unwrap().field_violations.clone();
+            violations
+                .into_iter()
+                .map(|violation| violation.field)
+                .collect::<Vec<_>>()
+        }
+    };
+    let good = pb::GetMetricsRequest {
+        metrics: vec![pb::Metric::NewMembers as i32],
+        start_date: "2026-12-01".into(),
+        end_date: "2026-12-02".into(),
+        filter: None,
+    };
+    assert_eq!(
+        refused(pb::GetMetricsRequest {
+            metrics: vec![0, 99, 1, 1],
+            ..good.clone()
+        })
+        .await,
+        ["metrics[0]", "metrics[1]", "metrics[3]"]
+    );
+    assert_eq!(
+        refused(pb::GetMetricsRequest {
+            metrics: Vec::new(),
+            ..good.clone()
+        })
+        .await,
+        ["metrics"]
+    );
+    assert_eq!(
+        refused(pb::GetMetricsRequest {
+            end_date: "2026-11-30".into(),
+            ..good.clone()
+        })
+        .await,
+        ["end_date"]
+    );
+    assert_eq!(
+        refused(pb::GetMetricsRequest {
+            start_date: "12/01/2026".into(),
+            filter: Some(pb::Filter {
+                channel: 42,
+                ..Default::default()
+            }),
+            ..good.clone()
+        })
+        .await,
+        ["start_date", "filter.channel"]
+    );
+    assert!(client.get_metrics(good).await.is_ok());
+    let mut pos = sandbox.analytics(keys::ACME_POS).await;
+    let denied = pos
+        .get_metrics(pb::GetMetricsRequest {
+            metrics: vec![pb::Metric::NewMembers as i32],
+            start_date: "2026-12-01".into(),
+            end_date: "2026-12-02".into(),
+            filter: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+}
