@@ -24,14 +24,7 @@ async fn merged_members_accounts_fold_into_the_survivor(suite: Suite) {
     let second = record(&mut pos, vec![sale("m-2", phone_buyer("13100131001"), 30_000)]).await;
     let (survivor, loser) = (first[0].member_id.clone(), second[0].member_id.clone());
     let mut identity = suite.identity(keys::ACME_PLATFORM).await;
-    identity
-        .merge_members(identity_pb::MergeMembersRequest {
-            member_id: survivor.clone(),
-            other_member_id: loser.clone(),
-            survivor_id: survivor.clone(),
-        })
-        .await
-        .unwrap();
+    quanyu_testkit::merge(&mut identity, &survivor, &loser).await;
     let mut folded = balance(&mut pos, &survivor).await;
     for _ in 0..100 {
         if folded.balance == 500 {
@@ -192,23 +185,11 @@ async fn analytics_follows_enrolments_sales_and_merges(suite: Suite) {
     let mut identity = suite.identity(keys::ACME_PLATFORM).await;
     let mut members = Vec::new();
     for (phone, channel) in [("13500135001", Channel::Store), ("13500135002", Channel::Tmall)] {
-        let enrolled = identity
-            .enroll_member(identity_pb::EnrollMemberRequest {
-                identities: vec![identity_pb::Identity {
-                    kind: identity_pb::IdentityKind::Phone.into(),
-                    value: phone.into(),
-                    namespace: String::new(),
-                }],
-                enrollment: Some(identity_pb::Enrollment {
-                    channel: channel.into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        members.push(enrolled.member.unwrap().member_id);
+        let enrollment = identity_pb::Enrollment {
+            channel: channel.into(),
+            ..Default::default()
+        };
+        members.push(quanyu_testkit::enrol(&mut identity, phone, enrollment).await);
     }
     analytics_reaches(&suite, [(2, 1), (0, 2)]).await;
 
@@ -220,13 +201,6 @@ async fn analytics_follows_enrolments_sales_and_merges(suite: Suite) {
     record(&mut pos, vec![in_store, on_tmall]).await;
     analytics_reaches(&suite, [(2, 1), (2, 2)]).await;
 
-    identity
-        .merge_members(identity_pb::MergeMembersRequest {
-            member_id: members[0].clone(),
-            other_member_id: members[1].clone(),
-            survivor_id: members[0].clone(),
-        })
-        .await
-        .unwrap();
+    quanyu_testkit::merge(&mut identity, &members[0], &members[1]).await;
     analytics_reaches(&suite, [(1, 1), (1, 1)]).await;
 }

@@ -360,6 +360,41 @@ fn database_config(url: String) -> DatabaseConfig {
     }
 }
 
+/// Enrols a member with one phone number where `enrollment` says; the member's id.
+pub async fn enrol(
+    client: &mut IdentityClient,
+    phone: &str,
+    enrollment: quanyu_proto::identity::v1::Enrollment,
+) -> String {
+    use quanyu_proto::identity::v1 as pb;
+    let enrolled = client
+        .enroll_member(pb::EnrollMemberRequest {
+            identities: vec![pb::Identity {
+                kind: pb::IdentityKind::Phone.into(),
+                value: phone.into(),
+                namespace: String::new(),
+            }],
+            enrollment: Some(enrollment),
+            ..Default::default()
+        })
+        .await
+        .expect("the member enrols")
+        .into_inner();
+    enrolled.member.expect("an enrolled member").member_id
+}
+
+/// Merges `other` into `survivor`.
+pub async fn merge(client: &mut IdentityClient, survivor: &str, other: &str) {
+    client
+        .merge_members(quanyu_proto::identity::v1::MergeMembersRequest {
+            member_id: survivor.to_owned(),
+            other_member_id: other.to_owned(),
+            survivor_id: survivor.to_owned(),
+        })
+        .await
+        .expect("the members merge");
+}
+
 /// Stamps each listed `async fn(Suite)` into two tests: `sqlite::name` and `postgres::name`.
 #[macro_export]
 macro_rules! suite {

@@ -12,7 +12,7 @@ use quanyu_proto::common::v1::Channel;
 use quanyu_proto::identity::v1 as identity_pb;
 use quanyu_proto::points::v1 as points_pb;
 use quanyu_testkit::points::{cny, member_buyer, record, sale, with_program};
-use quanyu_testkit::{AnalyticsClient, Suite, keys};
+use quanyu_testkit::{AnalyticsClient, Suite, enrol, keys};
 use tonic::Code;
 
 quanyu_testkit::suite!(figures_match_a_brute_force_count, bad_requests_name_their_field);
@@ -123,25 +123,13 @@ async fn figures_match_a_brute_force_count(sandbox: Suite) {
     }
     let mut members = Vec::new();
     for n in 0..MEMBERS {
-        let enrolled = identity
-            .enroll_member(identity_pb::EnrollMemberRequest {
-                identities: vec![identity_pb::Identity {
-                    kind: identity_pb::IdentityKind::Phone.into(),
-                    value: format!("1370000{n:04}"),
-                    namespace: String::new(),
-                }],
-                enrollment: Some(identity_pb::Enrollment {
-                    channel: place(n).channel.into(),
-                    brand_id: place(n).brand.into(),
-                    store_id: place(n).store.into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        members.push(enrolled.member.unwrap().member_id);
+        let enrollment = identity_pb::Enrollment {
+            channel: place(n).channel.into(),
+            brand_id: place(n).brand.into(),
+            store_id: place(n).store.into(),
+            ..Default::default()
+        };
+        members.push(enrol(&mut identity, &format!("1370000{n:04}"), enrollment).await);
     }
     let sold: Vec<Sold> = (0..48)
         .map(|n| Sold {
@@ -187,14 +175,7 @@ async fn figures_match_a_brute_force_count(sandbox: Suite) {
         days_ago: 0,
         amount: -400,
     });
-    identity
-        .merge_members(identity_pb::MergeMembersRequest {
-            member_id: members[0].clone(),
-            other_member_id: members[1].clone(),
-            survivor_id: members[0].clone(),
-        })
-        .await
-        .unwrap();
+    quanyu_testkit::merge(&mut identity, &members[0], &members[1]).await;
 
     let busiest = brute_force(&sold, &pb::Filter::default(), 9);
     assert!(

@@ -5,6 +5,19 @@ use sea_orm_migration::schema::{big_integer, integer, string, string_null};
 
 pub struct Migration;
 
+/// A rollup's key: the tenant, `keys`, the day and the place (brand, channel, store).
+fn by_day_and_place<'a>(table: &'a mut TableCreateStatement, keys: &[&'static str]) -> &'a mut TableCreateStatement {
+    let mut primary_key = Index::create();
+    table.if_not_exists().col(string("tenant_id"));
+    primary_key.col("tenant_id");
+    for key in keys.iter().copied().chain(["day", "brand_id"]) {
+        table.col(string(key));
+        primary_key.col(key);
+    }
+    table.col(integer("channel")).col(string("store_id"));
+    table.primary_key(primary_key.col("channel").col("store_id"))
+}
+
 impl MigrationName for Migration {
     fn name(&self) -> &str {
         "m20261203_000001_create_fact_tables"
@@ -34,52 +47,20 @@ impl MigrationTrait for Migration {
         // Net sales and orders per day and place, split between members and everyone else.
         manager
             .create_table(
-                Table::create()
-                    .table("daily_sales")
-                    .if_not_exists()
-                    .col(string("tenant_id"))
-                    .col(string("day"))
-                    .col(string("brand_id"))
-                    .col(integer("channel"))
-                    .col(string("store_id"))
+                by_day_and_place(Table::create().table("daily_sales"), &[])
                     .col(big_integer("member_sales_minor"))
                     .col(big_integer("other_sales_minor"))
                     .col(big_integer("member_orders"))
                     .col(big_integer("other_orders"))
-                    .primary_key(
-                        Index::create()
-                            .col("tenant_id")
-                            .col("day")
-                            .col("brand_id")
-                            .col("channel")
-                            .col("store_id"),
-                    )
                     .to_owned(),
             )
             .await?;
         // What each member bought per day and place: distinct-member figures count from here.
         manager
             .create_table(
-                Table::create()
-                    .table("member_days")
-                    .if_not_exists()
-                    .col(string("tenant_id"))
-                    .col(string("member_id"))
-                    .col(string("day"))
-                    .col(string("brand_id"))
-                    .col(integer("channel"))
-                    .col(string("store_id"))
+                by_day_and_place(Table::create().table("member_days"), &["member_id"])
                     .col(big_integer("orders"))
                     .col(big_integer("spend_minor"))
-                    .primary_key(
-                        Index::create()
-                            .col("tenant_id")
-                            .col("member_id")
-                            .col("day")
-                            .col("brand_id")
-                            .col("channel")
-                            .col("store_id"),
-                    )
                     .to_owned(),
             )
             .await?;
