@@ -12,7 +12,7 @@ use crate::app;
 use crate::domain::window::Window;
 use crate::error::AnalyticsError;
 use crate::store::facts::Place;
-use crate::store::metrics::Scope;
+use crate::store::metrics::{LineFilter, Scope};
 
 pub struct AnalyticsApi {
     db: DatabaseConnection,
@@ -59,6 +59,21 @@ impl AnalyticsService for AnalyticsApi {
         if Channel::try_from(filter.channel).is_err() {
             violations.add("filter.channel", format!("{} is not a channel", filter.channel));
         }
+        let line = LineFilter {
+            category: filter.category,
+            sku: filter.sku,
+        };
+        if line.is_set() && asked.iter().any(|metric| *metric != pb::Metric::MemberShareOfSales) {
+            let field = if line.category.is_empty() {
+                "filter.sku"
+            } else {
+                "filter.category"
+            };
+            violations.add(
+                field,
+                "filters METRIC_MEMBER_SHARE_OF_SALES only; ask other metrics apart",
+            );
+        }
         violations.into_result().map_err(AnalyticsError::from)?;
         let window = window.unwrap_or_default();
         let place = Place {
@@ -70,6 +85,7 @@ impl AnalyticsService for AnalyticsApi {
             tenant_id: &actor.tenant_id,
             window: &window,
             place: &place,
+            line: &line,
         };
         let values = app::metrics::get_metrics(&self.db, &scope, &asked).await?;
         Ok(Response::new(pb::GetMetricsResponse { values }))

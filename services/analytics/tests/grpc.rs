@@ -47,6 +47,40 @@ struct Sold {
     place: Place,
     days_ago: i64,
     amount: i64,
+    /// (category, SKU, amount) of each line.
+    lines: Vec<(&'static str, &'static str, i64)>,
+}
+
+/// Every third sale has a lipstick line of a quarter of its amount beside the serum; the others
+/// are all serum.
+fn lines_of(n: usize, amount: i64) -> Vec<(&'static str, &'static str, i64)> {
+    if n % 3 == 0 {
+        let makeup = amount / 4;
+        vec![("skincare", "serum", amount - makeup), ("makeup", "lipstick", makeup)]
+    } else {
+        vec![("skincare", "serum", amount)]
+    }
+}
+
+/// Net sales of the lines a category or SKU filter selects, by members and by everyone.
+fn brute_force_lines(sold: &[Sold], filter: &pb::Filter, window_days: i64) -> (i64, i64) {
+    let mut shares = (0, 0);
+    for sale in sold
+        .iter()
+        .filter(|sale| sale.days_ago < window_days && matches(filter, sale.place))
+    {
+        for (category, sku, amount) in &sale.lines {
+            if (filter.category.is_empty() || filter.category == *category)
+                && (filter.sku.is_empty() || filter.sku == *sku)
+            {
+                shares.1 += amount;
+                if sale.buyer.is_some() {
+                    shares.0 += amount;
+                }
+            }
+        }
+    }
+    shares
 }
 
 fn matches(filter: &pb::Filter, place: Place) -> bool {
@@ -132,11 +166,15 @@ async fn figures_match_a_brute_force_count(sandbox: Suite) {
         members.push(enrol(&mut identity, &format!("1370000{n:04}"), enrollment).await);
     }
     let sold: Vec<Sold> = (0..48)
-        .map(|n| Sold {
-            buyer: (n % 4 != 3).then_some((n * 7) % MEMBERS),
-            place: place(n / 2),
-            days_ago: i64::try_from(n % 9).unwrap(),
-            amount: i64::try_from(1_000 + n * 37).unwrap(),
+        .map(|n| {
+            let amount = i64::try_from(1_000 + n * 37).unwrap();
+            Sold {
+                buyer: (n % 4 != 3).then_some((n * 7) % MEMBERS),
+                place: place(n / 2),
+                days_ago: i64::try_from(n % 9).unwrap(),
+                amount,
+                lines: lines_of(n, amount),
+            }
         })
         .collect();
     let mut pos = sandbox.points(keys::ACME_POS).await;
@@ -149,6 +187,17 @@ async fn figures_match_a_brute_force_count(sandbox: Suite) {
         sent.store_id = generated.place.store.into();
         let at = Utc::now() - chrono::Duration::days(generated.days_ago);
         sent.occurred_at = Some(quanyu_runtime::clock::to_proto(at));
+        let serum = sent.lines[0].clone();
+        sent.lines = generated
+            .lines
+            .iter()
+            .map(|(category, sku, amount)| points_pb::SaleLine {
+                category: (*category).into(),
+                sku: (*sku).into(),
+                amount: cny(*amount),
+                ..serum.clone()
+            })
+            .collect();
         sales.push(sent);
     }
     // A refund of part of the first sale, made today where it was bought.
@@ -169,11 +218,13 @@ async fn figures_match_a_brute_force_count(sandbox: Suite) {
         "{results:?}"
     );
     let mut sold = sold;
+    // Sale 0 (1,000: serum 750, lipstick 250) refunded by 400 gives back 300 and 100.
     sold.push(Sold {
         buyer: sold[0].buyer,
         place: sold[0].place,
         days_ago: 0,
         amount: -400,
+        lines: vec![("skincare", "serum", -300), ("makeup", "lipstick", -100)],
     });
     quanyu_testkit::merge(&mut identity, &members[0], &members[1]).await;
 
@@ -215,6 +266,33 @@ async fn figures_match_a_brute_force_count(sandbox: Suite) {
             }
             assert_eq!(answered, expected, "{filter:?} over {window_days} days");
         }
+    }
+    let by_line = [
+        pb::Filter {
+            category: "makeup".into(),
+            ..Default::default()
+        },
+        pb::Filter {
+            sku: "serum".into(),
+            channel: Channel::Store.into(),
+            ..Default::default()
+        },
+    ];
+    for filter in &by_line {
+        let expected = brute_force_lines(&sold, filter, 9);
+        assert!(expected.0 > 0 && expected.1 > expected.0, "{filter:?}: {expected:?}");
+        let answer = client
+            .get_metrics(pb::GetMetricsRequest {
+                metrics: vec![pb::Metric::MemberShareOfSales as i32],
+                start_date: day(8),
+                end_date: day(0),
+                filter: Some(filter.clone()),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let share = &answer.values[0];
+        assert_eq!((share.numerator, share.denominator), expected, "{filter:?}");
     }
     // Another tenant sees nothing of acme's.
     let mut globex = sandbox.analytics(keys::GLOBEX_PLATFORM).await;
@@ -278,6 +356,17 @@ async fn bad_requests_name_their_field(sandbox: Suite) {
         })
         .await,
         ["start_date", "filter.channel"]
+    );
+    assert_eq!(
+        refused(pb::GetMetricsRequest {
+            filter: Some(pb::Filter {
+                category: "makeup".into(),
+                ..Default::default()
+            }),
+            ..good.clone()
+        })
+        .await,
+        ["filter.category"]
     );
     assert!(client.get_metrics(good).await.is_ok());
     let mut pos = sandbox.analytics(keys::ACME_POS).await;

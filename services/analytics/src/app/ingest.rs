@@ -9,8 +9,9 @@ use quanyu_proto::points::v1::SaleKind;
 use quanyu_runtime::clock::from_proto;
 use sea_orm::{DatabaseTransaction, DbErr};
 
+use crate::domain::lines::split;
 use crate::domain::window::day_of;
-use crate::store::facts::{self, Place, SaleFact};
+use crate::store::facts::{self, LineFact, Place, SaleFact};
 
 /// The identity events analytics reads, by stream name.
 pub fn identity_event_types() -> Vec<String> {
@@ -62,6 +63,32 @@ impl EventHandler for Facts {
                 let amount = sale.amount.as_ref().map_or(0, |amount| amount.amount_minor);
                 let is_refund = sale.kind == SaleKind::Refund as i32;
                 let at = sale.occurred_at.as_ref().and_then(from_proto).unwrap_or_default();
+                let lines = if is_refund {
+                    let refunded = (sale.source.as_str(), sale.original_transaction_id.as_str());
+                    let original = facts::lines_of(txn, tenant_id, refunded).await?;
+                    let amounts: Vec<i64> = original.iter().map(|line| line.amount_minor).collect();
+                    original
+                        .into_iter()
+                        .zip(split(-amount, &amounts))
+                        .map(|(line, share)| LineFact {
+                            amount_minor: share,
+                            ..line
+                        })
+                        .collect()
+                } else {
+                    let lines: Vec<LineFact> = sale
+                        .lines
+                        .iter()
+                        .map(|line| LineFact {
+                            category: line.category.clone(),
+                            sku: line.sku.clone(),
+                            amount_minor: line.amount.as_ref().map_or(0, |amount| amount.amount_minor),
+                        })
+                        .collect();
+                    let recorded = (sale.source.as_str(), sale.transaction_id.as_str());
+                    facts::keep_lines(txn, tenant_id, recorded, &lines).await?;
+                    lines
+                };
                 let fact = SaleFact {
                     member_id,
                     day: day_of(at, self.offset),
@@ -72,6 +99,7 @@ impl EventHandler for Facts {
                     },
                     amount_minor: if is_refund { -amount } else { amount },
                     orders: i64::from(!is_refund),
+                    lines,
                 };
                 facts::record_sale(txn, tenant_id, &fact).await
             }

@@ -64,6 +64,38 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // Net sales per day, place and line (category and SKU), for share of sales by product.
+        manager
+            .create_table(
+                by_day_and_place(Table::create().table("daily_lines"), &["category", "sku"])
+                    .col(big_integer("member_sales_minor"))
+                    .col(big_integer("other_sales_minor"))
+                    .to_owned(),
+            )
+            .await?;
+        // The lines of each sale, so that a refund takes back from them.
+        manager
+            .create_table(
+                Table::create()
+                    .table("sale_lines")
+                    .if_not_exists()
+                    .col(string("tenant_id"))
+                    .col(string("source"))
+                    .col(string("transaction_id"))
+                    .col(integer("line"))
+                    .col(string("category"))
+                    .col(string("sku"))
+                    .col(big_integer("amount_minor"))
+                    .primary_key(
+                        Index::create()
+                            .col("tenant_id")
+                            .col("source")
+                            .col("transaction_id")
+                            .col("line"),
+                    )
+                    .to_owned(),
+            )
+            .await?;
         manager
             .create_index(
                 Index::create()
@@ -77,7 +109,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in ["member_days", "daily_sales", "members"] {
+        for table in ["sale_lines", "daily_lines", "member_days", "daily_sales", "members"] {
             manager
                 .drop_table(Table::drop().table(table).if_exists().to_owned())
                 .await?;

@@ -12,6 +12,14 @@ pub struct Place {
     pub store_id: String,
 }
 
+/// A line's category, SKU and (net) amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineFact {
+    pub category: String,
+    pub sku: String,
+    pub amount_minor: i64,
+}
+
 /// One sale or refund, as it counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SaleFact {
@@ -23,6 +31,8 @@ pub struct SaleFact {
     pub amount_minor: i64,
     /// 1 for a sale, 0 for a refund.
     pub orders: i64,
+    /// What each line adds (negative for a refund's share of the lines it refunds).
+    pub lines: Vec<LineFact>,
 }
 
 pub async fn enrol(
@@ -124,6 +134,25 @@ pub async fn record_sale(txn: &DatabaseTransaction, tenant_id: &str, sale: &Sale
         other_orders.into(),
     ]);
     txn.execute_raw(statement(backend, daily, values)).await?;
+    let daily_line = "INSERT INTO daily_lines (tenant_id, category, sku, day, brand_id, channel, store_id, \
+                      member_sales_minor, other_sales_minor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                      ON CONFLICT (tenant_id, category, sku, day, brand_id, channel, store_id) DO UPDATE SET \
+                      member_sales_minor = daily_lines.member_sales_minor + excluded.member_sales_minor, \
+                      other_sales_minor = daily_lines.other_sales_minor + excluded.other_sales_minor";
+    for line in &sale.lines {
+        let (member_part, other_part) = match sale.member_id {
+            Some(_) => (line.amount_minor, 0),
+            None => (0, line.amount_minor),
+        };
+        let mut values = vec![
+            tenant_id.into(),
+            line.category.as_str().into(),
+            line.sku.as_str().into(),
+        ];
+        values.extend(place.iter().cloned());
+        values.extend([member_part.into(), other_part.into()]);
+        txn.execute_raw(statement(backend, daily_line, values)).await?;
+    }
     let Some(member_id) = &sale.member_id else {
         return Ok(());
     };
@@ -137,4 +166,53 @@ pub async fn record_sale(txn: &DatabaseTransaction, tenant_id: &str, sale: &Sale
     values.extend([sale.orders.into(), sale.amount_minor.into()]);
     txn.execute_raw(statement(backend, member_day, values)).await?;
     Ok(())
+}
+
+/// Keeps a sale's lines for the refunds that may follow it.
+pub async fn keep_lines(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    sale: (&str, &str),
+    lines: &[LineFact],
+) -> Result<(), DbErr> {
+    let (source, transaction_id) = sale;
+    let sql = "INSERT INTO sale_lines (tenant_id, source, transaction_id, line, category, sku, amount_minor) \
+               VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, source, transaction_id, line) DO NOTHING";
+    for (line_no, line) in (0i32..).zip(lines) {
+        let values = vec![
+            tenant_id.into(),
+            source.into(),
+            transaction_id.into(),
+            line_no.into(),
+            line.category.as_str().into(),
+            line.sku.as_str().into(),
+            line.amount_minor.into(),
+        ];
+        txn.execute_raw(statement(txn.get_database_backend(), sql, values))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The lines kept of a sale, in their order; none when it was never seen.
+pub async fn lines_of(txn: &DatabaseTransaction, tenant_id: &str, sale: (&str, &str)) -> Result<Vec<LineFact>, DbErr> {
+    let (source, transaction_id) = sale;
+    let sql = "SELECT category, sku, amount_minor FROM sale_lines \
+               WHERE tenant_id = ? AND source = ? AND transaction_id = ? ORDER BY line";
+    let rows = txn
+        .query_all_raw(statement(
+            txn.get_database_backend(),
+            sql,
+            vec![tenant_id.into(), source.into(), transaction_id.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(LineFact {
+                category: row.try_get("", "category")?,
+                sku: row.try_get("", "sku")?,
+                amount_minor: row.try_get("", "amount_minor")?,
+            })
+        })
+        .collect()
 }

@@ -12,6 +12,20 @@ pub struct Scope<'a> {
     pub window: &'a Window,
     /// Each field empty (or 0 for the channel) selects everything.
     pub place: &'a Place,
+    /// Lines of one category, or one SKU; empty selects whole sales.
+    pub line: &'a LineFilter,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineFilter {
+    pub category: String,
+    pub sku: String,
+}
+
+impl LineFilter {
+    pub fn is_set(&self) -> bool {
+        !self.category.is_empty() || !self.sku.is_empty()
+    }
 }
 
 impl Scope<'_> {
@@ -61,12 +75,23 @@ pub async fn new_members<C: ConnectionTrait>(db: &C, scope: &Scope<'_>) -> Resul
     Ok(pair(db, &sql, values).await?.0)
 }
 
-/// Net sales by members, and by everyone.
+/// Net sales by members, and by everyone: of whole sales, or of the lines the scope selects.
 pub async fn sales(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Result<(i64, i64), DbErr> {
-    let (conditions, values) = scope.conditions("day");
+    let (mut conditions, mut values) = scope.conditions("day");
+    let table = if scope.line.is_set() {
+        for (column, wanted) in [("category", &scope.line.category), ("sku", &scope.line.sku)] {
+            if !wanted.is_empty() {
+                conditions.push_str(&format!(" AND {column} = ?"));
+                values.push(wanted.as_str().into());
+            }
+        }
+        "daily_lines"
+    } else {
+        "daily_sales"
+    };
     let sql = format!(
         "SELECT CAST(sum(member_sales_minor) AS BIGINT) AS a, \
-         CAST(sum(member_sales_minor + other_sales_minor) AS BIGINT) AS b FROM daily_sales WHERE {conditions}"
+         CAST(sum(member_sales_minor + other_sales_minor) AS BIGINT) AS b FROM {table} WHERE {conditions}"
     );
     pair(db, &sql, values).await
 }
