@@ -54,7 +54,7 @@ struct Sold {
 /// Every third sale has a lipstick line of a quarter of its amount beside the serum; the others
 /// are all serum.
 fn lines_of(n: usize, amount: i64) -> Vec<(&'static str, &'static str, i64)> {
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         let makeup = amount / 4;
         vec![("skincare", "serum", amount - makeup), ("makeup", "lipstick", makeup)]
     } else {
