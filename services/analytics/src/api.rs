@@ -24,6 +24,9 @@ impl AnalyticsApi {
     }
 }
 
+/// The top of METRIC_TOP_MEMBERS_SHARE_OF_SPEND when the request names none: the 80/20 rule's.
+const DEFAULT_TOP_PERCENT: u32 = 20;
+
 /// The metrics asked, each known and named once, in the order asked.
 fn metrics(asked: &[i32], violations: &mut Violations) -> Vec<pb::Metric> {
     if asked.is_empty() {
@@ -44,6 +47,39 @@ fn metrics(asked: &[i32], violations: &mut Violations) -> Vec<pb::Metric> {
     metrics
 }
 
+/// The window and filter of a request, checked; each field at fault is added to `violations`.
+fn scope_of(
+    start_date: &str,
+    end_date: &str,
+    filter: Option<&pb::Filter>,
+    violations: &mut Violations,
+) -> (Option<Window>, Place, LineFilter) {
+    let window = Window::parse(start_date, end_date, violations);
+    let filter = filter.cloned().unwrap_or_default();
+    if Channel::try_from(filter.channel).is_err() {
+        violations.add("filter.channel", format!("{} is not a channel", filter.channel));
+    }
+    let place = Place {
+        brand_id: filter.brand_id,
+        channel: filter.channel,
+        store_id: filter.store_id,
+    };
+    let line = LineFilter {
+        category: filter.category,
+        sku: filter.sku,
+    };
+    (window, place, line)
+}
+
+/// The filter field naming lines, when one is set.
+fn line_field(line: &LineFilter) -> &'static str {
+    if line.category.is_empty() {
+        "filter.sku"
+    } else {
+        "filter.category"
+    }
+}
+
 #[tonic::async_trait]
 impl AnalyticsService for AnalyticsApi {
     async fn get_metrics(
@@ -54,40 +90,66 @@ impl AnalyticsService for AnalyticsApi {
         let input = request.get_ref();
         let mut violations = Violations::default();
         let asked = metrics(&input.metrics, &mut violations);
-        let window = Window::parse(&input.start_date, &input.end_date, &mut violations);
-        let filter = input.filter.clone().unwrap_or_default();
-        if Channel::try_from(filter.channel).is_err() {
-            violations.add("filter.channel", format!("{} is not a channel", filter.channel));
-        }
-        let line = LineFilter {
-            category: filter.category,
-            sku: filter.sku,
-        };
+        let (window, place, line) = scope_of(
+            &input.start_date,
+            &input.end_date,
+            input.filter.as_ref(),
+            &mut violations,
+        );
         if line.is_set() && asked.iter().any(|metric| *metric != pb::Metric::MemberShareOfSales) {
-            let field = if line.category.is_empty() {
-                "filter.sku"
-            } else {
-                "filter.category"
-            };
             violations.add(
-                field,
+                line_field(&line),
                 "filters METRIC_MEMBER_SHARE_OF_SALES only; ask other metrics apart",
             );
         }
+        let top_percent = match u32::try_from(input.top_percent) {
+            Ok(0) => DEFAULT_TOP_PERCENT,
+            Ok(percent @ 1..=100) => percent,
+            _ => {
+                violations.add("top_percent", "must be 1-100 (or 0 for 20)");
+                DEFAULT_TOP_PERCENT
+            }
+        };
         violations.into_result().map_err(AnalyticsError::from)?;
         let window = window.unwrap_or_default();
-        let place = Place {
-            brand_id: filter.brand_id,
-            channel: filter.channel,
-            store_id: filter.store_id,
-        };
         let scope = Scope {
             tenant_id: &actor.tenant_id,
             window: &window,
             place: &place,
             line: &line,
         };
-        let values = app::metrics::get_metrics(&self.db, &scope, &asked).await?;
+        let values = app::metrics::get_metrics(&self.db, &scope, &asked, top_percent).await?;
         Ok(Response::new(pb::GetMetricsResponse { values }))
+    }
+
+    async fn get_channel_overlap(
+        &self,
+        request: Request<pb::GetChannelOverlapRequest>,
+    ) -> Result<Response<pb::GetChannelOverlapResponse>, Status> {
+        let actor = authorize(&request, Access::READ)?;
+        let input = request.get_ref();
+        let mut violations = Violations::default();
+        let (window, place, line) = scope_of(
+            &input.start_date,
+            &input.end_date,
+            input.filter.as_ref(),
+            &mut violations,
+        );
+        if place.channel != 0 {
+            violations.add("filter.channel", "must be unset: the overlap is across channels");
+        }
+        if line.is_set() {
+            violations.add(line_field(&line), "must be unset: members overlap, not lines");
+        }
+        violations.into_result().map_err(AnalyticsError::from)?;
+        let window = window.unwrap_or_default();
+        let scope = Scope {
+            tenant_id: &actor.tenant_id,
+            window: &window,
+            place: &place,
+            line: &line,
+        };
+        let overlaps = app::metrics::channel_overlap(&self.db, &scope).await?;
+        Ok(Response::new(pb::GetChannelOverlapResponse { overlaps }))
     }
 }

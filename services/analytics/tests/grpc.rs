@@ -18,11 +18,13 @@ use tonic::Code;
 quanyu_testkit::suite!(figures_match_a_brute_force_count, bad_requests_name_their_field);
 
 const MEMBERS: usize = 12;
-const ALL: [pb::Metric; 4] = [
+const ALL: [pb::Metric; 6] = [
     pb::Metric::NewMembers,
     pb::Metric::MemberShareOfSales,
     pb::Metric::RepurchaseRate,
     pb::Metric::ActiveMemberRate,
+    pb::Metric::TopMembersShareOfSpend,
+    pb::Metric::SpendPerMember,
 ];
 
 /// Where a member enrolled or a sale was made, as the generator picks it.
@@ -111,13 +113,56 @@ fn brute_force(sold: &[Sold], filter: &pb::Filter, window_days: i64) -> Vec<(i64
         }
     }
     let repeaters = days.values().filter(|bought| bought.len() >= 2).count();
+    let mut spend: BTreeMap<usize, i64> = BTreeMap::new();
+    for sale in &in_window {
+        if let Some(buyer) = sale.buyer {
+            *spend.entry(person(buyer)).or_default() += sale.amount;
+        }
+    }
+    let mut buyers_spend: Vec<i64> = spend
+        .iter()
+        .filter(|(buyer, _)| days.contains_key(buyer))
+        .map(|(_, spent)| *spent)
+        .collect();
+    buyers_spend.sort_unstable_by(|a, b| b.cmp(a));
+    let top = (buyers_spend.len() * 20).div_ceil(100);
+    let to_date: i64 = sold
+        .iter()
+        .filter(|sale| sale.buyer.is_some() && matches(filter, sale.place))
+        .map(|sale| sale.amount)
+        .sum();
     let count = |n: usize| i64::try_from(n).unwrap();
     vec![
         (count(new_members), 1),
         (member_sales, all_sales),
         (count(repeaters), count(days.len())),
         (count(days.len()), count(MEMBERS - 1)),
+        (buyers_spend.iter().take(top).sum(), buyers_spend.iter().sum()),
+        (to_date, count(MEMBERS - 1)),
     ]
+}
+
+/// For each pair of channels (in order), the people who bought on both in the window.
+fn brute_force_overlap(sold: &[Sold], filter: &pb::Filter, window_days: i64) -> Vec<(i32, i32, i64)> {
+    let mut channels: BTreeMap<usize, BTreeSet<i32>> = BTreeMap::new();
+    for sale in sold
+        .iter()
+        .filter(|sale| sale.days_ago < window_days && sale.amount > 0 && matches(filter, sale.place))
+    {
+        if let Some(buyer) = sale.buyer {
+            let person = if buyer == 1 { 0 } else { buyer };
+            channels.entry(person).or_default().insert(sale.place.channel as i32);
+        }
+    }
+    let mut pairs: BTreeMap<(i32, i32), i64> = BTreeMap::new();
+    for bought in channels.values() {
+        for a in bought {
+            for b in bought.iter().filter(|b| *b >= a) {
+                *pairs.entry((*a, *b)).or_default() += 1;
+            }
+        }
+    }
+    pairs.into_iter().map(|((a, b), members)| (a, b, members)).collect()
 }
 
 async fn figures(
@@ -132,6 +177,7 @@ async fn figures(
             start_date: first_day.into(),
             end_date: last_day.into(),
             filter: Some(filter.clone()),
+            top_percent: 0,
         })
         .await
         .unwrap()
@@ -170,7 +216,7 @@ async fn figures_match_a_brute_force_count(sandbox: Suite) {
             let amount = i64::try_from(1_000 + n * 37).unwrap();
             Sold {
                 buyer: (n % 4 != 3).then_some((n * 7) % MEMBERS),
-                place: place(n / 2),
+                place: place(n / 5),
                 days_ago: i64::try_from(n % 9).unwrap(),
                 amount,
                 lines: lines_of(n, amount),
@@ -287,6 +333,7 @@ async fn figures_match_a_brute_force_count(sandbox: Suite) {
                 start_date: day(8),
                 end_date: day(0),
                 filter: Some(filter.clone()),
+                top_percent: 0,
             })
             .await
             .unwrap()
@@ -294,10 +341,40 @@ async fn figures_match_a_brute_force_count(sandbox: Suite) {
         let share = &answer.values[0];
         assert_eq!((share.numerator, share.denominator), expected, "{filter:?}");
     }
+    for filter in [
+        pb::Filter::default(),
+        pb::Filter {
+            brand_id: "lumen".into(),
+            ..Default::default()
+        },
+    ] {
+        let expected = brute_force_overlap(&sold, &filter, 9);
+        if filter.brand_id.is_empty() {
+            assert!(
+                expected.iter().any(|(a, b, _)| a != b),
+                "people buy on several channels: {expected:?}"
+            );
+        }
+        let answer = client
+            .get_channel_overlap(pb::GetChannelOverlapRequest {
+                start_date: day(8),
+                end_date: day(0),
+                filter: Some(filter.clone()),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let overlaps: Vec<(i32, i32, i64)> = answer
+            .overlaps
+            .iter()
+            .map(|overlap| (overlap.channel, overlap.other_channel, overlap.members))
+            .collect();
+        assert_eq!(overlaps, expected, "{filter:?}");
+    }
     // Another tenant sees nothing of acme's.
     let mut globex = sandbox.analytics(keys::GLOBEX_PLATFORM).await;
     let theirs = figures(&mut globex, &pb::Filter::default(), &day(8), &day(0)).await;
-    assert_eq!(theirs, [(0, 1), (0, 0), (0, 0), (0, 0)]);
+    assert_eq!(theirs, [(0, 1), (0, 0), (0, 0), (0, 0), (0, 0), (0, 0)]);
 }
 
 async fn bad_requests_name_their_field(sandbox: Suite) {
@@ -320,6 +397,7 @@ async fn bad_requests_name_their_field(sandbox: Suite) {
         start_date: "2026-12-01".into(),
         end_date: "2026-12-02".into(),
         filter: None,
+        top_percent: 0,
     };
     assert_eq!(
         refused(pb::GetMetricsRequest {
@@ -368,6 +446,35 @@ async fn bad_requests_name_their_field(sandbox: Suite) {
         .await,
         ["filter.category"]
     );
+    assert_eq!(
+        refused(pb::GetMetricsRequest {
+            top_percent: 101,
+            ..good.clone()
+        })
+        .await,
+        ["top_percent"]
+    );
+    let overlap = client
+        .get_channel_overlap(pb::GetChannelOverlapRequest {
+            start_date: "2026-12-01".into(),
+            end_date: "2026-12-02".into(),
+            filter: Some(pb::Filter {
+                channel: Channel::Store.into(),
+                sku: "serum".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    let details = tonic_types::StatusExt::get_error_details(&overlap);
+    let fields: Vec<String> = details
+        .bad_request()
+        .unwrap()
+        .field_violations
+        .iter()
+        .map(|violation| violation.field.clone())
+        .collect();
+    assert_eq!(fields, ["filter.channel", "filter.sku"]);
     assert!(client.get_metrics(good).await.is_ok());
     let mut pos = sandbox.analytics(keys::ACME_POS).await;
     let denied = pos
@@ -376,6 +483,7 @@ async fn bad_requests_name_their_field(sandbox: Suite) {
             start_date: "2026-12-01".into(),
             end_date: "2026-12-02".into(),
             filter: None,
+            top_percent: 0,
         })
         .await
         .unwrap_err();

@@ -46,6 +46,15 @@ pub fn day_of(at: DateTime<Utc>, offset: FixedOffset) -> String {
     at.with_timezone(&offset).format("%Y-%m-%d").to_string()
 }
 
+/// The Pareto contribution of the top `percent` of buyers: their spend, and everyone's, from
+/// spends sorted largest first. The top is rounded up to whole buyers.
+pub fn top_share(spends_largest_first: &[i64], percent: u32) -> (i64, i64) {
+    let buyers = spends_largest_first.len();
+    let top = (buyers * percent as usize).div_ceil(100);
+    let top_spend = spends_largest_first.iter().take(top).sum();
+    (top_spend, spends_largest_first.iter().sum())
+}
+
 /// `numerator ÷ denominator`, or 0 when there is nothing to divide by.
 #[allow(clippy::cast_precision_loss)] // a share needs no more than f64's 53 bits
 pub fn ratio(numerator: i64, denominator: i64) -> f64 {
@@ -94,5 +103,12 @@ mod tests {
         assert_eq!(day_of(late, offset), "2026-12-01");
         assert!((ratio(1, 4) - 0.25).abs() < f64::EPSILON);
         assert!(ratio(5, 0).abs() < f64::EPSILON);
+        assert_eq!(top_share(&[50, 30, 10, 5, 5], 20), (50, 100));
+        assert_eq!(
+            top_share(&[50, 30, 10, 5, 5], 21),
+            (80, 100),
+            "rounded up to whole buyers"
+        );
+        assert_eq!(top_share(&[], 20), (0, 0));
     }
 }

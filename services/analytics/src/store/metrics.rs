@@ -37,6 +37,19 @@ impl Scope<'_> {
             self.window.first_day.as_str().into(),
             self.window.last_day.as_str().into(),
         ];
+        self.place_conditions(&mut sql, &mut values);
+        (sql, values)
+    }
+
+    /// As [`conditions`](Self::conditions), but from the first day there is.
+    fn conditions_to_date(&self, day_column: &str) -> (String, Vec<Value>) {
+        let mut sql = format!("tenant_id = ? AND {day_column} <= ?");
+        let mut values: Vec<Value> = vec![self.tenant_id.into(), self.window.last_day.as_str().into()];
+        self.place_conditions(&mut sql, &mut values);
+        (sql, values)
+    }
+
+    fn place_conditions(&self, sql: &mut String, values: &mut Vec<Value>) {
         if !self.place.brand_id.is_empty() {
             sql.push_str(" AND brand_id = ?");
             values.push(self.place.brand_id.as_str().into());
@@ -49,7 +62,6 @@ impl Scope<'_> {
             sql.push_str(" AND store_id = ?");
             values.push(self.place.store_id.as_str().into());
         }
-        (sql, values)
     }
 }
 
@@ -117,4 +129,53 @@ pub async fn active_members(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Res
          (SELECT count(*) FROM members WHERE tenant_id = ? AND enrolled_day <= ? AND merged_into IS NULL) AS b"
     );
     pair(db, &sql, values).await
+}
+
+/// Each buying member's net spend in the window, largest first.
+pub async fn spend_by_buyer(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Result<Vec<i64>, DbErr> {
+    let (conditions, values) = scope.conditions("day");
+    let sql = format!(
+        "SELECT CAST(sum(spend_minor) AS BIGINT) AS spend FROM member_days WHERE {conditions} \
+         GROUP BY member_id HAVING sum(orders) > 0 ORDER BY spend DESC"
+    );
+    let rows = db
+        .query_all_raw(statement(db.get_database_backend(), &sql, values))
+        .await?;
+    rows.iter().map(|row| row.try_get("", "spend")).collect()
+}
+
+/// Members' net spend up to the window's last day, and members enrolled by then.
+pub async fn spend_to_date(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Result<(i64, i64), DbErr> {
+    let (conditions, mut values) = scope.conditions_to_date("day");
+    values.push(scope.tenant_id.into());
+    values.push(scope.window.last_day.as_str().into());
+    let sql = format!(
+        "SELECT (SELECT CAST(sum(spend_minor) AS BIGINT) FROM member_days WHERE {conditions}) AS a, \
+         (SELECT count(*) FROM members WHERE tenant_id = ? AND enrolled_day <= ? AND merged_into IS NULL) AS b"
+    );
+    pair(db, &sql, values).await
+}
+
+/// For each pair of channels (in order, each pair once), the members who bought on both.
+pub async fn channel_overlap(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Result<Vec<(i32, i32, i64)>, DbErr> {
+    let (conditions, values) = scope.conditions("day");
+    let bought = format!("SELECT DISTINCT member_id, channel FROM member_days WHERE {conditions} AND orders > 0");
+    let sql = format!(
+        "SELECT a.channel AS channel, b.channel AS other_channel, count(*) AS members \
+         FROM ({bought}) AS a JOIN ({bought}) AS b ON a.member_id = b.member_id AND a.channel <= b.channel \
+         GROUP BY a.channel, b.channel ORDER BY a.channel, b.channel"
+    );
+    let both = values.iter().cloned().chain(values.iter().cloned()).collect();
+    let rows = db
+        .query_all_raw(statement(db.get_database_backend(), &sql, both))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("", "channel")?,
+                row.try_get("", "other_channel")?,
+                row.try_get("", "members")?,
+            ))
+        })
+        .collect()
 }
