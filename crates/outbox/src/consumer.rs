@@ -53,16 +53,21 @@ pub async fn cursor<C: ConnectionTrait>(db: &C, name: &str) -> Result<u64, DbErr
     Ok(row.map_or(0, |row| row.position.unsigned_abs()))
 }
 
+/// Moves the cursor forward to `position`; never back, so that an instance that is behind (an old
+/// pod beside its replacement) cannot undo what another applied.
 async fn store_cursor<C: ConnectionTrait>(db: &C, name: &str, position: u64) -> Result<(), DbErr> {
     let row = cursors::ActiveModel {
         consumer: Set(name.to_owned()),
         position: Set(i64::try_from(position).map_err(|_| DbErr::Custom("position out of range".into()))?),
         updated_at: Set(Utc::now()),
     };
+    let stored = sea_orm::sea_query::Expr::col((cursors::Entity, cursors::Column::Position));
+    let wanted = i64::try_from(position).map_err(|_| DbErr::Custom("position out of range".into()))?;
     cursors::Entity::insert(row)
         .on_conflict(
             OnConflict::column(cursors::Column::Consumer)
                 .update_columns([cursors::Column::Position, cursors::Column::UpdatedAt])
+                .action_and_where(sea_orm::sea_query::ExprTrait::lt(stored, wanted))
                 .to_owned(),
         )
         .exec_without_returning(db)
@@ -127,8 +132,13 @@ impl<H: EventHandler> Consumer<H> {
             match item?.item {
                 Some(subscribe_response::Item::Event(event)) if event.position > position => {
                     let txn = quanyu_runtime::db::begin_write(&self.db).await?;
-                    self.handler.apply(&txn, &event).await?;
-                    store_cursor(&txn, name, event.position).await?;
+                    // Read under the consumer's lock (SQLite's write lock is one already): another
+                    // instance of this consumer may have applied the event meanwhile.
+                    quanyu_runtime::db::lock_keys(&txn, &[format!("consumer:{name}")]).await?;
+                    if cursor(&txn, name).await? < event.position {
+                        self.handler.apply(&txn, &event).await?;
+                        store_cursor(&txn, name, event.position).await?;
+                    }
                     txn.commit().await?;
                     position = event.position;
                     let lag = event.occurred_at.map_or(0.0, |at| {

@@ -189,7 +189,13 @@ async fn figures(
         .collect()
 }
 
-async fn figures_match_a_brute_force_count(sandbox: Suite) {
+/// Also with a second analytics instance reading the same streams into the same database (a pod
+/// beside its replacement, say): each event still counts once.
+async fn figures_match_a_brute_force_count(mut sandbox: Suite) {
+    let second = "identity_endpoint = \"http://{member-identity}\"\n\
+                  points_endpoint = \"http://{loyalty-points}\"\n\
+                  api_key = \"test-service\"\n";
+    sandbox.start_another(&quanyu_analytics::SERVICE, second).await;
     with_program(&sandbox, 0).await;
     let mut identity = sandbox.identity(keys::ACME_PLATFORM).await;
     for brand in ["lumen", "aura"] {
