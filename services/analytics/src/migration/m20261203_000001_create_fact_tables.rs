@@ -99,6 +99,16 @@ impl MigrationTrait for Migration {
         manager
             .create_index(
                 Index::create()
+                    .name("members_by_enrolment")
+                    .table("members")
+                    .col("tenant_id")
+                    .col("enrolled_day")
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
                     .name("member_days_by_day")
                     .table("member_days")
                     .col("tenant_id")

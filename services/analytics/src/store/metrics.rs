@@ -149,8 +149,9 @@ pub async fn spend_to_date(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Resu
     let (conditions, mut values) = scope.conditions_to_date("day");
     values.push(scope.tenant_id.into());
     values.push(scope.window.last_day.as_str().into());
+    // Members' spend per day is in the daily rollup already: a few rows a day, not one a member.
     let sql = format!(
-        "SELECT (SELECT CAST(sum(spend_minor) AS BIGINT) FROM member_days WHERE {conditions}) AS a, \
+        "SELECT (SELECT CAST(sum(member_sales_minor) AS BIGINT) FROM daily_sales WHERE {conditions}) AS a, \
          (SELECT count(*) FROM members WHERE tenant_id = ? AND enrolled_day <= ? AND merged_into IS NULL) AS b"
     );
     pair(db, &sql, values).await

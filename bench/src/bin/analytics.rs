@@ -1,0 +1,254 @@
+//! analytics benchmark on PostgreSQL (TEST_DATABASE_URL, else the local server):
+//! - freshness: how long after RecordSales answers a sale shows in GetMetrics, sale after sale;
+//! - query latency at scale: GetMetrics (every metric, a 30-day window) and GetChannelOverlap over
+//!   gRPC on 100,000 members and 1,000,000 sales' facts, beside the same member share of sales
+//!   computed by PostgreSQL scanning the million raw sales, in the same run; both must agree.
+//!
+//! The facts are generated in the database as the ingest would have written them (the rollups
+//! are GROUP BYs of the raw sales), so that the scale is reached in seconds, not hours.
+//!
+//! cargo run --release -p quanyu-bench --bin analytics
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use quanyu_bench::quantile;
+use quanyu_proto::analytics::v1 as pb;
+use quanyu_proto::common::v1::{Channel, Money};
+use quanyu_proto::points::v1 as points_pb;
+use quanyu_testkit::{Backend, Suite, keys};
+use sea_orm::ConnectionTrait;
+
+const FRESHNESS_SAMPLES: usize = 200;
+const QUERY_SAMPLES: usize = 100;
+const MEMBERS: i64 = 100_000;
+const SALES: i64 = 1_000_000;
+
+fn today() -> String {
+    chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("a valid offset"))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+fn metrics_request(metrics: &[pb::Metric], first_day: &str, last_day: &str) -> pb::GetMetricsRequest {
+    pb::GetMetricsRequest {
+        metrics: metrics.iter().map(|metric| *metric as i32).collect(),
+        start_date: first_day.into(),
+        end_date: last_day.into(),
+        filter: None,
+        top_percent: 0,
+    }
+}
+
+/// Each sale's delay from RecordSales' answer to GetMetrics counting it.
+async fn freshness(suite: &Suite) -> anyhow::Result<Vec<Duration>> {
+    let mut platform = suite.points(keys::ACME_PLATFORM).await;
+    platform
+        .upsert_program(points_pb::UpsertProgramRequest {
+            program: Some(quanyu_testkit::points::program(0)),
+        })
+        .await?;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let mut analytics = suite.analytics(keys::ACME_ANALYST).await;
+    let day = today();
+    let share = [pb::Metric::MemberShareOfSales];
+    let mut seen = 0;
+    let mut delays = Vec::with_capacity(FRESHNESS_SAMPLES);
+    for n in 0..FRESHNESS_SAMPLES {
+        let mut sale = quanyu_testkit::points::sale(
+            &format!("fresh-{n}"),
+            quanyu_testkit::points::member_buyer(&format!("fresh-member-{}", n % 50)),
+            1_000,
+        );
+        sale.amount = Some(Money {
+            amount_minor: 1_000,
+            currency: "CNY".into(),
+        });
+        sale.channel = Channel::Store.into();
+        pos.record_sales(points_pb::RecordSalesRequest { sales: vec![sale] })
+            .await?;
+        let answered = Instant::now();
+        seen += 1_000;
+        loop {
+            let figures = analytics
+                .get_metrics(metrics_request(&share, &day, &day))
+                .await?
+                .into_inner();
+            if figures.values[0].denominator >= seen {
+                break;
+            }
+            anyhow::ensure!(answered.elapsed() < Duration::from_secs(10), "sale {n} never showed");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        delays.push(answered.elapsed());
+    }
+    delays.sort_unstable();
+    Ok(delays)
+}
+
+/// A million raw sales of tenant `scale` (a fifth by no member) over a year, and the facts the
+/// ingest would have made of them.
+async fn generate(db: &impl ConnectionTrait) -> anyhow::Result<()> {
+    let statements = [
+        "CREATE TABLE raw_sales AS SELECT 'scale'::text AS tenant_id, \
+           CASE WHEN i % 5 = 0 THEN NULL ELSE 'm' || (i % 100000) END AS member_id, \
+           to_char(date '2026-01-01' + (i % 365), 'YYYY-MM-DD') AS day, \
+           'lumen'::text AS brand_id, (1 + (i % 3) * 2) AS channel, 's' || (i % 10) AS store_id, \
+           (100 + (i * 37) % 10000)::bigint AS amount_minor \
+         FROM generate_series(1, 1000000) AS i",
+        "INSERT INTO members (tenant_id, member_id, enrolled_day, brand_id, channel, store_id) \
+         SELECT 'scale', 'm' || i, to_char(date '2025-06-01' + (i % 200), 'YYYY-MM-DD'), 'lumen', 5, 's' || (i % 10) \
+         FROM generate_series(0, 99999) AS i",
+        "INSERT INTO daily_sales SELECT tenant_id, day, brand_id, channel, store_id, \
+           coalesce(sum(amount_minor) FILTER (WHERE member_id IS NOT NULL), 0), \
+           coalesce(sum(amount_minor) FILTER (WHERE member_id IS NULL), 0), \
+           count(member_id), count(*) - count(member_id) \
+         FROM raw_sales GROUP BY tenant_id, day, brand_id, channel, store_id",
+        "INSERT INTO member_days SELECT tenant_id, member_id, day, brand_id, channel, store_id, count(*), sum(amount_minor) \
+         FROM raw_sales WHERE member_id IS NOT NULL GROUP BY tenant_id, member_id, day, brand_id, channel, store_id",
+        "ANALYZE",
+    ];
+    for statement in statements {
+        db.execute_unprepared(statement).await?;
+    }
+    Ok(())
+}
+
+async fn timed<F, Fut>(mut call: F) -> anyhow::Result<Vec<Duration>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut samples = Vec::with_capacity(QUERY_SAMPLES);
+    for _ in 0..QUERY_SAMPLES {
+        let started = Instant::now();
+        call().await?;
+        samples.push(started.elapsed());
+    }
+    samples.sort_unstable();
+    Ok(samples)
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1_000.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let suite = Suite::suite(Backend::Postgres).await.context("needs PostgreSQL")?;
+    let delays = freshness(&suite).await?;
+
+    let db = suite.database("analytics").await;
+    let generating = Instant::now();
+    generate(&db).await?;
+    let generated = generating.elapsed();
+    let (first_day, last_day) = ("2026-06-01", "2026-06-30");
+    let all = [
+        pb::Metric::NewMembers,
+        pb::Metric::MemberShareOfSales,
+        pb::Metric::RepurchaseRate,
+        pb::Metric::ActiveMemberRate,
+        pb::Metric::TopMembersShareOfSpend,
+        pb::Metric::SpendPerMember,
+    ];
+    let scale_key = quanyu_runtime::auth::BearerKey::new(keys::SERVICE)?.for_tenant("scale")?;
+    let channel = suite.channel("analytics").await;
+    let mut analytics = pb::analytics_service_client::AnalyticsServiceClient::with_interceptor(channel, scale_key);
+    let answer = analytics
+        .get_metrics(metrics_request(&all, first_day, last_day))
+        .await?
+        .into_inner();
+    let share = &answer.values[1];
+    let scan = format!(
+        "SELECT CAST(coalesce(sum(amount_minor) FILTER (WHERE member_id IS NOT NULL), 0) AS BIGINT) AS members, \
+         CAST(sum(amount_minor) AS BIGINT) AS everyone FROM raw_sales \
+         WHERE tenant_id = 'scale' AND day BETWEEN '{first_day}' AND '{last_day}'"
+    );
+    let scanned = db
+        .query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), scan.clone()))
+        .await?
+        .context("a row")?;
+    let by_scan: (i64, i64) = (scanned.try_get("", "members")?, scanned.try_get("", "everyone")?);
+    anyhow::ensure!(
+        (share.numerator, share.denominator) == by_scan,
+        "the service says {:?}, the scan {by_scan:?}",
+        (share.numerator, share.denominator)
+    );
+
+    let metrics = timed(|| {
+        let mut client = analytics.clone();
+        async move {
+            client.get_metrics(metrics_request(&all, first_day, last_day)).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let overlap = timed(|| {
+        let mut client = analytics.clone();
+        async move {
+            client
+                .get_channel_overlap(pb::GetChannelOverlapRequest {
+                    start_date: first_day.into(),
+                    end_date: last_day.into(),
+                    filter: None,
+                })
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let full_scan = timed(|| {
+        let (db, scan) = (&db, scan.clone());
+        async move {
+            db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), scan))
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    let mut alone = Vec::new();
+    for metric in all {
+        let samples = timed(|| {
+            let mut client = analytics.clone();
+            async move {
+                client
+                    .get_metrics(metrics_request(&[metric], first_day, last_day))
+                    .await?;
+                Ok(())
+            }
+        })
+        .await?;
+        alone.push((metric, quantile(&samples, 0.5)));
+    }
+
+    println!("analytics benchmark (PostgreSQL)");
+    println!("| measure | p50 | p99 | note |");
+    println!("|---|---|---|---|");
+    println!(
+        "| freshness: RecordSales answered -> GetMetrics counts it | {:.1} ms | {:.1} ms | {FRESHNESS_SAMPLES} sales, one at a time |",
+        ms(quantile(&delays, 0.5)),
+        ms(quantile(&delays, 0.99))
+    );
+    println!(
+        "| GetMetrics, 6 metrics, 30 days | {:.1} ms | {:.1} ms | {MEMBERS} members, {SALES} sales' facts (generated in {:.1} s) |",
+        ms(quantile(&metrics, 0.5)),
+        ms(quantile(&metrics, 0.99)),
+        generated.as_secs_f64()
+    );
+    println!(
+        "| GetChannelOverlap, 30 days | {:.1} ms | {:.1} ms | |",
+        ms(quantile(&overlap, 0.5)),
+        ms(quantile(&overlap, 0.99))
+    );
+    println!(
+        "| baseline: member share by a scan of the raw sales, in PostgreSQL | {:.1} ms | {:.1} ms | same figure as the service's |",
+        ms(quantile(&full_scan, 0.5)),
+        ms(quantile(&full_scan, 0.99))
+    );
+    for (metric, p50) in alone {
+        println!("| GetMetrics, {} alone | {:.1} ms | | |", metric.as_str_name(), ms(p50));
+    }
+    Ok(())
+}
