@@ -47,28 +47,32 @@ fn metrics(asked: &[i32], violations: &mut Violations) -> Vec<pb::Metric> {
     metrics
 }
 
-/// The window and filter of a request, checked; each field at fault is added to `violations`.
+/// What a request asks about: the caller's tenant, the window and the filter, checked; each field
+/// at fault is added to `violations` (the scope is not to be used then).
 fn scope_of(
-    start_date: &str,
-    end_date: &str,
+    tenant_id: std::sync::Arc<str>,
+    (start_date, end_date): (&str, &str),
     filter: Option<&pb::Filter>,
     violations: &mut Violations,
-) -> (Option<Window>, Place, LineFilter) {
-    let window = Window::parse(start_date, end_date, violations);
+) -> Scope {
+    let window = Window::parse(start_date, end_date, violations).unwrap_or_default();
     let filter = filter.cloned().unwrap_or_default();
     if Channel::try_from(filter.channel).is_err() {
         violations.add("filter.channel", format!("{} is not a channel", filter.channel));
     }
-    let place = Place {
-        brand_id: filter.brand_id,
-        channel: filter.channel,
-        store_id: filter.store_id,
-    };
-    let line = LineFilter {
-        category: filter.category,
-        sku: filter.sku,
-    };
-    (window, place, line)
+    Scope {
+        tenant_id,
+        window,
+        place: Place {
+            brand_id: filter.brand_id,
+            channel: filter.channel,
+            store_id: filter.store_id,
+        },
+        line: LineFilter {
+            category: filter.category,
+            sku: filter.sku,
+        },
+    }
 }
 
 /// The filter field naming lines, when one is set.
@@ -90,15 +94,15 @@ impl AnalyticsService for AnalyticsApi {
         let input = request.get_ref();
         let mut violations = Violations::default();
         let asked = metrics(&input.metrics, &mut violations);
-        let (window, place, line) = scope_of(
-            &input.start_date,
-            &input.end_date,
+        let scope = scope_of(
+            actor.tenant_id,
+            (&input.start_date, &input.end_date),
             input.filter.as_ref(),
             &mut violations,
         );
-        if line.is_set() && asked.iter().any(|metric| *metric != pb::Metric::MemberShareOfSales) {
+        if scope.line.is_set() && asked.iter().any(|metric| *metric != pb::Metric::MemberShareOfSales) {
             violations.add(
-                line_field(&line),
+                line_field(&scope.line),
                 "filters METRIC_MEMBER_SHARE_OF_SALES only; ask other metrics apart",
             );
         }
@@ -111,13 +115,6 @@ impl AnalyticsService for AnalyticsApi {
             }
         };
         violations.into_result().map_err(AnalyticsError::from)?;
-        let window = window.unwrap_or_default();
-        let scope = Scope {
-            tenant_id: &actor.tenant_id,
-            window: &window,
-            place: &place,
-            line: &line,
-        };
         let values = app::metrics::get_metrics(&self.db, &scope, &asked, top_percent).await?;
         Ok(Response::new(pb::GetMetricsResponse { values }))
     }
@@ -129,26 +126,19 @@ impl AnalyticsService for AnalyticsApi {
         let actor = authorize(&request, Access::READ)?;
         let input = request.get_ref();
         let mut violations = Violations::default();
-        let (window, place, line) = scope_of(
-            &input.start_date,
-            &input.end_date,
+        let scope = scope_of(
+            actor.tenant_id,
+            (&input.start_date, &input.end_date),
             input.filter.as_ref(),
             &mut violations,
         );
-        if place.channel != 0 {
+        if scope.place.channel != 0 {
             violations.add("filter.channel", "must be unset: the overlap is across channels");
         }
-        if line.is_set() {
-            violations.add(line_field(&line), "must be unset: members overlap, not lines");
+        if scope.line.is_set() {
+            violations.add(line_field(&scope.line), "must be unset: members overlap, not lines");
         }
         violations.into_result().map_err(AnalyticsError::from)?;
-        let window = window.unwrap_or_default();
-        let scope = Scope {
-            tenant_id: &actor.tenant_id,
-            window: &window,
-            place: &place,
-            line: &line,
-        };
         let overlaps = app::metrics::channel_overlap(&self.db, &scope).await?;
         Ok(Response::new(pb::GetChannelOverlapResponse { overlaps }))
     }

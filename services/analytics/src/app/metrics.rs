@@ -11,7 +11,7 @@ use crate::store::metrics::{self, Scope};
 /// The figures of `asked`; `top_percent` is the top of METRIC_TOP_MEMBERS_SHARE_OF_SPEND.
 pub async fn get_metrics(
     db: &DatabaseConnection,
-    scope: &Scope<'_>,
+    scope: &Scope,
     asked: &[Metric],
     top_percent: u32,
 ) -> Result<Vec<MetricValue>, AnalyticsError> {
@@ -41,7 +41,7 @@ pub async fn get_metrics(
 /// Which members buy on which channels: each pair of channels, and the members who bought on both.
 pub async fn channel_overlap(
     db: &DatabaseConnection,
-    scope: &Scope<'_>,
+    scope: &Scope,
 ) -> Result<Vec<quanyu_proto::analytics::v1::ChannelOverlap>, AnalyticsError> {
     let txn = begin_read(db).await?;
     let pairs = metrics::channel_overlap(&txn, scope).await?;

@@ -7,13 +7,13 @@ use super::statement;
 use crate::domain::window::Window;
 
 /// What a metric counts: a tenant, a window, and the place fields the filter sets.
-pub struct Scope<'a> {
-    pub tenant_id: &'a str,
-    pub window: &'a Window,
+pub struct Scope {
+    pub tenant_id: std::sync::Arc<str>,
+    pub window: Window,
     /// Each field empty (or 0 for the channel) selects everything.
-    pub place: &'a Place,
+    pub place: Place,
     /// Lines of one category, or one SKU; empty selects whole sales.
-    pub line: &'a LineFilter,
+    pub line: LineFilter,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,12 +28,12 @@ impl LineFilter {
     }
 }
 
-impl Scope<'_> {
+impl Scope {
     /// `tenant_id = ? AND <day> BETWEEN ? AND ?` and the place conditions set, with their values.
     fn conditions(&self, day_column: &str) -> (String, Vec<Value>) {
         let mut sql = format!("tenant_id = ? AND {day_column} BETWEEN ? AND ?");
         let mut values: Vec<Value> = vec![
-            self.tenant_id.into(),
+            self.tenant_id.as_ref().into(),
             self.window.first_day.as_str().into(),
             self.window.last_day.as_str().into(),
         ];
@@ -44,9 +44,15 @@ impl Scope<'_> {
     /// As [`conditions`](Self::conditions), but from the first day there is.
     fn conditions_to_date(&self, day_column: &str) -> (String, Vec<Value>) {
         let mut sql = format!("tenant_id = ? AND {day_column} <= ?");
-        let mut values: Vec<Value> = vec![self.tenant_id.into(), self.window.last_day.as_str().into()];
+        let mut values: Vec<Value> = vec![self.tenant_id.as_ref().into(), self.window.last_day.as_str().into()];
         self.place_conditions(&mut sql, &mut values);
         (sql, values)
+    }
+
+    /// The values of [`MEMBERS_BY_LAST_DAY`].
+    fn members_by_last_day(&self, values: &mut Vec<Value>) {
+        values.push(self.tenant_id.as_ref().into());
+        values.push(self.window.last_day.as_str().into());
     }
 
     fn place_conditions(&self, sql: &mut String, values: &mut Vec<Value>) {
@@ -65,6 +71,11 @@ impl Scope<'_> {
     }
 }
 
+/// Members enrolled by the window's last day, a merged member not counted (values from
+/// `Scope::members_by_last_day`).
+const MEMBERS_BY_LAST_DAY: &str =
+    "(SELECT count(*) FROM members WHERE tenant_id = ? AND enrolled_day <= ? AND merged_into IS NULL)";
+
 /// Runs an aggregate query that answers two integers, `a` and `b` (NULL read as 0).
 async fn pair<C: ConnectionTrait>(db: &C, sql: &str, values: Vec<Value>) -> Result<(i64, i64), DbErr> {
     let row = db
@@ -80,7 +91,7 @@ async fn pair<C: ConnectionTrait>(db: &C, sql: &str, values: Vec<Value>) -> Resu
 }
 
 /// Members enrolled in the window at the place, not merged into another.
-pub async fn new_members<C: ConnectionTrait>(db: &C, scope: &Scope<'_>) -> Result<i64, DbErr> {
+pub async fn new_members<C: ConnectionTrait>(db: &C, scope: &Scope) -> Result<i64, DbErr> {
     let (conditions, values) = scope.conditions("enrolled_day");
     let sql =
         format!("SELECT count(*) AS a, CAST(0 AS BIGINT) AS b FROM members WHERE {conditions} AND merged_into IS NULL");
@@ -88,7 +99,7 @@ pub async fn new_members<C: ConnectionTrait>(db: &C, scope: &Scope<'_>) -> Resul
 }
 
 /// Net sales by members, and by everyone: of whole sales, or of the lines the scope selects.
-pub async fn sales(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Result<(i64, i64), DbErr> {
+pub async fn sales(db: &impl ConnectionTrait, scope: &Scope) -> Result<(i64, i64), DbErr> {
     let (mut conditions, mut values) = scope.conditions("day");
     let table = if scope.line.is_set() {
         for (column, wanted) in [("category", &scope.line.category), ("sku", &scope.line.sku)] {
@@ -109,7 +120,7 @@ pub async fn sales(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Result<(i64,
 }
 
 /// Members who bought on two or more distinct days, and members who bought.
-pub async fn repeat_buyers(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Result<(i64, i64), DbErr> {
+pub async fn repeat_buyers(db: &impl ConnectionTrait, scope: &Scope) -> Result<(i64, i64), DbErr> {
     let (conditions, values) = scope.conditions("day");
     let sql = format!(
         "SELECT CAST(sum(CASE WHEN days >= 2 THEN 1 ELSE 0 END) AS BIGINT) AS a, count(*) AS b FROM \
@@ -120,19 +131,18 @@ pub async fn repeat_buyers(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Resu
 }
 
 /// Members who bought in the window, and members enrolled by its last day.
-pub async fn active_members(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Result<(i64, i64), DbErr> {
+pub async fn active_members(db: &impl ConnectionTrait, scope: &Scope) -> Result<(i64, i64), DbErr> {
     let (conditions, mut values) = scope.conditions("day");
-    values.push(scope.tenant_id.into());
-    values.push(scope.window.last_day.as_str().into());
+    scope.members_by_last_day(&mut values);
     let sql = format!(
         "SELECT (SELECT count(DISTINCT member_id) FROM member_days WHERE {conditions} AND orders > 0) AS a, \
-         (SELECT count(*) FROM members WHERE tenant_id = ? AND enrolled_day <= ? AND merged_into IS NULL) AS b"
+         {MEMBERS_BY_LAST_DAY} AS b"
     );
     pair(db, &sql, values).await
 }
 
 /// Each buying member's net spend in the window, largest first.
-pub async fn spend_by_buyer(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Result<Vec<i64>, DbErr> {
+pub async fn spend_by_buyer(db: &impl ConnectionTrait, scope: &Scope) -> Result<Vec<i64>, DbErr> {
     let (conditions, values) = scope.conditions("day");
     let sql = format!(
         "SELECT CAST(sum(spend_minor) AS BIGINT) AS spend FROM member_days WHERE {conditions} \
@@ -145,20 +155,19 @@ pub async fn spend_by_buyer(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Res
 }
 
 /// Members' net spend up to the window's last day, and members enrolled by then.
-pub async fn spend_to_date(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Result<(i64, i64), DbErr> {
+pub async fn spend_to_date(db: &impl ConnectionTrait, scope: &Scope) -> Result<(i64, i64), DbErr> {
     let (conditions, mut values) = scope.conditions_to_date("day");
-    values.push(scope.tenant_id.into());
-    values.push(scope.window.last_day.as_str().into());
+    scope.members_by_last_day(&mut values);
     // Members' spend per day is in the daily rollup already: a few rows a day, not one a member.
     let sql = format!(
         "SELECT (SELECT CAST(sum(member_sales_minor) AS BIGINT) FROM daily_sales WHERE {conditions}) AS a, \
-         (SELECT count(*) FROM members WHERE tenant_id = ? AND enrolled_day <= ? AND merged_into IS NULL) AS b"
+         {MEMBERS_BY_LAST_DAY} AS b"
     );
     pair(db, &sql, values).await
 }
 
 /// For each pair of channels (in order, each pair once), the members who bought on both.
-pub async fn channel_overlap(db: &impl ConnectionTrait, scope: &Scope<'_>) -> Result<Vec<(i32, i32, i64)>, DbErr> {
+pub async fn channel_overlap(db: &impl ConnectionTrait, scope: &Scope) -> Result<Vec<(i32, i32, i64)>, DbErr> {
     let (conditions, values) = scope.conditions("day");
     let bought = format!("SELECT DISTINCT member_id, channel FROM member_days WHERE {conditions} AND orders > 0");
     let sql = format!(
