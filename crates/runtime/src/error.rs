@@ -154,16 +154,23 @@ pub fn describe(violations: &[FieldViolation]) -> String {
     format!("invalid request: {}", listed.join("; "))
 }
 
+/// The driver's error under sea-orm's, when a statement or a connection failed in the driver.
+fn sqlx_error(error: &DbErr) -> Option<&sea_orm::sqlx::Error> {
+    match error {
+        DbErr::Exec(RuntimeErr::SqlxError(error))
+        | DbErr::Query(RuntimeErr::SqlxError(error))
+        | DbErr::Conn(RuntimeErr::SqlxError(error)) => Some(error),
+        _ => None,
+    }
+}
+
 /// True when the database could not be reached or went away: no connection within the pool's
 /// timeout, a connection reset or refused, or the server shutting down or refusing connections.
 pub fn is_unreachable(error: &DbErr) -> bool {
-    let (DbErr::Exec(RuntimeErr::SqlxError(sqlx_error))
-    | DbErr::Query(RuntimeErr::SqlxError(sqlx_error))
-    | DbErr::Conn(RuntimeErr::SqlxError(sqlx_error))) = error
-    else {
+    let Some(sqlx_error) = sqlx_error(error) else {
         return matches!(error, DbErr::ConnectionAcquire(_));
     };
-    match &**sqlx_error {
+    match sqlx_error {
         sea_orm::sqlx::Error::Io(_)
         | sea_orm::sqlx::Error::Tls(_)
         | sea_orm::sqlx::Error::Protocol(_)
@@ -191,13 +198,7 @@ pub fn is_transient(error: &DbErr) -> bool {
     if is_unique_violation(error) {
         return true;
     }
-    let (DbErr::Exec(RuntimeErr::SqlxError(sqlx_error))
-    | DbErr::Query(RuntimeErr::SqlxError(sqlx_error))
-    | DbErr::Conn(RuntimeErr::SqlxError(sqlx_error))) = error
-    else {
-        return false;
-    };
-    let Some(database_error) = sqlx_error.as_database_error() else {
+    let Some(database_error) = sqlx_error(error).and_then(|error| error.as_database_error()) else {
         return false;
     };
     matches!(

@@ -96,15 +96,16 @@ pub fn apply_purchase(
         .earning
         .points_for(&purchase.lines, &context, account.earned_today);
     let expiry = expires_at(program.expiry, at, program.offset);
+    let refused = |error: LedgerError| match error {
+        LedgerError::ExpiryNotAfterEarning => Rejection::new("occurred_at", error.to_string()),
+        _ => Rejection::new("amount", format!("earns {} points: {error}", earned.points)),
+    };
     // Checked before anything moves, so that a refused sale leaves the account as it was.
     if earned.points > 0 {
         account
             .ledger
             .check_credit(earned.points, at, expiry)
-            .map_err(|error| match error {
-                LedgerError::ExpiryNotAfterEarning => Rejection::new("occurred_at", error.to_string()),
-                _ => Rejection::new("amount", format!("earns {} points: {error}", earned.points)),
-            })?;
+            .map_err(refused)?;
     }
     if purchase.redeem > 0 {
         account
@@ -121,7 +122,7 @@ pub fn apply_purchase(
         account
             .ledger
             .credit(Credit::Earn, earned.points, at, expiry, key)
-            .map_err(|error| Rejection::new("amount", error.to_string()))?;
+            .map_err(refused)?;
         account.earned_today = account.earned_today.saturating_add(earned.points);
     }
     let growth = earned.eligible_minor / MINOR_PER_GROWTH;
