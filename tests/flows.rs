@@ -143,10 +143,7 @@ async fn calls_to_identity_spread_over_every_replica() {
 /// The figures analytics answers for today: new members, and active members of all members.
 async fn today_in_analytics(suite: &Suite) -> [(i64, i64); 2] {
     use quanyu_proto::analytics::v1::{GetMetricsRequest, Metric};
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
-        .format("%Y-%m-%d")
-        .to_string();
+    let today = quanyu_testkit::analytics_day(0);
     let answer = suite
         .analytics(keys::ACME_ANALYST)
         .await

@@ -174,10 +174,7 @@ async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
     // member once.
     let analyst = BearerKey::new("dev-demo-analyst").unwrap();
     let mut analytics = AnalyticsServiceClient::with_interceptor(connect(analytics_port).await, analyst);
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
-        .format("%Y-%m-%d")
-        .to_string();
+    let today = quanyu_testkit::analytics_day(0);
     let mut new_members = 0;
     for _ in 0..100 {
         let answer = analytics

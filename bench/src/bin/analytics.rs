@@ -24,13 +24,6 @@ const QUERY_SAMPLES: usize = 100;
 const MEMBERS: i64 = 100_000;
 const SALES: i64 = 1_000_000;
 
-fn today() -> String {
-    chrono::Utc::now()
-        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("a valid offset"))
-        .format("%Y-%m-%d")
-        .to_string()
-}
-
 fn metrics_request(metrics: &[pb::Metric], first_day: &str, last_day: &str) -> pb::GetMetricsRequest {
     pb::GetMetricsRequest {
         metrics: metrics.iter().map(|metric| *metric as i32).collect(),
@@ -51,7 +44,7 @@ async fn freshness(suite: &Suite) -> anyhow::Result<Vec<Duration>> {
         .await?;
     let mut pos = suite.points(keys::ACME_POS).await;
     let mut analytics = suite.analytics(keys::ACME_ANALYST).await;
-    let day = today();
+    let day = quanyu_testkit::analytics_day(0);
     let share = [pb::Metric::MemberShareOfSales];
     let mut seen = 0;
     let mut delays = Vec::with_capacity(FRESHNESS_SAMPLES);

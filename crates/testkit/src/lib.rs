@@ -360,6 +360,15 @@ fn database_config(url: String) -> DatabaseConfig {
     }
 }
 
+/// The day `days_ago` days before now, as analytics names days in its default time zone.
+pub fn analytics_day(days_ago: i64) -> String {
+    let offset = quanyu_analytics::Config::default()
+        .utc_offset
+        .parse()
+        .expect("the default offset is valid");
+    quanyu_analytics::domain::window::day_of(chrono::Utc::now() - chrono::Duration::days(days_ago), offset)
+}
+
 /// Enrols a member with one phone number where `enrollment` says; the member's id.
 pub async fn enrol(
     client: &mut IdentityClient,

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use chrono::{FixedOffset, Utc};
+use chrono::Utc;
 use quanyu_proto::analytics::v1 as pb;
 use quanyu_proto::common::v1::Channel;
 use quanyu_proto::identity::v1 as identity_pb;
@@ -281,13 +281,7 @@ async fn figures_match_a_brute_force_count(mut sandbox: Suite) {
         busiest.iter().all(|(n, d)| *n > 0 && *d > 0),
         "the data moves every figure: {busiest:?}"
     );
-    let offset = FixedOffset::east_opt(8 * 3600).unwrap();
-    let day = |days_ago: i64| {
-        (Utc::now() - chrono::Duration::days(days_ago))
-            .with_timezone(&offset)
-            .format("%Y-%m-%d")
-            .to_string()
-    };
+    let day = quanyu_testkit::analytics_day;
     let mut client = sandbox.analytics(keys::ACME_ANALYST).await;
     let filters = [
         pb::Filter::default(),
