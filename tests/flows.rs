@@ -152,7 +152,7 @@ async fn today_in_analytics(suite: &Suite) -> [(i64, i64); 2] {
             start_date: today.clone(),
             end_date: today,
             filter: None,
-            top_percent: 0,
+            ..Default::default()
         })
         .await
         .unwrap()

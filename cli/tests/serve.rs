@@ -183,7 +183,7 @@ async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
                 start_date: today.clone(),
                 end_date: today.clone(),
                 filter: None,
-                top_percent: 0,
+                ..Default::default()
             })
             .await
             .unwrap()

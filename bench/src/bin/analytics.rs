@@ -30,7 +30,7 @@ fn metrics_request(metrics: &[pb::Metric], first_day: &str, last_day: &str) -> p
         start_date: first_day.into(),
         end_date: last_day.into(),
         filter: None,
-        top_percent: 0,
+        ..Default::default()
     }
 }
 

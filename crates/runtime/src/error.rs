@@ -59,6 +59,19 @@ impl Violations {
         result.map_err(|violation| self.push(violation)).ok()
     }
 
+    /// Checks a text field: present when `required`, at most `max` characters, no control
+    /// characters. The field's name is formatted only for a violation.
+    pub fn text(&mut self, field: impl std::fmt::Display, value: &str, max: usize, required: bool) {
+        if required && value.is_empty() {
+            self.add(field.to_string(), "is required");
+        } else if value.chars().count() > max || value.chars().any(char::is_control) {
+            self.add(
+                field.to_string(),
+                format!("must be at most {max} characters without control characters"),
+            );
+        }
+    }
+
     pub fn into_result(self) -> Result<(), Vec<FieldViolation>> {
         if self.0.is_empty() { Ok(()) } else { Err(self.0) }
     }

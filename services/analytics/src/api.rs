@@ -1,26 +1,33 @@
 //! The gRPC face of analytics: authorises each call, validates it, runs the use case.
 
+use chrono::FixedOffset;
 use quanyu_proto::analytics::v1 as pb;
 use quanyu_proto::analytics::v1::analytics_service_server::AnalyticsService;
 use quanyu_proto::common::v1::Channel;
 use quanyu_runtime::auth::{Access, authorize};
+use quanyu_runtime::clock::Clock;
 use quanyu_runtime::error::Violations;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
 use crate::app;
+use crate::app::metrics::Parameters;
+use crate::domain::Place;
+use crate::domain::aipl::{Stage, Windows};
 use crate::domain::window::Window;
 use crate::error::AnalyticsError;
-use crate::store::facts::Place;
 use crate::store::metrics::{LineFilter, Scope};
 
 pub struct AnalyticsApi {
     db: DatabaseConnection,
+    clock: Clock,
+    /// The time zone whose calendar days windows name.
+    offset: FixedOffset,
 }
 
 impl AnalyticsApi {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, clock: Clock, offset: FixedOffset) -> Self {
+        Self { db, clock, offset }
     }
 }
 
@@ -114,8 +121,16 @@ impl AnalyticsService for AnalyticsApi {
                 DEFAULT_TOP_PERCENT
             }
         };
+        if input.high_value_min_spend_minor < 0 {
+            violations.add("high_value_min_spend_minor", "must not be negative");
+        }
+        let parameters = Parameters {
+            top_percent,
+            high_value_min_spend: input.high_value_min_spend_minor,
+            aipl: Windows::from_pb(input.aipl.as_ref(), "aipl", &mut violations),
+        };
         violations.into_result().map_err(AnalyticsError::from)?;
-        let values = app::metrics::get_metrics(&self.db, &scope, &asked, top_percent).await?;
+        let values = app::metrics::get_metrics(&self.db, &scope, &asked, &parameters).await?;
         Ok(Response::new(pb::GetMetricsResponse { values }))
     }
 
@@ -141,5 +156,65 @@ impl AnalyticsService for AnalyticsApi {
         violations.into_result().map_err(AnalyticsError::from)?;
         let overlaps = app::metrics::channel_overlap(&self.db, &scope).await?;
         Ok(Response::new(pb::GetChannelOverlapResponse { overlaps }))
+    }
+
+    async fn record_interactions(
+        &self,
+        request: Request<pb::RecordInteractionsRequest>,
+    ) -> Result<Response<pb::RecordInteractionsResponse>, Status> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let interactions = &request.get_ref().interactions;
+        let now = self.clock.now();
+        let results = app::interactions::record(&self.db, &actor.tenant_id, interactions, now, self.offset).await?;
+        Ok(Response::new(pb::RecordInteractionsResponse { results }))
+    }
+
+    async fn get_stage_flow(
+        &self,
+        request: Request<pb::GetStageFlowRequest>,
+    ) -> Result<Response<pb::GetStageFlowResponse>, Status> {
+        let actor = authorize(&request, Access::READ)?;
+        let input = request.get_ref();
+        let mut violations = Violations::default();
+        let scope = scope_of(
+            actor.tenant_id,
+            (&input.start_date, &input.end_date),
+            input.filter.as_ref(),
+            &mut violations,
+        );
+        if scope.line.is_set() {
+            violations.add(
+                line_field(&scope.line),
+                "must be unset: stages are of consumers, not lines",
+            );
+        }
+        let windows = Windows::from_pb(input.windows.as_ref(), "windows", &mut violations);
+        violations.into_result().map_err(AnalyticsError::from)?;
+        let flow = app::metrics::stage_flow(&self.db, &scope, &windows).await?;
+        let counts = |count: &dyn Fn(Stage) -> i64| -> Vec<pb::StageCount> {
+            Stage::REACHED
+                .iter()
+                .map(|stage| pb::StageCount {
+                    stage: stage.to_pb().into(),
+                    consumers: count(*stage),
+                })
+                .collect()
+        };
+        Ok(Response::new(pb::GetStageFlowResponse {
+            start: counts(&|stage| flow.at_start(stage)),
+            end: counts(&|stage| flow.at_end(stage)),
+            flows: flow
+                .pairs()
+                .map(|(from, to, consumers)| pb::StageFlow {
+                    from_stage: from.to_pb().into(),
+                    to_stage: to.to_pb().into(),
+                    consumers,
+                })
+                .collect(),
+            stayed: flow.stayed(),
+            advanced: flow.advanced(),
+            churned: flow.churned(),
+            arrived: flow.arrived(),
+        }))
     }
 }

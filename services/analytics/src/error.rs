@@ -1,5 +1,6 @@
 //! The failures of analytics' use cases, each mapped to one gRPC code.
 
+use quanyu_runtime::db::Transient;
 use quanyu_runtime::error::{FieldViolation, ServiceError, describe, into_status};
 use sea_orm::DbErr;
 use tonic::{Code, Status};
@@ -38,6 +39,12 @@ impl ServiceError for AnalyticsError {
             Self::Database(error) => Some(error),
             Self::InvalidInput(_) => None,
         }
+    }
+}
+
+impl Transient for AnalyticsError {
+    fn is_transient(&self) -> bool {
+        self.database_error().is_some_and(Transient::is_transient)
     }
 }
 

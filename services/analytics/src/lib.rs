@@ -93,7 +93,7 @@ impl Service for Analytics {
             let consumer = Consumer::new(stream, db.clone(), app::ingest::Facts { offset });
             tokio::spawn(consumer.run(context.shutdown.clone()));
         }
-        let analytics = AnalyticsServiceServer::new(api::AnalyticsApi::new(db.clone()));
+        let analytics = AnalyticsServiceServer::new(api::AnalyticsApi::new(db.clone(), context.clock.clone(), offset));
         Ok(context
             .server(Self::NAME, &db)
             .mount(quanyu_runtime::limited!(analytics, context))

@@ -15,7 +15,11 @@ use quanyu_testkit::points::{cny, member_buyer, record, sale, with_program};
 use quanyu_testkit::{AnalyticsClient, Suite, enrol, keys};
 use tonic::Code;
 
-quanyu_testkit::suite!(figures_match_a_brute_force_count, bad_requests_name_their_field);
+quanyu_testkit::suite!(
+    figures_match_a_brute_force_count,
+    interactions_are_recorded_once_each,
+    bad_requests_name_their_field
+);
 
 const MEMBERS: usize = 12;
 /// Every metric the contract names, in its order (the brute force answers them in this order).
@@ -47,6 +51,131 @@ struct Sold {
     amount: i64,
     /// (category, SKU, amount) of each line.
     lines: Vec<(&'static str, &'static str, i64)>,
+}
+
+/// Whom a generated interaction is by: a member (by index), or an identity no member holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Person {
+    Member(usize),
+    Anonymous(usize),
+}
+
+/// A generated interaction: by whom, where, how many days ago, and whether an exposure.
+struct Interacted {
+    person: Person,
+    place: Place,
+    days_ago: i64,
+    exposure: bool,
+}
+
+/// The member the generator's member `n` counts as: member 1 was merged into member 0.
+fn person_of(n: usize) -> usize {
+    if n == 1 { 0 } else { n }
+}
+
+/// What a person did, as the AIPL stages read it: the days ago of each exposure, engagement and
+/// purchase.
+#[derive(Debug, Default)]
+struct Doings {
+    exposed: BTreeSet<i64>,
+    engaged: BTreeSet<i64>,
+    bought: BTreeSet<i64>,
+}
+
+impl Doings {
+    /// The AIPL stage (0 none … 4 loyal) as of `days_ago`, by the default windows.
+    fn stage(&self, days_ago: i64) -> u8 {
+        let within = |days: &BTreeSet<i64>, window: i64| {
+            days.iter()
+                .filter(|day| **day >= days_ago && **day < days_ago + window)
+                .count()
+        };
+        if within(&self.bought, 365) >= 3 {
+            4
+        } else if within(&self.bought, 913) > 0 {
+            3
+        } else if within(&self.engaged, 15) > 0 {
+            2
+        } else {
+            u8::from(within(&self.exposed, 15) > 0)
+        }
+    }
+}
+
+/// What each person did at the places the filter selects.
+fn doings(sold: &[Sold], interacted: &[Interacted], filter: &pb::Filter) -> BTreeMap<Person, Doings> {
+    let mut doings: BTreeMap<Person, Doings> = BTreeMap::new();
+    for sale in sold
+        .iter()
+        .filter(|sale| sale.amount > 0 && matches(filter, sale.place))
+    {
+        if let Some(buyer) = sale.buyer {
+            let person = Person::Member(person_of(buyer));
+            doings.entry(person).or_default().bought.insert(sale.days_ago);
+        }
+    }
+    for interaction in interacted
+        .iter()
+        .filter(|interaction| matches(filter, interaction.place))
+    {
+        let person = match interaction.person {
+            Person::Member(n) => Person::Member(person_of(n)),
+            anonymous => anonymous,
+        };
+        let doing = doings.entry(person).or_default();
+        if interaction.exposure {
+            doing.exposed.insert(interaction.days_ago);
+        } else {
+            doing.engaged.insert(interaction.days_ago);
+        }
+    }
+    doings
+}
+
+/// FAST Fertility, Advancing, members, high-value members and Thriving, counted the slow way.
+fn brute_force_fast(
+    sold: &[Sold],
+    interacted: &[Interacted],
+    filter: &pb::Filter,
+    window_days: i64,
+) -> Vec<(i64, i64)> {
+    let doings = doings(sold, interacted, filter);
+    let count = |n: usize| i64::try_from(n).unwrap();
+    let reached = doings.values().filter(|doing| doing.stage(0) > 0).count();
+    let started = doings.values().filter(|doing| doing.stage(window_days) > 0);
+    let advanced = started
+        .clone()
+        .filter(|doing| doing.stage(0) > doing.stage(window_days))
+        .count();
+    let members = (0..MEMBERS).filter(|&n| n != 1 && matches(filter, place(n))).count();
+    let buyers = doings.values().filter(|doing| !doing.bought.is_empty()).count();
+    let thriving = doings
+        .iter()
+        .filter(|(person, doing)| {
+            let recent = |days: &BTreeSet<i64>| days.iter().any(|day| *day < window_days);
+            matches!(person, Person::Member(_))
+                && (recent(&doing.bought) || recent(&doing.exposed) || recent(&doing.engaged))
+        })
+        .count();
+    vec![
+        (count(reached), 1),
+        (count(advanced), count(started.count())),
+        (count(members), 1),
+        (count((buyers * 20).div_ceil(100)), count(MEMBERS - 1)),
+        (count(thriving), count(MEMBERS - 1)),
+    ]
+}
+
+/// Each pair of AIPL stages (as numbers) a person was in `from_days_ago` and today, and how many.
+fn brute_force_flow(sold: &[Sold], interacted: &[Interacted], from_days_ago: i64) -> BTreeMap<(i32, i32), i64> {
+    let mut flows = BTreeMap::new();
+    for doing in doings(sold, interacted, &pb::Filter::default()).values() {
+        let pair = (i32::from(doing.stage(from_days_ago)), i32::from(doing.stage(0)));
+        if pair != (0, 0) {
+            *flows.entry(pair).or_default() += 1;
+        }
+    }
+    flows
 }
 
 /// Every third sale has a lipstick line of a quarter of its amount beside the serum; the others
@@ -89,8 +218,8 @@ fn matches(filter: &pb::Filter, place: Place) -> bool {
 
 /// The figures, counted from the generated data the slow, obvious way. Member 1 was merged into
 /// member 0, so it counts as member 0.
-fn brute_force(sold: &[Sold], filter: &pb::Filter, window_days: i64) -> Vec<(i64, i64)> {
-    let person = |buyer: usize| if buyer == 1 { 0 } else { buyer };
+fn brute_force(sold: &[Sold], interacted: &[Interacted], filter: &pb::Filter, window_days: i64) -> Vec<(i64, i64)> {
+    let person = person_of;
     let in_window: Vec<&Sold> = sold
         .iter()
         .filter(|sale| sale.days_ago < window_days && matches(filter, sale.place))
@@ -128,14 +257,16 @@ fn brute_force(sold: &[Sold], filter: &pb::Filter, window_days: i64) -> Vec<(i64
         .map(|sale| sale.amount)
         .sum();
     let count = |n: usize| i64::try_from(n).unwrap();
-    vec![
+    let mut figures = vec![
         (count(new_members), 1),
         (member_sales, all_sales),
         (count(repeaters), count(days.len())),
         (count(days.len()), count(MEMBERS - 1)),
         (buyers_spend.iter().take(top).sum(), buyers_spend.iter().sum()),
         (to_date, count(MEMBERS - 1)),
-    ]
+    ];
+    figures.extend(brute_force_fast(sold, interacted, filter, window_days));
+    figures
 }
 
 /// For each pair of channels (in order), the people who bought on both in the window.
@@ -146,8 +277,10 @@ fn brute_force_overlap(sold: &[Sold], filter: &pb::Filter, window_days: i64) -> 
         .filter(|sale| sale.days_ago < window_days && sale.amount > 0 && matches(filter, sale.place))
     {
         if let Some(buyer) = sale.buyer {
-            let person = if buyer == 1 { 0 } else { buyer };
-            channels.entry(person).or_default().insert(sale.place.channel as i32);
+            channels
+                .entry(person_of(buyer))
+                .or_default()
+                .insert(sale.place.channel as i32);
         }
     }
     let mut pairs: BTreeMap<(i32, i32), i64> = BTreeMap::new();
@@ -159,6 +292,55 @@ fn brute_force_overlap(sold: &[Sold], filter: &pb::Filter, window_days: i64) -> 
         }
     }
     pairs.into_iter().map(|((a, b), members)| (a, b, members)).collect()
+}
+
+fn openid(value: &str) -> identity_pb::Identity {
+    identity_pb::Identity {
+        kind: identity_pb::IdentityKind::WechatOpenid.into(),
+        value: value.into(),
+        namespace: "wx-app".into(),
+    }
+}
+
+/// The SHA-256 digest of an E.164 phone number, as platforms send it.
+fn phone_hash(e164: &str) -> identity_pb::Identity {
+    use sha2::Digest as _;
+    identity_pb::Identity {
+        kind: identity_pb::IdentityKind::PhoneHash.into(),
+        value: hex::encode(sha2::Sha256::digest(e164.as_bytes())),
+        namespace: String::new(),
+    }
+}
+
+fn generated_interaction(n: usize, identity: identity_pb::Identity, interaction: &Interacted) -> pb::Interaction {
+    let at = Utc::now() - chrono::Duration::days(interaction.days_ago);
+    pb::Interaction {
+        source: "databank".into(),
+        event_id: format!("i-{n}"),
+        identity: Some(identity),
+        kind: if interaction.exposure {
+            pb::InteractionKind::Exposure
+        } else {
+            pb::InteractionKind::AddToCart
+        }
+        .into(),
+        channel: interaction.place.channel.into(),
+        brand_id: interaction.place.brand.into(),
+        store_id: interaction.place.store.into(),
+        occurred_at: Some(quanyu_runtime::clock::to_proto(at)),
+    }
+}
+
+async fn record_interactions(
+    client: &mut AnalyticsClient,
+    interactions: Vec<pb::Interaction>,
+) -> Vec<pb::InteractionResult> {
+    client
+        .record_interactions(pb::RecordInteractionsRequest { interactions })
+        .await
+        .unwrap()
+        .into_inner()
+        .results
 }
 
 async fn figures(
@@ -173,7 +355,7 @@ async fn figures(
             start_date: first_day.into(),
             end_date: last_day.into(),
             filter: Some(filter.clone()),
-            top_percent: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -274,9 +456,50 @@ async fn figures_match_a_brute_force_count(mut sandbox: Suite) {
         amount: -400,
         lines: vec![("skincare", "serum", -300), ("makeup", "lipstick", -100)],
     });
+    // Interactions by members (keyed by their phone's digest), by consumers no member holds, and
+    // by one whose openid a member links afterwards: member 5.
+    let interacted: Vec<Interacted> = (0..60)
+        .map(|n| Interacted {
+            person: match n % 4 {
+                0 | 1 => Person::Member((n * 5) % MEMBERS),
+                2 => Person::Anonymous(n % 5),
+                _ => Person::Member(5),
+            },
+            place: place(n / 3),
+            days_ago: i64::try_from(n % 20).unwrap(),
+            exposure: n % 3 != 0,
+        })
+        .collect();
+    let mut analytics = sandbox.analytics(keys::ACME_PLATFORM).await;
+    let sent: Vec<pb::Interaction> = interacted
+        .iter()
+        .enumerate()
+        .map(|(n, interaction)| {
+            let identity = match interaction.person {
+                Person::Member(5) if n % 4 == 3 => openid("o-late-0000000000"),
+                Person::Member(member) => phone_hash(&format!("+861370000{member:04}")),
+                Person::Anonymous(k) => openid(&format!("o-anon-{k:010}")),
+            };
+            generated_interaction(n, identity, interaction)
+        })
+        .collect();
+    let results = record_interactions(&mut analytics, sent.clone()).await;
+    assert!(
+        results
+            .iter()
+            .all(|result| result.outcome == pb::InteractionOutcome::Applied as i32),
+        "{results:?}"
+    );
+    identity
+        .link_identity(identity_pb::LinkIdentityRequest {
+            member_id: members[5].clone(),
+            identity: Some(openid("o-late-0000000000")),
+        })
+        .await
+        .unwrap();
     quanyu_testkit::merge(&mut identity, &members[0], &members[1]).await;
 
-    let busiest = brute_force(&sold, &pb::Filter::default(), 9);
+    let busiest = brute_force(&sold, &interacted, &pb::Filter::default(), 9);
     assert!(
         busiest.iter().all(|(n, d)| *n > 0 && *d > 0),
         "the data moves every figure: {busiest:?}"
@@ -297,7 +520,7 @@ async fn figures_match_a_brute_force_count(mut sandbox: Suite) {
     ];
     for filter in &filters {
         for window_days in [1, 4, 9] {
-            let expected = brute_force(&sold, filter, window_days);
+            let expected = brute_force(&sold, &interacted, filter, window_days);
             let mut answered = Vec::new();
             for _ in 0..100 {
                 answered = figures(&mut client, filter, &day(window_days - 1), &day(0)).await;
@@ -329,7 +552,7 @@ async fn figures_match_a_brute_force_count(mut sandbox: Suite) {
                 start_date: day(8),
                 end_date: day(0),
                 filter: Some(filter.clone()),
-                top_percent: 0,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -367,10 +590,223 @@ async fn figures_match_a_brute_force_count(mut sandbox: Suite) {
             .collect();
         assert_eq!(overlaps, expected, "{filter:?}");
     }
+    let expected = brute_force_flow(&sold, &interacted, 9);
+    assert!(
+        expected.keys().any(|(from, to)| to > from) && expected.keys().any(|(from, to)| to < from),
+        "{expected:?}"
+    );
+    let flow = client
+        .get_stage_flow(pb::GetStageFlowRequest {
+            start_date: day(9),
+            end_date: day(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let flows: BTreeMap<(i32, i32), i64> = flow
+        .flows
+        .iter()
+        .map(|flow| ((flow.from_stage, flow.to_stage), flow.consumers))
+        .collect();
+    assert_eq!(flows, expected);
+    let started: i64 = expected.iter().filter(|((from, _), _)| *from > 0).map(|(_, n)| n).sum();
+    assert_eq!(flow.stayed + flow.advanced + flow.churned, started);
+    let loyal = flow
+        .end
+        .iter()
+        .find(|count| count.stage == pb::AiplStage::Loyal as i32)
+        .unwrap();
+    assert_eq!(
+        loyal.consumers,
+        expected
+            .iter()
+            .filter(|((_, to), _)| *to == 4)
+            .map(|(_, n)| n)
+            .sum::<i64>()
+    );
+
+    // An erased member's counts stay; their identities no longer lead to them. (The probe names
+    // another brand, so that it moves none of lumen's figures whoever it counts for.)
+    let lumen = pb::Filter {
+        brand_id: "lumen".into(),
+        ..Default::default()
+    };
+    let before = figures(&mut client, &lumen, &day(8), &day(0)).await;
+    let probe = pb::Interaction {
+        brand_id: "probe".into(),
+        ..generated_interaction(0, phone_hash("+8613700000004"), &interacted[0])
+    };
+    let before_erasure = pb::Interaction {
+        event_id: "probe-before".into(),
+        ..probe.clone()
+    };
+    let answered = record_interactions(&mut analytics, vec![before_erasure]).await;
+    assert_eq!(
+        answered[0].member_id, members[4],
+        "a phone's digest leads to its member"
+    );
+    identity
+        .erase_member(identity_pb::EraseMemberRequest {
+            member_id: members[4].clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    let mut answered_by = members[4].clone();
+    for attempt in 0..100 {
+        let event_id = format!("probe-{attempt}");
+        let sent = pb::Interaction {
+            event_id,
+            ..probe.clone()
+        };
+        answered_by.clone_from(&record_interactions(&mut analytics, vec![sent]).await[0].member_id);
+        if answered_by.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answered_by, "", "an erased member's identities lead to no one");
+    assert_eq!(figures(&mut client, &lumen, &day(8), &day(0)).await, before);
+
     // Another tenant sees nothing of acme's.
     let mut globex = sandbox.analytics(keys::GLOBEX_PLATFORM).await;
     let theirs = figures(&mut globex, &pb::Filter::default(), &day(8), &day(0)).await;
-    assert_eq!(theirs, [(0, 1), (0, 0), (0, 0), (0, 0), (0, 0), (0, 0)]);
+    assert_eq!(
+        theirs,
+        [
+            (0, 1),
+            (0, 0),
+            (0, 0),
+            (0, 0),
+            (0, 0),
+            (0, 0),
+            (0, 1),
+            (0, 0),
+            (0, 1),
+            (0, 0),
+            (0, 0)
+        ]
+    );
+}
+
+async fn interactions_are_recorded_once_each(sandbox: Suite) {
+    let mut identity = sandbox.identity(keys::ACME_PLATFORM).await;
+    let member = identity
+        .enroll_member(identity_pb::EnrollMemberRequest {
+            identities: vec![openid("o-member-00000001")],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .member
+        .unwrap()
+        .member_id;
+    let mut client = sandbox.analytics(keys::ACME_PLATFORM).await;
+    let seen = Interacted {
+        person: Person::Member(0),
+        place: place(0),
+        days_ago: 0,
+        exposure: true,
+    };
+    // The member's link arrives with the enrolment's events: until then the openid is a consumer
+    // of its own, folded into the member when it does.
+    let by_member = generated_interaction(0, openid("o-member-00000001"), &seen);
+    let mut answered_by = String::new();
+    for attempt in 0..100 {
+        let sent = pb::Interaction {
+            event_id: format!("wait-{attempt}"),
+            ..by_member.clone()
+        };
+        answered_by.clone_from(&record_interactions(&mut client, vec![sent]).await[0].member_id);
+        if !answered_by.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answered_by, member, "a linked identity's interactions are its member's");
+
+    let anonymous = generated_interaction(1, openid("o-stranger-000001"), &seen);
+    let mut phone = generated_interaction(2, openid("x"), &seen);
+    phone.identity = Some(identity_pb::Identity {
+        kind: identity_pb::IdentityKind::Phone.into(),
+        value: "13800138000".into(),
+        namespace: String::new(),
+    });
+    let batch = vec![by_member.clone(), anonymous.clone(), by_member.clone(), phone];
+    let first = record_interactions(&mut client, batch.clone()).await;
+    let outcomes = |results: &[pb::InteractionResult]| -> Vec<(i32, String)> {
+        results
+            .iter()
+            .map(|result| (result.outcome, result.member_id.clone()))
+            .collect()
+    };
+    use pb::InteractionOutcome::{Applied, Duplicate, Rejected};
+    assert_eq!(
+        outcomes(&first),
+        [
+            (Applied as i32, member.clone()),
+            (Applied as i32, String::new()),
+            (Duplicate as i32, member.clone()),
+            (Rejected as i32, String::new()),
+        ],
+        "the same event twice in one batch is applied once"
+    );
+    assert_eq!(first[3].violations[0].field, "identity.kind");
+    assert_eq!(
+        first.iter().map(|result| result.index).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    let again = record_interactions(&mut client, batch).await;
+    assert_eq!(
+        outcomes(&again)[..3],
+        [
+            (Duplicate as i32, member.clone()),
+            (Duplicate as i32, String::new()),
+            (Duplicate as i32, member.clone()),
+        ]
+    );
+    let conflicting = pb::Interaction {
+        kind: pb::InteractionKind::Click.into(),
+        ..anonymous
+    };
+    let refused = record_interactions(&mut client, vec![conflicting]).await;
+    assert_eq!(refused[0].outcome, Rejected as i32);
+    assert_eq!(refused[0].violations[0].field, "event_id");
+    assert!(refused[0].violations[0].description.contains("kind"), "{refused:?}");
+
+    // Each was counted once: the member and the stranger are Aware today (the waits above were
+    // the member's too).
+    let day = quanyu_testkit::analytics_day;
+    let flow = client
+        .get_stage_flow(pb::GetStageFlowRequest {
+            start_date: day(0),
+            end_date: day(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let aware = flow
+        .end
+        .iter()
+        .find(|count| count.stage == pb::AiplStage::Aware as i32)
+        .unwrap();
+    assert_eq!(aware.consumers, 2);
+
+    let too_many = vec![by_member; 1_001];
+    let status = client
+        .record_interactions(pb::RecordInteractionsRequest { interactions: too_many })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let mut analyst = sandbox.analytics(keys::ACME_ANALYST).await;
+    let denied = analyst
+        .record_interactions(pb::RecordInteractionsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
 }
 
 async fn bad_requests_name_their_field(sandbox: Suite) {
@@ -393,7 +829,7 @@ async fn bad_requests_name_their_field(sandbox: Suite) {
         start_date: "2026-12-01".into(),
         end_date: "2026-12-02".into(),
         filter: None,
-        top_percent: 0,
+        ..Default::default()
     };
     assert_eq!(
         refused(pb::GetMetricsRequest {
@@ -450,6 +886,18 @@ async fn bad_requests_name_their_field(sandbox: Suite) {
         .await,
         ["top_percent"]
     );
+    assert_eq!(
+        refused(pb::GetMetricsRequest {
+            aipl: Some(pb::AiplWindows {
+                purchase_days: 5_000,
+                ..Default::default()
+            }),
+            high_value_min_spend_minor: -1,
+            ..good.clone()
+        })
+        .await,
+        ["high_value_min_spend_minor", "aipl.purchase_days"]
+    );
     let overlap = client
         .get_channel_overlap(pb::GetChannelOverlapRequest {
             start_date: "2026-12-01".into(),
@@ -471,6 +919,28 @@ async fn bad_requests_name_their_field(sandbox: Suite) {
         .map(|violation| violation.field.clone())
         .collect();
     assert_eq!(fields, ["filter.channel", "filter.sku"]);
+    let flow = client
+        .clone()
+        .get_stage_flow(pb::GetStageFlowRequest {
+            start_date: "2026-12-02".into(),
+            end_date: "2026-12-01".into(),
+            windows: Some(pb::AiplWindows {
+                loyal_days: -3,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let details = tonic_types::StatusExt::get_error_details(&flow);
+    let fields: Vec<String> = details
+        .bad_request()
+        .unwrap()
+        .field_violations
+        .iter()
+        .map(|violation| violation.field.clone())
+        .collect();
+    assert_eq!(fields, ["end_date", "windows.loyal_days"]);
     assert!(client.get_metrics(good).await.is_ok());
     let mut pos = sandbox.analytics(keys::ACME_POS).await;
     let denied = pos
@@ -479,7 +949,7 @@ async fn bad_requests_name_their_field(sandbox: Suite) {
             start_date: "2026-12-01".into(),
             end_date: "2026-12-02".into(),
             filter: None,
-            top_percent: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -1494,7 +1494,9 @@ async fn every_change_is_published_on_the_event_stream(suite: Suite) {
         types,
         vec![
             "identity.MemberEnrolled",
+            "identity.IdentityLinked",
             "identity.MemberEnrolled",
+            "identity.IdentityLinked",
             "identity.ProfileUpdated",
             "identity.IdentityLinked",
             "identity.IdentityUnlinked",
@@ -1517,16 +1519,27 @@ async fn every_change_is_published_on_the_event_stream(suite: Suite) {
         ("sh-01", "INV42")
     );
     assert_eq!(first.identity_kinds, vec![pb::IdentityKind::Phone as i32]);
-    let Some(Payload::ProfileUpdated(updated)) = &received[2].payload else {
+    let Some(Payload::IdentityLinked(linked_at_enrolment)) = &received[1].payload else {
+        panic!("{:?}", received[1])
+    };
+    assert_eq!(
+        (
+            linked_at_enrolment.member_id.as_str(),
+            linked_at_enrolment.identity.clone().unwrap().value.as_str()
+        ),
+        (enrolled.as_str(), "+8613800138111"),
+        "a new member's identities are announced as linked"
+    );
+    let Some(Payload::ProfileUpdated(updated)) = &received[4].payload else {
         panic!()
     };
     assert_eq!(updated.changed_fields, vec!["city"]);
     assert_eq!(updated.profile.clone().unwrap().city, "Suzhou");
-    let Some(Payload::IdentityUnlinked(unlinked)) = &received[4].payload else {
+    let Some(Payload::IdentityUnlinked(unlinked)) = &received[6].payload else {
         panic!()
     };
     assert_eq!(unlinked.identity.clone().unwrap().value, "linked@example.com");
-    let Some(Payload::MembersMerged(merged)) = &received[9].payload else {
+    let Some(Payload::MembersMerged(merged)) = &received[11].payload else {
         panic!()
     };
     assert_eq!(

@@ -1,5 +1,6 @@
-//! Facts from member-identity's and loyalty-points' event streams. Each event is applied in the
-//! consumer's transaction with its cursor, so exactly once.
+//! Facts from member-identity's and loyalty-points' event streams: enrolments, identities linked
+//! (which fold an identity's interactions into its member), merges, erasures and sales. Each event
+//! is applied in the consumer's transaction with its cursor, so exactly once.
 
 use chrono::FixedOffset;
 use quanyu_outbox::consumer::EventHandler;
@@ -9,9 +10,12 @@ use quanyu_proto::points::v1::SaleKind;
 use quanyu_runtime::clock::from_proto;
 use sea_orm::{DatabaseTransaction, DbErr};
 
+use crate::domain::Place;
+use crate::domain::interaction::linked_keys;
 use crate::domain::lines::split;
 use crate::domain::window::day_of;
-use crate::store::facts::{self, LineFact, Place, SaleFact};
+use crate::store::consumers;
+use crate::store::facts::{self, LineFact, SaleFact};
 
 /// The identity events analytics reads, by stream name.
 pub fn identity_event_types() -> Vec<String> {
@@ -19,7 +23,10 @@ pub fn identity_event_types() -> Vec<String> {
     use quanyu_proto::identity::v1 as identity;
     vec![
         event_type_of::<identity::MemberEnrolled>(),
+        event_type_of::<identity::IdentityLinked>(),
+        event_type_of::<identity::IdentityUnlinked>(),
         event_type_of::<identity::MembersMerged>(),
+        event_type_of::<identity::MemberErased>(),
     ]
 }
 
@@ -50,9 +57,28 @@ impl EventHandler for Facts {
                 };
                 facts::enrol(txn, tenant_id, &enrolled.member_id, &day_of(at, self.offset), &place).await
             }
-            Some(Payload::MembersMerged(merged)) => {
-                facts::merge(txn, tenant_id, &merged.survivor_id, &merged.merged_member_id).await
+            Some(Payload::IdentityLinked(linked)) => {
+                let keys = linked_keys(&linked.identity.clone().unwrap_or_default());
+                consumers::lock_identities(txn, tenant_id, &keys).await?;
+                for key in &keys {
+                    consumers::link(txn, tenant_id, key, &linked.member_id).await?;
+                }
+                Ok(())
             }
+            Some(Payload::IdentityUnlinked(unlinked)) => {
+                let keys = linked_keys(&unlinked.identity.clone().unwrap_or_default());
+                consumers::lock_identities(txn, tenant_id, &keys).await?;
+                for key in &keys {
+                    consumers::unlink(txn, tenant_id, key, &unlinked.member_id).await?;
+                }
+                Ok(())
+            }
+            Some(Payload::MembersMerged(merged)) => {
+                let (survivor, loser) = (&merged.survivor_id, &merged.merged_member_id);
+                facts::merge(txn, tenant_id, survivor, loser).await?;
+                consumers::merge(txn, tenant_id, survivor, loser).await
+            }
+            Some(Payload::MemberErased(erased)) => consumers::erase(txn, tenant_id, &erased.member_id).await,
             Some(Payload::SaleRecorded(sale)) => {
                 let member_id = match sale.member_id.as_str() {
                     "" => None,

@@ -2,20 +2,33 @@
 
 use quanyu_proto::analytics::v1::{Metric, MetricValue};
 use quanyu_runtime::db::begin_read;
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
-use crate::domain::window::{ratio, top_share};
+use crate::domain::aipl::{Flow, Stage, Windows};
+use crate::domain::window::{days_before, ratio, top_count, top_share};
 use crate::error::AnalyticsError;
 use crate::store::metrics::{self, Scope};
 
-/// The figures of `asked`; `top_percent` is the top of METRIC_TOP_MEMBERS_SHARE_OF_SPEND.
+/// How the metrics that take a parameter are read.
+#[derive(Debug, Clone, Copy)]
+pub struct Parameters {
+    /// The top of METRIC_TOP_MEMBERS_SHARE_OF_SPEND and of the high-value rule.
+    pub top_percent: u32,
+    /// The least 365-day spend of a high-value member; 0 ranks by `top_percent`.
+    pub high_value_min_spend: i64,
+    pub aipl: Windows,
+}
+
+/// The figures of `asked`.
 pub async fn get_metrics(
     db: &DatabaseConnection,
     scope: &Scope,
     asked: &[Metric],
-    top_percent: u32,
+    parameters: &Parameters,
 ) -> Result<Vec<MetricValue>, AnalyticsError> {
     let txn = begin_read(db).await?;
+    // Fertility and Advancing read the same flow: from the day before the window to its last.
+    let mut flow: Option<Flow> = None;
     let mut values = Vec::with_capacity(asked.len());
     for metric in asked {
         let (numerator, denominator) = match metric {
@@ -23,8 +36,31 @@ pub async fn get_metrics(
             Metric::MemberShareOfSales => metrics::sales(&txn, scope).await?,
             Metric::RepurchaseRate => metrics::repeat_buyers(&txn, scope).await?,
             Metric::ActiveMemberRate => metrics::active_members(&txn, scope).await?,
-            Metric::TopMembersShareOfSpend => top_share(&metrics::spend_by_buyer(&txn, scope).await?, top_percent),
+            Metric::TopMembersShareOfSpend => {
+                top_share(&metrics::spend_by_buyer(&txn, scope).await?, parameters.top_percent)
+            }
             Metric::SpendPerMember => metrics::spend_to_date(&txn, scope).await?,
+            Metric::FastFertility | Metric::FastAdvancing => {
+                let flow = match &mut flow {
+                    Some(flow) => flow,
+                    None => {
+                        let start = days_before(&scope.window.first_day, 1);
+                        let days = (start.as_str(), scope.window.last_day.as_str());
+                        flow.insert(stage_flow_between(&txn, scope, days, &parameters.aipl).await?)
+                    }
+                };
+                if *metric == Metric::FastFertility {
+                    (flow.reached(), 1)
+                } else {
+                    (flow.advanced(), flow.started())
+                }
+            }
+            Metric::FastMembers => (metrics::members_at_place(&txn, scope).await?, 1),
+            Metric::FastHighValueMembers => (
+                high_value_members(&txn, scope, parameters).await?,
+                metrics::members(&txn, scope).await?,
+            ),
+            Metric::FastThriving => metrics::thriving_members(&txn, scope).await?,
             Metric::Unspecified => continue,
         };
         values.push(MetricValue {
@@ -36,6 +72,42 @@ pub async fn get_metrics(
     }
     txn.commit().await?;
     Ok(values)
+}
+
+/// Members whose 365-day net spend makes them high-value, by the rule of `parameters`.
+async fn high_value_members(
+    txn: &DatabaseTransaction,
+    scope: &Scope,
+    parameters: &Parameters,
+) -> Result<i64, AnalyticsError> {
+    let (spent_enough, buyers) = metrics::buyers_of_the_year(txn, scope, parameters.high_value_min_spend).await?;
+    if parameters.high_value_min_spend > 0 {
+        return Ok(spent_enough);
+    }
+    let buyers = usize::try_from(buyers).unwrap_or(0);
+    Ok(i64::try_from(top_count(buyers, parameters.top_percent)).unwrap_or(i64::MAX))
+}
+
+async fn stage_flow_between(
+    txn: &DatabaseTransaction,
+    scope: &Scope,
+    days: (&str, &str),
+    windows: &Windows,
+) -> Result<Flow, AnalyticsError> {
+    let mut flow = Flow::default();
+    for (start, end, consumers) in metrics::stage_signals(txn, scope, days, windows).await? {
+        flow.add(Stage::of(start), Stage::of(end), consumers);
+    }
+    Ok(flow)
+}
+
+/// How consumers moved between the AIPL stages from the window's first day to its last.
+pub async fn stage_flow(db: &DatabaseConnection, scope: &Scope, windows: &Windows) -> Result<Flow, AnalyticsError> {
+    let txn = begin_read(db).await?;
+    let days = (scope.window.first_day.as_str(), scope.window.last_day.as_str());
+    let flow = stage_flow_between(&txn, scope, days, windows).await?;
+    txn.commit().await?;
+    Ok(flow)
 }
 
 /// Which members buy on which channels: each pair of channels, and the members who bought on both.

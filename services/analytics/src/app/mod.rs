@@ -1,4 +1,6 @@
-//! Analytics' use cases: facts from the events as they arrive, and the figures asked of them.
+//! Analytics' use cases: facts from the events as they arrive, interactions as they are sent,
+//! and the figures asked of them.
 
 pub mod ingest;
+pub mod interactions;
 pub mod metrics;

@@ -41,6 +41,15 @@ fn date(field: &str, value: &str) -> Result<NaiveDate, FieldViolation> {
         .ok_or_else(|| FieldViolation::new(field, format!("{} is not a date in the form YYYY-MM-DD", quote(value))))
 }
 
+/// The day `days` before `day`, both as a window names them (a day that is not one is returned
+/// as it is: windows are checked before they are read).
+pub fn days_before(day: &str, days: i64) -> String {
+    NaiveDate::parse_from_str(day, "%Y-%m-%d").map_or_else(
+        |_| day.to_owned(),
+        |date| (date - chrono::Duration::days(days)).format("%Y-%m-%d").to_string(),
+    )
+}
+
 /// The day `at` falls on in `offset`, as a window names days.
 pub fn day_of(at: DateTime<Utc>, offset: FixedOffset) -> String {
     at.with_timezone(&offset).format("%Y-%m-%d").to_string()
@@ -49,10 +58,14 @@ pub fn day_of(at: DateTime<Utc>, offset: FixedOffset) -> String {
 /// The Pareto contribution of the top `percent` of buyers: their spend, and everyone's, from
 /// spends sorted largest first. The top is rounded up to whole buyers.
 pub fn top_share(spends_largest_first: &[i64], percent: u32) -> (i64, i64) {
-    let buyers = spends_largest_first.len();
-    let top = (buyers * percent as usize).div_ceil(100);
+    let top = top_count(spends_largest_first.len(), percent);
     let top_spend = spends_largest_first.iter().take(top).sum();
     (top_spend, spends_largest_first.iter().sum())
+}
+
+/// How many of `buyers` the top `percent` are, rounded up to whole buyers.
+pub fn top_count(buyers: usize, percent: u32) -> usize {
+    (buyers * percent as usize).div_ceil(100)
 }
 
 /// `numerator ÷ denominator`, or 0 when there is nothing to divide by.
@@ -101,6 +114,8 @@ mod tests {
         let offset = FixedOffset::east_opt(8 * 3600).unwrap();
         let late = Utc.with_ymd_and_hms(2026, 11, 30, 16, 30, 0).unwrap();
         assert_eq!(day_of(late, offset), "2026-12-01");
+        assert_eq!(days_before("2026-03-01", 1), "2026-02-28");
+        assert_eq!(days_before("2026-03-01", 0), "2026-03-01");
         assert!((ratio(1, 4) - 0.25).abs() < f64::EPSILON);
         assert!(ratio(5, 0).abs() < f64::EPSILON);
         assert_eq!(top_share(&[50, 30, 10, 5, 5], 20), (50, 100));

@@ -3,20 +3,9 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{big_integer, integer, string, string_null};
 
-pub struct Migration;
+use super::by_day_and_place;
 
-/// A rollup's key: the tenant, `keys`, the day and the place (brand, channel, store).
-fn by_day_and_place<'a>(table: &'a mut TableCreateStatement, keys: &[&'static str]) -> &'a mut TableCreateStatement {
-    let mut primary_key = Index::create();
-    table.if_not_exists().col(string("tenant_id"));
-    primary_key.col("tenant_id");
-    for key in keys.iter().copied().chain(["day", "brand_id"]) {
-        table.col(string(key));
-        primary_key.col(key);
-    }
-    table.col(integer("channel")).col(string("store_id"));
-    table.primary_key(primary_key.col("channel").col("store_id"))
-}
+pub struct Migration;
 
 impl MigrationName for Migration {
     fn name(&self) -> &str {

@@ -1,8 +1,10 @@
 //! The analytics schema's migrations. Files are never edited once merged.
 
 use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::{integer, string};
 
 mod m20261203_000001_create_fact_tables;
+mod m20261203_000002_create_interaction_tables;
 
 pub struct Migrator;
 
@@ -12,10 +14,28 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(quanyu_outbox::migration::CreateCursors),
             Box::new(m20261203_000001_create_fact_tables::Migration),
+            Box::new(quanyu_runtime::idempotency::CreateIdempotency),
+            Box::new(m20261203_000002_create_interaction_tables::Migration),
         ]
     }
 
     fn migration_table_name() -> DynIden {
         "analytics_migrations".into_iden()
     }
+}
+
+/// A rollup's key: the tenant, `keys`, the day and the place (brand, channel, store).
+pub(crate) fn by_day_and_place<'a>(
+    table: &'a mut TableCreateStatement,
+    keys: &[&'static str],
+) -> &'a mut TableCreateStatement {
+    let mut primary_key = Index::create();
+    table.if_not_exists().col(string("tenant_id"));
+    primary_key.col("tenant_id");
+    for key in keys.iter().copied().chain(["day", "brand_id"]) {
+        table.col(string(key));
+        primary_key.col(key);
+    }
+    table.col(integer("channel")).col(string("store_id"));
+    table.primary_key(primary_key.col("channel").col("store_id"))
 }

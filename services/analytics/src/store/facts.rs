@@ -2,15 +2,8 @@
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 
-use super::statement;
-
-/// Where a member enrolled, or a sale was made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Place {
-    pub brand_id: String,
-    pub channel: i32,
-    pub store_id: String,
-}
+use super::{adding, day_and_place, fold, statement};
+use crate::domain::Place;
 
 /// A line's category, SKU and (net) amount.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,34 +67,18 @@ pub async fn member_now(txn: &DatabaseTransaction, tenant_id: &str, member_id: &
     Ok(survivor.unwrap_or_else(|| member_id.to_owned()))
 }
 
+/// The rollup of what each member bought per day and place: its table, key and counters.
+pub const MEMBER_DAYS: (&str, &str, &[&str]) = ("member_days", "member_id", &["orders", "spend_minor"]);
+
 /// Folds `loser` into `survivor`: what it bought becomes the survivor's, and it (and any member
 /// merged into it before) now stands for the survivor. Folding the same pair again changes
 /// nothing.
 pub async fn merge(txn: &DatabaseTransaction, tenant_id: &str, survivor: &str, loser: &str) -> Result<(), DbErr> {
-    let backend = txn.get_database_backend();
-    let steps: [(&str, Vec<sea_orm::Value>); 3] = [
-        (
-            "UPDATE members SET merged_into = ? WHERE tenant_id = ? AND (member_id = ? OR merged_into = ?)",
-            vec![survivor.into(), tenant_id.into(), loser.into(), loser.into()],
-        ),
-        (
-            "INSERT INTO member_days (tenant_id, member_id, day, brand_id, channel, store_id, orders, spend_minor) \
-             SELECT tenant_id, ?, day, brand_id, channel, store_id, orders, spend_minor FROM member_days \
-             WHERE tenant_id = ? AND member_id = ? \
-             ON CONFLICT (tenant_id, member_id, day, brand_id, channel, store_id) DO UPDATE SET \
-             orders = member_days.orders + excluded.orders, \
-             spend_minor = member_days.spend_minor + excluded.spend_minor",
-            vec![survivor.into(), tenant_id.into(), loser.into()],
-        ),
-        (
-            "DELETE FROM member_days WHERE tenant_id = ? AND member_id = ?",
-            vec![tenant_id.into(), loser.into()],
-        ),
-    ];
-    for (sql, values) in steps {
-        txn.execute_raw(statement(backend, sql, values)).await?;
-    }
-    Ok(())
+    let sql = "UPDATE members SET merged_into = ? WHERE tenant_id = ? AND (member_id = ? OR merged_into = ?)";
+    let values = vec![survivor.into(), tenant_id.into(), loser.into(), loser.into()];
+    txn.execute_raw(statement(txn.get_database_backend(), sql, values))
+        .await?;
+    fold(txn, MEMBER_DAYS, tenant_id, loser, survivor).await
 }
 
 /// Adds a sale to the day's rollup, and to its member's day when it has one.
@@ -111,20 +88,17 @@ pub async fn record_sale(txn: &DatabaseTransaction, tenant_id: &str, sale: &Sale
         Some(_) => (sale.amount_minor, 0, sale.orders, 0),
         None => (0, sale.amount_minor, 0, sale.orders),
     };
-    let place: [sea_orm::Value; 4] = [
-        sale.day.as_str().into(),
-        sale.place.brand_id.as_str().into(),
-        sale.place.channel.into(),
-        sale.place.store_id.as_str().into(),
-    ];
-    let daily = "INSERT INTO daily_sales (tenant_id, day, brand_id, channel, store_id, \
-                 member_sales_minor, other_sales_minor, member_orders, other_orders) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (tenant_id, day, brand_id, channel, store_id) DO UPDATE SET \
-                 member_sales_minor = daily_sales.member_sales_minor + excluded.member_sales_minor, \
-                 other_sales_minor = daily_sales.other_sales_minor + excluded.other_sales_minor, \
-                 member_orders = daily_sales.member_orders + excluded.member_orders, \
-                 other_orders = daily_sales.other_orders + excluded.other_orders";
+    let place = day_and_place(&sale.day, &sale.place);
+    let daily = adding(
+        "daily_sales",
+        &[],
+        &[
+            "member_sales_minor",
+            "other_sales_minor",
+            "member_orders",
+            "other_orders",
+        ],
+    );
     let mut values = vec![tenant_id.into()];
     values.extend(place.iter().cloned());
     values.extend([
@@ -133,12 +107,12 @@ pub async fn record_sale(txn: &DatabaseTransaction, tenant_id: &str, sale: &Sale
         member_orders.into(),
         other_orders.into(),
     ]);
-    txn.execute_raw(statement(backend, daily, values)).await?;
-    let daily_line = "INSERT INTO daily_lines (tenant_id, category, sku, day, brand_id, channel, store_id, \
-                      member_sales_minor, other_sales_minor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                      ON CONFLICT (tenant_id, category, sku, day, brand_id, channel, store_id) DO UPDATE SET \
-                      member_sales_minor = daily_lines.member_sales_minor + excluded.member_sales_minor, \
-                      other_sales_minor = daily_lines.other_sales_minor + excluded.other_sales_minor";
+    txn.execute_raw(statement(backend, &daily, values)).await?;
+    let daily_line = adding(
+        "daily_lines",
+        &["category", "sku"],
+        &["member_sales_minor", "other_sales_minor"],
+    );
     for line in &sale.lines {
         let (member_part, other_part) = match sale.member_id {
             Some(_) => (line.amount_minor, 0),
@@ -151,20 +125,17 @@ pub async fn record_sale(txn: &DatabaseTransaction, tenant_id: &str, sale: &Sale
         ];
         values.extend(place.iter().cloned());
         values.extend([member_part.into(), other_part.into()]);
-        txn.execute_raw(statement(backend, daily_line, values)).await?;
+        txn.execute_raw(statement(backend, &daily_line, values)).await?;
     }
     let Some(member_id) = &sale.member_id else {
         return Ok(());
     };
-    let member_day = "INSERT INTO member_days (tenant_id, member_id, day, brand_id, channel, store_id, \
-                      orders, spend_minor) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-                      ON CONFLICT (tenant_id, member_id, day, brand_id, channel, store_id) DO UPDATE SET \
-                      orders = member_days.orders + excluded.orders, \
-                      spend_minor = member_days.spend_minor + excluded.spend_minor";
+    let (table, key, counters) = MEMBER_DAYS;
     let mut values = vec![tenant_id.into(), member_id.as_str().into()];
     values.extend(place);
     values.extend([sale.orders.into(), sale.amount_minor.into()]);
-    txn.execute_raw(statement(backend, member_day, values)).await?;
+    txn.execute_raw(statement(backend, &adding(table, &[key], counters), values))
+        .await?;
     Ok(())
 }
 

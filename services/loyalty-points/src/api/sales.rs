@@ -42,17 +42,6 @@ fn money(field: impl Display, amount: Option<&Money>, currency: Option<&str>, vi
     amount.amount_minor
 }
 
-fn text(field: impl Display, value: &str, max: usize, required: bool, violations: &mut Violations) {
-    if required && value.is_empty() {
-        violations.add(field.to_string(), "is required");
-    } else if value.chars().count() > max || value.chars().any(char::is_control) {
-        violations.add(
-            field.to_string(),
-            format!("must be at most {max} characters without control characters"),
-        );
-    }
-}
-
 /// Checks one sale of a batch: every field at fault is named. A purchase names the program it
 /// earns in: its brand's, else the tenant-wide one.
 pub fn check_sale(
@@ -61,8 +50,8 @@ pub fn check_sale(
     now: DateTime<Utc>,
 ) -> Result<CheckedSale, Vec<FieldViolation>> {
     let mut violations = Violations::default();
-    text("source", &sale.source, 64, true, &mut violations);
-    text("transaction_id", &sale.transaction_id, 128, true, &mut violations);
+    violations.text("source", &sale.source, 64, true);
+    violations.text("transaction_id", &sale.transaction_id, 128, true);
     let kind = match pb::SaleKind::try_from(sale.kind) {
         Ok(pb::SaleKind::Unspecified) | Err(_) => {
             violations.add("kind", "must be SALE_KIND_SALE or SALE_KIND_REFUND");
@@ -71,13 +60,7 @@ pub fn check_sale(
         Ok(kind) => kind,
     };
     if kind == pb::SaleKind::Refund {
-        text(
-            "original_transaction_id",
-            &sale.original_transaction_id,
-            128,
-            true,
-            &mut violations,
-        );
+        violations.text("original_transaction_id", &sale.original_transaction_id, 128, true);
         if sale.points_redeemed != 0 {
             violations.add("points_redeemed", "a refund redeems nothing");
         }
@@ -85,7 +68,7 @@ pub fn check_sale(
     if Channel::try_from(sale.channel).is_err() {
         violations.add("channel", format!("{} is not a channel", sale.channel));
     }
-    text("store_id", &sale.store_id, 64, false, &mut violations);
+    violations.text("store_id", &sale.store_id, 64, false);
     match time(sale.occurred_at.as_ref()) {
         None => violations.add("occurred_at", "is required"),
         Some(at) if at > now + chrono::Duration::minutes(5) => violations.add("occurred_at", "is in the future"),
@@ -95,20 +78,8 @@ pub fn check_sale(
     let currency = sale.amount.as_ref().map(|amount| amount.currency.as_str());
     let mut lines = Vec::new();
     for (index, line) in sale.lines.iter().enumerate() {
-        text(
-            format_args!("lines[{index}].sku"),
-            &line.sku,
-            64,
-            false,
-            &mut violations,
-        );
-        text(
-            format_args!("lines[{index}].category"),
-            &line.category,
-            64,
-            false,
-            &mut violations,
-        );
+        violations.text(format_args!("lines[{index}].sku"), &line.sku, 64, false);
+        violations.text(format_args!("lines[{index}].category"), &line.category, 64, false);
         if line.quantity <= 0 {
             violations.add(format!("lines[{index}].quantity"), "must be positive");
         }

@@ -129,7 +129,11 @@ pub async fn enroll(
             .map(|i| crate::convert::kind_to_pb(i.kind).into())
             .collect(),
     });
-    quanyu_outbox::append(&txn, vec![member_event(tenant_id, &member_id, enrolled)]).await?;
+    // Each identity is announced as linked too, so that a consumer keyed by identities (analytics'
+    // interactions) learns whom they now stand for, whether linked at enrolment or later.
+    let mut events = vec![member_event(tenant_id, &member_id, enrolled)];
+    events.extend(linked_events(tenant_id, &member_id, &command.identities));
+    quanyu_outbox::append(&txn, events).await?;
     txn.commit().await?;
     Ok((member, false))
 }

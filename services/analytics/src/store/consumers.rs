@@ -1,0 +1,120 @@
+//! Consumers' interactions per day and place, and the member each identity is linked to.
+
+use std::collections::HashMap;
+
+use quanyu_runtime::db::lock_keys;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
+
+use super::{adding, day_and_place, fold, statement};
+use crate::domain::Place;
+use crate::domain::interaction::anonymous_consumer;
+
+/// The rollup of what each consumer did per day and place: its table, key and counters.
+const INTERACTION_DAYS: (&str, &str, &[&str]) = ("interaction_days", "consumer_id", &["exposures", "engagements"]);
+
+/// What one consumer did on a day at a place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InteractionDay {
+    pub consumer_id: String,
+    pub day: String,
+    pub place: Place,
+    pub exposures: i64,
+    pub engagements: i64,
+}
+
+/// Makes transactions that record or link the consumers of these identities take turns, so that
+/// an interaction is never recorded for an identity's own consumer after its link folded that
+/// consumer into a member.
+pub async fn lock_identities(txn: &DatabaseTransaction, tenant_id: &str, keys: &[String]) -> Result<(), DbErr> {
+    let locks: Vec<String> = keys
+        .iter()
+        .map(|key| format!("analytics-identity:{tenant_id}:{key}"))
+        .collect();
+    lock_keys(txn, &locks).await
+}
+
+/// The members the identities of `keys` are linked to, by key; an identity linked to none is
+/// left out.
+pub async fn members_of(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    keys: &[String],
+) -> Result<HashMap<String, String>, DbErr> {
+    let mut linked = HashMap::new();
+    // Well under either database's limit on parameters per statement.
+    for chunk in keys.chunks(500) {
+        let sql = format!(
+            "SELECT identity_key, member_id FROM identity_links WHERE tenant_id = ? AND identity_key IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut values = vec![tenant_id.into()];
+        values.extend(chunk.iter().map(|key| key.as_str().into()));
+        let rows = txn
+            .query_all_raw(statement(txn.get_database_backend(), &sql, values))
+            .await?;
+        for row in rows {
+            linked.insert(row.try_get("", "identity_key")?, row.try_get("", "member_id")?);
+        }
+    }
+    Ok(linked)
+}
+
+/// Links the identity of `key` to `member_id`: what its consumer did becomes the member's.
+/// Call under [`lock_identities`].
+pub async fn link(txn: &DatabaseTransaction, tenant_id: &str, key: &str, member_id: &str) -> Result<(), DbErr> {
+    let sql = "INSERT INTO identity_links (tenant_id, identity_key, member_id) VALUES (?, ?, ?) \
+               ON CONFLICT (tenant_id, identity_key) DO UPDATE SET member_id = excluded.member_id";
+    let values = vec![tenant_id.into(), key.into(), member_id.into()];
+    txn.execute_raw(statement(txn.get_database_backend(), sql, values))
+        .await?;
+    fold(txn, INTERACTION_DAYS, tenant_id, &anonymous_consumer(key), member_id).await
+}
+
+/// The identity of `key` no longer stands for `member_id`: later interactions by it are its own
+/// consumer's. What it did while linked stays the member's.
+pub async fn unlink(txn: &DatabaseTransaction, tenant_id: &str, key: &str, member_id: &str) -> Result<(), DbErr> {
+    let sql = "DELETE FROM identity_links WHERE tenant_id = ? AND identity_key = ? AND member_id = ?";
+    let values = vec![tenant_id.into(), key.into(), member_id.into()];
+    txn.execute_raw(statement(txn.get_database_backend(), sql, values))
+        .await?;
+    Ok(())
+}
+
+/// Folds `loser` into `survivor`: its identities and what it did become the survivor's.
+pub async fn merge(txn: &DatabaseTransaction, tenant_id: &str, survivor: &str, loser: &str) -> Result<(), DbErr> {
+    let sql = "UPDATE identity_links SET member_id = ? WHERE tenant_id = ? AND member_id = ?";
+    let values = vec![survivor.into(), tenant_id.into(), loser.into()];
+    txn.execute_raw(statement(txn.get_database_backend(), sql, values))
+        .await?;
+    fold(txn, INTERACTION_DAYS, tenant_id, loser, survivor).await
+}
+
+/// Drops what ties an erased member to their identities; the counts of what they did stay.
+pub async fn erase(txn: &DatabaseTransaction, tenant_id: &str, member_id: &str) -> Result<(), DbErr> {
+    let sql = "DELETE FROM identity_links WHERE tenant_id = ? AND member_id = ?";
+    txn.execute_raw(statement(
+        txn.get_database_backend(),
+        sql,
+        vec![tenant_id.into(), member_id.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Adds consumers' days to the rollup (one statement per row: a batch sends each row once).
+pub async fn add_interactions(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    days: &[InteractionDay],
+) -> Result<(), DbErr> {
+    let (table, key, counters) = INTERACTION_DAYS;
+    let sql = adding(table, &[key], counters);
+    for day in days {
+        let mut values = vec![tenant_id.into(), day.consumer_id.as_str().into()];
+        values.extend(day_and_place(&day.day, &day.place));
+        values.extend([day.exposures.into(), day.engagements.into()]);
+        txn.execute_raw(statement(txn.get_database_backend(), &sql, values))
+            .await?;
+    }
+    Ok(())
+}
