@@ -5,9 +5,14 @@ use quanyu_proto::analytics::v1 as pb;
 use quanyu_proto::analytics::v1::analytics_service_server::AnalyticsService;
 use quanyu_proto::common::v1::Channel;
 use quanyu_runtime::auth::{Access, authorize};
-use quanyu_runtime::clock::Clock;
+use quanyu_runtime::clock::{Clock, to_proto};
+use quanyu_runtime::error::FieldViolation;
 use quanyu_runtime::error::Violations;
+use quanyu_runtime::page;
 use sea_orm::DatabaseConnection;
+use std::pin::Pin;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
 use crate::app;
@@ -16,6 +21,7 @@ use crate::domain::Place;
 use crate::domain::aipl::{Stage, Windows};
 use crate::domain::window::Window;
 use crate::error::AnalyticsError;
+use crate::store::audiences::{AsOf, Saved};
 use crate::store::metrics::{LineFilter, Scope};
 
 pub struct AnalyticsApi {
@@ -29,7 +35,19 @@ impl AnalyticsApi {
     pub fn new(db: DatabaseConnection, clock: Clock, offset: FixedOffset) -> Self {
         Self { db, clock, offset }
     }
+
+    /// What the tenant's audiences are read as of: today, in analytics' time zone.
+    fn as_of(&self, tenant_id: &str) -> AsOf {
+        AsOf {
+            tenant_id: tenant_id.to_owned(),
+            today: app::audiences::today(self.clock.now(), self.offset),
+        }
+    }
 }
+
+/// Members per batch of ListAudienceMembers when the request names no size, and at most.
+const DEFAULT_AUDIENCE_BATCH: u64 = 1_000;
+const MAX_AUDIENCE_BATCH: u64 = 10_000;
 
 /// The top of METRIC_TOP_MEMBERS_SHARE_OF_SPEND when the request names none: the 80/20 rule's.
 const DEFAULT_TOP_PERCENT: u32 = 20;
@@ -216,5 +234,122 @@ impl AnalyticsService for AnalyticsApi {
             churned: flow.churned(),
             arrived: flow.arrived(),
         }))
+    }
+
+    async fn count_audience(
+        &self,
+        request: Request<pb::CountAudienceRequest>,
+    ) -> Result<Response<pb::CountAudienceResponse>, Status> {
+        let actor = authorize(&request, Access::READ)?;
+        let selected = request
+            .get_ref()
+            .audience
+            .as_ref()
+            .and_then(|selector| selector.audience.as_ref());
+        let rule = app::audiences::rule_of(&self.db, &actor.tenant_id, selected, "audience").await?;
+        let as_of = self.as_of(&actor.tenant_id);
+        let members = app::audiences::count(&self.db, &rule, &as_of).await?;
+        Ok(Response::new(pb::CountAudienceResponse {
+            members,
+            as_of_date: as_of.today.format("%Y-%m-%d").to_string(),
+        }))
+    }
+
+    type ListAudienceMembersStream =
+        Pin<Box<dyn Stream<Item = Result<pb::ListAudienceMembersResponse, Status>> + Send>>;
+
+    async fn list_audience_members(
+        &self,
+        request: Request<pb::ListAudienceMembersRequest>,
+    ) -> Result<Response<Self::ListAudienceMembersStream>, Status> {
+        let actor = authorize(&request, Access::READ)?;
+        let input = request.into_inner();
+        let batch = match u64::try_from(input.batch_size) {
+            Ok(0) => DEFAULT_AUDIENCE_BATCH,
+            Ok(size @ 1..=MAX_AUDIENCE_BATCH) => size,
+            _ => {
+                let why = format!("must be 1-{MAX_AUDIENCE_BATCH} (or 0 for {DEFAULT_AUDIENCE_BATCH})");
+                return Err(AnalyticsError::from(FieldViolation::new("batch_size", why)).into());
+            }
+        };
+        let selected = input.audience.as_ref().and_then(|selector| selector.audience.as_ref());
+        let rule = app::audiences::rule_of(&self.db, &actor.tenant_id, selected, "audience").await?;
+        let (outgoing, incoming) = tokio::sync::mpsc::channel(2);
+        let as_of = self.as_of(&actor.tenant_id);
+        tokio::spawn(app::audiences::drain(
+            self.db.clone(),
+            rule,
+            as_of,
+            input.after_member_id,
+            batch,
+            outgoing,
+        ));
+        let mut listed = 0i64;
+        let batches = ReceiverStream::new(incoming).map(move |batch| match batch {
+            Ok(member_ids) => {
+                listed += i64::try_from(member_ids.len()).unwrap_or(i64::MAX);
+                Ok(pb::ListAudienceMembersResponse { member_ids, listed })
+            }
+            Err(error) => Err(Status::from(error)),
+        });
+        Ok(Response::new(Box::pin(batches)))
+    }
+
+    async fn save_audience(
+        &self,
+        request: Request<pb::SaveAudienceRequest>,
+    ) -> Result<Response<pb::SaveAudienceResponse>, Status> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let input = request.get_ref();
+        let at = self.clock.now();
+        let (saved, created) = app::audiences::save(&self.db, &actor.tenant_id, (&input.name, &input.rule), at).await?;
+        Ok(Response::new(pb::SaveAudienceResponse {
+            audience: Some(audience_to_pb(saved)),
+            created,
+        }))
+    }
+
+    async fn list_audiences(
+        &self,
+        request: Request<pb::ListAudiencesRequest>,
+    ) -> Result<Response<pb::ListAudiencesResponse>, Status> {
+        let actor = authorize(&request, Access::READ)?;
+        let input = request.get_ref();
+        let mut violations = Violations::default();
+        let limit = violations
+            .check(page::size(input.page_size))
+            .unwrap_or(page::DEFAULT_PAGE_SIZE);
+        let after = violations
+            .check(page::after(&input.page_token))
+            .flatten()
+            .unwrap_or_default();
+        violations.into_result().map_err(AnalyticsError::from)?;
+        let saved = app::audiences::list(&self.db, &actor.tenant_id, &after, limit).await?;
+        let next_page_token = match saved.last() {
+            Some(last) if saved.len() as u64 == limit => page::token(&last.name),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListAudiencesResponse {
+            audiences: saved.into_iter().map(audience_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn delete_audience(
+        &self,
+        request: Request<pb::DeleteAudienceRequest>,
+    ) -> Result<Response<pb::DeleteAudienceResponse>, Status> {
+        let actor = authorize(&request, Access::WRITE)?;
+        app::audiences::delete(&self.db, &actor.tenant_id, &request.get_ref().name).await?;
+        Ok(Response::new(pb::DeleteAudienceResponse {}))
+    }
+}
+
+fn audience_to_pb(saved: Saved) -> pb::Audience {
+    pb::Audience {
+        name: saved.name,
+        rule: saved.rule,
+        created_at: Some(to_proto(saved.created_at)),
+        updated_at: Some(to_proto(saved.updated_at)),
     }
 }

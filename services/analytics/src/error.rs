@@ -9,6 +9,8 @@ use tonic::{Code, Status};
 pub enum AnalyticsError {
     #[error("{}", describe(.0))]
     InvalidInput(Vec<FieldViolation>),
+    #[error("{0}")]
+    NotFound(String),
     #[error("database error: {0}")]
     Database(#[from] DbErr),
 }
@@ -19,10 +21,17 @@ impl From<Vec<FieldViolation>> for AnalyticsError {
     }
 }
 
+impl From<FieldViolation> for AnalyticsError {
+    fn from(violation: FieldViolation) -> Self {
+        Self::InvalidInput(vec![violation])
+    }
+}
+
 impl ServiceError for AnalyticsError {
     fn code(&self) -> Code {
         match self {
             Self::InvalidInput(_) => Code::InvalidArgument,
+            Self::NotFound(_) => Code::NotFound,
             Self::Database(_) => Code::Internal,
         }
     }
@@ -30,14 +39,14 @@ impl ServiceError for AnalyticsError {
     fn field_violations(&self) -> &[FieldViolation] {
         match self {
             Self::InvalidInput(violations) => violations,
-            Self::Database(_) => &[],
+            Self::NotFound(_) | Self::Database(_) => &[],
         }
     }
 
     fn database_error(&self) -> Option<&DbErr> {
         match self {
             Self::Database(error) => Some(error),
-            Self::InvalidInput(_) => None,
+            Self::InvalidInput(_) | Self::NotFound(_) => None,
         }
     }
 }

@@ -18,6 +18,7 @@ use tonic::Code;
 quanyu_testkit::suite!(
     figures_match_a_brute_force_count,
     interactions_are_recorded_once_each,
+    audiences_select_members_by_their_facts,
     bad_requests_name_their_field
 );
 
@@ -807,6 +808,342 @@ async fn interactions_are_recorded_once_each(sandbox: Suite) {
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
+}
+
+fn by_rule(rule: &str) -> Option<pb::AudienceSelector> {
+    Some(pb::AudienceSelector {
+        audience: Some(pb::audience_selector::Audience::Rule(rule.into())),
+    })
+}
+
+/// The members an audience lists, in batches of `batch_size`, from after `after`.
+async fn listed(
+    client: &mut AnalyticsClient,
+    audience: Option<pb::AudienceSelector>,
+    after: &str,
+    batch_size: i32,
+) -> Vec<pb::ListAudienceMembersResponse> {
+    let mut stream = client
+        .list_audience_members(pb::ListAudienceMembersRequest {
+            audience,
+            after_member_id: after.into(),
+            batch_size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.message().await.unwrap() {
+        batches.push(batch);
+    }
+    batches
+}
+
+/// Waits until `rule` selects exactly `expected` (the facts follow the events within a second).
+async fn assert_selects(client: &mut AnalyticsClient, rule: &str, expected: &[&String]) {
+    let mut expected: Vec<String> = expected.iter().map(|id| (*id).clone()).collect();
+    expected.sort();
+    let mut selected = Vec::new();
+    for _ in 0..100 {
+        selected = listed(client, by_rule(rule), "", 0)
+            .await
+            .into_iter()
+            .flat_map(|batch| batch.member_ids)
+            .collect();
+        if selected == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(selected, expected, "{rule}");
+    let counted = client
+        .count_audience(pb::CountAudienceRequest {
+            audience: by_rule(rule),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(counted.members, i64::try_from(expected.len()).unwrap(), "{rule}");
+    assert_eq!(counted.as_of_date, quanyu_testkit::analytics_day(0));
+}
+
+async fn audiences_select_members_by_their_facts(sandbox: Suite) {
+    with_program(&sandbox, 0).await;
+    let mut identity = sandbox.identity(keys::ACME_PLATFORM).await;
+    let at_store = identity_pb::Enrollment {
+        channel: Channel::Store.into(),
+        store_id: "sh-01".into(),
+        guide_id: "g-1".into(),
+        ..Default::default()
+    };
+    let on_tmall = identity_pb::Enrollment {
+        channel: Channel::Tmall.into(),
+        ..Default::default()
+    };
+    let a = enrol(&mut identity, "13700001001", at_store).await;
+    let b = enrol(&mut identity, "13700001002", on_tmall.clone()).await;
+    let c = identity
+        .enroll_member(identity_pb::EnrollMemberRequest {
+            identities: vec![openid("o-audience-c-00001")],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .member
+        .unwrap()
+        .member_id;
+    let erased = enrol(&mut identity, "13700001004", on_tmall.clone()).await;
+    let merged = enrol(&mut identity, "13700001005", on_tmall).await;
+    let today = chrono::NaiveDate::parse_from_str(&quanyu_testkit::analytics_day(0), "%Y-%m-%d").unwrap();
+    let thirty_years_ago = today.checked_sub_months(chrono::Months::new(360)).unwrap();
+    for (member, city, birthday) in [
+        (&a, "Hangzhou", thirty_years_ago.to_string()),
+        (&b, "Shanghai", String::new()),
+    ] {
+        identity
+            .update_profile(identity_pb::UpdateProfileRequest {
+                member_id: member.clone(),
+                city: Some(city.into()),
+                birthday: (!birthday.is_empty()).then_some(birthday),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    for (tag, value, member) in [("koc", "", &a), ("vip", "2", &c), ("early", "", &merged)] {
+        identity
+            .define_tag(identity_pb::DefineTagRequest {
+                name: tag.into(),
+                kind: if value.is_empty() {
+                    identity_pb::TagKind::Label
+                } else {
+                    identity_pb::TagKind::Number
+                }
+                .into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        identity
+            .set_tags(identity_pb::SetTagsRequest {
+                member_ids: vec![member.clone()],
+                tags: vec![identity_pb::TagValue {
+                    name: tag.into(),
+                    value: value.into(),
+                }],
+            })
+            .await
+            .unwrap();
+    }
+    // A buys on Tmall on three days (Loyal, gold: 1,500 points); B once in a store 100 days ago.
+    let mut pos = sandbox.points(keys::ACME_POS).await;
+    let mut sales = Vec::new();
+    for (n, (member, channel, days_ago, amount)) in [
+        (&a, Channel::Tmall, 0, 50_000),
+        (&a, Channel::Tmall, 10, 50_000),
+        (&a, Channel::Tmall, 40, 50_000),
+        (&b, Channel::Store, 100, 20_000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut sent = sale(&format!("aud-{n}"), member_buyer(member), amount);
+        sent.channel = channel.into();
+        sent.occurred_at = Some(quanyu_runtime::clock::to_proto(
+            Utc::now() - chrono::Duration::days(days_ago),
+        ));
+        sales.push(sent);
+    }
+    let results = record(&mut pos, sales).await;
+    assert!(
+        results
+            .iter()
+            .all(|result| result.outcome == points_pb::SaleOutcome::Applied as i32),
+        "{results:?}"
+    );
+    // C clicked today: Interested.
+    let mut client = sandbox.analytics(keys::ACME_PLATFORM).await;
+    let click = Interacted {
+        person: Person::Member(2),
+        place: place(0),
+        days_ago: 0,
+        exposure: false,
+    };
+    record_interactions(
+        &mut client,
+        vec![generated_interaction(0, openid("o-audience-c-00001"), &click)],
+    )
+    .await;
+    identity
+        .erase_member(identity_pb::EraseMemberRequest {
+            member_id: erased.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    quanyu_testkit::merge(&mut identity, &a, &merged).await;
+
+    let cases: [(&str, Vec<&String>); 22] = [
+        ("stage >= purchased", vec![&a, &b]),
+        ("stage = loyal", vec![&a]),
+        ("stage = interested", vec![&c]),
+        ("tag = \"koc\" or tag = \"vip\"", vec![&a, &c]),
+        ("tag = 'early'", vec![&a]),
+        ("not tag = \"koc\"", vec![&b, &c]),
+        ("tier = \"gold\"", vec![&a]),
+        ("points >= 1000", vec![&a]),
+        ("points < 1000", vec![&b, &c]),
+        ("recency_days <= 30", vec![&a]),
+        ("recency_days > 30", vec![&b]),
+        ("not recency_days <= 30", vec![&b, &c]),
+        ("frequency >= 3", vec![&a]),
+        ("spend >= 150000 and spend < 150001", vec![&a]),
+        ("city = \"Hangzhou\"", vec![&a]),
+        ("city != \"Hangzhou\"", vec![&b]),
+        ("age = 30 and age >= 18 and not age < 30", vec![&a]),
+        ("store = \"sh-01\" and guide = \"g-1\"", vec![&a]),
+        ("channel = tmall", vec![&a]),
+        ("channel = store or channel = jd", vec![&b]),
+        (&format!("enrolled <= {today}"), vec![&a, &b, &c]),
+        (
+            "(stage >= interested and not city = \"Hangzhou\")\n  or (tier = \"gold\" and tag = \"early\")",
+            vec![&a, &b, &c],
+        ),
+    ];
+    for (rule, expected) in &cases {
+        assert_selects(&mut client, rule, expected).await;
+    }
+
+    // Listed in batches, and resumed after the last member received.
+    let everyone = "enrolled >= 2000-01-01";
+    let batches = listed(&mut client, by_rule(everyone), "", 2).await;
+    let sizes: Vec<(usize, i64)> = batches
+        .iter()
+        .map(|batch| (batch.member_ids.len(), batch.listed))
+        .collect();
+    assert_eq!(sizes, [(2, 2), (1, 3)]);
+    let first_two = &batches[0].member_ids;
+    let rest = listed(&mut client, by_rule(everyone), &first_two[1], 0).await;
+    assert_eq!(rest[0].member_ids, batches[1].member_ids);
+
+    // Saved by name, listed by page, deleted.
+    let saved = client
+        .save_audience(pb::SaveAudienceRequest {
+            name: "loyal-hz".into(),
+            rule: "stage = loyal and city = \"Hangzhou\"".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(saved.created);
+    let replaced = client
+        .save_audience(pb::SaveAudienceRequest {
+            name: "loyal-hz".into(),
+            rule: "stage = loyal".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!replaced.created);
+    assert_eq!(
+        replaced.audience.as_ref().unwrap().created_at,
+        saved.audience.as_ref().unwrap().created_at
+    );
+    client
+        .save_audience(pb::SaveAudienceRequest {
+            name: "buyers".into(),
+            rule: "stage >= purchased".into(),
+        })
+        .await
+        .unwrap();
+    let by_name = |name: &str| {
+        Some(pb::AudienceSelector {
+            audience: Some(pb::audience_selector::Audience::Name(name.into())),
+        })
+    };
+    let counted = client
+        .count_audience(pb::CountAudienceRequest {
+            audience: by_name("loyal-hz"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(counted.members, 1);
+    let first_page = client
+        .list_audiences(pb::ListAudiencesRequest {
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first_page.audiences[0].name, "buyers");
+    let second_page = client
+        .list_audiences(pb::ListAudiencesRequest {
+            page_size: 1,
+            page_token: first_page.next_page_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second_page.audiences[0].rule, "stage = loyal");
+    client
+        .delete_audience(pb::DeleteAudienceRequest {
+            name: "loyal-hz".into(),
+        })
+        .await
+        .unwrap();
+    let gone = client
+        .count_audience(pb::CountAudienceRequest {
+            audience: by_name("loyal-hz"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+
+    // A rule at fault names its line and column; another tenant counts none of acme's members.
+    let bad = client
+        .count_audience(pb::CountAudienceRequest {
+            audience: by_rule("stage >= purchased and\n  spnd > 3"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let violation = tonic_types::StatusExt::get_error_details(&bad)
+        .bad_request()
+        .unwrap()
+        .field_violations[0]
+        .clone();
+    assert_eq!(violation.field, "audience.rule");
+    assert!(
+        violation.description.starts_with("line 2, column 3: unknown field"),
+        "{violation:?}"
+    );
+    let refused = client
+        .save_audience(pb::SaveAudienceRequest {
+            name: "no spaces".into(),
+            rule: "tag =".into(),
+        })
+        .await
+        .unwrap_err();
+    let fields: Vec<String> = tonic_types::StatusExt::get_error_details(&refused)
+        .bad_request()
+        .unwrap()
+        .field_violations
+        .iter()
+        .map(|violation| violation.field.clone())
+        .collect();
+    assert_eq!(fields, ["name", "rule"]);
+    let mut globex = sandbox.analytics(keys::GLOBEX_PLATFORM).await;
+    let theirs = globex
+        .count_audience(pb::CountAudienceRequest {
+            audience: by_rule(everyone),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(theirs.members, 0);
 }
 
 async fn bad_requests_name_their_field(sandbox: Suite) {

@@ -1,6 +1,7 @@
-//! Facts from member-identity's and loyalty-points' event streams: enrolments, identities linked
-//! (which fold an identity's interactions into its member), merges, erasures and sales. Each event
-//! is applied in the consumer's transaction with its cursor, so exactly once.
+//! Facts from member-identity's and loyalty-points' event streams: enrolments, profiles, tags,
+//! bindings, identities linked (which fold an identity's interactions into its member), merges,
+//! erasures, sales, balances and tiers. Each event is applied in the consumer's transaction with
+//! its cursor, so exactly once.
 
 use chrono::FixedOffset;
 use quanyu_outbox::consumer::EventHandler;
@@ -16,6 +17,7 @@ use crate::domain::lines::split;
 use crate::domain::window::day_of;
 use crate::store::consumers;
 use crate::store::facts::{self, LineFact, SaleFact};
+use crate::store::profiles::{self, AccountFact};
 
 /// The identity events analytics reads, by stream name.
 pub fn identity_event_types() -> Vec<String> {
@@ -23,6 +25,9 @@ pub fn identity_event_types() -> Vec<String> {
     use quanyu_proto::identity::v1 as identity;
     vec![
         event_type_of::<identity::MemberEnrolled>(),
+        event_type_of::<identity::ProfileUpdated>(),
+        event_type_of::<identity::TagsChanged>(),
+        event_type_of::<identity::GuideBound>(),
         event_type_of::<identity::IdentityLinked>(),
         event_type_of::<identity::IdentityUnlinked>(),
         event_type_of::<identity::MembersMerged>(),
@@ -32,9 +37,13 @@ pub fn identity_event_types() -> Vec<String> {
 
 /// The points events analytics reads, by stream name.
 pub fn points_event_types() -> Vec<String> {
-    vec![quanyu_proto::events::event_type_of::<
-        quanyu_proto::points::v1::SaleRecorded,
-    >()]
+    use quanyu_proto::events::event_type_of;
+    use quanyu_proto::points::v1 as points;
+    vec![
+        event_type_of::<points::SaleRecorded>(),
+        event_type_of::<points::PointsChanged>(),
+        event_type_of::<points::TierChanged>(),
+    ]
 }
 
 /// Applies enrolments, merges and sales to the facts; days are read in `offset`.
@@ -55,7 +64,38 @@ impl EventHandler for Facts {
                     channel: enrollment.channel,
                     store_id: enrollment.store_id,
                 };
-                facts::enrol(txn, tenant_id, &enrolled.member_id, &day_of(at, self.offset), &place).await
+                let member_id = enrolled.member_id.as_str();
+                facts::enrol(txn, tenant_id, member_id, &day_of(at, self.offset), &place).await?;
+                let binding = (place.store_id.as_str(), enrollment.guide_id.as_str());
+                profiles::bind(txn, tenant_id, member_id, binding).await
+            }
+            Some(Payload::ProfileUpdated(updated)) => {
+                let profile = updated.profile.clone().unwrap_or_default();
+                let facts = (profile.city.as_str(), profile.birthday.as_str());
+                profiles::set_profile(txn, tenant_id, &updated.member_id, facts).await
+            }
+            Some(Payload::TagsChanged(changed)) => {
+                let set: Vec<(String, String)> = changed
+                    .set
+                    .iter()
+                    .map(|tag| (tag.name.clone(), tag.value.clone()))
+                    .collect();
+                profiles::change_tags(txn, tenant_id, &changed.member_id, &set, &changed.removed).await
+            }
+            Some(Payload::GuideBound(bound)) => match &bound.binding {
+                Some(binding) if binding.unbound_at.is_none() => {
+                    let binding = (binding.store_id.as_str(), binding.guide_id.as_str());
+                    profiles::bind(txn, tenant_id, &bound.member_id, binding).await
+                }
+                _ => Ok(()),
+            },
+            Some(Payload::PointsChanged(changed)) => {
+                let account = (changed.member_id.as_str(), changed.program_id.as_str());
+                profiles::set_account(txn, tenant_id, account, AccountFact::Balance(changed.balance_after)).await
+            }
+            Some(Payload::TierChanged(changed)) => {
+                let account = (changed.member_id.as_str(), changed.program_id.as_str());
+                profiles::set_account(txn, tenant_id, account, AccountFact::Tier(&changed.to_tier)).await
             }
             Some(Payload::IdentityLinked(linked)) => {
                 let keys = linked_keys(&linked.identity.clone().unwrap_or_default());
@@ -76,9 +116,13 @@ impl EventHandler for Facts {
             Some(Payload::MembersMerged(merged)) => {
                 let (survivor, loser) = (&merged.survivor_id, &merged.merged_member_id);
                 facts::merge(txn, tenant_id, survivor, loser).await?;
+                profiles::merge(txn, tenant_id, survivor, loser).await?;
                 consumers::merge(txn, tenant_id, survivor, loser).await
             }
-            Some(Payload::MemberErased(erased)) => consumers::erase(txn, tenant_id, &erased.member_id).await,
+            Some(Payload::MemberErased(erased)) => {
+                profiles::erase(txn, tenant_id, &erased.member_id).await?;
+                consumers::erase(txn, tenant_id, &erased.member_id).await
+            }
             Some(Payload::SaleRecorded(sale)) => {
                 let member_id = match sale.member_id.as_str() {
                     "" => None,

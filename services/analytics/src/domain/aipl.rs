@@ -96,19 +96,21 @@ impl Stage {
     /// Every stage a consumer can be in, shallowest first.
     pub const REACHED: [Stage; 4] = [Self::Aware, Self::Interested, Self::Purchased, Self::Loyal];
 
+    /// Each stage reached with the signal that reaches it, deepest first: a consumer is in the
+    /// first whose signal they show.
+    pub const DEEPEST_FIRST: [(Stage, Signal); 4] = [
+        (Self::Loyal, Signal::BoughtOnEnoughDays),
+        (Self::Purchased, Signal::Purchased),
+        (Self::Interested, Signal::Engaged),
+        (Self::Aware, Signal::Exposed),
+    ];
+
     /// The deepest stage a consumer's signals on a day meet.
     pub fn of(signals: Signals) -> Self {
-        if signals.bought_on_enough_days {
-            Self::Loyal
-        } else if signals.purchased {
-            Self::Purchased
-        } else if signals.engaged {
-            Self::Interested
-        } else if signals.exposed {
-            Self::Aware
-        } else {
-            Self::None
-        }
+        Self::DEEPEST_FIRST
+            .iter()
+            .find(|(_, signal)| signals.shows(*signal))
+            .map_or(Self::None, |(stage, _)| *stage)
     }
 
     pub fn to_pb(self) -> pb::AiplStage {
@@ -122,13 +124,37 @@ impl Stage {
     }
 }
 
-/// What a consumer did within each stage's window, as of one day.
+/// What puts a consumer in a stage on a day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// An exposure within `aware_days`.
+    Exposed,
+    /// Another interaction within `interest_days`.
+    Engaged,
+    /// A purchase within `purchase_days`.
+    Purchased,
+    /// Purchases on `loyal_min_purchase_days` distinct days within `loyal_days`.
+    BoughtOnEnoughDays,
+}
+
+/// The signals a consumer shows on one day.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Signals {
     pub exposed: bool,
     pub engaged: bool,
     pub purchased: bool,
     pub bought_on_enough_days: bool,
+}
+
+impl Signals {
+    pub fn shows(self, signal: Signal) -> bool {
+        match signal {
+            Signal::Exposed => self.exposed,
+            Signal::Engaged => self.engaged,
+            Signal::Purchased => self.purchased,
+            Signal::BoughtOnEnoughDays => self.bought_on_enough_days,
+        }
+    }
 }
 
 /// Consumers by their stage on a start day and an end day.

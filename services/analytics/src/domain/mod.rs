@@ -2,6 +2,7 @@
 //! interaction and an AIPL stage are.
 
 pub mod aipl;
+pub mod audience;
 pub mod interaction;
 pub mod lines;
 pub mod window;

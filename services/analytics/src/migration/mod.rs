@@ -5,6 +5,7 @@ use sea_orm_migration::schema::{integer, string};
 
 mod m20261203_000001_create_fact_tables;
 mod m20261203_000002_create_interaction_tables;
+mod m20261203_000003_create_member_profiles;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_create_fact_tables::Migration),
             Box::new(quanyu_runtime::idempotency::CreateIdempotency),
             Box::new(m20261203_000002_create_interaction_tables::Migration),
+            Box::new(m20261203_000003_create_member_profiles::Migration),
         ]
     }
 

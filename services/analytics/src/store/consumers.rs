@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use quanyu_runtime::db::lock_keys;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 
-use super::{adding, day_and_place, fold, statement};
+use super::{adding, day_and_place, execute, fold, statement};
 use crate::domain::Place;
 use crate::domain::interaction::anonymous_consumer;
 
@@ -65,8 +65,7 @@ pub async fn link(txn: &DatabaseTransaction, tenant_id: &str, key: &str, member_
     let sql = "INSERT INTO identity_links (tenant_id, identity_key, member_id) VALUES (?, ?, ?) \
                ON CONFLICT (tenant_id, identity_key) DO UPDATE SET member_id = excluded.member_id";
     let values = vec![tenant_id.into(), key.into(), member_id.into()];
-    txn.execute_raw(statement(txn.get_database_backend(), sql, values))
-        .await?;
+    execute(txn, sql, values).await?;
     fold(txn, INTERACTION_DAYS, tenant_id, &anonymous_consumer(key), member_id).await
 }
 
@@ -75,8 +74,7 @@ pub async fn link(txn: &DatabaseTransaction, tenant_id: &str, key: &str, member_
 pub async fn unlink(txn: &DatabaseTransaction, tenant_id: &str, key: &str, member_id: &str) -> Result<(), DbErr> {
     let sql = "DELETE FROM identity_links WHERE tenant_id = ? AND identity_key = ? AND member_id = ?";
     let values = vec![tenant_id.into(), key.into(), member_id.into()];
-    txn.execute_raw(statement(txn.get_database_backend(), sql, values))
-        .await?;
+    execute(txn, sql, values).await?;
     Ok(())
 }
 
@@ -84,20 +82,14 @@ pub async fn unlink(txn: &DatabaseTransaction, tenant_id: &str, key: &str, membe
 pub async fn merge(txn: &DatabaseTransaction, tenant_id: &str, survivor: &str, loser: &str) -> Result<(), DbErr> {
     let sql = "UPDATE identity_links SET member_id = ? WHERE tenant_id = ? AND member_id = ?";
     let values = vec![survivor.into(), tenant_id.into(), loser.into()];
-    txn.execute_raw(statement(txn.get_database_backend(), sql, values))
-        .await?;
+    execute(txn, sql, values).await?;
     fold(txn, INTERACTION_DAYS, tenant_id, loser, survivor).await
 }
 
 /// Drops what ties an erased member to their identities; the counts of what they did stay.
 pub async fn erase(txn: &DatabaseTransaction, tenant_id: &str, member_id: &str) -> Result<(), DbErr> {
     let sql = "DELETE FROM identity_links WHERE tenant_id = ? AND member_id = ?";
-    txn.execute_raw(statement(
-        txn.get_database_backend(),
-        sql,
-        vec![tenant_id.into(), member_id.into()],
-    ))
-    .await?;
+    execute(txn, sql, vec![tenant_id.into(), member_id.into()]).await?;
     Ok(())
 }
 
@@ -113,8 +105,7 @@ pub async fn add_interactions(
         let mut values = vec![tenant_id.into(), day.consumer_id.as_str().into()];
         values.extend(day_and_place(&day.day, &day.place));
         values.extend([day.exposures.into(), day.engagements.into()]);
-        txn.execute_raw(statement(txn.get_database_backend(), &sql, values))
-            .await?;
+        execute(txn, &sql, values).await?;
     }
     Ok(())
 }

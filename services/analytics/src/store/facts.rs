@@ -2,7 +2,7 @@
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 
-use super::{adding, day_and_place, fold, statement};
+use super::{adding, day_and_place, execute, fold, statement};
 use crate::domain::Place;
 
 /// A line's category, SKU and (net) amount.
@@ -45,8 +45,7 @@ pub async fn enrol(
         place.channel.into(),
         place.store_id.as_str().into(),
     ];
-    txn.execute_raw(statement(txn.get_database_backend(), sql, values))
-        .await?;
+    execute(txn, sql, values).await?;
     Ok(())
 }
 
@@ -76,14 +75,12 @@ pub const MEMBER_DAYS: (&str, &str, &[&str]) = ("member_days", "member_id", &["o
 pub async fn merge(txn: &DatabaseTransaction, tenant_id: &str, survivor: &str, loser: &str) -> Result<(), DbErr> {
     let sql = "UPDATE members SET merged_into = ? WHERE tenant_id = ? AND (member_id = ? OR merged_into = ?)";
     let values = vec![survivor.into(), tenant_id.into(), loser.into(), loser.into()];
-    txn.execute_raw(statement(txn.get_database_backend(), sql, values))
-        .await?;
+    execute(txn, sql, values).await?;
     fold(txn, MEMBER_DAYS, tenant_id, loser, survivor).await
 }
 
 /// Adds a sale to the day's rollup, and to its member's day when it has one.
 pub async fn record_sale(txn: &DatabaseTransaction, tenant_id: &str, sale: &SaleFact) -> Result<(), DbErr> {
-    let backend = txn.get_database_backend();
     let (member_sales, other_sales, member_orders, other_orders) = match sale.member_id {
         Some(_) => (sale.amount_minor, 0, sale.orders, 0),
         None => (0, sale.amount_minor, 0, sale.orders),
@@ -107,7 +104,7 @@ pub async fn record_sale(txn: &DatabaseTransaction, tenant_id: &str, sale: &Sale
         member_orders.into(),
         other_orders.into(),
     ]);
-    txn.execute_raw(statement(backend, &daily, values)).await?;
+    execute(txn, &daily, values).await?;
     let daily_line = adding(
         "daily_lines",
         &["category", "sku"],
@@ -125,7 +122,7 @@ pub async fn record_sale(txn: &DatabaseTransaction, tenant_id: &str, sale: &Sale
         ];
         values.extend(place.iter().cloned());
         values.extend([member_part.into(), other_part.into()]);
-        txn.execute_raw(statement(backend, &daily_line, values)).await?;
+        execute(txn, &daily_line, values).await?;
     }
     let Some(member_id) = &sale.member_id else {
         return Ok(());
@@ -134,9 +131,7 @@ pub async fn record_sale(txn: &DatabaseTransaction, tenant_id: &str, sale: &Sale
     let mut values = vec![tenant_id.into(), member_id.as_str().into()];
     values.extend(place);
     values.extend([sale.orders.into(), sale.amount_minor.into()]);
-    txn.execute_raw(statement(backend, &adding(table, &[key], counters), values))
-        .await?;
-    Ok(())
+    execute(txn, &adding(table, &[key], counters), values).await
 }
 
 /// Keeps a sale's lines for the refunds that may follow it.
@@ -159,8 +154,7 @@ pub async fn keep_lines(
             line.sku.as_str().into(),
             line.amount_minor.into(),
         ];
-        txn.execute_raw(statement(txn.get_database_backend(), sql, values))
-            .await?;
+        execute(txn, sql, values).await?;
     }
     Ok(())
 }

@@ -1,13 +1,22 @@
 //! Analytics' tables: member facts and daily rollups. Statements are plain SQL that both
 //! databases read alike (upserts with ON CONFLICT); only placeholders differ.
 
+pub mod audiences;
 pub mod consumers;
 pub mod facts;
 pub mod metrics;
+pub mod profiles;
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
 
 use crate::domain::Place;
+
+/// Runs a statement written with `?` placeholders.
+async fn execute(txn: &DatabaseTransaction, sql: &str, values: Vec<Value>) -> Result<(), DbErr> {
+    txn.execute_raw(statement(txn.get_database_backend(), sql, values))
+        .await?;
+    Ok(())
+}
 
 /// The columns that place a rollup row, after the tenant and the rollup's own keys.
 const DAY_AND_PLACE: [&str; 4] = ["day", "brand_id", "channel", "store_id"];
@@ -59,23 +68,15 @@ async fn fold(
 ) -> Result<(), DbErr> {
     let place = DAY_AND_PLACE.join(", ");
     let copied = counters.join(", ");
-    let backend = txn.get_database_backend();
     let moved = format!(
         "INSERT INTO {table} (tenant_id, {key}, {place}, {copied}) \
          SELECT tenant_id, ?, {place}, {copied} FROM {table} WHERE tenant_id = ? AND {key} = ? \
          ON CONFLICT (tenant_id, {key}, {place}) DO UPDATE SET {}",
         additions(table, counters)
     );
-    txn.execute_raw(statement(
-        backend,
-        &moved,
-        vec![into.into(), tenant_id.into(), from.into()],
-    ))
-    .await?;
+    execute(txn, &moved, vec![into.into(), tenant_id.into(), from.into()]).await?;
     let emptied = format!("DELETE FROM {table} WHERE tenant_id = ? AND {key} = ?");
-    txn.execute_raw(statement(backend, &emptied, vec![tenant_id.into(), from.into()]))
-        .await?;
-    Ok(())
+    execute(txn, &emptied, vec![tenant_id.into(), from.into()]).await
 }
 
 /// SQL with `?` placeholders, built in step with its values so that each value stands where its
