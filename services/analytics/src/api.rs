@@ -51,6 +51,8 @@ const MAX_AUDIENCE_BATCH: u64 = 10_000;
 
 /// The top of METRIC_TOP_MEMBERS_SHARE_OF_SPEND when the request names none: the 80/20 rule's.
 const DEFAULT_TOP_PERCENT: u32 = 20;
+/// The days a new member's first purchase counts within when the request names none.
+const DEFAULT_FIRST_PURCHASE_DAYS: i64 = 30;
 
 /// The metrics asked, each known and named once, in the order asked.
 fn metrics(asked: &[i32], violations: &mut Violations) -> Vec<pb::Metric> {
@@ -142,10 +144,35 @@ impl AnalyticsService for AnalyticsApi {
         if input.high_value_min_spend_minor < 0 {
             violations.add("high_value_min_spend_minor", "must not be negative");
         }
+        let first_purchase_days = match input.first_purchase_days {
+            0 => DEFAULT_FIRST_PURCHASE_DAYS,
+            days @ 1..=366 => i64::from(days),
+            _ => {
+                violations.add("first_purchase_days", "must be 1-366 (or 0 for 30)");
+                DEFAULT_FIRST_PURCHASE_DAYS
+            }
+        };
+        for (metric, set, field) in [
+            (
+                pb::Metric::CrossBrandPurchaseRate,
+                !scope.place.brand_id.is_empty(),
+                "filter.brand_id",
+            ),
+            (
+                pb::Metric::CrossStorePurchaseRate,
+                !scope.place.store_id.is_empty(),
+                "filter.store_id",
+            ),
+        ] {
+            if set && asked.contains(&metric) {
+                violations.add(field, format!("must be unset for {}", metric.as_str_name()));
+            }
+        }
         let parameters = Parameters {
             top_percent,
             high_value_min_spend: input.high_value_min_spend_minor,
             aipl: Windows::from_pb(input.aipl.as_ref(), "aipl", &mut violations),
+            first_purchase_days,
         };
         violations.into_result().map_err(AnalyticsError::from)?;
         let values = app::metrics::get_metrics(&self.db, &scope, &asked, &parameters).await?;

@@ -58,7 +58,8 @@ impl EventHandler for Facts {
         match &event.payload {
             Some(Payload::MemberEnrolled(enrolled)) => {
                 let enrollment = enrolled.enrollment.clone().unwrap_or_default();
-                let at = event.occurred_at.as_ref().and_then(from_proto).unwrap_or_default();
+                let at = enrolled.enrolled_at.as_ref().or(event.occurred_at.as_ref());
+                let at = at.and_then(from_proto).unwrap_or_default();
                 let place = Place {
                     brand_id: enrollment.brand_id,
                     channel: enrollment.channel,

@@ -17,6 +17,8 @@ pub struct Parameters {
     /// The least 365-day spend of a high-value member; 0 ranks by `top_percent`.
     pub high_value_min_spend: i64,
     pub aipl: Windows,
+    /// The days after enrolment a new member's first purchase counts within.
+    pub first_purchase_days: i64,
 }
 
 /// The figures of `asked`.
@@ -61,6 +63,12 @@ pub async fn get_metrics(
                 metrics::members(&txn, scope).await?,
             ),
             Metric::FastThriving => metrics::thriving_members(&txn, scope).await?,
+            Metric::NewMembersFirstPurchaseRate => {
+                metrics::new_members_first_purchase(&txn, scope, parameters.first_purchase_days).await?
+            }
+            Metric::ExistingMembersFirstPurchaseRate => metrics::existing_members_first_purchase(&txn, scope).await?,
+            Metric::CrossBrandPurchaseRate => metrics::bought_in_several(&txn, scope, "brand_id").await?,
+            Metric::CrossStorePurchaseRate => metrics::bought_in_several(&txn, scope, "store_id").await?,
             Metric::Unspecified => continue,
         };
         values.push(MetricValue {

@@ -2,7 +2,7 @@
 
 use sea_orm::{ConnectionTrait, DbErr, Value};
 
-use super::{Query, statement};
+use super::{Query, day_after, statement};
 use crate::domain::Place;
 use crate::domain::aipl::{Signals, Windows};
 use crate::domain::window::{Window, days_before};
@@ -59,18 +59,29 @@ impl Scope {
     }
 
     fn place_conditions(&self, sql: &mut String, values: &mut Vec<Value>) {
+        let (conditions, place_values) = self.place_of("");
+        sql.push_str(&conditions);
+        values.extend(place_values);
+    }
+
+    /// ` AND <alias>brand_id = ?`… for each place field the filter sets (`alias` is empty or
+    /// ends with a dot), with their values.
+    fn place_of(&self, alias: &str) -> (String, Vec<Value>) {
+        let mut sql = String::new();
+        let mut values: Vec<Value> = Vec::new();
         if !self.place.brand_id.is_empty() {
-            sql.push_str(" AND brand_id = ?");
+            sql.push_str(&format!(" AND {alias}brand_id = ?"));
             values.push(self.place.brand_id.as_str().into());
         }
         if self.place.channel != 0 {
-            sql.push_str(" AND channel = ?");
+            sql.push_str(&format!(" AND {alias}channel = ?"));
             values.push(self.place.channel.into());
         }
         if !self.place.store_id.is_empty() {
-            sql.push_str(" AND store_id = ?");
+            sql.push_str(&format!(" AND {alias}store_id = ?"));
             values.push(self.place.store_id.as_str().into());
         }
+        (sql, values)
     }
 }
 
@@ -91,6 +102,11 @@ async fn pair<C: ConnectionTrait>(db: &C, sql: &str, values: Vec<Value>) -> Resu
         })
     };
     Ok((read("a")?, read("b")?))
+}
+
+/// As [`pair`], for a query built with its values.
+async fn pair_of(db: &impl ConnectionTrait, query: Query) -> Result<(i64, i64), DbErr> {
+    pair(db, &query.sql, query.values).await
 }
 
 /// Members enrolled by the window's last day (at any place), not merged into another.
@@ -338,4 +354,69 @@ pub async fn stage_signals(
             Ok((signals(0)?, signals(4)?, row.try_get("", "consumers")?))
         })
         .collect()
+}
+
+/// Member m's purchases (`d`) among the sales the scope's place selects, as a condition's start:
+/// `EXISTS (SELECT 1 FROM member_days d WHERE … AND d.orders > 0<place>` (to be continued and
+/// closed by the caller).
+fn purchases_of_member(query: &mut Query, scope: &Scope) {
+    query
+        .push(
+            "EXISTS (SELECT 1 FROM member_days d WHERE d.tenant_id = m.tenant_id AND d.member_id = m.member_id \
+             AND d.orders > 0",
+        )
+        .append(scope.place_of("d."));
+}
+
+/// Members enrolled in the window at the place who bought there within `days` of enrolling
+/// (the day of enrolment the first), and members enrolled in the window there.
+pub async fn new_members_first_purchase(
+    db: &impl ConnectionTrait,
+    scope: &Scope,
+    days: i64,
+) -> Result<(i64, i64), DbErr> {
+    let mut query = Query::default();
+    query.push("SELECT CAST(COALESCE(sum(CASE WHEN ");
+    purchases_of_member(&mut query, scope);
+    query.push(&format!(
+        " AND d.day >= m.enrolled_day AND d.day <= {}) THEN 1 ELSE 0 END), 0) AS BIGINT) AS a, count(*) AS b \
+         FROM members m WHERE m.merged_into IS NULL AND ",
+        day_after(db.get_database_backend(), "m.enrolled_day", days - 1)
+    ));
+    query.append(scope.conditions("enrolled_day"));
+    pair_of(db, query).await
+}
+
+/// Members enrolled before the window who had not bought at the place before it and bought
+/// there in it, and members enrolled before the window who had not bought there before it.
+pub async fn existing_members_first_purchase(db: &impl ConnectionTrait, scope: &Scope) -> Result<(i64, i64), DbErr> {
+    let first_day = scope.window.first_day.as_str();
+    let mut query = Query::default();
+    query.push("SELECT CAST(COALESCE(sum(CASE WHEN ");
+    purchases_of_member(&mut query, scope);
+    query
+        .push(" AND d.day BETWEEN ")
+        .bind(first_day)
+        .push(" AND ")
+        .bind(scope.window.last_day.as_str())
+        .push(") THEN 1 ELSE 0 END), 0) AS BIGINT) AS a, count(*) AS b FROM members m WHERE m.tenant_id = ")
+        .bind(scope.tenant_id.as_ref())
+        .push(" AND m.merged_into IS NULL AND m.enrolled_day < ")
+        .bind(first_day)
+        .push(" AND NOT ");
+    purchases_of_member(&mut query, scope);
+    query.push(" AND d.day < ").bind(first_day).push(")");
+    pair_of(db, query).await
+}
+
+/// Members who bought in two or more distinct places of `column` (brand_id or store_id) in the
+/// window, and members who bought in one.
+pub async fn bought_in_several(db: &impl ConnectionTrait, scope: &Scope, column: &str) -> Result<(i64, i64), DbErr> {
+    let (conditions, values) = scope.conditions("day");
+    let sql = format!(
+        "SELECT CAST(COALESCE(sum(CASE WHEN places >= 2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS a, count(*) AS b FROM \
+         (SELECT member_id, count(DISTINCT {column}) AS places FROM member_days \
+          WHERE {conditions} AND orders > 0 AND {column} <> '' GROUP BY member_id) AS buyers"
+    );
+    pair(db, &sql, values).await
 }

@@ -18,6 +18,15 @@ async fn execute(txn: &DatabaseTransaction, sql: &str, values: Vec<Value>) -> Re
     Ok(())
 }
 
+/// SQL for the day `days` after the day in `column` (days as windows name them): the one date
+/// arithmetic the two databases write differently.
+fn day_after(backend: DbBackend, column: &str, days: i64) -> String {
+    match backend {
+        DbBackend::Postgres => format!("to_char(CAST({column} AS DATE) + {days}, 'YYYY-MM-DD')"),
+        _ => format!("date({column}, '+{days} days')"),
+    }
+}
+
 /// The columns that place a rollup row, after the tenant and the rollup's own keys.
 const DAY_AND_PLACE: [&str; 4] = ["day", "brand_id", "channel", "store_id"];
 

@@ -128,6 +128,7 @@ pub async fn enroll(
             .iter()
             .map(|i| crate::convert::kind_to_pb(i.kind).into())
             .collect(),
+        enrolled_at: Some(quanyu_runtime::clock::to_proto(at)),
     });
     // Each identity is announced as linked too, so that a consumer keyed by identities (analytics'
     // interactions) learns whom they now stand for, whether linked at enrolment or later.
