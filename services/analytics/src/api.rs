@@ -19,7 +19,7 @@ use crate::app;
 use crate::app::metrics::Parameters;
 use crate::domain::Place;
 use crate::domain::aipl::{Stage, Windows};
-use crate::domain::window::Window;
+use crate::domain::window::{Window, month_window};
 use crate::error::AnalyticsError;
 use crate::store::audiences::{AsOf, Saved};
 use crate::store::metrics::{LineFilter, Scope};
@@ -83,6 +83,16 @@ fn scope_of(
     violations: &mut Violations,
 ) -> Scope {
     let window = Window::parse(start_date, end_date, violations).unwrap_or_default();
+    scope_in(tenant_id, window, filter, violations)
+}
+
+/// As [`scope_of`], for a window checked already.
+fn scope_in(
+    tenant_id: std::sync::Arc<str>,
+    window: Window,
+    filter: Option<&pb::Filter>,
+    violations: &mut Violations,
+) -> Scope {
     let filter = filter.cloned().unwrap_or_default();
     if Channel::try_from(filter.channel).is_err() {
         violations.add("filter.channel", format!("{} is not a channel", filter.channel));
@@ -99,6 +109,13 @@ fn scope_of(
             category: filter.category,
             sku: filter.sku,
         },
+    }
+}
+
+/// Refuses a line filter where members, not lines, are counted.
+fn no_lines(scope: &Scope, violations: &mut Violations) {
+    if scope.line.is_set() {
+        violations.add(line_field(&scope.line), "must be unset: members are counted, not lines");
     }
 }
 
@@ -195,9 +212,7 @@ impl AnalyticsService for AnalyticsApi {
         if scope.place.channel != 0 {
             violations.add("filter.channel", "must be unset: the overlap is across channels");
         }
-        if scope.line.is_set() {
-            violations.add(line_field(&scope.line), "must be unset: members overlap, not lines");
-        }
+        no_lines(&scope, &mut violations);
         violations.into_result().map_err(AnalyticsError::from)?;
         let overlaps = app::metrics::channel_overlap(&self.db, &scope).await?;
         Ok(Response::new(pb::GetChannelOverlapResponse { overlaps }))
@@ -261,6 +276,80 @@ impl AnalyticsService for AnalyticsApi {
             churned: flow.churned(),
             arrived: flow.arrived(),
         }))
+    }
+
+    async fn get_cohorts(
+        &self,
+        request: Request<pb::GetCohortsRequest>,
+    ) -> Result<Response<pb::GetCohortsResponse>, Status> {
+        let actor = authorize(&request, Access::READ)?;
+        let input = request.get_ref();
+        let mut violations = Violations::default();
+        let months = month_window(&input.start_month, &input.end_month, &mut violations).unwrap_or_default();
+        let scope = scope_in(actor.tenant_id, months, input.filter.as_ref(), &mut violations);
+        no_lines(&scope, &mut violations);
+        violations.into_result().map_err(AnalyticsError::from)?;
+        let today = app::audiences::today(self.clock.now(), self.offset)
+            .format("%Y-%m-%d")
+            .to_string();
+        let cohorts = app::metrics::cohorts(&self.db, &scope, &today).await?;
+        Ok(Response::new(pb::GetCohortsResponse { cohorts }))
+    }
+
+    async fn get_rfm_segments(
+        &self,
+        request: Request<pb::GetRfmSegmentsRequest>,
+    ) -> Result<Response<pb::GetRfmSegmentsResponse>, Status> {
+        let actor = authorize(&request, Access::READ)?;
+        let input = request.get_ref();
+        let mut violations = Violations::default();
+        let scope = scope_of(
+            actor.tenant_id,
+            (&input.end_date, &input.end_date),
+            input.filter.as_ref(),
+            &mut violations,
+        );
+        no_lines(&scope, &mut violations);
+        let thresholds = input.thresholds.unwrap_or_default();
+        for (field, value) in [
+            ("thresholds.recency_days", i64::from(thresholds.recency_days)),
+            ("thresholds.purchases", thresholds.purchases),
+            ("thresholds.spend_minor", thresholds.spend_minor),
+        ] {
+            if value < 0 {
+                violations.add(field, "must not be negative (0 takes the median)");
+            }
+        }
+        violations.into_result().map_err(AnalyticsError::from)?;
+        let segments = app::metrics::rfm_segments(&self.db, &scope, input.thresholds.as_ref()).await?;
+        Ok(Response::new(segments))
+    }
+
+    async fn get_field_efficiency(
+        &self,
+        request: Request<pb::GetFieldEfficiencyRequest>,
+    ) -> Result<Response<pb::GetFieldEfficiencyResponse>, Status> {
+        let actor = authorize(&request, Access::READ)?;
+        let input = request.get_ref();
+        let mut violations = Violations::default();
+        let scope = scope_of(
+            actor.tenant_id,
+            (&input.start_date, &input.end_date),
+            input.filter.as_ref(),
+            &mut violations,
+        );
+        no_lines(&scope, &mut violations);
+        let by_guide = match pb::Field::try_from(input.by) {
+            Ok(pb::Field::Store) => false,
+            Ok(pb::Field::Guide) => true,
+            _ => {
+                violations.add("by", "must be FIELD_STORE or FIELD_GUIDE");
+                false
+            }
+        };
+        violations.into_result().map_err(AnalyticsError::from)?;
+        let fields = app::metrics::field_efficiency(&self.db, &scope, by_guide).await?;
+        Ok(Response::new(pb::GetFieldEfficiencyResponse { fields }))
     }
 
     async fn count_audience(

@@ -13,7 +13,7 @@ use quanyu_proto::identity::v1 as identity_pb;
 use quanyu_proto::points::v1 as points_pb;
 use quanyu_testkit::points::{cny, member_buyer, record, sale, with_program};
 use quanyu_testkit::{AnalyticsClient, Suite, enrol, keys};
-use tonic::Code;
+use tonic::{Code, Status};
 
 quanyu_testkit::suite!(
     figures_match_a_brute_force_count,
@@ -697,6 +697,165 @@ async fn figures_match_a_brute_force_count(mut sandbox: Suite) {
             .sum::<i64>()
     );
 
+    // Cohorts by month of enrolment, against the same data.
+    let month_of = |days_ago: i64| day(days_ago)[..7].to_owned();
+    let mut expected: BTreeMap<String, (i64, BTreeMap<usize, BTreeSet<usize>>)> = BTreeMap::new();
+    for n in (0..MEMBERS).filter(|&n| n != 1) {
+        expected.entry(month_of(enrolled_days_ago(n))).or_default().0 += 1;
+    }
+    for sale in sold.iter().filter(|sale| sale.amount > 0) {
+        let Some(buyer) = sale.buyer.map(person_of) else {
+            continue;
+        };
+        if sale.days_ago <= enrolled_days_ago(buyer) {
+            let cohort = month_of(enrolled_days_ago(buyer));
+            let since = if month_of(sale.days_ago) == cohort { 0 } else { 1 };
+            expected
+                .get_mut(&cohort)
+                .unwrap()
+                .1
+                .entry(since)
+                .or_default()
+                .insert(buyer);
+        }
+    }
+    let cohorts = client
+        .get_cohorts(pb::GetCohortsRequest {
+            start_month: month_of(40),
+            end_month: month_of(0),
+            filter: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .cohorts;
+    let answered: Vec<(String, i64, Vec<i64>)> = cohorts
+        .into_iter()
+        .map(|cohort| (cohort.month, cohort.members, cohort.retained))
+        .collect();
+    let current = month_of(0);
+    let expected: Vec<(String, i64, Vec<i64>)> = expected
+        .into_iter()
+        .map(|(month, (members, buyers))| {
+            let followed = if month == current { 1 } else { 2 };
+            let retained = (0..followed)
+                .map(|since| {
+                    buyers
+                        .get(&since)
+                        .map_or(0, |buyers| i64::try_from(buyers.len()).unwrap())
+                })
+                .collect();
+            (month, members, retained)
+        })
+        .collect();
+    assert!(
+        expected.iter().any(|(_, _, retained)| retained.iter().any(|n| *n > 0)),
+        "{expected:?}"
+    );
+    assert_eq!(answered, expected);
+
+    // RFM segments at given thresholds.
+    let mut buyers: BTreeMap<usize, (i64, i64, i64)> = BTreeMap::new();
+    for sale in &sold {
+        let Some(buyer) = sale.buyer.map(person_of) else {
+            continue;
+        };
+        let entry = buyers.entry(buyer).or_insert((i64::MAX, 0, 0));
+        if sale.amount > 0 {
+            entry.0 = entry.0.min(sale.days_ago);
+            entry.1 += 1;
+        }
+        entry.2 += sale.amount;
+    }
+    let thresholds = pb::RfmThresholds {
+        recency_days: 1,
+        purchases: 4,
+        spend_minor: 7_400,
+    };
+    let mut segments: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+    for (recency, purchases, spend) in buyers.values().filter(|(_, purchases, _)| *purchases > 0) {
+        let segment = match (*spend >= 7_400, *recency <= 1, *purchases >= 4) {
+            (true, true, true) => pb::RfmSegment::ImportantValue,
+            (true, true, false) => pb::RfmSegment::ImportantDevelopment,
+            (true, false, true) => pb::RfmSegment::ImportantRetention,
+            (true, false, false) => pb::RfmSegment::ImportantWinback,
+            (false, true, true) => pb::RfmSegment::GeneralValue,
+            (false, true, false) => pb::RfmSegment::GeneralDevelopment,
+            (false, false, true) => pb::RfmSegment::GeneralRetention,
+            (false, false, false) => pb::RfmSegment::GeneralWinback,
+        };
+        let count = segments.entry(segment as i32).or_default();
+        count.0 += 1;
+        count.1 += spend;
+    }
+    assert!(segments.len() >= 3, "the thresholds split the buyers: {segments:?}");
+    let rfm = client
+        .get_rfm_segments(pb::GetRfmSegmentsRequest {
+            end_date: day(0),
+            filter: None,
+            thresholds: Some(thresholds),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let answered: BTreeMap<i32, (i64, i64)> = rfm
+        .segments
+        .iter()
+        .filter(|count| count.members > 0)
+        .map(|count| (count.segment, (count.members, count.spend_minor)))
+        .collect();
+    assert_eq!(answered, segments);
+    assert_eq!(rfm.segments.len(), 8);
+
+    // Field efficiency per store, counting the store sales only.
+    let stores_only = pb::Filter {
+        channel: Channel::Store.into(),
+        ..Default::default()
+    };
+    let mut fields: BTreeMap<&str, (i64, BTreeSet<usize>, i64)> = BTreeMap::new();
+    for n in (0..MEMBERS).filter(|&n| n != 1) {
+        fields.entry(place(n).store).or_default().0 += 1;
+    }
+    for sale in sold
+        .iter()
+        .filter(|sale| sale.days_ago < 9 && matches(&stores_only, sale.place))
+    {
+        let Some(buyer) = sale.buyer.map(person_of) else {
+            continue;
+        };
+        let field = fields.get_mut(place(buyer).store).unwrap();
+        if sale.amount > 0 {
+            field.1.insert(buyer);
+        }
+        field.2 += sale.amount;
+    }
+    let expected: Vec<(String, i64, i64, i64)> = fields
+        .into_iter()
+        .map(|(store, (bound, active, spend))| (store.to_owned(), bound, i64::try_from(active.len()).unwrap(), spend))
+        .collect();
+    let answered: Vec<(String, i64, i64, i64)> = client
+        .get_field_efficiency(pb::GetFieldEfficiencyRequest {
+            start_date: day(8),
+            end_date: day(0),
+            by: pb::Field::Store.into(),
+            filter: Some(stores_only),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .fields
+        .into_iter()
+        .map(|field| {
+            (
+                field.store_id,
+                field.bound_members,
+                field.active_members,
+                field.spend_minor,
+            )
+        })
+        .collect();
+    assert_eq!(answered, expected);
+
     // An erased member's counts stay; their identities no longer lead to them. (The probe names
     // another brand, so that it moves none of lumen's figures whoever it counts for.)
     let lumen = pb::Filter {
@@ -1347,6 +1506,49 @@ async fn bad_requests_name_their_field(sandbox: Suite) {
         .map(|violation| violation.field.clone())
         .collect();
     assert_eq!(fields, ["end_date", "windows.loyal_days"]);
+    let fields_of = |status: Status| -> Vec<String> {
+        tonic_types::StatusExt::get_error_details(&status)
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .iter()
+            .map(|violation| violation.field.clone())
+            .collect()
+    };
+    let cohorts = client
+        .clone()
+        .get_cohorts(pb::GetCohortsRequest {
+            start_month: "2026-13".into(),
+            end_month: "2026-01".into(),
+            filter: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fields_of(cohorts), ["start_month"]);
+    let fields = client
+        .clone()
+        .get_field_efficiency(pb::GetFieldEfficiencyRequest {
+            start_date: "2026-12-01".into(),
+            end_date: "2026-12-02".into(),
+            by: pb::Field::Unspecified.into(),
+            filter: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fields_of(fields), ["by"]);
+    let rfm = client
+        .clone()
+        .get_rfm_segments(pb::GetRfmSegmentsRequest {
+            end_date: "2026-12-01".into(),
+            filter: None,
+            thresholds: Some(pb::RfmThresholds {
+                purchases: -1,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fields_of(rfm), ["thresholds.purchases"]);
     assert!(client.get_metrics(good).await.is_ok());
     let mut pos = sandbox.analytics(keys::ACME_POS).await;
     let denied = pos

@@ -4,8 +4,11 @@ use quanyu_proto::analytics::v1::{Metric, MetricValue};
 use quanyu_runtime::db::begin_read;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
+use quanyu_proto::analytics::v1 as pb;
+
 use crate::domain::aipl::{Flow, Stage, Windows};
-use crate::domain::window::{days_before, ratio, top_count, top_share};
+use crate::domain::rfm::{self, Buyer, Thresholds};
+use crate::domain::window::{days_before, days_between, months_between, ratio, top_count, top_share};
 use crate::error::AnalyticsError;
 use crate::store::metrics::{self, Scope};
 
@@ -135,5 +138,80 @@ pub async fn channel_overlap(
                 members,
             },
         )
+        .collect())
+}
+
+/// Each month's new members, and how many of them bought in each month since, up to `today`.
+pub async fn cohorts(db: &DatabaseConnection, scope: &Scope, today: &str) -> Result<Vec<pb::Cohort>, AnalyticsError> {
+    let txn = begin_read(db).await?;
+    let (sizes, retained) = metrics::cohorts(&txn, scope).await?;
+    txn.commit().await?;
+    Ok(sizes
+        .into_iter()
+        .map(|(month, members)| {
+            let followed = months_between(&month, today).unwrap_or(0).max(0) + 1;
+            let mut cohort = pb::Cohort {
+                retained: vec![0; usize::try_from(followed).unwrap_or(0)],
+                month,
+                members,
+            };
+            for (_, bought, buyers) in retained.iter().filter(|(of, _, _)| *of == cohort.month) {
+                let since = months_between(&cohort.month, bought).and_then(|months| usize::try_from(months).ok());
+                if let Some(slot) = since.and_then(|months| cohort.retained.get_mut(months)) {
+                    *slot = *buyers;
+                }
+            }
+            cohort
+        })
+        .collect())
+}
+
+/// The RFM segments of the members who bought in the 365 days to the window's last day.
+pub async fn rfm_segments(
+    db: &DatabaseConnection,
+    scope: &Scope,
+    asked: Option<&pb::RfmThresholds>,
+) -> Result<pb::GetRfmSegmentsResponse, AnalyticsError> {
+    let txn = begin_read(db).await?;
+    let rows = metrics::buyers_by_recency(&txn, scope).await?;
+    txn.commit().await?;
+    let last_day = scope.window.last_day.as_str();
+    let buyers: Vec<Buyer> = rows
+        .into_iter()
+        .map(|(last_purchase, purchases, spend_minor)| Buyer {
+            recency_days: days_between(&last_purchase, last_day),
+            purchases,
+            spend_minor,
+        })
+        .collect();
+    let thresholds = Thresholds::asked_or_median(asked, &buyers);
+    Ok(pb::GetRfmSegmentsResponse {
+        thresholds: Some(pb::RfmThresholds {
+            recency_days: i32::try_from(thresholds.recency_days).unwrap_or(i32::MAX),
+            purchases: thresholds.purchases,
+            spend_minor: thresholds.spend_minor,
+        }),
+        segments: rfm::segments(&buyers, &thresholds),
+    })
+}
+
+/// Per store or per guide: bound members, active members and their spend in the window.
+pub async fn field_efficiency(
+    db: &DatabaseConnection,
+    scope: &Scope,
+    by_guide: bool,
+) -> Result<Vec<pb::FieldEfficiency>, AnalyticsError> {
+    let txn = begin_read(db).await?;
+    let fields = metrics::fields(&txn, scope, by_guide).await?;
+    txn.commit().await?;
+    Ok(fields
+        .into_iter()
+        .map(|field| pb::FieldEfficiency {
+            store_id: field.store_id,
+            guide_id: field.guide_id,
+            bound_members: field.bound_members,
+            active_members: field.active_members,
+            spend_minor: field.spend_minor,
+        })
         .collect())
 }

@@ -5,6 +5,7 @@ pub mod aipl;
 pub mod audience;
 pub mod interaction;
 pub mod lines;
+pub mod rfm;
 pub mod window;
 
 /// Where a member enrolled, a sale was made or a consumer interacted.

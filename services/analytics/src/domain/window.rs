@@ -41,6 +41,45 @@ fn date(field: &str, value: &str) -> Result<NaiveDate, FieldViolation> {
         .ok_or_else(|| FieldViolation::new(field, format!("{} is not a date in the form YYYY-MM-DD", quote(value))))
 }
 
+/// The months enrolment cohorts are followed over, as the window of their days.
+pub fn month_window(start_month: &str, end_month: &str, violations: &mut Violations) -> Option<Window> {
+    let start = violations.check(month("start_month", start_month));
+    let end = violations.check(month("end_month", end_month));
+    let (start, end) = (start?, end?);
+    if end < start {
+        violations.add("end_month", "must not be before start_month");
+        return None;
+    }
+    let last_day = end.checked_add_months(chrono::Months::new(1))?.pred_opt()?;
+    if (last_day - start).num_days() >= MAX_DAYS {
+        violations.add("end_month", format!("a window is at most {MAX_DAYS} days"));
+        return None;
+    }
+    Some(Window {
+        first_day: start.format("%Y-%m-%d").to_string(),
+        last_day: last_day.format("%Y-%m-%d").to_string(),
+    })
+}
+
+/// The first day of a month named `YYYY-MM`.
+fn month(field: &str, value: &str) -> Result<NaiveDate, FieldViolation> {
+    NaiveDate::parse_from_str(&format!("{value}-01"), "%Y-%m-%d")
+        .ok()
+        .filter(|first| first.format("%Y-%m").to_string() == value)
+        .ok_or_else(|| FieldViolation::new(field, format!("{} is not a month in the form YYYY-MM", quote(value))))
+}
+
+/// Whole months from the month of `from` to the month of `to` (days or months as windows name
+/// them: "2026-01-31" to "2026-03" is 2); `None` when either is not one.
+pub fn months_between(from: &str, to: &str) -> Option<i64> {
+    let year_and_month = |value: &str| -> Option<i64> {
+        let year: i64 = value.get(0..4)?.parse().ok()?;
+        let month: i64 = value.get(5..7)?.parse().ok()?;
+        Some(year * 12 + month)
+    };
+    Some(year_and_month(to)? - year_and_month(from)?)
+}
+
 /// The day `days` before `day`, both as a window names them (a day that is not one is returned
 /// as it is: windows are checked before they are read).
 pub fn days_before(day: &str, days: i64) -> String {
@@ -48,6 +87,15 @@ pub fn days_before(day: &str, days: i64) -> String {
         |_| day.to_owned(),
         |date| (date - chrono::Duration::days(days)).format("%Y-%m-%d").to_string(),
     )
+}
+
+/// Days from `from` to `to` (as windows name days); 0 when either is not a day.
+pub fn days_between(from: &str, to: &str) -> i64 {
+    let day = |value: &str| NaiveDate::parse_from_str(value, "%Y-%m-%d").ok();
+    match (day(from), day(to)) {
+        (Some(from), Some(to)) => (to - from).num_days(),
+        _ => 0,
+    }
 }
 
 /// The day `at` falls on in `offset`, as a window names days.
@@ -116,6 +164,17 @@ mod tests {
         assert_eq!(day_of(late, offset), "2026-12-01");
         assert_eq!(days_before("2026-03-01", 1), "2026-02-28");
         assert_eq!(days_before("2026-03-01", 0), "2026-03-01");
+        assert_eq!(months_between("2026-01-31", "2026-03"), Some(2));
+        assert_eq!(days_between("2026-02-27", "2026-03-01"), 2);
+        assert_eq!(months_between("2025-11", "2026-02-01"), Some(3));
+        let mut violations = Violations::default();
+        let months = month_window("2026-01", "2026-02", &mut violations).unwrap();
+        assert_eq!(
+            (months.first_day.as_str(), months.last_day.as_str()),
+            ("2026-01-01", "2026-02-28")
+        );
+        assert_eq!(month_window("2026-1", "2025-12", &mut violations), None);
+        assert_eq!(violations.into_result().unwrap_err()[0].field, "start_month");
         assert!((ratio(1, 4) - 0.25).abs() < f64::EPSILON);
         assert!(ratio(5, 0).abs() < f64::EPSILON);
         assert_eq!(top_share(&[50, 30, 10, 5, 5], 20), (50, 100));

@@ -420,3 +420,140 @@ pub async fn bought_in_several(db: &impl ConnectionTrait, scope: &Scope, column:
     );
     pair(db, &sql, values).await
 }
+
+/// Members enrolled in the window at the place, by month of enrolment; and of them, by month of
+/// enrolment and month of purchase, those who bought (at the place, on or after enrolling).
+pub async fn cohorts(
+    db: &impl ConnectionTrait,
+    scope: &Scope,
+) -> Result<(Vec<(String, i64)>, Vec<(String, String, i64)>), DbErr> {
+    let backend = db.get_database_backend();
+    let (conditions, values) = scope.conditions("enrolled_day");
+    let sizes = format!(
+        "SELECT substr(enrolled_day, 1, 7) AS cohort, count(*) AS members FROM members \
+         WHERE {conditions} AND merged_into IS NULL GROUP BY substr(enrolled_day, 1, 7) ORDER BY cohort"
+    );
+    let rows = db.query_all_raw(statement(backend, &sizes, values)).await?;
+    let sizes = rows
+        .iter()
+        .map(|row| Ok((row.try_get("", "cohort")?, row.try_get("", "members")?)))
+        .collect::<Result<_, DbErr>>()?;
+    let mut query = Query::default();
+    query
+        .push(
+            "SELECT substr(m.enrolled_day, 1, 7) AS cohort, substr(d.day, 1, 7) AS bought, \
+             count(DISTINCT m.member_id) AS members FROM members m JOIN member_days d \
+             ON d.tenant_id = m.tenant_id AND d.member_id = m.member_id AND d.orders > 0 \
+             AND d.day >= m.enrolled_day",
+        )
+        .append(scope.place_of("d."))
+        .push(" WHERE m.merged_into IS NULL AND m.tenant_id = ")
+        .bind(scope.tenant_id.as_ref())
+        .push(" AND m.enrolled_day BETWEEN ")
+        .bind(scope.window.first_day.as_str())
+        .push(" AND ")
+        .bind(scope.window.last_day.as_str())
+        .append(scope.place_of("m."))
+        .push(" GROUP BY substr(m.enrolled_day, 1, 7), substr(d.day, 1, 7)");
+    let rows = db.query_all_raw(query.into_statement(backend)).await?;
+    let retained = rows
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get("", "cohort")?,
+                row.try_get("", "bought")?,
+                row.try_get("", "members")?,
+            ))
+        })
+        .collect::<Result<_, DbErr>>()?;
+    Ok((sizes, retained))
+}
+
+/// Each member who bought in the 365 days to the window's last day at the place: the day of
+/// their last purchase, their purchases and their net spend.
+pub async fn buyers_by_recency(db: &impl ConnectionTrait, scope: &Scope) -> Result<Vec<(String, i64, i64)>, DbErr> {
+    let last_day = scope.window.last_day.as_str();
+    let (conditions, values) = scope.conditions_between("day", &days_before(last_day, 364), last_day);
+    let sql = format!(
+        "SELECT max(CASE WHEN orders > 0 THEN day END) AS last_day, CAST(sum(orders) AS BIGINT) AS purchases, \
+         CAST(sum(spend_minor) AS BIGINT) AS spend FROM member_days WHERE {conditions} \
+         GROUP BY member_id HAVING sum(orders) > 0"
+    );
+    let rows = db
+        .query_all_raw(statement(db.get_database_backend(), &sql, values))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("", "last_day")?,
+                row.try_get("", "purchases")?,
+                row.try_get("", "spend")?,
+            ))
+        })
+        .collect()
+}
+
+/// One field's members and what they did in a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldFigures {
+    pub store_id: String,
+    pub guide_id: String,
+    pub bound_members: i64,
+    pub active_members: i64,
+    pub spend_minor: i64,
+}
+
+/// Per store (or per guide, with `by_guide`): members bound to it and enrolled by the window's
+/// last day, those who bought in the window (among the sales of the scope's brand and channel),
+/// and their net spend. The scope's store selects one store's fields.
+pub async fn fields(db: &impl ConnectionTrait, scope: &Scope, by_guide: bool) -> Result<Vec<FieldFigures>, DbErr> {
+    let sales_scope = Scope {
+        tenant_id: scope.tenant_id.clone(),
+        window: scope.window.clone(),
+        place: crate::domain::Place {
+            store_id: String::new(),
+            ..scope.place.clone()
+        },
+        line: LineFilter::default(),
+    };
+    let guide = if by_guide { "m.bound_guide_id" } else { "''" };
+    let mut query = Query::default();
+    query
+        .push(&format!(
+            "SELECT m.bound_store_id AS store_id, {guide} AS guide_id, count(*) AS bound_members, \
+             CAST(COALESCE(sum(CASE WHEN s.orders > 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS active_members, \
+             CAST(COALESCE(sum(s.spend), 0) AS BIGINT) AS spend_minor FROM members m LEFT JOIN \
+             (SELECT member_id, sum(orders) AS orders, sum(spend_minor) AS spend FROM member_days WHERE "
+        ))
+        .append(sales_scope.conditions("day"))
+        .push(" GROUP BY member_id) AS s ON s.member_id = m.member_id WHERE m.tenant_id = ")
+        .bind(scope.tenant_id.as_ref())
+        .push(" AND m.merged_into IS NULL AND m.bound_store_id <> '' AND m.enrolled_day <= ")
+        .bind(scope.window.last_day.as_str());
+    if !scope.place.store_id.is_empty() {
+        query
+            .push(" AND m.bound_store_id = ")
+            .bind(scope.place.store_id.as_str());
+    }
+    // PostgreSQL groups by no constant: per store, the guide column is not grouped.
+    let grouped = if by_guide {
+        "m.bound_store_id, m.bound_guide_id"
+    } else {
+        "m.bound_store_id"
+    };
+    query.push(&format!(" GROUP BY {grouped} ORDER BY {grouped}"));
+    let rows = db
+        .query_all_raw(query.into_statement(db.get_database_backend()))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(FieldFigures {
+                store_id: row.try_get("", "store_id")?,
+                guide_id: row.try_get("", "guide_id")?,
+                bound_members: row.try_get("", "bound_members")?,
+                active_members: row.try_get("", "active_members")?,
+                spend_minor: row.try_get("", "spend_minor")?,
+            })
+        })
+        .collect()
+}
