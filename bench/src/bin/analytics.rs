@@ -1,5 +1,7 @@
 //! analytics benchmark on PostgreSQL (TEST_DATABASE_URL, else the local server):
-//! - freshness: how long after RecordSales answers a sale shows in GetMetrics, sale after sale;
+//! - catch-up: how fast analytics, started after a backlog of sales, reads the events;
+//! - freshness: how long after RecordSales answers a sale shows in GetMetrics, sale after sale,
+//!   while other sales are recorded at 1,000 a second;
 //! - query latency at scale: GetMetrics (every metric, a 30-day window) and GetChannelOverlap over
 //!   gRPC on 100,000 members and 1,000,000 sales' facts, beside the same member share of sales
 //!   computed by PostgreSQL scanning the million raw sales, in the same run; both must agree.
@@ -14,12 +16,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use quanyu_bench::quantile;
 use quanyu_proto::analytics::v1 as pb;
-use quanyu_proto::common::v1::{Channel, Money};
+use quanyu_proto::common::v1::Channel;
 use quanyu_proto::points::v1 as points_pb;
-use quanyu_testkit::{Backend, Suite, keys};
+use quanyu_testkit::{AnalyticsClient, Backend, Sandbox, Suite, keys};
 use sea_orm::ConnectionTrait;
 
 const FRESHNESS_SAMPLES: usize = 200;
+/// The sales a second recorded while freshness is sampled (the load).
+const LOAD_PER_SECOND: usize = 1_000;
+/// The backlog analytics catches up on when it starts.
+const CATCH_UP_SALES: usize = 20_000;
 const QUERY_SAMPLES: usize = 100;
 const MEMBERS: i64 = 100_000;
 const SALES: i64 = 1_000_000;
@@ -34,50 +40,116 @@ fn metrics_request(metrics: &[pb::Metric], first_day: &str, last_day: &str) -> p
     }
 }
 
-/// Each sale's delay from RecordSales' answer to GetMetrics counting it.
-async fn freshness(suite: &Suite) -> anyhow::Result<Vec<Duration>> {
-    let mut platform = suite.points(keys::ACME_PLATFORM).await;
-    platform
-        .upsert_program(points_pb::UpsertProgramRequest {
-            program: Some(quanyu_testkit::points::program(0)),
+/// Sales of members `load-member-0..999` in brand `brand`, `count` of them numbered from `from`.
+fn member_sales(brand: &str, from: usize, count: usize) -> Vec<points_pb::Sale> {
+    (from..from + count)
+        .map(|n| {
+            let buyer = quanyu_testkit::points::member_buyer(&format!("load-member-{}", n % 1_000));
+            let mut sale = quanyu_testkit::points::sale(&format!("{brand}-{n}"), buyer, 1_000);
+            sale.brand_id = brand.into();
+            sale.channel = Channel::Store.into();
+            sale
+        })
+        .collect()
+}
+
+/// Sales of `brand` that GetMetrics counts today: the denominator of its member share.
+async fn counted(analytics: &mut AnalyticsClient, brand: &str) -> anyhow::Result<i64> {
+    let day = quanyu_testkit::analytics_day(0);
+    let mut request = metrics_request(&[pb::Metric::MemberShareOfSales], &day, &day);
+    request.filter = Some(pb::Filter {
+        brand_id: brand.into(),
+        ..Default::default()
+    });
+    let figures = analytics.get_metrics(request).await?.into_inner();
+    Ok(figures.values[0].denominator / 1_000)
+}
+
+/// How fast analytics catches up on a backlog: `CATCH_UP_SALES` sales recorded before it starts,
+/// then timed until it counts them all. Starts analytics in `sandbox`.
+async fn catch_up(sandbox: &mut Sandbox) -> anyhow::Result<(usize, Duration)> {
+    let mut pos = sandbox.points(keys::ACME_POS).await;
+    for from in (0..CATCH_UP_SALES).step_by(1_000) {
+        pos.record_sales(points_pb::RecordSalesRequest {
+            sales: member_sales("backlog", from, 1_000),
         })
         .await?;
+    }
+    let events = sandbox.database("loyalty_points").await;
+    let row = events
+        .query_one_raw(sea_orm::Statement::from_string(
+            events.get_database_backend(),
+            "SELECT count(*) AS events FROM outbox_events".to_owned(),
+        ))
+        .await?
+        .context("a row")?;
+    let backlog: i64 = row.try_get("", "events")?;
+    let started = Instant::now();
+    sandbox
+        .start_another(&quanyu_analytics::SERVICE, quanyu_testkit::ANALYTICS_SETTINGS)
+        .await;
+    let mut analytics = sandbox.analytics(keys::ACME_ANALYST).await;
+    while counted(&mut analytics, "backlog").await? < i64::try_from(CATCH_UP_SALES)? {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((usize::try_from(backlog)?, started.elapsed()))
+}
+
+/// Each marker sale's delay from RecordSales' answer to GetMetrics counting it, one after the
+/// other, while another task records `LOAD_PER_SECOND` sales a second; and the load reached.
+async fn freshness_under_load(suite: &Suite) -> anyhow::Result<(Vec<Duration>, f64)> {
+    let mut loader = suite.points(keys::ACME_POS).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loading = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut sent = 0;
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                let sales = member_sales("load", sent, LOAD_PER_SECOND / 10);
+                loader.record_sales(points_pb::RecordSalesRequest { sales }).await?;
+                sent += LOAD_PER_SECOND / 10;
+            }
+            #[allow(clippy::cast_precision_loss)] // a rate needs no more than f64's 53 bits
+            Ok::<f64, anyhow::Error>(sent as f64 / started.elapsed().as_secs_f64())
+        })
+    };
     let mut pos = suite.points(keys::ACME_POS).await;
     let mut analytics = suite.analytics(keys::ACME_ANALYST).await;
-    let day = quanyu_testkit::analytics_day(0);
-    let share = [pb::Metric::MemberShareOfSales];
-    let mut seen = 0;
     let mut delays = Vec::with_capacity(FRESHNESS_SAMPLES);
     for n in 0..FRESHNESS_SAMPLES {
-        let mut sale = quanyu_testkit::points::sale(
-            &format!("fresh-{n}"),
-            quanyu_testkit::points::member_buyer(&format!("fresh-member-{}", n % 50)),
-            1_000,
-        );
-        sale.amount = Some(Money {
-            amount_minor: 1_000,
-            currency: "CNY".into(),
-        });
-        sale.channel = Channel::Store.into();
-        pos.record_sales(points_pb::RecordSalesRequest { sales: vec![sale] })
-            .await?;
+        pos.record_sales(points_pb::RecordSalesRequest {
+            sales: member_sales("fresh", n, 1),
+        })
+        .await?;
         let answered = Instant::now();
-        seen += 1_000;
-        loop {
-            let figures = analytics
-                .get_metrics(metrics_request(&share, &day, &day))
-                .await?
-                .into_inner();
-            if figures.values[0].denominator >= seen {
-                break;
-            }
-            anyhow::ensure!(answered.elapsed() < Duration::from_secs(10), "sale {n} never showed");
+        while counted(&mut analytics, "fresh").await? < i64::try_from(n + 1)? {
+            anyhow::ensure!(answered.elapsed() < Duration::from_secs(30), "sale {n} never showed");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         delays.push(answered.elapsed());
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let load = loading.await??;
     delays.sort_unstable();
-    Ok(delays)
+    Ok((delays, load))
+}
+
+/// The resident memory of this process (the three services, in-process), in MiB.
+fn resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1_024.0)
 }
 
 /// A million raw sales of tenant `scale` (a fifth by no member) over a year, and the facts the
@@ -129,8 +201,21 @@ fn ms(duration: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let suite = Suite::suite(Backend::Postgres).await.context("needs PostgreSQL")?;
-    let delays = freshness(&suite).await?;
+    let mut suite = Sandbox::builder(Backend::Postgres)
+        .service(&quanyu_member_identity::SERVICE, "")
+        .service(&quanyu_loyalty_points::SERVICE, quanyu_testkit::POINTS_SETTINGS)
+        .start()
+        .await
+        .context("needs PostgreSQL")?;
+    suite
+        .points(keys::ACME_PLATFORM)
+        .await
+        .upsert_program(points_pb::UpsertProgramRequest {
+            program: Some(quanyu_testkit::points::program(0)),
+        })
+        .await?;
+    let (backlog, caught_up) = catch_up(&mut suite).await?;
+    let (delays, load) = freshness_under_load(&suite).await?;
 
     let db = suite.database("analytics").await;
     let generating = Instant::now();
@@ -185,6 +270,35 @@ async fn main() -> anyhow::Result<()> {
         }
     })
     .await?;
+    let stage_flow = timed(|| {
+        let mut client = analytics.clone();
+        async move {
+            client
+                .get_stage_flow(pb::GetStageFlowRequest {
+                    start_date: first_day.into(),
+                    end_date: last_day.into(),
+                    ..Default::default()
+                })
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let audience = timed(|| {
+        let mut client = analytics.clone();
+        async move {
+            let rule = "stage >= purchased and recency_days <= 30 and spend >= 100000";
+            client
+                .count_audience(pb::CountAudienceRequest {
+                    audience: Some(pb::AudienceSelector {
+                        audience: Some(pb::audience_selector::Audience::Rule(rule.into())),
+                    }),
+                })
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
     let full_scan = timed(|| {
         let (db, scan) = (&db, scan.clone());
         async move {
@@ -214,12 +328,19 @@ async fn main() -> anyhow::Result<()> {
     println!("| measure | p50 | p99 | note |");
     println!("|---|---|---|---|");
     println!(
-        "| freshness: RecordSales answered -> GetMetrics counts it | {:.1} ms | {:.1} ms | {FRESHNESS_SAMPLES} sales, one at a time |",
+        "| freshness: RecordSales answered -> GetMetrics counts it | {:.1} ms | {:.1} ms | {FRESHNESS_SAMPLES} sales, one at a time, under {load:.0} other sales/s |",
         ms(quantile(&delays, 0.5)),
         ms(quantile(&delays, 0.99))
     );
+    #[allow(clippy::cast_precision_loss)] // a rate needs no more than f64's 53 bits
+    let rate = backlog as f64 / caught_up.as_secs_f64();
     println!(
-        "| GetMetrics, 6 metrics, 30 days | {:.1} ms | {:.1} ms | {MEMBERS} members, {SALES} sales' facts (generated in {:.1} s) |",
+        "| catch-up: {CATCH_UP_SALES} sales' backlog ({backlog} events) read after analytics starts | {:.1} s | | {rate:.0} events/s |",
+        caught_up.as_secs_f64()
+    );
+    println!(
+        "| GetMetrics, all {} metrics, 30 days | {:.1} ms | {:.1} ms | {MEMBERS} members, {SALES} sales' facts (generated in {:.1} s) |",
+        all.len(),
         ms(quantile(&metrics, 0.5)),
         ms(quantile(&metrics, 0.99)),
         generated.as_secs_f64()
@@ -230,12 +351,25 @@ async fn main() -> anyhow::Result<()> {
         ms(quantile(&overlap, 0.99))
     );
     println!(
+        "| GetStageFlow, 30 days apart | {:.1} ms | {:.1} ms | |",
+        ms(quantile(&stage_flow, 0.5)),
+        ms(quantile(&stage_flow, 0.99))
+    );
+    println!(
+        "| CountAudience, stage, recency and spend | {:.1} ms | {:.1} ms | |",
+        ms(quantile(&audience, 0.5)),
+        ms(quantile(&audience, 0.99))
+    );
+    println!(
         "| baseline: member share by a scan of the raw sales, in PostgreSQL | {:.1} ms | {:.1} ms | same figure as the service's |",
         ms(quantile(&full_scan, 0.5)),
         ms(quantile(&full_scan, 0.99))
     );
     for (metric, p50) in alone {
         println!("| GetMetrics, {} alone | {:.1} ms | | |", metric.as_str_name(), ms(p50));
+    }
+    if let Some(mib) = resident_mib() {
+        println!("resident memory of the process (the three services and the benchmark): {mib:.0} MiB");
     }
     Ok(())
 }

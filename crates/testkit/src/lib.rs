@@ -187,18 +187,8 @@ impl Sandbox {
     pub async fn suite(backend: Backend) -> Option<Sandbox> {
         Self::builder(backend)
             .service(&quanyu_member_identity::SERVICE, "")
-            .service(
-                &quanyu_loyalty_points::SERVICE,
-                "identity_endpoint = \"http://{member-identity}\"\n\
-                 identity_api_key = \"test-service\"\n\
-                 sweep_interval_secs = 1\n",
-            )
-            .service(
-                &quanyu_analytics::SERVICE,
-                "identity_endpoint = \"http://{member-identity}\"\n\
-                 points_endpoint = \"http://{loyalty-points}\"\n\
-                 api_key = \"test-service\"\n",
-            )
+            .service(&quanyu_loyalty_points::SERVICE, POINTS_SETTINGS)
+            .service(&quanyu_analytics::SERVICE, ANALYTICS_SETTINGS)
             .start()
             .await
     }
@@ -403,6 +393,16 @@ pub async fn merge(client: &mut IdentityClient, survivor: &str, other: &str) {
         .await
         .expect("the members merge");
 }
+
+/// loyalty-points' settings in a sandbox: it calls the sandbox's member-identity.
+pub const POINTS_SETTINGS: &str = "identity_endpoint = \"http://{member-identity}\"\n\
+                                   identity_api_key = \"test-service\"\n\
+                                   sweep_interval_secs = 1\n";
+
+/// analytics' settings in a sandbox: it reads the sandbox's member-identity and loyalty-points.
+pub const ANALYTICS_SETTINGS: &str = "identity_endpoint = \"http://{member-identity}\"\n\
+                                      points_endpoint = \"http://{loyalty-points}\"\n\
+                                      api_key = \"test-service\"\n";
 
 /// Stamps each listed `async fn(Suite)` into two tests: `sqlite::name` and `postgres::name`.
 #[macro_export]

@@ -74,19 +74,50 @@ fn metrics(asked: &[i32], violations: &mut Violations) -> Vec<pb::Metric> {
     metrics
 }
 
-/// What a request asks about: the caller's tenant, the window and the filter, checked; each field
-/// at fault is added to `violations` (the scope is not to be used then).
-fn scope_of(
-    tenant_id: std::sync::Arc<str>,
-    (start_date, end_date): (&str, &str),
-    filter: Option<&pb::Filter>,
-    violations: &mut Violations,
-) -> Scope {
-    let window = Window::parse(start_date, end_date, violations).unwrap_or_default();
-    scope_in(tenant_id, window, filter, violations)
+/// A request that asks about a window of days and a filter.
+trait Windowed {
+    /// The first and last day asked about.
+    fn days(&self) -> (&str, &str);
+    fn filter(&self) -> Option<&pb::Filter>;
 }
 
-/// As [`scope_of`], for a window checked already.
+/// Implements [`Windowed`] for requests whose days are the fields `$first` and `$last`.
+macro_rules! windowed {
+    ($($request:ty: $first:ident, $last:ident;)*) => {$(
+        impl Windowed for $request {
+            fn days(&self) -> (&str, &str) {
+                (&self.$first, &self.$last)
+            }
+
+            fn filter(&self) -> Option<&pb::Filter> {
+                self.filter.as_ref()
+            }
+        }
+    )*};
+}
+
+windowed! {
+    pb::GetMetricsRequest: start_date, end_date;
+    pb::GetChannelOverlapRequest: start_date, end_date;
+    pb::GetStageFlowRequest: start_date, end_date;
+    pb::GetRfmSegmentsRequest: end_date, end_date;
+    pb::GetFieldEfficiencyRequest: start_date, end_date;
+}
+
+/// What a reader's request asks about: the caller's tenant, the window and the filter, checked;
+/// each field at fault is in the violations returned (the scope is not to be used then).
+fn scope_of_request<T: Windowed>(request: &Request<T>) -> Result<(Scope, Violations), Status> {
+    let actor = authorize(request, Access::READ)?;
+    let input = request.get_ref();
+    let mut violations = Violations::default();
+    let (first, last) = input.days();
+    let window = Window::parse(first, last, &mut violations).unwrap_or_default();
+    let scope = scope_in(actor.tenant_id, window, input.filter(), &mut violations);
+    Ok((scope, violations))
+}
+
+/// The scope of a window checked already and a filter; each field at fault is added to
+/// `violations`.
 fn scope_in(
     tenant_id: std::sync::Arc<str>,
     window: Window,
@@ -134,16 +165,9 @@ impl AnalyticsService for AnalyticsApi {
         &self,
         request: Request<pb::GetMetricsRequest>,
     ) -> Result<Response<pb::GetMetricsResponse>, Status> {
-        let actor = authorize(&request, Access::READ)?;
+        let (scope, mut violations) = scope_of_request(&request)?;
         let input = request.get_ref();
-        let mut violations = Violations::default();
         let asked = metrics(&input.metrics, &mut violations);
-        let scope = scope_of(
-            actor.tenant_id,
-            (&input.start_date, &input.end_date),
-            input.filter.as_ref(),
-            &mut violations,
-        );
         if scope.line.is_set() && asked.iter().any(|metric| *metric != pb::Metric::MemberShareOfSales) {
             violations.add(
                 line_field(&scope.line),
@@ -200,15 +224,7 @@ impl AnalyticsService for AnalyticsApi {
         &self,
         request: Request<pb::GetChannelOverlapRequest>,
     ) -> Result<Response<pb::GetChannelOverlapResponse>, Status> {
-        let actor = authorize(&request, Access::READ)?;
-        let input = request.get_ref();
-        let mut violations = Violations::default();
-        let scope = scope_of(
-            actor.tenant_id,
-            (&input.start_date, &input.end_date),
-            input.filter.as_ref(),
-            &mut violations,
-        );
+        let (scope, mut violations) = scope_of_request(&request)?;
         if scope.place.channel != 0 {
             violations.add("filter.channel", "must be unset: the overlap is across channels");
         }
@@ -233,15 +249,8 @@ impl AnalyticsService for AnalyticsApi {
         &self,
         request: Request<pb::GetStageFlowRequest>,
     ) -> Result<Response<pb::GetStageFlowResponse>, Status> {
-        let actor = authorize(&request, Access::READ)?;
+        let (scope, mut violations) = scope_of_request(&request)?;
         let input = request.get_ref();
-        let mut violations = Violations::default();
-        let scope = scope_of(
-            actor.tenant_id,
-            (&input.start_date, &input.end_date),
-            input.filter.as_ref(),
-            &mut violations,
-        );
         if scope.line.is_set() {
             violations.add(
                 line_field(&scope.line),
@@ -300,15 +309,8 @@ impl AnalyticsService for AnalyticsApi {
         &self,
         request: Request<pb::GetRfmSegmentsRequest>,
     ) -> Result<Response<pb::GetRfmSegmentsResponse>, Status> {
-        let actor = authorize(&request, Access::READ)?;
+        let (scope, mut violations) = scope_of_request(&request)?;
         let input = request.get_ref();
-        let mut violations = Violations::default();
-        let scope = scope_of(
-            actor.tenant_id,
-            (&input.end_date, &input.end_date),
-            input.filter.as_ref(),
-            &mut violations,
-        );
         no_lines(&scope, &mut violations);
         let thresholds = input.thresholds.unwrap_or_default();
         for (field, value) in [
@@ -329,15 +331,8 @@ impl AnalyticsService for AnalyticsApi {
         &self,
         request: Request<pb::GetFieldEfficiencyRequest>,
     ) -> Result<Response<pb::GetFieldEfficiencyResponse>, Status> {
-        let actor = authorize(&request, Access::READ)?;
+        let (scope, mut violations) = scope_of_request(&request)?;
         let input = request.get_ref();
-        let mut violations = Violations::default();
-        let scope = scope_of(
-            actor.tenant_id,
-            (&input.start_date, &input.end_date),
-            input.filter.as_ref(),
-            &mut violations,
-        );
         no_lines(&scope, &mut violations);
         let by_guide = match pb::Field::try_from(input.by) {
             Ok(pb::Field::Store) => false,

@@ -438,10 +438,9 @@ async fn figures(
 /// Also with a second analytics instance reading the same streams into the same database (a pod
 /// beside its replacement, say): each event still counts once.
 async fn figures_match_a_brute_force_count(mut sandbox: Suite) {
-    let second = "identity_endpoint = \"http://{member-identity}\"\n\
-                  points_endpoint = \"http://{loyalty-points}\"\n\
-                  api_key = \"test-service\"\n";
-    sandbox.start_another(&quanyu_analytics::SERVICE, second).await;
+    sandbox
+        .start_another(&quanyu_analytics::SERVICE, quanyu_testkit::ANALYTICS_SETTINGS)
+        .await;
     with_program(&sandbox, 0).await;
     let mut identity = sandbox.identity(keys::ACME_PLATFORM).await;
     for brand in ["lumen", "aura"] {
@@ -1025,6 +1024,18 @@ async fn interactions_are_recorded_once_each(sandbox: Suite) {
     assert_eq!(denied.code(), Code::PermissionDenied);
 }
 
+/// The fields an INVALID_ARGUMENT status names, in order.
+fn fields_of(status: &Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    tonic_types::StatusExt::get_error_details(status)
+        .bad_request()
+        .unwrap()
+        .field_violations
+        .iter()
+        .map(|violation| violation.field.clone())
+        .collect()
+}
+
 fn by_rule(rule: &str) -> Option<pb::AudienceSelector> {
     Some(pb::AudienceSelector {
         audience: Some(pb::audience_selector::Audience::Rule(rule.into())),
@@ -1342,14 +1353,7 @@ async fn audiences_select_members_by_their_facts(sandbox: Suite) {
         })
         .await
         .unwrap_err();
-    let fields: Vec<String> = tonic_types::StatusExt::get_error_details(&refused)
-        .bad_request()
-        .unwrap()
-        .field_violations
-        .iter()
-        .map(|violation| violation.field.clone())
-        .collect();
-    assert_eq!(fields, ["name", "rule"]);
+    assert_eq!(fields_of(&refused), ["name", "rule"]);
     let mut globex = sandbox.analytics(keys::GLOBEX_PLATFORM).await;
     let theirs = globex
         .count_audience(pb::CountAudienceRequest {
@@ -1365,16 +1369,7 @@ async fn bad_requests_name_their_field(sandbox: Suite) {
     let mut client = sandbox.analytics(keys::ACME_ANALYST).await;
     let refused = |request: pb::GetMetricsRequest| {
         let mut client = client.clone();
-        async move {
-            let status = client.get_metrics(request).await.unwrap_err();
-            assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-            let details = tonic_types::StatusExt::get_error_details(&status);
-            let violations = details.bad_request().unwrap().field_violations.clone();
-            violations
-                .into_iter()
-                .map(|violation| violation.field)
-                .collect::<Vec<_>>()
-        }
+        async move { fields_of(&client.get_metrics(request).await.unwrap_err()) }
     };
     let good = pb::GetMetricsRequest {
         metrics: vec![pb::Metric::NewMembers as i32],
@@ -1475,15 +1470,7 @@ async fn bad_requests_name_their_field(sandbox: Suite) {
         })
         .await
         .unwrap_err();
-    let details = tonic_types::StatusExt::get_error_details(&overlap);
-    let fields: Vec<String> = details
-        .bad_request()
-        .unwrap()
-        .field_violations
-        .iter()
-        .map(|violation| violation.field.clone())
-        .collect();
-    assert_eq!(fields, ["filter.channel", "filter.sku"]);
+    assert_eq!(fields_of(&overlap), ["filter.channel", "filter.sku"]);
     let flow = client
         .clone()
         .get_stage_flow(pb::GetStageFlowRequest {
@@ -1497,24 +1484,7 @@ async fn bad_requests_name_their_field(sandbox: Suite) {
         })
         .await
         .unwrap_err();
-    let details = tonic_types::StatusExt::get_error_details(&flow);
-    let fields: Vec<String> = details
-        .bad_request()
-        .unwrap()
-        .field_violations
-        .iter()
-        .map(|violation| violation.field.clone())
-        .collect();
-    assert_eq!(fields, ["end_date", "windows.loyal_days"]);
-    let fields_of = |status: Status| -> Vec<String> {
-        tonic_types::StatusExt::get_error_details(&status)
-            .bad_request()
-            .unwrap()
-            .field_violations
-            .iter()
-            .map(|violation| violation.field.clone())
-            .collect()
-    };
+    assert_eq!(fields_of(&flow), ["end_date", "windows.loyal_days"]);
     let cohorts = client
         .clone()
         .get_cohorts(pb::GetCohortsRequest {
@@ -1524,7 +1494,7 @@ async fn bad_requests_name_their_field(sandbox: Suite) {
         })
         .await
         .unwrap_err();
-    assert_eq!(fields_of(cohorts), ["start_month"]);
+    assert_eq!(fields_of(&cohorts), ["start_month"]);
     let fields = client
         .clone()
         .get_field_efficiency(pb::GetFieldEfficiencyRequest {
@@ -1535,7 +1505,7 @@ async fn bad_requests_name_their_field(sandbox: Suite) {
         })
         .await
         .unwrap_err();
-    assert_eq!(fields_of(fields), ["by"]);
+    assert_eq!(fields_of(&fields), ["by"]);
     let rfm = client
         .clone()
         .get_rfm_segments(pb::GetRfmSegmentsRequest {
@@ -1548,7 +1518,7 @@ async fn bad_requests_name_their_field(sandbox: Suite) {
         })
         .await
         .unwrap_err();
-    assert_eq!(fields_of(rfm), ["thresholds.purchases"]);
+    assert_eq!(fields_of(&rfm), ["thresholds.purchases"]);
     assert!(client.get_metrics(good).await.is_ok());
     let mut pos = sandbox.analytics(keys::ACME_POS).await;
     let denied = pos
