@@ -24,6 +24,8 @@ use sea_orm::ConnectionTrait;
 const FRESHNESS_SAMPLES: usize = 200;
 /// The sales a second recorded while freshness is sampled (the load).
 const LOAD_PER_SECOND: usize = 1_000;
+/// How long a marker sale is waited for before freshness is reported as falling behind.
+const FRESHNESS_GIVE_UP: Duration = Duration::from_secs(30);
 /// The backlog analytics catches up on when it starts.
 const CATCH_UP_SALES: usize = 20_000;
 const QUERY_SAMPLES: usize = 100;
@@ -127,10 +129,16 @@ async fn freshness_under_load(suite: &Suite) -> anyhow::Result<(Vec<Duration>, f
         .await?;
         let answered = Instant::now();
         while counted(&mut analytics, "fresh").await? < i64::try_from(n + 1)? {
-            anyhow::ensure!(answered.elapsed() < Duration::from_secs(30), "sale {n} never showed");
+            if answered.elapsed() > FRESHNESS_GIVE_UP {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         delays.push(answered.elapsed());
+        // Behind by this much, analytics is not keeping up with the load: say so, stop sampling.
+        if answered.elapsed() > FRESHNESS_GIVE_UP {
+            break;
+        }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let load = loading.await??;
@@ -215,7 +223,22 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
     let (backlog, caught_up) = catch_up(&mut suite).await?;
+    #[allow(clippy::cast_precision_loss)] // a rate needs no more than f64's 53 bits
+    let rate = backlog as f64 / caught_up.as_secs_f64();
+    println!(
+        "catch-up: a backlog of {CATCH_UP_SALES} sales ({backlog} events) read in {:.1} s after analytics started: {rate:.0} events/s",
+        caught_up.as_secs_f64()
+    );
     let (delays, load) = freshness_under_load(&suite).await?;
+    println!(
+        "freshness under {load:.0} other sales/s: {} of {FRESHNESS_SAMPLES} marker sales sampled{}",
+        delays.len(),
+        if delays.len() < FRESHNESS_SAMPLES {
+            ", then one was not counted within 30 s: the ingest falls behind"
+        } else {
+            ""
+        }
+    );
 
     let db = suite.database("analytics").await;
     let generating = Instant::now();
@@ -328,16 +351,12 @@ async fn main() -> anyhow::Result<()> {
     println!("| measure | p50 | p99 | note |");
     println!("|---|---|---|---|");
     println!(
-        "| freshness: RecordSales answered -> GetMetrics counts it | {:.1} ms | {:.1} ms | {FRESHNESS_SAMPLES} sales, one at a time, under {load:.0} other sales/s |",
+        "| freshness: RecordSales answered -> GetMetrics counts it | {:.1} ms | {:.1} ms | {} sales, one at a time, under {load:.0} other sales/s |",
         ms(quantile(&delays, 0.5)),
-        ms(quantile(&delays, 0.99))
+        ms(quantile(&delays, 0.99)),
+        delays.len()
     );
-    #[allow(clippy::cast_precision_loss)] // a rate needs no more than f64's 53 bits
-    let rate = backlog as f64 / caught_up.as_secs_f64();
-    println!(
-        "| catch-up: {CATCH_UP_SALES} sales' backlog ({backlog} events) read after analytics starts | {:.1} s | | {rate:.0} events/s |",
-        caught_up.as_secs_f64()
-    );
+
     println!(
         "| GetMetrics, all {} metrics, 30 days | {:.1} ms | {:.1} ms | {MEMBERS} members, {SALES} sales' facts (generated in {:.1} s) |",
         all.len(),

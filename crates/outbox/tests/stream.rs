@@ -391,10 +391,11 @@ async fn effects(db: &DatabaseConnection) -> (i64, i64) {
 async fn a_killed_consumer_resumes_without_gap_or_duplicate(database: TestDatabase) {
     let db = connect(&database).await;
     let producer = Producer::start(&db, None).await;
-    append_committed(&db, (0..40).map(|n| erased("acme", &format!("m{n}"))).collect()).await;
+    // More events than one transaction applies, so that the consumer is killed between two.
+    append_committed(&db, (0..500).map(|n| erased("acme", &format!("m{n}"))).collect()).await;
 
-    let running = tokio::spawn(consumer(&db, producer.addr, 20).run(Shutdown::new()));
-    wait_for_cursor(&db, 5).await;
+    let running = tokio::spawn(consumer(&db, producer.addr, 1).run(Shutdown::new()));
+    wait_for_cursor(&db, 1).await;
     running.abort();
     let _ = running.await;
     // One statement, one snapshot: a commit the killed task had already sent may still land
@@ -409,20 +410,20 @@ async fn a_killed_consumer_resumes_without_gap_or_duplicate(database: TestDataba
         .unwrap()
         .unwrap();
     let stopped_at: i64 = row.try_get("", "stopped_at").unwrap();
-    assert!(stopped_at < 40, "killed mid-stream, at {stopped_at}");
+    assert!(stopped_at < 500, "killed mid-stream, at {stopped_at}");
     assert_eq!(
         row.try_get::<i64>("", "applied").unwrap(),
         stopped_at,
         "effects and cursor move together"
     );
 
-    append_committed(&db, (40..80).map(|n| erased("acme", &format!("m{n}"))).collect()).await;
+    append_committed(&db, (500..1000).map(|n| erased("acme", &format!("m{n}"))).collect()).await;
     let shutdown = Shutdown::new();
     let resumed = tokio::spawn(consumer(&db, producer.addr, 0).run(shutdown.clone()));
-    wait_for_cursor(&db, 80).await;
+    wait_for_cursor(&db, 1000).await;
     shutdown.trigger();
     resumed.await.unwrap();
-    assert_eq!(effects(&db).await, (80, 80), "every event applied exactly once");
+    assert_eq!(effects(&db).await, (1000, 1000), "every event applied exactly once");
     producer.stop().await;
 }
 

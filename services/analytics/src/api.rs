@@ -1,16 +1,16 @@
 //! The gRPC face of analytics: authorises each call, validates it, runs the use case.
 
+use std::pin::Pin;
+
 use chrono::FixedOffset;
 use quanyu_proto::analytics::v1 as pb;
 use quanyu_proto::analytics::v1::analytics_service_server::AnalyticsService;
 use quanyu_proto::common::v1::Channel;
 use quanyu_runtime::auth::{Access, authorize};
 use quanyu_runtime::clock::{Clock, to_proto};
-use quanyu_runtime::error::FieldViolation;
-use quanyu_runtime::error::Violations;
+use quanyu_runtime::error::{FieldViolation, Violations};
 use quanyu_runtime::page;
 use sea_orm::DatabaseConnection;
-use std::pin::Pin;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
@@ -159,6 +159,36 @@ fn line_field(line: &LineFilter) -> &'static str {
     }
 }
 
+/// How the metrics that take a parameter are read, as asked (0 takes each default); each field
+/// at fault is added to `violations`.
+fn parameters_of(input: &pb::GetMetricsRequest, violations: &mut Violations) -> Parameters {
+    let top_percent = match u32::try_from(input.top_percent) {
+        Ok(0) => DEFAULT_TOP_PERCENT,
+        Ok(percent @ 1..=100) => percent,
+        _ => {
+            violations.add("top_percent", "must be 1-100 (or 0 for 20)");
+            DEFAULT_TOP_PERCENT
+        }
+    };
+    if input.high_value_min_spend_minor < 0 {
+        violations.add("high_value_min_spend_minor", "must not be negative");
+    }
+    let first_purchase_days = match input.first_purchase_days {
+        0 => DEFAULT_FIRST_PURCHASE_DAYS,
+        days @ 1..=366 => i64::from(days),
+        _ => {
+            violations.add("first_purchase_days", "must be 1-366 (or 0 for 30)");
+            DEFAULT_FIRST_PURCHASE_DAYS
+        }
+    };
+    Parameters {
+        top_percent,
+        high_value_min_spend: input.high_value_min_spend_minor,
+        aipl: Windows::from_pb(input.aipl.as_ref(), "aipl", violations),
+        first_purchase_days,
+    }
+}
+
 #[tonic::async_trait]
 impl AnalyticsService for AnalyticsApi {
     async fn get_metrics(
@@ -174,25 +204,7 @@ impl AnalyticsService for AnalyticsApi {
                 "filters METRIC_MEMBER_SHARE_OF_SALES only; ask other metrics apart",
             );
         }
-        let top_percent = match u32::try_from(input.top_percent) {
-            Ok(0) => DEFAULT_TOP_PERCENT,
-            Ok(percent @ 1..=100) => percent,
-            _ => {
-                violations.add("top_percent", "must be 1-100 (or 0 for 20)");
-                DEFAULT_TOP_PERCENT
-            }
-        };
-        if input.high_value_min_spend_minor < 0 {
-            violations.add("high_value_min_spend_minor", "must not be negative");
-        }
-        let first_purchase_days = match input.first_purchase_days {
-            0 => DEFAULT_FIRST_PURCHASE_DAYS,
-            days @ 1..=366 => i64::from(days),
-            _ => {
-                violations.add("first_purchase_days", "must be 1-366 (or 0 for 30)");
-                DEFAULT_FIRST_PURCHASE_DAYS
-            }
-        };
+        let parameters = parameters_of(input, &mut violations);
         for (metric, set, field) in [
             (
                 pb::Metric::CrossBrandPurchaseRate,
@@ -209,12 +221,6 @@ impl AnalyticsService for AnalyticsApi {
                 violations.add(field, format!("must be unset for {}", metric.as_str_name()));
             }
         }
-        let parameters = Parameters {
-            top_percent,
-            high_value_min_spend: input.high_value_min_spend_minor,
-            aipl: Windows::from_pb(input.aipl.as_ref(), "aipl", &mut violations),
-            first_purchase_days,
-        };
         violations.into_result().map_err(AnalyticsError::from)?;
         let values = app::metrics::get_metrics(&self.db, &scope, &asked, &parameters).await?;
         Ok(Response::new(pb::GetMetricsResponse { values }))
