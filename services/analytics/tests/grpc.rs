@@ -359,6 +359,21 @@ fn brute_force_overlap(sold: &[Sold], filter: &pb::Filter, window_days: i64) -> 
     pairs.into_iter().map(|((a, b), members)| (a, b, members)).collect()
 }
 
+/// Enrols a member with one WeChat openid; the member's id.
+async fn enrol_by_openid(identity: &mut quanyu_testkit::IdentityClient, value: &str) -> String {
+    identity
+        .enroll_member(identity_pb::EnrollMemberRequest {
+            identities: vec![openid(value)],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .member
+        .unwrap()
+        .member_id
+}
+
 fn openid(value: &str) -> identity_pb::Identity {
     identity_pb::Identity {
         kind: identity_pb::IdentityKind::WechatOpenid.into(),
@@ -907,17 +922,7 @@ async fn figures_match_a_brute_force_count(mut sandbox: Suite) {
 
 async fn interactions_are_recorded_once_each(sandbox: Suite) {
     let mut identity = sandbox.identity(keys::ACME_PLATFORM).await;
-    let member = identity
-        .enroll_member(identity_pb::EnrollMemberRequest {
-            identities: vec![openid("o-member-00000001")],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .member
-        .unwrap()
-        .member_id;
+    let member = enrol_by_openid(&mut identity, "o-member-00000001").await;
     let mut client = sandbox.analytics(keys::ACME_PLATFORM).await;
     let seen = Interacted {
         person: Person::Member(0),
@@ -1108,17 +1113,7 @@ async fn audiences_select_members_by_their_facts(sandbox: Suite) {
     };
     let a = enrol(&mut identity, "13700001001", at_store).await;
     let b = enrol(&mut identity, "13700001002", on_tmall.clone()).await;
-    let c = identity
-        .enroll_member(identity_pb::EnrollMemberRequest {
-            identities: vec![openid("o-audience-c-00001")],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .member
-        .unwrap()
-        .member_id;
+    let c = enrol_by_openid(&mut identity, "o-audience-c-00001").await;
     let erased = enrol(&mut identity, "13700001004", on_tmall.clone()).await;
     let merged = enrol(&mut identity, "13700001005", on_tmall).await;
     let today = chrono::NaiveDate::parse_from_str(&quanyu_testkit::analytics_day(0), "%Y-%m-%d").unwrap();
