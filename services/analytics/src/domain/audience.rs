@@ -535,6 +535,10 @@ mod tests {
         assert!(fault(&"(".repeat(40)).contains("nests more than 32 deep"));
         assert!(fault("points > 99999999999999999999").contains("too large"));
         assert_eq!(fault("age >= 200"), "line 1, column 8: an age is 0-150");
+        assert!(
+            fault("city = \"上海\" and spnd > 1").starts_with("line 1, column 17: unknown field"),
+            "columns count characters, not bytes"
+        );
     }
 
     #[test]
