@@ -100,19 +100,11 @@ impl EventHandler for Facts {
             }
             Some(Payload::IdentityLinked(linked)) => {
                 let keys = linked_keys(&linked.identity.clone().unwrap_or_default());
-                consumers::lock_identities(txn, tenant_id, &keys).await?;
-                for key in &keys {
-                    consumers::link(txn, tenant_id, key, &linked.member_id).await?;
-                }
-                Ok(())
+                consumers::link(txn, tenant_id, &keys, &linked.member_id).await
             }
             Some(Payload::IdentityUnlinked(unlinked)) => {
                 let keys = linked_keys(&unlinked.identity.clone().unwrap_or_default());
-                consumers::lock_identities(txn, tenant_id, &keys).await?;
-                for key in &keys {
-                    consumers::unlink(txn, tenant_id, key, &unlinked.member_id).await?;
-                }
-                Ok(())
+                consumers::unlink(txn, tenant_id, &keys, &unlinked.member_id).await
             }
             Some(Payload::MembersMerged(merged)) => {
                 let (survivor, loser) = (&merged.survivor_id, &merged.merged_member_id);

@@ -59,22 +59,29 @@ pub async fn members_of(
     Ok(linked)
 }
 
-/// Links the identity of `key` to `member_id`: what its consumer did becomes the member's.
-/// Call under [`lock_identities`].
-pub async fn link(txn: &DatabaseTransaction, tenant_id: &str, key: &str, member_id: &str) -> Result<(), DbErr> {
+/// Links the identities of `keys` to `member_id`: what their consumers did becomes the member's.
+/// Takes the identities' locks first, as recording an interaction does.
+pub async fn link(txn: &DatabaseTransaction, tenant_id: &str, keys: &[String], member_id: &str) -> Result<(), DbErr> {
+    lock_identities(txn, tenant_id, keys).await?;
     let sql = "INSERT INTO identity_links (tenant_id, identity_key, member_id) VALUES (?, ?, ?) \
                ON CONFLICT (tenant_id, identity_key) DO UPDATE SET member_id = excluded.member_id";
-    let values = vec![tenant_id.into(), key.into(), member_id.into()];
-    execute(txn, sql, values).await?;
-    fold(txn, INTERACTION_DAYS, tenant_id, &anonymous_consumer(key), member_id).await
+    for key in keys {
+        let values = vec![tenant_id.into(), key.as_str().into(), member_id.into()];
+        execute(txn, sql, values).await?;
+        fold(txn, INTERACTION_DAYS, tenant_id, &anonymous_consumer(key), member_id).await?;
+    }
+    Ok(())
 }
 
-/// The identity of `key` no longer stands for `member_id`: later interactions by it are its own
-/// consumer's. What it did while linked stays the member's.
-pub async fn unlink(txn: &DatabaseTransaction, tenant_id: &str, key: &str, member_id: &str) -> Result<(), DbErr> {
+/// The identities of `keys` no longer stand for `member_id`: later interactions by them are
+/// their own consumers'. What they did while linked stays the member's.
+pub async fn unlink(txn: &DatabaseTransaction, tenant_id: &str, keys: &[String], member_id: &str) -> Result<(), DbErr> {
+    lock_identities(txn, tenant_id, keys).await?;
     let sql = "DELETE FROM identity_links WHERE tenant_id = ? AND identity_key = ? AND member_id = ?";
-    let values = vec![tenant_id.into(), key.into(), member_id.into()];
-    execute(txn, sql, values).await?;
+    for key in keys {
+        let values = vec![tenant_id.into(), key.as_str().into(), member_id.into()];
+        execute(txn, sql, values).await?;
+    }
     Ok(())
 }
 
