@@ -13,6 +13,7 @@ quanyu_testkit::suite!(
     merged_members_accounts_fold_into_the_survivor,
     a_buyer_enrolled_by_a_sale_is_a_member_of_identity,
     analytics_follows_enrolments_sales_and_merges,
+    a_coupon_claimed_online_is_redeemed_in_a_store_and_restored_by_the_refund,
 );
 
 /// member-identity merges two members; loyalty-points folds the merged member's accounts into the
@@ -201,4 +202,119 @@ async fn analytics_follows_enrolments_sales_and_merges(suite: Suite) {
 
     quanyu_testkit::merge(&mut identity, &members[0], &members[1]).await;
     analytics_reaches(&suite, [(1, 1), (1, 1)]).await;
+}
+
+/// A member claims a coupon in the mini-program and spends it at a till: loyalty-points records
+/// the sale, campaign redeems the coupon for the same order; the order's refund, recorded at
+/// loyalty-points, gives the coupon back through its event. campaign's stream tells it all.
+async fn a_coupon_claimed_online_is_redeemed_in_a_store_and_restored_by_the_refund(suite: Suite) {
+    use quanyu_proto::campaign::v1 as campaign_pb;
+    use quanyu_proto::events::v1::event_stream_service_client::EventStreamServiceClient;
+    use quanyu_proto::events::v1::{SubscribeRequest, subscribe_response};
+    use tokio_stream::StreamExt as _;
+
+    let mut points = with_program(&suite, 0).await;
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let enrollment = identity_pb::Enrollment {
+        channel: quanyu_proto::common::v1::Channel::WechatMall.into(),
+        ..Default::default()
+    };
+    let member = quanyu_testkit::enrol(&mut identity, "13600136000", enrollment).await;
+    let mut mall = suite.campaign(keys::ACME_PLATFORM).await;
+    let template = campaign_pb::CouponTemplate {
+        template_id: "store-50".into(),
+        name: "50 off in store".into(),
+        kind: campaign_pb::CouponKind::AmountOff.into(),
+        amount_off: quanyu_testkit::points::cny(5_000),
+        channels: vec![
+            quanyu_proto::common::v1::Channel::WechatMall.into(),
+            quanyu_proto::common::v1::Channel::Store.into(),
+        ],
+        valid_days: 7,
+        ..Default::default()
+    };
+    mall.create_coupon_template(campaign_pb::CreateCouponTemplateRequest {
+        template: Some(template),
+    })
+    .await
+    .unwrap();
+    let claimed = mall
+        .claim_coupon(campaign_pb::ClaimCouponRequest {
+            template_id: "store-50".into(),
+            member_id: member.clone(),
+            channel: quanyu_proto::common::v1::Channel::WechatMall.into(),
+            idempotency_key: "mini-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .coupon
+        .unwrap();
+
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let sold = record(&mut pos, vec![sale("s-1", phone_buyer("13600136000"), 25_000)]).await;
+    assert_eq!(sold[0].member_id, member, "the till's buyer is the member who claimed");
+    let mut till = suite.campaign(keys::ACME_POS).await;
+    let order = campaign_pb::Order {
+        source: "pos-sh".into(),
+        order_id: "s-1".into(),
+        channel: quanyu_proto::common::v1::Channel::Store.into(),
+        store_id: "sh-01".into(),
+        amount: quanyu_testkit::points::cny(30_000),
+        member_id: member.clone(),
+        ..Default::default()
+    };
+    let redeemed = till
+        .redeem_coupons(campaign_pb::RedeemCouponsRequest {
+            order: Some(order),
+            codes: vec![claimed.code.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(redeemed.discount, quanyu_testkit::points::cny(5_000));
+
+    record(&mut points, vec![refund("s-1-back", "s-1", 25_000)]).await;
+    let mut state = 0;
+    for _ in 0..100 {
+        let coupon = till
+            .get_coupon(campaign_pb::GetCouponRequest {
+                code: claimed.code.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .coupon
+            .unwrap();
+        state = coupon.state;
+        if state == campaign_pb::CouponState::Available as i32 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        state,
+        campaign_pb::CouponState::Available as i32,
+        "the refund gave the coupon back"
+    );
+
+    let bearer = quanyu_runtime::auth::BearerKey::new(keys::ACME_ANALYST).unwrap();
+    let mut events = EventStreamServiceClient::with_interceptor(suite.channel("campaign").await, bearer);
+    let mut stream = events
+        .subscribe(SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut types = Vec::new();
+    while let subscribe_response::Item::Event(event) = stream.next().await.unwrap().unwrap().item.unwrap() {
+        types.push(event.event_type);
+    }
+    assert_eq!(
+        types,
+        [
+            "campaign.CouponIssued",
+            "campaign.CouponRedeemed",
+            "campaign.CouponRestored"
+        ]
+    );
 }

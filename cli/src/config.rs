@@ -28,6 +28,7 @@ pub const DEV_KEYS: &[(&str, &str)] = &[
 pub const SERVICES: &[&dyn Declared] = &[
     &quanyu_member_identity::SERVICE,
     &quanyu_loyalty_points::SERVICE,
+    &quanyu_campaign::SERVICE,
     &quanyu_analytics::SERVICE,
 ];
 

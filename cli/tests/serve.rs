@@ -60,7 +60,7 @@ async fn connect(port: u16) -> Channel {
 async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
     let dir = tempfile::tempdir().unwrap();
     let (grpc_port, points_port, metrics_port) = (free_port(), free_port(), free_port());
-    let analytics_port = free_port();
+    let (analytics_port, campaign_port) = (free_port(), free_port());
     let child = quanyu(dir.path())
         .arg("serve")
         .env("QUANYU_MEMBER_IDENTITY__LISTEN", format!("127.0.0.1:{grpc_port}"))
@@ -70,6 +70,15 @@ async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
             format!("http://127.0.0.1:{grpc_port}"),
         )
         .env("QUANYU_ANALYTICS__LISTEN", format!("127.0.0.1:{analytics_port}"))
+        .env("QUANYU_CAMPAIGN__LISTEN", format!("127.0.0.1:{campaign_port}"))
+        .env(
+            "QUANYU_CAMPAIGN__IDENTITY_ENDPOINT",
+            format!("http://127.0.0.1:{grpc_port}"),
+        )
+        .env(
+            "QUANYU_CAMPAIGN__POINTS_ENDPOINT",
+            format!("http://127.0.0.1:{points_port}"),
+        )
         .env(
             "QUANYU_ANALYTICS__IDENTITY_ENDPOINT",
             format!("http://127.0.0.1:{grpc_port}"),
@@ -196,6 +205,21 @@ async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
     }
     assert_eq!(new_members, 1, "two enrolled, one merged into the other");
 
+    let mut campaign_health = HealthClient::new(connect(campaign_port).await);
+    let status = campaign_health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "quanyu.campaign.v1.CampaignService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        ServingStatus::Serving as i32,
+        "campaign serves beside the others"
+    );
+
     // Methods nobody serves, as a scanner would call them: all counted under one label.
     let mut raw = tonic::client::Grpc::new(tonic::service::interceptor::InterceptedService::new(channel, key));
     for attempt in 0..20 {
@@ -299,7 +323,8 @@ fn migrate_brings_every_declared_service_up_to_date_or_the_one_named() {
     assert!(said.contains("member-identity: schema up to date"), "{said}");
     assert!(said.contains("loyalty-points: schema up to date"), "{said}");
     assert!(said.contains("analytics: schema up to date"), "{said}");
-    for schema in ["member_identity", "loyalty_points", "analytics"] {
+    assert!(said.contains("campaign: schema up to date"), "{said}");
+    for schema in ["member_identity", "loyalty_points", "campaign", "analytics"] {
         assert!(dir.path().join(format!("data/{schema}.db")).exists(), "{schema}");
     }
 

@@ -44,6 +44,13 @@ pub mod analytics {
     }
 }
 
+pub mod campaign {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic)]
+        tonic::include_proto!("quanyu.campaign.v1");
+    }
+}
+
 pub mod points {
     pub mod v1 {
         #![allow(clippy::all, clippy::pedantic)]

@@ -90,6 +90,12 @@ pub trait ServiceError: std::error::Error {
     fn database_error(&self) -> Option<&DbErr> {
         None
     }
+
+    /// For a refusal a caller acts on by its reason: the `google.rpc.ErrorInfo` reason
+    /// (`WRONG_STORE`) and domain (`campaign.quanyu`) the status carries.
+    fn error_info(&self) -> Option<(&str, &'static str)> {
+        None
+    }
 }
 
 /// A caller's value quoted in an error: at most [`QUOTED_CHARS`] of it, so that an error never
@@ -148,10 +154,14 @@ pub fn into_status(error: &dyn ServiceError) -> Status {
     }
     let message = bounded(error.to_string(), MAX_MESSAGE_BYTES);
     let violations = error.field_violations();
-    if violations.is_empty() {
+    let info = error.error_info();
+    if violations.is_empty() && info.is_none() {
         return Status::new(code, message);
     }
     let mut details = ErrorDetails::new();
+    if let Some((reason, domain)) = info {
+        details.set_error_info(reason, domain, std::collections::HashMap::<String, String>::new());
+    }
     for violation in violations.iter().take(MAX_VIOLATIONS) {
         details.add_bad_request_violation(
             bounded(violation.field.clone(), MAX_DESCRIPTION_BYTES),

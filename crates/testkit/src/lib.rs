@@ -16,9 +16,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use quanyu_analytics::Analytics;
+use quanyu_campaign::Campaign;
 use quanyu_loyalty_points::LoyaltyPoints;
 use quanyu_member_identity::MemberIdentity;
 use quanyu_proto::analytics::v1::analytics_service_client::AnalyticsServiceClient;
+use quanyu_proto::campaign::v1::campaign_service_client::CampaignServiceClient;
 use quanyu_proto::identity::v1::member_identity_service_client::MemberIdentityServiceClient;
 use quanyu_proto::points::v1::points_service_client::PointsServiceClient;
 use quanyu_runtime::auth::{ApiKeyConfig, AuthConfig, BearerKey, KeyRing, Role, digest};
@@ -77,6 +79,8 @@ pub type PointsClient = PointsServiceClient<InterceptedService<Channel, BearerKe
 pub type IdentityClient = MemberIdentityServiceClient<InterceptedService<Channel, BearerKey>>;
 
 pub type AnalyticsClient = AnalyticsServiceClient<InterceptedService<Channel, BearerKey>>;
+
+pub type CampaignClient = CampaignServiceClient<InterceptedService<Channel, BearerKey>>;
 
 /// The whole suite as the tests start it: every service, wired to each other with the test
 /// service key, the points sweep every second.
@@ -188,6 +192,7 @@ impl Sandbox {
         Self::builder(backend)
             .service(&quanyu_member_identity::SERVICE, "")
             .service(&quanyu_loyalty_points::SERVICE, POINTS_SETTINGS)
+            .service(&quanyu_campaign::SERVICE, CAMPAIGN_SETTINGS)
             .service(&quanyu_analytics::SERVICE, ANALYTICS_SETTINGS)
             .start()
             .await
@@ -283,6 +288,12 @@ impl Sandbox {
     pub async fn analytics(&self, key: &str) -> AnalyticsClient {
         let bearer = BearerKey::new(key).expect("test keys are ASCII");
         AnalyticsServiceClient::with_interceptor(self.channel(Analytics::NAME).await, bearer)
+    }
+
+    /// A campaign client that calls with `key`.
+    pub async fn campaign(&self, key: &str) -> CampaignClient {
+        let bearer = BearerKey::new(key).expect("test keys are ASCII");
+        CampaignServiceClient::with_interceptor(self.channel(Campaign::NAME).await, bearer)
     }
 
     /// A connection to one service's database (`schema`), as the service sees it: for looking
@@ -398,6 +409,9 @@ pub async fn merge(client: &mut IdentityClient, survivor: &str, other: &str) {
 pub const POINTS_SETTINGS: &str = "identity_endpoint = \"http://{member-identity}\"\n\
                                    identity_api_key = \"test-service\"\n\
                                    sweep_interval_secs = 1\n";
+
+/// campaign's settings in a sandbox: it reads the sandbox's member-identity and loyalty-points.
+pub const CAMPAIGN_SETTINGS: &str = ANALYTICS_SETTINGS;
 
 /// analytics' settings in a sandbox: it reads the sandbox's member-identity and loyalty-points.
 pub const ANALYTICS_SETTINGS: &str = "identity_endpoint = \"http://{member-identity}\"\n\

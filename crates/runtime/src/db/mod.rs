@@ -8,6 +8,7 @@ mod batch;
 mod connect;
 mod keys;
 mod retry;
+pub mod sql;
 
 pub use batch::Writes;
 pub use connect::{DatabaseConfig, begin_read, begin_write, connect, record_pool_gauges};

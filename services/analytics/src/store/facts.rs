@@ -131,7 +131,8 @@ pub async fn record_sale(txn: &DatabaseTransaction, tenant_id: &str, sale: &Sale
     let mut values = vec![tenant_id.into(), member_id.as_str().into()];
     values.extend(place);
     values.extend([sale.orders.into(), sale.amount_minor.into()]);
-    execute(txn, &adding(table, &[key], counters), values).await
+    execute(txn, &adding(table, &[key], counters), values).await?;
+    Ok(())
 }
 
 /// Keeps a sale's lines for the refunds that may follow it.

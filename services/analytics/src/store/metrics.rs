@@ -106,7 +106,8 @@ async fn pair<C: ConnectionTrait>(db: &C, sql: &str, values: Vec<Value>) -> Resu
 
 /// As [`pair`], for a query built with its values.
 async fn pair_of(db: &impl ConnectionTrait, query: Query) -> Result<(i64, i64), DbErr> {
-    pair(db, &query.sql, query.values).await
+    let (sql, values) = query.into_parts();
+    pair(db, &sql, values).await
 }
 
 /// Members enrolled by the window's last day (at any place), not merged into another.

@@ -7,16 +7,10 @@ pub mod facts;
 pub mod metrics;
 pub mod profiles;
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
+use quanyu_runtime::db::sql::{Query, execute, statement};
+use sea_orm::{DatabaseTransaction, DbBackend, DbErr, Value};
 
 use crate::domain::Place;
-
-/// Runs a statement written with `?` placeholders.
-async fn execute(txn: &DatabaseTransaction, sql: &str, values: Vec<Value>) -> Result<(), DbErr> {
-    txn.execute_raw(statement(txn.get_database_backend(), sql, values))
-        .await?;
-    Ok(())
-}
 
 /// SQL for the day `days` after the day in `column` (days as windows name them): the one date
 /// arithmetic the two databases write differently.
@@ -85,75 +79,6 @@ async fn fold(
     );
     execute(txn, &moved, vec![into.into(), tenant_id.into(), from.into()]).await?;
     let emptied = format!("DELETE FROM {table} WHERE tenant_id = ? AND {key} = ?");
-    execute(txn, &emptied, vec![tenant_id.into(), from.into()]).await
-}
-
-/// SQL with `?` placeholders, built in step with its values so that each value stands where its
-/// placeholder does.
-#[derive(Debug, Default)]
-struct Query {
-    sql: String,
-    values: Vec<Value>,
-}
-
-impl Query {
-    fn push(&mut self, sql: &str) -> &mut Self {
-        self.sql.push_str(sql);
-        self
-    }
-
-    fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
-        self.sql.push('?');
-        self.values.push(value.into());
-        self
-    }
-
-    /// Appends SQL with placeholders and their values, built apart.
-    fn append(&mut self, (sql, values): (String, Vec<Value>)) -> &mut Self {
-        self.sql.push_str(&sql);
-        self.values.extend(values);
-        self
-    }
-
-    fn into_statement(self, backend: DbBackend) -> Statement {
-        statement(backend, &self.sql, self.values)
-    }
-}
-
-/// A statement written with `?` placeholders, numbered (`$1`, `$2`) for PostgreSQL.
-fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    let sql = if backend == DbBackend::Postgres {
-        let mut numbered = String::with_capacity(sql.len() + 8);
-        let mut next = 0;
-        for character in sql.chars() {
-            if character == '?' {
-                next += 1;
-                numbered.push_str(&format!("${next}"));
-            } else {
-                numbered.push(character);
-            }
-        }
-        numbered
-    } else {
-        sql.to_owned()
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_numbered_for_postgres_only() {
-        let values = || vec![Value::from(1), Value::from(2)];
-        assert_eq!(
-            statement(DbBackend::Postgres, "a = ? AND b = ?", values()).sql,
-            "a = $1 AND b = $2"
-        );
-        assert_eq!(
-            statement(DbBackend::Sqlite, "a = ? AND b = ?", values()).sql,
-            "a = ? AND b = ?"
-        );
-    }
+    execute(txn, &emptied, vec![tenant_id.into(), from.into()]).await?;
+    Ok(())
 }

@@ -20,7 +20,8 @@ pub async fn set_profile(
         tenant_id.into(),
         member_id.into(),
     ];
-    execute(txn, sql, values).await
+    execute(txn, sql, values).await?;
+    Ok(())
 }
 
 /// The store and guide the member is bound to now.
@@ -36,7 +37,8 @@ pub async fn bind(
         sql,
         vec![store_id.into(), guide_id.into(), tenant_id.into(), member_id.into()],
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 /// Sets tags (by name, with their values) and removes others.
@@ -90,7 +92,8 @@ pub async fn set_account(
         &sql,
         vec![tenant_id.into(), member_id.into(), program_id.into(), value],
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 /// The loser's tags become the survivor's, where the survivor has none of that name.
@@ -100,12 +103,14 @@ pub async fn merge(txn: &DatabaseTransaction, tenant_id: &str, survivor: &str, l
                ON CONFLICT (tenant_id, member_id, name) DO NOTHING";
     execute(txn, sql, vec![survivor.into(), tenant_id.into(), loser.into()]).await?;
     let sql = "DELETE FROM member_tags WHERE tenant_id = ? AND member_id = ?";
-    execute(txn, sql, vec![tenant_id.into(), loser.into()]).await
+    execute(txn, sql, vec![tenant_id.into(), loser.into()]).await?;
+    Ok(())
 }
 
 /// Drops an erased member's personal facts (city, birthday) and keeps them out of audiences;
 /// what they bought and did still counts.
 pub async fn erase(txn: &DatabaseTransaction, tenant_id: &str, member_id: &str) -> Result<(), DbErr> {
     let sql = "UPDATE members SET city = NULL, birthday = NULL, erased = TRUE WHERE tenant_id = ? AND member_id = ?";
-    execute(txn, sql, vec![tenant_id.into(), member_id.into()]).await
+    execute(txn, sql, vec![tenant_id.into(), member_id.into()]).await?;
+    Ok(())
 }

@@ -1,0 +1,309 @@
+//! The gRPC face of campaign: authorises each call, validates it, runs the use case.
+
+use quanyu_proto::campaign::v1 as pb;
+use quanyu_proto::campaign::v1::campaign_service_server::CampaignService;
+use quanyu_proto::common::v1::Channel;
+use quanyu_runtime::auth::{Access, Role, authorize, is_slug};
+use quanyu_runtime::clock::Clock;
+use quanyu_runtime::error::Violations;
+use quanyu_runtime::idempotency::{RequestDigest, field_name};
+use quanyu_runtime::page;
+use sea_orm::DatabaseConnection;
+use tonic::{Request, Response, Status};
+
+use crate::app;
+use crate::app::Keyed;
+use crate::app::coupons::{Issue, Redemption};
+use crate::domain::code;
+use crate::domain::coupon::Order;
+use crate::error::CampaignError;
+
+/// Checking and redeeming coupons, and reading one: what a till does.
+const REDEEM: Access = Access::till("redeem");
+/// Reading one coupon by its code: tills and every reader.
+const READ_COUPON: Access = Access::new(
+    "read-coupon",
+    &[Role::Platform, Role::Service, Role::Pos, Role::Analyst],
+);
+
+/// The most codes one order names.
+const MAX_CODES: usize = 20;
+/// The most codes one ImportCouponCodes call adds.
+const MAX_IMPORT: usize = 1_000;
+
+pub struct CampaignApi {
+    db: DatabaseConnection,
+    clock: Clock,
+}
+
+impl CampaignApi {
+    pub fn new(db: DatabaseConnection, clock: Clock) -> Self {
+        Self { db, clock }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn template_id(violations: &mut Violations, id: &str) {
+    if !is_slug(id) {
+        violations.add("template_id", "must be 1-64 of [a-z0-9_.-]");
+    }
+}
+
+/// Checks an order; the order as the rules read it.
+fn order(order: Option<&pb::Order>, violations: &mut Violations) -> Order {
+    let Some(order) = order else {
+        violations.add("order", "is required");
+        return Order {
+            channel: 0,
+            brand_id: String::new(),
+            store_id: String::new(),
+            amount_minor: 0,
+            currency: String::new(),
+            member_id: None,
+        };
+    };
+    violations.text("order.source", &order.source, 64, true);
+    violations.text("order.order_id", &order.order_id, 128, true);
+    violations.text("order.brand_id", &order.brand_id, 64, false);
+    violations.text("order.store_id", &order.store_id, 64, false);
+    violations.text("order.member_id", &order.member_id, 64, false);
+    if Channel::try_from(order.channel).is_err() {
+        violations.add("order.channel", format!("{} is not a channel", order.channel));
+    }
+    let amount = order.amount.clone().unwrap_or_default();
+    if order.amount.is_none() {
+        violations.add("order.amount", "is required");
+    } else if amount.amount_minor < 0 {
+        violations.add("order.amount", "must not be negative");
+    }
+    if amount.currency.len() != 3 || !amount.currency.chars().all(|c| c.is_ascii_uppercase()) {
+        violations.add("order.amount.currency", "must be an ISO 4217 code such as CNY");
+    }
+    Order {
+        channel: order.channel,
+        brand_id: order.brand_id.clone(),
+        store_id: order.store_id.clone(),
+        amount_minor: amount.amount_minor,
+        currency: amount.currency,
+        member_id: (!order.member_id.is_empty()).then(|| order.member_id.clone()),
+    }
+}
+
+/// Checks an order's codes; the codes as kept (normalized).
+fn codes(codes: &[String], violations: &mut Violations) -> Vec<String> {
+    if codes.is_empty() || codes.len() > MAX_CODES {
+        violations.add("codes", format!("must hold 1-{MAX_CODES} codes, got {}", codes.len()));
+    }
+    codes
+        .iter()
+        .enumerate()
+        .map(|(index, typed)| {
+            let code = code::normalize(typed);
+            if code.is_empty() || code.len() > 64 {
+                violations.add(format!("codes[{index}]"), "must be 1-64 characters");
+            }
+            code
+        })
+        .collect()
+}
+
+/// The normalized code of a request that names one coupon.
+fn one_code(typed: &str, violations: &mut Violations) -> String {
+    let code = code::normalize(typed);
+    if code.is_empty() || code.len() > 64 {
+        violations.add("code", "must be 1-64 characters");
+    }
+    code
+}
+
+#[tonic::async_trait]
+impl CampaignService for CampaignApi {
+    async fn create_coupon_template(
+        &self,
+        request: Request<pb::CreateCouponTemplateRequest>,
+    ) -> Reply<pb::CreateCouponTemplateResponse> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let Some(template) = request.into_inner().template else {
+            return Err(
+                CampaignError::from(quanyu_runtime::error::FieldViolation::new("template", "is required")).into(),
+            );
+        };
+        let template = app::templates::create(&self.db, &actor.tenant_id, template, self.clock.now()).await?;
+        Ok(Response::new(pb::CreateCouponTemplateResponse {
+            template: Some(template),
+        }))
+    }
+
+    async fn get_coupon_template(
+        &self,
+        request: Request<pb::GetCouponTemplateRequest>,
+    ) -> Reply<pb::GetCouponTemplateResponse> {
+        let actor = authorize(&request, Access::READ)?;
+        let mut violations = Violations::default();
+        template_id(&mut violations, &request.get_ref().template_id);
+        violations.into_result().map_err(CampaignError::from)?;
+        let (row, _) = app::templates::load(&self.db, &actor.tenant_id, &request.get_ref().template_id).await?;
+        Ok(Response::new(pb::GetCouponTemplateResponse {
+            template: Some(app::template_to_pb(&row)?),
+        }))
+    }
+
+    async fn issue_coupon(&self, request: Request<pb::IssueCouponRequest>) -> Reply<pb::IssueCouponResponse> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let input = request.get_ref();
+        let mut violations = Violations::default();
+        template_id(&mut violations, &input.template_id);
+        violations.text("member_id", &input.member_id, 64, true);
+        violations.text("idempotency_key", &input.idempotency_key, 128, true);
+        violations.into_result().map_err(CampaignError::from)?;
+        let issue = Issue {
+            template_id: &input.template_id,
+            member_id: &input.member_id,
+            origin: pb::CouponOrigin::Issued,
+            channel: 0,
+            keyed: Keyed {
+                scope: "issue".into(),
+                key: &input.idempotency_key,
+                request: RequestDigest::of(input),
+                field_name: field_name::<pb::IssueCouponRequest>,
+            },
+        };
+        let coupon = app::coupons::issue(&self.db, &actor.tenant_id, &issue, self.clock.now()).await?;
+        Ok(Response::new(pb::IssueCouponResponse { coupon: Some(coupon) }))
+    }
+
+    async fn claim_coupon(&self, request: Request<pb::ClaimCouponRequest>) -> Reply<pb::ClaimCouponResponse> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let input = request.get_ref();
+        let mut violations = Violations::default();
+        template_id(&mut violations, &input.template_id);
+        violations.text("member_id", &input.member_id, 64, true);
+        violations.text("idempotency_key", &input.idempotency_key, 128, true);
+        if matches!(Channel::try_from(input.channel), Ok(Channel::Unspecified) | Err(_)) {
+            violations.add("channel", "is required: the channel the member claims from");
+        }
+        violations.into_result().map_err(CampaignError::from)?;
+        let issue = Issue {
+            template_id: &input.template_id,
+            member_id: &input.member_id,
+            origin: pb::CouponOrigin::Claimed,
+            channel: input.channel,
+            keyed: Keyed {
+                scope: "claim".into(),
+                key: &input.idempotency_key,
+                request: RequestDigest::of(input),
+                field_name: field_name::<pb::ClaimCouponRequest>,
+            },
+        };
+        let coupon = app::coupons::issue(&self.db, &actor.tenant_id, &issue, self.clock.now()).await?;
+        Ok(Response::new(pb::ClaimCouponResponse { coupon: Some(coupon) }))
+    }
+
+    async fn import_coupon_codes(
+        &self,
+        request: Request<pb::ImportCouponCodesRequest>,
+    ) -> Reply<pb::ImportCouponCodesResponse> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let input = request.get_ref();
+        let mut violations = Violations::default();
+        template_id(&mut violations, &input.template_id);
+        if input.codes.is_empty() || input.codes.len() > MAX_IMPORT {
+            violations.add(
+                "codes",
+                format!("must hold 1-{MAX_IMPORT} codes, got {}", input.codes.len()),
+            );
+        }
+        violations.into_result().map_err(CampaignError::from)?;
+        let codes: Vec<String> = input.codes.iter().map(|typed| code::normalize(typed)).collect();
+        let response = app::coupons::import(&self.db, &actor.tenant_id, &input.template_id, &codes).await?;
+        Ok(Response::new(response))
+    }
+
+    async fn validate_coupons(
+        &self,
+        request: Request<pb::ValidateCouponsRequest>,
+    ) -> Reply<pb::ValidateCouponsResponse> {
+        let actor = authorize(&request, REDEEM)?;
+        let input = request.get_ref();
+        let mut violations = Violations::default();
+        let order = order(input.order.as_ref(), &mut violations);
+        let codes = codes(&input.codes, &mut violations);
+        violations.into_result().map_err(CampaignError::from)?;
+        let response = app::coupons::validate(&self.db, &actor.tenant_id, &order, &codes, self.clock.now()).await?;
+        Ok(Response::new(response))
+    }
+
+    async fn redeem_coupons(&self, request: Request<pb::RedeemCouponsRequest>) -> Reply<pb::RedeemCouponsResponse> {
+        let actor = authorize(&request, REDEEM)?;
+        let input = request.get_ref();
+        let mut violations = Violations::default();
+        let checked_order = order(input.order.as_ref(), &mut violations);
+        let codes = codes(&input.codes, &mut violations);
+        violations.into_result().map_err(CampaignError::from)?;
+        let order = input
+            .order
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument("order is required"))?;
+        let redemption = Redemption {
+            order,
+            checked_order,
+            codes,
+            keyed: Keyed {
+                scope: format!("redeem:{}", order.source),
+                key: &order.order_id,
+                request: RequestDigest::of(input),
+                field_name: field_name::<pb::RedeemCouponsRequest>,
+            },
+        };
+        let response = app::coupons::redeem(&self.db, &actor.tenant_id, &redemption, self.clock.now()).await?;
+        Ok(Response::new(response))
+    }
+
+    async fn void_coupon(&self, request: Request<pb::VoidCouponRequest>) -> Reply<pb::VoidCouponResponse> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let input = request.get_ref();
+        let mut violations = Violations::default();
+        let code = one_code(&input.code, &mut violations);
+        violations.text("reason", &input.reason, 200, true);
+        violations.into_result().map_err(CampaignError::from)?;
+        let coupon = app::coupons::void(&self.db, &actor.tenant_id, &code, &input.reason, self.clock.now()).await?;
+        Ok(Response::new(pb::VoidCouponResponse { coupon: Some(coupon) }))
+    }
+
+    async fn get_coupon(&self, request: Request<pb::GetCouponRequest>) -> Reply<pb::GetCouponResponse> {
+        let actor = authorize(&request, READ_COUPON)?;
+        let mut violations = Violations::default();
+        let code = one_code(&request.get_ref().code, &mut violations);
+        violations.into_result().map_err(CampaignError::from)?;
+        let coupon = app::coupons::get(&self.db, &actor.tenant_id, &code, self.clock.now()).await?;
+        Ok(Response::new(pb::GetCouponResponse { coupon: Some(coupon) }))
+    }
+
+    async fn list_coupons(&self, request: Request<pb::ListCouponsRequest>) -> Reply<pb::ListCouponsResponse> {
+        let actor = authorize(&request, Access::READ)?;
+        let input = request.get_ref();
+        let mut violations = Violations::default();
+        violations.text("member_id", &input.member_id, 64, true);
+        let state = pb::CouponState::try_from(input.state).unwrap_or_else(|_| {
+            violations.add("state", format!("{} is not a coupon state", input.state));
+            pb::CouponState::Unspecified
+        });
+        let size = violations.check(page::size(input.page_size)).unwrap_or_default();
+        let after = violations.check(page::after(&input.page_token)).flatten();
+        violations.into_result().map_err(CampaignError::from)?;
+        let (coupons, next_page_token) = app::coupons::list(
+            &self.db,
+            &actor.tenant_id,
+            &input.member_id,
+            state,
+            (after, size),
+            self.clock.now(),
+        )
+        .await?;
+        Ok(Response::new(pb::ListCouponsResponse {
+            coupons,
+            next_page_token,
+        }))
+    }
+}

@@ -1,0 +1,24 @@
+//! The campaign schema's migrations. Files are never edited once merged.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261203_000001_create_coupon_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(quanyu_outbox::migration::CreateOutbox),
+            Box::new(quanyu_outbox::migration::CreateCursors),
+            Box::new(quanyu_outbox::migration::CreatePendingEvents),
+            Box::new(quanyu_runtime::idempotency::CreateIdempotency),
+            Box::new(m20261203_000001_create_coupon_tables::Migration),
+        ]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "campaign_migrations".into_iden()
+    }
+}

@@ -1,0 +1,105 @@
+//! sea-orm entities of the campaign schema, keyed by `tenant_id` first.
+
+pub mod coupon_templates {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "coupon_templates")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub template_id: String,
+        /// The encoded `quanyu.campaign.v1.CouponTemplate`, as created.
+        pub definition: Vec<u8>,
+        pub stock: i64,
+        pub issued: i64,
+        pub per_member_limit: i64,
+        pub created_at: ChronoDateTimeUtc,
+    }
+
+    quanyu_runtime::no_relations!();
+}
+
+pub mod coupons {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "coupons")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub coupon_id: String,
+        pub code: String,
+        pub template_id: String,
+        pub member_id: String,
+        pub origin: String,
+        pub state: String,
+        pub issued_at: ChronoDateTimeUtc,
+        pub valid_from: ChronoDateTimeUtc,
+        pub valid_until: ChronoDateTimeUtc,
+        pub order_source: String,
+        pub order_id: String,
+        pub redeemed_at: Option<ChronoDateTimeUtc>,
+        pub void_reason: String,
+    }
+
+    quanyu_runtime::no_relations!();
+}
+
+pub mod code_pool {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "code_pool")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub template_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub position: i64,
+        pub code: String,
+    }
+
+    quanyu_runtime::no_relations!();
+}
+
+pub mod redemptions {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "redemptions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub order_source: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub order_id: String,
+        pub amount_minor: i64,
+        pub currency: String,
+        pub refunded_minor: i64,
+        pub restored: bool,
+        pub redeemed_at: ChronoDateTimeUtc,
+    }
+
+    quanyu_runtime::no_relations!();
+}
+
+pub mod merged_members {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "merged_members")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub member_id: String,
+        pub survivor_id: String,
+    }
+
+    quanyu_runtime::no_relations!();
+}

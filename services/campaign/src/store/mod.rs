@@ -1,0 +1,8 @@
+//! Campaign's tables. Reads and plain writes go through sea-orm's entities; the writes that must
+//! hold under concurrency (taking stock, a member's place under a limit) are single conditional
+//! statements, so that the row's lock is the only serialization.
+
+pub mod coupons;
+pub mod entity;
+pub mod members;
+pub mod templates;
