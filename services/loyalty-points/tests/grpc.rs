@@ -38,6 +38,7 @@ quanyu_testkit::suite!(
     uploads_at_once_apply_each_sale_once,
     a_sale_sent_again_by_a_till_gets_its_first_answer,
     amounts_past_their_bounds_are_refused_naming_the_field,
+    grants_are_credited_once_and_taken_back_from_their_lot,
 );
 
 async fn rows_in(db: &sea_orm::DatabaseConnection, table: &str) -> i64 {
@@ -1368,4 +1369,69 @@ async fn amounts_past_their_bounds_are_refused_naming_the_field(suite: Suite) {
         ]
     );
     assert_eq!(balance(&mut pos, &member_id).await.balance, held, "nothing applied");
+}
+
+/// Another service's grant is a GRANT entry under its reference, once per key; its revocation a
+/// REVERSE entry that takes from the grant's lot first.
+async fn grants_are_credited_once_and_taken_back_from_their_lot(suite: Suite) {
+    let mut platform = with_program(&suite, 0).await;
+    let grant = |points: i64, key: &str| pb::GrantPointsRequest {
+        account: account("m-1"),
+        points,
+        reference: "campaign:day:2026-12-08".into(),
+        idempotency_key: key.into(),
+    };
+    let granted = platform.grant_points(grant(300, "g-1")).await.unwrap().into_inner();
+    assert_eq!(granted.balance.as_ref().unwrap().balance, 300);
+    let again = platform.grant_points(grant(300, "g-1")).await.unwrap().into_inner();
+    assert_eq!(again, granted, "the same key grants once");
+    let other = platform.grant_points(grant(400, "g-1")).await.unwrap_err();
+    assert_eq!(
+        (other.code(), violated_fields(&other)),
+        (Code::AlreadyExists, vec!["points".to_owned()])
+    );
+
+    let revoke = pb::RevokeGrantRequest {
+        account: account("m-1"),
+        points: 100,
+        reference: "campaign:day:2026-12-08".into(),
+        idempotency_key: "r-1".into(),
+    };
+    let revoked = platform.revoke_grant(revoke.clone()).await.unwrap().into_inner();
+    assert_eq!(revoked.balance.as_ref().unwrap().balance, 200);
+    assert_eq!(platform.revoke_grant(revoke).await.unwrap().into_inner(), revoked);
+    let entries = platform
+        .list_entries(pb::ListEntriesRequest {
+            account: account("m-1"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let kinds: Vec<(i32, i64, &str)> = entries
+        .iter()
+        .map(|entry| (entry.kind, entry.points, entry.reference.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (pb::EntryKind::Reverse as i32, -100, "campaign:day:2026-12-08"),
+            (pb::EntryKind::Grant as i32, 300, "campaign:day:2026-12-08"),
+        ]
+    );
+
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let denied = pos.grant_points(grant(1, "g-2")).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let bad = platform
+        .grant_points(pb::GrantPointsRequest {
+            account: account("m-1"),
+            points: 0,
+            reference: String::new(),
+            idempotency_key: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&bad), ["idempotency_key", "points", "reference"]);
 }

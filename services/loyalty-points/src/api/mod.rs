@@ -424,4 +424,58 @@ impl PointsService for PointsApi {
             .await?;
         Ok(Response::new(response))
     }
+
+    async fn grant_points(&self, request: Request<pb::GrantPointsRequest>) -> Reply<pb::GrantPointsResponse> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let input = request.get_ref();
+        let (points, reference, key) = grant(input.points, &input.reference, &input.idempotency_key)?;
+        let response = self
+            .keyed_change(
+                &actor,
+                input.account.as_ref(),
+                || Change::Grant {
+                    points,
+                    reference: reference.clone(),
+                },
+                ("grant", &key, input),
+                |changed| pb::GrantPointsResponse {
+                    balance: Some(changed.balance.clone()),
+                },
+            )
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn revoke_grant(&self, request: Request<pb::RevokeGrantRequest>) -> Reply<pb::RevokeGrantResponse> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let input = request.get_ref();
+        let (points, reference, key) = grant(input.points, &input.reference, &input.idempotency_key)?;
+        let response = self
+            .keyed_change(
+                &actor,
+                input.account.as_ref(),
+                || Change::RevokeGrant {
+                    points,
+                    reference: reference.clone(),
+                },
+                ("revoke-grant", &key, input),
+                |changed| pb::RevokeGrantResponse {
+                    balance: Some(changed.balance.clone()),
+                },
+            )
+            .await?;
+        Ok(Response::new(response))
+    }
+}
+
+/// Checks a grant or its revocation: the points, the grant's reference and the idempotency key.
+fn grant(points: i64, reference: &str, key: &str) -> Result<(i64, String, String), PointsError> {
+    let mut violations = Violations::default();
+    let key = violations.check(idempotency_key(key));
+    if !(1..=MAX_POINTS_PER_CHANGE).contains(&points) {
+        violations.add("points", format!("must be 1 to {MAX_POINTS_PER_CHANGE}"));
+    }
+    violations.text("reference", reference, 200, true);
+    violations.into_result().map_err(PointsError::from)?;
+    Ok((points, reference.to_owned(), key.unwrap_or_default()))
 }

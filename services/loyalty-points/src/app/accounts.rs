@@ -46,6 +46,16 @@ pub enum Change {
         points: i64,
         reason: String,
     },
+    /// Points another service grants, under its reference.
+    Grant {
+        points: i64,
+        reference: String,
+    },
+    /// Points granted under `reference` taken back.
+    RevokeGrant {
+        points: i64,
+        reference: String,
+    },
     /// Nothing: read the balance (still expiring what is due).
     Read,
 }
@@ -149,6 +159,11 @@ pub async fn change(
             account.ledger.credit(Credit::Adjust, points, at, expiry, &reason)?;
         }
         Change::Adjust { points, reason } => account.ledger.debit_adjustment(-points, at, &reason)?,
+        Change::Grant { points, reference } => {
+            let expiry = expires_at(key.program.expiry, at, key.program.offset);
+            account.ledger.credit(Credit::Grant, points, at, expiry, &reference)?;
+        }
+        Change::RevokeGrant { points, reference } => account.ledger.reverse(points, at, &reference)?,
         Change::Read => {}
     }
     let mut writes = Writes::new(&txn);
