@@ -204,9 +204,10 @@ async fn analytics_follows_enrolments_sales_and_merges(suite: Suite) {
     analytics_reaches(&suite, [(1, 1), (1, 1)]).await;
 }
 
-/// A member claims a coupon in the mini-program and spends it at a till: loyalty-points records
-/// the sale, campaign redeems the coupon for the same order; the order's refund, recorded at
-/// loyalty-points, gives the coupon back through its event. campaign's stream tells it all.
+/// A member claims a coupon in the mini-program and spends it at a till on the member day:
+/// loyalty-points records the sale, campaign redeems the coupon for the same order and grants the
+/// member-day bonus once; the order's refund, recorded at loyalty-points, gives the coupon back
+/// and takes the bonus back, through its event. campaign's stream tells it all.
 async fn a_coupon_claimed_online_is_redeemed_in_a_store_and_restored_by_the_refund(suite: Suite) {
     use quanyu_proto::campaign::v1 as campaign_pb;
     use quanyu_proto::events::v1::event_stream_service_client::EventStreamServiceClient;
@@ -251,6 +252,38 @@ async fn a_coupon_claimed_online_is_redeemed_in_a_store_and_restored_by_the_refu
         .coupon
         .unwrap();
 
+    // Today is the member day: one bonus point per yuan, once per member per member day.
+    let today = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+    let weekday = chrono::Datelike::weekday(&today).number_from_monday();
+    let to_proto = |at: chrono::DateTime<chrono::Utc>| Some(quanyu_runtime::clock::to_proto(at));
+    let member_day = campaign_pb::Campaign {
+        campaign_id: "member-day".into(),
+        name: "Member day".into(),
+        kind: campaign_pb::CampaignKind::MemberDay.into(),
+        starts_at: to_proto(chrono::Utc::now() - chrono::Duration::days(1)),
+        ends_at: to_proto(chrono::Utc::now() + chrono::Duration::days(1)),
+        member_day: Some(campaign_pb::MemberDay {
+            day: Some(campaign_pb::member_day::Day::Weekday(weekday)),
+        }),
+        bonus: Some(campaign_pb::PurchaseBonus {
+            points_per_unit: 1,
+            unit: quanyu_testkit::points::cny(100),
+            min_spend: None,
+        }),
+        ..Default::default()
+    };
+    mall.create_campaign(campaign_pb::CreateCampaignRequest {
+        campaign: Some(member_day),
+    })
+    .await
+    .unwrap();
+    mall.change_campaign_state(campaign_pb::ChangeCampaignStateRequest {
+        campaign_id: "member-day".into(),
+        state: campaign_pb::CampaignState::Scheduled.into(),
+    })
+    .await
+    .unwrap();
+
     let mut pos = suite.points(keys::ACME_POS).await;
     let sold = record(&mut pos, vec![sale("s-1", phone_buyer("13600136000"), 25_000)]).await;
     assert_eq!(sold[0].member_id, member, "the till's buyer is the member who claimed");
@@ -273,6 +306,13 @@ async fn a_coupon_claimed_online_is_redeemed_in_a_store_and_restored_by_the_refu
         .unwrap()
         .into_inner();
     assert_eq!(redeemed.discount, quanyu_testkit::points::cny(5_000));
+    let granted = member_day_run(&mut mall, |run| run.points_granted == 250 && run.pending == 0).await;
+    assert_eq!((granted.rewards, granted.points_granted, granted.pending), (1, 250, 0));
+    assert_eq!(
+        balance(&mut pos, &member).await.balance,
+        250 + 250,
+        "earned, and the member-day bonus"
+    );
 
     record(&mut points, vec![refund("s-1-back", "s-1", 25_000)]).await;
     let mut state = 0;
@@ -297,6 +337,13 @@ async fn a_coupon_claimed_online_is_redeemed_in_a_store_and_restored_by_the_refu
         campaign_pb::CouponState::Available as i32,
         "the refund gave the coupon back"
     );
+    let reversed = member_day_run(&mut mall, |run| run.points_revoked == 250 && run.pending == 0).await;
+    assert_eq!((reversed.points_revoked, reversed.pending), (250, 0));
+    assert_eq!(
+        balance(&mut pos, &member).await.balance,
+        0,
+        "the refund took back the bonus too"
+    );
 
     let bearer = quanyu_runtime::auth::BearerKey::new(keys::ACME_ANALYST).unwrap();
     let mut events = EventStreamServiceClient::with_interceptor(suite.channel("campaign").await, bearer);
@@ -309,12 +356,34 @@ async fn a_coupon_claimed_online_is_redeemed_in_a_store_and_restored_by_the_refu
     while let subscribe_response::Item::Event(event) = stream.next().await.unwrap().unwrap().item.unwrap() {
         types.push(event.event_type);
     }
+    // The reward follows the sale's event while the till redeems: the two may come in any order.
+    types.sort_unstable();
     assert_eq!(
         types,
         [
             "campaign.CouponIssued",
             "campaign.CouponRedeemed",
-            "campaign.CouponRestored"
+            "campaign.CouponRestored",
+            "campaign.RewardGranted"
         ]
     );
+}
+
+/// The member-day campaign's run, once `check` holds of it.
+async fn member_day_run(
+    mall: &mut quanyu_testkit::CampaignClient,
+    check: impl Fn(&quanyu_proto::campaign::v1::GetCampaignRunResponse) -> bool,
+) -> quanyu_proto::campaign::v1::GetCampaignRunResponse {
+    let request = quanyu_proto::campaign::v1::GetCampaignRunRequest {
+        campaign_id: "member-day".into(),
+    };
+    let mut run = mall.get_campaign_run(request.clone()).await.unwrap().into_inner();
+    for _ in 0..100 {
+        if check(&run) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        run = mall.get_campaign_run(request.clone()).await.unwrap().into_inner();
+    }
+    run
 }

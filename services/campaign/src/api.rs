@@ -5,7 +5,7 @@ use quanyu_proto::campaign::v1::campaign_service_server::CampaignService;
 use quanyu_proto::common::v1::Channel;
 use quanyu_runtime::auth::{Access, Role, authorize, is_slug};
 use quanyu_runtime::clock::Clock;
-use quanyu_runtime::error::Violations;
+use quanyu_runtime::error::{FieldViolation, Violations};
 use quanyu_runtime::idempotency::{RequestDigest, field_name};
 use quanyu_runtime::page;
 use sea_orm::DatabaseConnection;
@@ -162,14 +162,14 @@ impl CampaignService for CampaignApi {
             member_id: &input.member_id,
             origin: pb::CouponOrigin::Issued,
             channel: 0,
-            keyed: Keyed {
-                scope: "issue".into(),
-                key: &input.idempotency_key,
-                request: RequestDigest::of(input),
-                field_name: field_name::<pb::IssueCouponRequest>,
-            },
         };
-        let coupon = app::coupons::issue(&self.db, &actor.tenant_id, &issue, self.clock.now()).await?;
+        let keyed = Keyed {
+            scope: "issue".into(),
+            key: &input.idempotency_key,
+            request: RequestDigest::of(input),
+            field_name: field_name::<pb::IssueCouponRequest>,
+        };
+        let coupon = app::coupons::issue(&self.db, &actor.tenant_id, (&issue, &keyed), self.clock.now()).await?;
         Ok(Response::new(pb::IssueCouponResponse { coupon: Some(coupon) }))
     }
 
@@ -189,14 +189,14 @@ impl CampaignService for CampaignApi {
             member_id: &input.member_id,
             origin: pb::CouponOrigin::Claimed,
             channel: input.channel,
-            keyed: Keyed {
-                scope: "claim".into(),
-                key: &input.idempotency_key,
-                request: RequestDigest::of(input),
-                field_name: field_name::<pb::ClaimCouponRequest>,
-            },
         };
-        let coupon = app::coupons::issue(&self.db, &actor.tenant_id, &issue, self.clock.now()).await?;
+        let keyed = Keyed {
+            scope: "claim".into(),
+            key: &input.idempotency_key,
+            request: RequestDigest::of(input),
+            field_name: field_name::<pb::ClaimCouponRequest>,
+        };
+        let coupon = app::coupons::issue(&self.db, &actor.tenant_id, (&issue, &keyed), self.clock.now()).await?;
         Ok(Response::new(pb::ClaimCouponResponse { coupon: Some(coupon) }))
     }
 
@@ -305,5 +305,84 @@ impl CampaignService for CampaignApi {
             coupons,
             next_page_token,
         }))
+    }
+
+    async fn create_campaign(&self, request: Request<pb::CreateCampaignRequest>) -> Reply<pb::CreateCampaignResponse> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let Some(campaign) = request.into_inner().campaign else {
+            return Err(CampaignError::from(FieldViolation::new("campaign", "is required")).into());
+        };
+        let campaign = app::campaigns::create(&self.db, &actor.tenant_id, campaign, self.clock.now()).await?;
+        Ok(Response::new(pb::CreateCampaignResponse {
+            campaign: Some(campaign),
+        }))
+    }
+
+    async fn get_campaign(&self, request: Request<pb::GetCampaignRequest>) -> Reply<pb::GetCampaignResponse> {
+        let actor = authorize(&request, Access::READ)?;
+        let campaign_id = checked_campaign_id(&request.get_ref().campaign_id)?;
+        let campaign = app::campaigns::get(&self.db, &actor.tenant_id, campaign_id, self.clock.now()).await?;
+        Ok(Response::new(pb::GetCampaignResponse {
+            campaign: Some(campaign),
+        }))
+    }
+
+    async fn list_campaigns(&self, request: Request<pb::ListCampaignsRequest>) -> Reply<pb::ListCampaignsResponse> {
+        let actor = authorize(&request, Access::READ)?;
+        let input = request.get_ref();
+        let mut violations = Violations::default();
+        let size = violations.check(page::size(input.page_size)).unwrap_or_default();
+        let after = violations.check(page::after(&input.page_token)).flatten();
+        violations.into_result().map_err(CampaignError::from)?;
+        let page = (after, size);
+        let (campaigns, next_page_token) =
+            app::campaigns::list(&self.db, &actor.tenant_id, page, self.clock.now()).await?;
+        Ok(Response::new(pb::ListCampaignsResponse {
+            campaigns,
+            next_page_token,
+        }))
+    }
+
+    async fn change_campaign_state(
+        &self,
+        request: Request<pb::ChangeCampaignStateRequest>,
+    ) -> Reply<pb::ChangeCampaignStateResponse> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let input = request.get_ref();
+        let campaign_id = checked_campaign_id(&input.campaign_id)?;
+        let target = match pb::CampaignState::try_from(input.state) {
+            Ok(
+                target @ (pb::CampaignState::Scheduled
+                | pb::CampaignState::Active
+                | pb::CampaignState::Paused
+                | pb::CampaignState::Ended),
+            ) => target,
+            _ => {
+                let why = "must be SCHEDULED, ACTIVE (to resume), PAUSED or ENDED";
+                return Err(CampaignError::from(FieldViolation::new("state", why)).into());
+            }
+        };
+        let now = self.clock.now();
+        let campaign = app::campaigns::change(&self.db, &actor.tenant_id, campaign_id, target, now).await?;
+        Ok(Response::new(pb::ChangeCampaignStateResponse {
+            campaign: Some(campaign),
+        }))
+    }
+
+    async fn get_campaign_run(&self, request: Request<pb::GetCampaignRunRequest>) -> Reply<pb::GetCampaignRunResponse> {
+        let actor = authorize(&request, Access::READ)?;
+        let campaign_id = checked_campaign_id(&request.get_ref().campaign_id)?;
+        Ok(Response::new(
+            app::campaigns::run(&self.db, &actor.tenant_id, campaign_id).await?,
+        ))
+    }
+}
+
+/// A request's campaign id, checked.
+fn checked_campaign_id(campaign_id: &str) -> Result<&str, CampaignError> {
+    if is_slug(campaign_id) {
+        Ok(campaign_id)
+    } else {
+        Err(FieldViolation::new("campaign_id", "must be 1-64 of [a-z0-9_.-]").into())
     }
 }

@@ -5,7 +5,7 @@ use quanyu_proto::campaign::v1 as pb;
 use quanyu_proto::common::v1::Money;
 use quanyu_proto::events::v1::event::Payload;
 
-use crate::store::entity::coupons;
+use crate::store::entity::{coupons, rewards};
 
 fn coupon_event(coupon: &coupons::Model, payload: Payload) -> NewEvent {
     NewEvent {
@@ -62,4 +62,20 @@ pub fn voided(coupon: &coupons::Model, reason: &str) -> NewEvent {
         reason: reason.to_owned(),
     });
     coupon_event(coupon, payload)
+}
+
+/// A reward given to a member.
+pub fn reward_granted(reward: &rewards::Model) -> NewEvent {
+    NewEvent {
+        tenant_id: reward.tenant_id.clone(),
+        aggregate_type: "campaign",
+        aggregate_id: reward.campaign_id.clone(),
+        payload: Payload::RewardGranted(pb::RewardGranted {
+            campaign_id: reward.campaign_id.clone(),
+            member_id: reward.member_id.clone(),
+            occurrence: reward.occurrence.clone(),
+            points: reward.points,
+            coupon_id: reward.coupon_id.clone(),
+        }),
+    }
 }

@@ -1,5 +1,6 @@
-//! campaign: coupon templates and coupons — claimed online, redeemed in the store, never
-//! oversold — kept in step with member-identity's merges and loyalty-points' refunds.
+//! campaign: campaigns that reward enrolments, purchases and tiers with points and coupons, and
+//! coupons — claimed online, redeemed in the store, never oversold — kept in step with
+//! member-identity's merges and loyalty-points' refunds.
 
 pub mod api;
 pub mod app;
@@ -30,8 +31,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where member-identity's event stream is read (the first URL, if several are listed).
     pub identity_endpoint: String,
-    /// Where loyalty-points' event stream is read.
+    /// Where loyalty-points answers (campaigns' points are granted there) and its event stream
+    /// is read (from the first URL): a URL whose host names every replica, or several URLs
+    /// separated by commas.
     pub points_endpoint: String,
+    /// How often the names of `points_endpoint` are resolved again, to follow replicas.
+    pub points_resolve_interval_secs: u64,
     /// A `service` API key both accept.
     pub api_key: Secret,
     pub events: quanyu_outbox::subscribe::StreamConfig,
@@ -44,6 +49,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50053)),
             identity_endpoint: "http://127.0.0.1:50051".into(),
             points_endpoint: "http://127.0.0.1:50052".into(),
+            points_resolve_interval_secs: 10,
             api_key: Secret::default(),
             events: quanyu_outbox::subscribe::StreamConfig::default(),
             retention: quanyu_outbox::retention::RetentionConfig::default(),
@@ -61,8 +67,9 @@ impl Service for Campaign {
         config.listen
     }
 
-    /// Connects and migrates the database, starts reading merges and refunds, and returns the
-    /// service with its event stream, ready to serve.
+    /// Connects and migrates the database, starts reading the events campaigns reward (and
+    /// merges and refunds) and sending their points grants, and returns the service with its
+    /// event stream, ready to serve.
     async fn build(config: &Config, context: &ServiceContext) -> Result<Server, BuildError> {
         let db = quanyu_runtime::db::connect::<migration::Migrator>(&context.database, Self::SCHEMA).await?;
         let streams = [
@@ -73,7 +80,7 @@ impl Service for Campaign {
             ),
             (
                 "campaign.points",
-                config.points_endpoint.as_str(),
+                quanyu_runtime::client::first_endpoint(&config.points_endpoint),
                 app::ingest::points_event_types(),
             ),
         ];
@@ -91,6 +98,18 @@ impl Service for Campaign {
             };
             tokio::spawn(Consumer::new(stream, db.clone(), effects).run(context.shutdown.clone()));
         }
+        let points = quanyu_runtime::client::balanced_channel(
+            &config.points_endpoint,
+            Duration::from_secs(config.points_resolve_interval_secs.max(1)),
+            context.shutdown.clone(),
+        )
+        .map_err(|error| format!("campaign.points_endpoint: {error}"))?;
+        app::rewards::spawn_granter(
+            db.clone(),
+            points,
+            config.api_key.expose().to_owned(),
+            context.shutdown.clone(),
+        );
         let campaign = CampaignServiceServer::new(api::CampaignApi::new(db.clone(), context.clock.clone()));
         let server = context
             .server(Self::NAME, &db)

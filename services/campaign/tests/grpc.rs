@@ -21,7 +21,11 @@ quanyu_testkit::suite!(
     a_merged_members_coupons_move_to_the_survivor,
     partner_codes_are_issued_in_the_order_imported,
     the_wallet_pages_coupons_by_state,
-    tenants_never_see_each_others_coupons
+    tenants_never_see_each_others_coupons,
+    campaigns_move_through_their_states,
+    an_entry_gift_rewards_each_new_member_once_within_its_budget,
+    member_day_bonuses_are_given_once_a_day_and_taken_back_on_refund,
+    a_tier_gift_rewards_reaching_the_tier
 );
 
 /// The fields a refusal names, from its `google.rpc.BadRequest`.
@@ -761,4 +765,373 @@ async fn tenants_never_see_each_others_coupons(suite: Suite) {
     create(&mut globex, fifty_off("fifty")).await;
     let theirs = issue(&mut globex, "fifty", "m-1", "a").await.unwrap();
     assert_ne!(theirs.code, code, "the same key in another tenant is another coupon");
+}
+
+fn timestamp(rfc3339: &str) -> Option<prost_types::Timestamp> {
+    let at = chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc();
+    Some(quanyu_runtime::clock::to_proto(at))
+}
+
+/// A campaign of `kind` over November and December 2026 that grants 100 points.
+fn campaign(campaign_id: &str, kind: pb::CampaignKind) -> pb::Campaign {
+    pb::Campaign {
+        campaign_id: campaign_id.into(),
+        name: "Winter".into(),
+        kind: kind.into(),
+        starts_at: timestamp("2026-11-01T00:00:00+08:00"),
+        ends_at: timestamp("2027-01-01T00:00:00+08:00"),
+        reward: Some(pb::Reward {
+            points: 100,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn create_campaign(client: &mut CampaignClient, campaign: pb::Campaign) -> Result<pb::Campaign, Status> {
+    let request = pb::CreateCampaignRequest {
+        campaign: Some(campaign),
+    };
+    Ok(client.create_campaign(request).await?.into_inner().campaign.unwrap())
+}
+
+async fn move_to(
+    client: &mut CampaignClient,
+    campaign_id: &str,
+    state: pb::CampaignState,
+) -> Result<pb::Campaign, Status> {
+    let request = pb::ChangeCampaignStateRequest {
+        campaign_id: campaign_id.into(),
+        state: state.into(),
+    };
+    Ok(client
+        .change_campaign_state(request)
+        .await?
+        .into_inner()
+        .campaign
+        .unwrap())
+}
+
+async fn run_of(client: &mut CampaignClient, campaign_id: &str) -> pb::GetCampaignRunResponse {
+    let request = pb::GetCampaignRunRequest {
+        campaign_id: campaign_id.into(),
+    };
+    client.get_campaign_run(request).await.unwrap().into_inner()
+}
+
+/// Polls a campaign's run until `check` holds of it (rewards follow other services' events).
+async fn run_until(
+    client: &mut CampaignClient,
+    campaign_id: &str,
+    check: impl Fn(&pb::GetCampaignRunResponse) -> bool,
+) -> pb::GetCampaignRunResponse {
+    for _ in 0..100 {
+        let run = run_of(client, campaign_id).await;
+        if check(&run) {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the run of {campaign_id} never got there: {:?}",
+        run_of(client, campaign_id).await
+    );
+}
+
+async fn campaigns_move_through_their_states(suite: Suite) {
+    use pb::CampaignState::{Active, Draft, Ended, Paused, Scheduled};
+    let mut client = suite.campaign(keys::ACME_PLATFORM).await;
+    let created = create_campaign(&mut client, campaign("winter", pb::CampaignKind::EntryGift))
+        .await
+        .unwrap();
+    assert_eq!(created.state, Draft as i32);
+    let again = create_campaign(&mut client, campaign("winter", pb::CampaignKind::EntryGift))
+        .await
+        .unwrap();
+    assert_eq!(again, created);
+    let other = create_campaign(&mut client, campaign("winter", pb::CampaignKind::PurchaseBonus))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (other.code(), violated_fields(&other)),
+        (Code::AlreadyExists, vec!["campaign.kind".to_owned()])
+    );
+
+    let refused = move_to(&mut client, "winter", Paused).await.unwrap_err();
+    assert_eq!(
+        (refused.code(), reason(&refused)),
+        (Code::FailedPrecondition, "ILLEGAL_STATE_CHANGE".into())
+    );
+    assert!(
+        refused.message().contains("CAMPAIGN_STATE_DRAFT"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(
+        move_to(&mut client, "winter", Scheduled).await.unwrap().state,
+        Active as i32,
+        "its window is open"
+    );
+    assert_eq!(
+        move_to(&mut client, "winter", Paused).await.unwrap().state,
+        Paused as i32
+    );
+    assert_eq!(
+        move_to(&mut client, "winter", Active).await.unwrap().state,
+        Active as i32
+    );
+    assert_eq!(move_to(&mut client, "winter", Ended).await.unwrap().state, Ended as i32);
+    assert_eq!(
+        move_to(&mut client, "winter", Ended).await.unwrap().state,
+        Ended as i32,
+        "ended again"
+    );
+    let after_end = move_to(&mut client, "winter", Scheduled).await.unwrap_err();
+    assert!(
+        after_end.message().contains("CAMPAIGN_STATE_ENDED"),
+        "{}",
+        after_end.message()
+    );
+
+    let later = pb::Campaign {
+        starts_at: timestamp("2027-03-01T00:00:00+08:00"),
+        ends_at: timestamp("2027-04-01T00:00:00+08:00"),
+        ..campaign("spring", pb::CampaignKind::EntryGift)
+    };
+    create_campaign(&mut client, later).await.unwrap();
+    assert_eq!(
+        move_to(&mut client, "spring", Scheduled).await.unwrap().state,
+        Scheduled as i32
+    );
+    suite.context.clock.set(
+        chrono::DateTime::parse_from_rfc3339("2027-03-02T00:00:00Z")
+            .unwrap()
+            .to_utc(),
+    );
+    let spring = client
+        .get_campaign(pb::GetCampaignRequest {
+            campaign_id: "spring".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .campaign
+        .unwrap();
+    assert_eq!(spring.state, Active as i32, "active by itself once its window opens");
+
+    let listed = client
+        .list_campaigns(pb::ListCampaignsRequest {
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.campaigns[0].campaign_id, "spring");
+    let rest = client
+        .list_campaigns(pb::ListCampaignsRequest {
+            page_size: 1,
+            page_token: listed.next_page_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (rest.campaigns[0].campaign_id.as_str(), rest.next_page_token.as_str()),
+        ("winter", "")
+    );
+
+    let unknown_coupon = pb::Campaign {
+        reward: Some(pb::Reward {
+            coupon_template_id: "none".into(),
+            ..Default::default()
+        }),
+        ..campaign("gift", pb::CampaignKind::EntryGift)
+    };
+    let refused = create_campaign(&mut client, unknown_coupon).await.unwrap_err();
+    assert_eq!(violated_fields(&refused), ["campaign.reward.coupon_template_id"]);
+    let bad = move_to(&mut client, "winter", Draft).await.unwrap_err();
+    assert_eq!(violated_fields(&bad), ["state"]);
+    let missing = move_to(&mut client, "none", Ended).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+}
+
+/// Three members enrol on the WeChat mall and one in a store; the entry gift of the mall gives
+/// 100 points and a coupon to the first two (its budget is two coupons) and nothing to the
+/// store's member. A grant sent again is a duplicate at loyalty-points, not a second grant.
+async fn an_entry_gift_rewards_each_new_member_once_within_its_budget(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut client = suite.campaign(keys::ACME_PLATFORM).await;
+    create(&mut client, fifty_off("welcome")).await;
+    let gift = pb::Campaign {
+        channels: vec![Channel::WechatMall.into()],
+        reward: Some(pb::Reward {
+            points: 100,
+            coupon_template_id: "welcome".into(),
+            ..Default::default()
+        }),
+        budget: Some(pb::Budget {
+            kind: pb::BudgetKind::Coupons.into(),
+            limit: 2,
+        }),
+        ..campaign("welcome", pb::CampaignKind::EntryGift)
+    };
+    create_campaign(&mut client, gift).await.unwrap();
+    move_to(&mut client, "welcome", pb::CampaignState::Scheduled)
+        .await
+        .unwrap();
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let online = quanyu_proto::identity::v1::Enrollment {
+        channel: Channel::WechatMall.into(),
+        ..Default::default()
+    };
+    let mut members = Vec::new();
+    for phone in ["13700137001", "13700137002", "13700137003"] {
+        members.push(enrol(&mut identity, phone, online.clone()).await);
+    }
+    let in_store = quanyu_proto::identity::v1::Enrollment {
+        channel: Channel::Store.into(),
+        ..Default::default()
+    };
+    enrol(&mut identity, "13700137004", in_store).await;
+
+    let run = run_until(&mut client, "welcome", |run| {
+        run.rewards + run.refused == 3 && run.pending == 0
+    })
+    .await;
+    assert_eq!(
+        (run.rewards, run.refused, run.coupons_issued, run.points_granted),
+        (2, 1, 2, 200)
+    );
+    let campaign = client
+        .get_campaign(pb::GetCampaignRequest {
+            campaign_id: "welcome".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .campaign
+        .unwrap();
+    assert_eq!(campaign.spent, 2, "the budget is spent, never passed");
+    let mut points = suite.points(keys::ACME_PLATFORM).await;
+    let balances = [
+        quanyu_testkit::points::balance(&mut points, &members[0]).await.balance,
+        quanyu_testkit::points::balance(&mut points, &members[1]).await.balance,
+        quanyu_testkit::points::balance(&mut points, &members[2]).await.balance,
+    ];
+    assert_eq!(balances, [100, 100, 0]);
+
+    // Sending every grant again (a restart before it was marked sent) grants nothing twice.
+    let db = suite.database("campaign").await;
+    sea_orm::ConnectionTrait::execute_unprepared(&db, "UPDATE point_grants SET state = 'PENDING'")
+        .await
+        .unwrap();
+    run_until(&mut client, "welcome", |run| run.pending == 0).await;
+    assert_eq!(
+        quanyu_testkit::points::balance(&mut points, &members[0]).await.balance,
+        100
+    );
+    let wallet = client
+        .list_coupons(pb::ListCouponsRequest {
+            member_id: members[0].clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(wallet.coupons[0].origin, pb::CouponOrigin::Campaign as i32);
+}
+
+/// A sale in November 2026 at the given day and hour in +08:00.
+fn november_sale(transaction_id: &str, member_id: &str, day: u32, amount_minor: i64) -> quanyu_proto::points::v1::Sale {
+    quanyu_proto::points::v1::Sale {
+        occurred_at: timestamp(&format!("2026-11-{day:02}T12:00:00+08:00")),
+        ..sale(transaction_id, member_buyer(member_id), amount_minor)
+    }
+}
+
+/// Member days are the 8th of the month: 2 bonus points per yuan on one purchase a member day
+/// from 100 yuan; a refund takes back its share of the bonus.
+async fn member_day_bonuses_are_given_once_a_day_and_taken_back_on_refund(suite: Suite) {
+    let mut points = with_program(&suite, 0).await;
+    let mut client = suite.campaign(keys::ACME_PLATFORM).await;
+    let member_day = pb::Campaign {
+        member_day: Some(pb::MemberDay {
+            day: Some(pb::member_day::Day::DayOfMonth(8)),
+        }),
+        reward: None,
+        bonus: Some(pb::PurchaseBonus {
+            points_per_unit: 2,
+            unit: cny(100),
+            min_spend: cny(10_000),
+        }),
+        ..campaign("day", pb::CampaignKind::MemberDay)
+    };
+    create_campaign(&mut client, member_day).await.unwrap();
+    move_to(&mut client, "day", pb::CampaignState::Scheduled).await.unwrap();
+    let mut pos = suite.points(keys::ACME_POS).await;
+    record(
+        &mut pos,
+        vec![
+            november_sale("d-1", "m-1", 8, 20_000),
+            november_sale("d-2", "m-1", 8, 15_000),
+            november_sale("d-3", "m-1", 9, 30_000),
+            november_sale("d-4", "m-2", 8, 9_999),
+        ],
+    )
+    .await;
+    let run = run_until(&mut client, "day", |run| run.rewards == 1 && run.pending == 0).await;
+    assert_eq!(run.points_granted, 400, "the first member-day purchase only");
+    let earned = 200 + 150 + 300;
+    assert_eq!(
+        quanyu_testkit::points::balance(&mut points, "m-1").await.balance,
+        earned + 400
+    );
+
+    record(&mut pos, vec![refund("d-1-back", "d-1", 10_000)]).await;
+    let run = run_until(&mut client, "day", |run| run.points_revoked == 200 && run.pending == 0).await;
+    assert_eq!(run.points_granted, 400);
+    assert_eq!(
+        quanyu_testkit::points::balance(&mut points, "m-1").await.balance,
+        earned - 100 + 400 - 200,
+        "half refunded: half the earning and half the bonus back"
+    );
+}
+
+async fn a_tier_gift_rewards_reaching_the_tier(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut client = suite.campaign(keys::ACME_PLATFORM).await;
+    create(&mut client, fifty_off("gold-welcome")).await;
+    let gift = pb::Campaign {
+        tier: "gold".into(),
+        reward: Some(pb::Reward {
+            coupon_template_id: "gold-welcome".into(),
+            ..Default::default()
+        }),
+        ..campaign("gold", pb::CampaignKind::TierGift)
+    };
+    create_campaign(&mut client, gift).await.unwrap();
+    move_to(&mut client, "gold", pb::CampaignState::Scheduled)
+        .await
+        .unwrap();
+    let mut pos = suite.points(keys::ACME_POS).await;
+    record(
+        &mut pos,
+        vec![
+            sale("t-1", member_buyer("m-1"), 150_000),
+            sale("t-2", member_buyer("m-2"), 10_000),
+        ],
+    )
+    .await;
+    let run = run_until(&mut client, "gold", |run| run.rewards == 1).await;
+    assert_eq!((run.members, run.coupons_issued, run.points_granted), (1, 1, 0));
+    let wallet = client
+        .list_coupons(pb::ListCouponsRequest {
+            member_id: "m-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(wallet.coupons.len(), 1);
 }

@@ -28,33 +28,51 @@ pub struct Issue<'a> {
     pub origin: pb::CouponOrigin,
     /// Where a claim comes from.
     pub channel: i32,
-    pub keyed: Keyed<'a>,
 }
 
 /// Issues a coupon, or answers the coupon issued before under the same key (as it is now).
 pub async fn issue(
     db: &DatabaseConnection,
     tenant_id: &str,
-    issue: &Issue<'_>,
+    (issue, keyed): (&Issue<'_>, &Keyed<'_>),
     now: DateTime<Utc>,
 ) -> Result<pb::Coupon, CampaignError> {
-    with_retries(|| issue_once(db, tenant_id, issue, now)).await
+    with_retries(|| issue_once(db, tenant_id, (issue, keyed), now)).await
 }
 
 async fn issue_once(
     db: &DatabaseConnection,
     tenant_id: &str,
-    issue: &Issue<'_>,
+    (issue, keyed): (&Issue<'_>, &Keyed<'_>),
     now: DateTime<Utc>,
 ) -> Result<pb::Coupon, CampaignError> {
     let txn = begin_write(db).await?;
-    if let Some(response) = issue.keyed.recorded(&txn, tenant_id).await? {
+    if let Some(response) = keyed.recorded(&txn, tenant_id).await? {
         let first = pb::Coupon::decode(response.as_slice()).map_err(|error| undecodable("coupon", error))?;
         let now_stored = store::coupons::by_codes(&txn, tenant_id, vec![first.code.clone()], false).await?;
         return Ok(now_stored.first().map_or(first, |coupon| coupon_to_pb(coupon, now)));
     }
-    let member_id = store::members::current(&txn, tenant_id, issue.member_id).await?;
-    let (row, template) = templates::load(&txn, tenant_id, issue.template_id).await?;
+    let coupon = issue_in(&txn, tenant_id, issue, now).await?;
+    let response = coupon_to_pb(&coupon, now);
+    let mut writes = Writes::new(&txn);
+    quanyu_runtime::idempotency::record(&mut writes, tenant_id, vec![keyed.record(&response)], now);
+    writes.execute(&txn).await?;
+    txn.commit().await?;
+    counted("issued", 1);
+    Ok(response)
+}
+
+/// Issues a coupon in the caller's transaction (its event with it): the coupon, or why not.
+/// A refusal leaves the member's count and the stock as they were only when the caller rolls
+/// back what this did.
+pub(crate) async fn issue_in<C: ConnectionTrait>(
+    txn: &C,
+    tenant_id: &str,
+    issue: &Issue<'_>,
+    now: DateTime<Utc>,
+) -> Result<coupons::Model, CampaignError> {
+    let member_id = store::members::current(txn, tenant_id, issue.member_id).await?;
+    let (row, template) = templates::load(txn, tenant_id, issue.template_id).await?;
     let (valid_from, valid_until) = template.validity.of_issue(now);
     if valid_until <= now {
         return Err(CampaignError::refused(
@@ -74,12 +92,12 @@ async fn issue_once(
         ));
     }
     let limit = row.per_member_limit;
-    if !store::coupons::take_member_place(&txn, tenant_id, issue.template_id, &member_id, limit).await? {
+    if !store::coupons::take_member_place(txn, tenant_id, issue.template_id, &member_id, limit).await? {
         let why = format!("the member holds {limit} coupons of this template, the most one member may");
         return Err(CampaignError::refused("MEMBER_LIMIT_REACHED", "member_id", why));
     }
     // The stock's row is locked from here to the commit: nothing slow follows.
-    let Some(number) = store::templates::take_stock(&txn, tenant_id, issue.template_id).await? else {
+    let Some(number) = store::templates::take_stock(txn, tenant_id, issue.template_id).await? else {
         return Err(CampaignError::refused(
             "OUT_OF_STOCK",
             "template_id",
@@ -88,7 +106,7 @@ async fn issue_once(
     };
     let code = match template.code_source {
         CodeSource::Generated => code::generate()?,
-        CodeSource::Imported => store::templates::pool_code(&txn, tenant_id, issue.template_id, number)
+        CodeSource::Imported => store::templates::pool_code(txn, tenant_id, issue.template_id, number)
             .await?
             .ok_or_else(|| CampaignError::NotFound(format!("the pool has no code at {number}")))?,
     };
@@ -108,15 +126,11 @@ async fn issue_once(
         redeemed_at: None,
         void_reason: String::new(),
     };
-    store::coupons::insert(&txn, coupon.clone()).await?;
-    let response = coupon_to_pb(&coupon, now);
-    let mut writes = Writes::new(&txn);
-    quanyu_runtime::idempotency::record(&mut writes, tenant_id, vec![issue.keyed.record(&response)], now);
+    store::coupons::insert(txn, coupon.clone()).await?;
+    let mut writes = Writes::new(txn);
     quanyu_outbox::append_to(&mut writes, vec![events::issued(&coupon, issue.origin, issue.channel)]);
-    writes.execute(&txn).await?;
-    txn.commit().await?;
-    counted("issued", 1);
-    Ok(response)
+    writes.execute(txn).await?;
+    Ok(coupon)
 }
 
 /// Counts coupons by what happened to them (`campaign_coupons_total{event}`), once committed.

@@ -1,6 +1,8 @@
-//! What campaign takes from the other services' streams: merges (a merged member's coupons and
-//! counts move to the survivor) and refunds (a fully refunded order gives its coupons back).
-//! Each event is applied in the consumer's transaction with its cursor, so exactly once.
+//! What campaign takes from the other services' streams: what campaigns reward (enrolments,
+//! purchases, tiers reached), merges (a merged member's coupons and counts move to the
+//! survivor) and refunds (a refunded purchase's points are taken back; a fully refunded order
+//! gives its coupons back). Each event is applied in the consumer's transaction with its cursor,
+//! so exactly once.
 
 use quanyu_outbox::consumer::EventHandler;
 use quanyu_proto::events::event_type_of;
@@ -8,19 +10,30 @@ use quanyu_proto::events::v1::Event;
 use quanyu_proto::events::v1::event::Payload;
 use quanyu_proto::points::v1::{SaleKind, SaleRecorded};
 use quanyu_runtime::clock::Clock;
+use quanyu_runtime::clock::from_proto;
 use sea_orm::{DatabaseTransaction, DbErr};
 
+use super::rewards::{self, Happening};
+use crate::domain::campaign::{Kind, Place};
+use crate::error::CampaignError;
 use crate::events;
 use crate::store;
 
 /// The identity events campaign reads.
 pub fn identity_event_types() -> Vec<String> {
-    vec![event_type_of::<quanyu_proto::identity::v1::MembersMerged>()]
+    use quanyu_proto::identity::v1 as identity;
+    vec![
+        event_type_of::<identity::MemberEnrolled>(),
+        event_type_of::<identity::MembersMerged>(),
+    ]
 }
 
 /// The points events campaign reads.
 pub fn points_event_types() -> Vec<String> {
-    vec![event_type_of::<SaleRecorded>()]
+    vec![
+        event_type_of::<SaleRecorded>(),
+        event_type_of::<quanyu_proto::points::v1::TierChanged>(),
+    ]
 }
 
 pub struct Effects {
@@ -30,25 +43,95 @@ pub struct Effects {
 #[async_trait::async_trait]
 impl EventHandler for Effects {
     async fn apply(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), DbErr> {
-        let tenant_id = event.tenant_id.as_str();
-        match &event.payload {
-            Some(Payload::MembersMerged(merged)) => {
-                store::members::fold(txn, tenant_id, &merged.survivor_id, &merged.merged_member_id).await
-            }
-            Some(Payload::SaleRecorded(sale)) if sale.kind == i32::from(SaleKind::Refund) => {
-                self.refund(txn, tenant_id, sale).await
-            }
-            _ => Ok(()),
-        }
+        self.effect(txn, event)
+            .await
+            .map_err(|error| DbErr::Custom(format!("event {}: {error}", event.event_id)))
     }
 }
 
 impl Effects {
+    async fn effect(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), CampaignError> {
+        let tenant_id = event.tenant_id.as_str();
+        let now = self.clock.now();
+        let occurred_at = event.occurred_at.as_ref().and_then(from_proto).unwrap_or(now);
+        let happening = match &event.payload {
+            Some(Payload::MembersMerged(merged)) => {
+                let (survivor, loser) = (&merged.survivor_id, &merged.merged_member_id);
+                return Ok(store::members::fold(txn, tenant_id, survivor, loser).await?);
+            }
+            Some(Payload::SaleRecorded(sale)) if sale.kind == i32::from(SaleKind::Refund) => {
+                return self.refund(txn, tenant_id, sale).await;
+            }
+            Some(Payload::MemberEnrolled(enrolled)) => {
+                let enrollment = enrolled.enrollment.as_ref();
+                vec![Happening {
+                    kind: Kind::ENTRY_GIFT,
+                    member_id: &enrolled.member_id,
+                    at: enrolled
+                        .enrolled_at
+                        .as_ref()
+                        .and_then(from_proto)
+                        .unwrap_or(occurred_at),
+                    place: Some(Place {
+                        channel: enrollment.map_or(0, |enrollment| enrollment.channel),
+                        brand_id: enrollment.map_or("", |enrollment| enrollment.brand_id.as_str()),
+                        store_id: enrollment.map_or("", |enrollment| enrollment.store_id.as_str()),
+                    }),
+                    occurrence: "enrolment".into(),
+                    sale: None,
+                    tier: None,
+                }]
+            }
+            Some(Payload::SaleRecorded(sale)) if !sale.member_id.is_empty() => {
+                let amount = sale.amount.as_ref();
+                let purchase = |kind: &'static str| Happening {
+                    kind,
+                    member_id: &sale.member_id,
+                    at: sale.occurred_at.as_ref().and_then(from_proto).unwrap_or(occurred_at),
+                    place: Some(Place {
+                        channel: sale.channel,
+                        brand_id: &sale.brand_id,
+                        store_id: &sale.store_id,
+                    }),
+                    occurrence: format!("sale:{}/{}", sale.source, sale.transaction_id),
+                    sale: Some((
+                        amount.map_or(0, |amount| amount.amount_minor),
+                        amount.map_or("", |amount| amount.currency.as_str()),
+                    )),
+                    tier: None,
+                };
+                vec![purchase(Kind::PURCHASE_BONUS), purchase(Kind::MEMBER_DAY)]
+            }
+            Some(Payload::TierChanged(changed)) => vec![Happening {
+                kind: Kind::TIER_GIFT,
+                member_id: &changed.member_id,
+                at: occurred_at,
+                place: None,
+                occurrence: format!("tier:{}:{}", changed.program_id, changed.to_tier),
+                sale: None,
+                tier: Some(&changed.to_tier),
+            }],
+            _ => Vec::new(),
+        };
+        for happening in &happening {
+            rewards::reward(txn, tenant_id, happening, now).await?;
+        }
+        Ok(())
+    }
+
     /// Adds a refund to the order's redemption; once the refunds cover the order, gives back its
     /// coupons that are still valid.
-    async fn refund(&self, txn: &DatabaseTransaction, tenant_id: &str, sale: &SaleRecorded) -> Result<(), DbErr> {
+    async fn refund(
+        &self,
+        txn: &DatabaseTransaction,
+        tenant_id: &str,
+        sale: &SaleRecorded,
+    ) -> Result<(), CampaignError> {
         let order = (sale.source.as_str(), sale.original_transaction_id.as_str());
         let refunded = sale.amount.as_ref().map_or(0, |amount| amount.amount_minor);
+        let occurrence = format!("sale:{}/{}", sale.source, sale.original_transaction_id);
+        let refund = format!("{}/{}", sale.source, sale.transaction_id);
+        rewards::revoke_for_refund(txn, tenant_id, &occurrence, (&refund, refunded), self.clock.now()).await?;
         let Some(redemption) = store::coupons::add_refund(txn, tenant_id, order, refunded).await? else {
             return Ok(());
         };

@@ -1,7 +1,9 @@
 //! Campaign's use cases, each one transaction.
 
+pub mod campaigns;
 pub mod coupons;
 pub mod ingest;
+pub mod rewards;
 pub mod templates;
 
 use chrono::{DateTime, Utc};
@@ -50,6 +52,29 @@ impl Keyed<'_> {
             key: self.key.to_owned(),
             request: self.request.clone(),
             response: response.encode_to_vec(),
+        }
+    }
+}
+
+/// Checks that a definition created again under its id (`what`, `id`) is the one stored: the
+/// same is answered as it was, another is ALREADY_EXISTS naming the first field that differs.
+fn unchanged<M: prost::Message + prost::Name>(
+    stored: &[u8],
+    given: &M,
+    (what, id): (&str, &str),
+) -> Result<(), CampaignError> {
+    let before = RequestDigest::of_encoded(stored).unwrap_or_else(|| RequestDigest::of(&()));
+    match RequestDigest::of(given).first_difference(&before) {
+        None => Ok(()),
+        Some(field) => {
+            let field = format!("{what}.{}", idempotency::field_name::<M>(field));
+            Err(CampaignError::AlreadyExists {
+                message: format!(
+                    "{what} {} exists with a different {field}",
+                    quanyu_runtime::error::quote(id)
+                ),
+                field: FieldViolation::new(field, format!("differs from the {what} created under this id")),
+            })
         }
     }
 }

@@ -4,8 +4,7 @@ use chrono::{DateTime, Utc};
 use prost::Message as _;
 use quanyu_proto::campaign::v1 as pb;
 use quanyu_runtime::db::{begin_write, with_retries};
-use quanyu_runtime::error::{FieldViolation, quote};
-use quanyu_runtime::idempotency::{RequestDigest, field_name};
+use quanyu_runtime::error::quote;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use super::template_to_pb;
@@ -32,7 +31,8 @@ pub async fn create(
     with_retries(|| async {
         let txn = begin_write(db).await?;
         if let Some(existing) = store::templates::find(&txn, tenant_id, &template.template_id).await? {
-            return same_as_before(&existing, &definition);
+            super::unchanged(&existing.definition, &definition, ("template", &template.template_id))?;
+            return template_to_pb(&existing);
         }
         let limits = (template.stock, template.per_member_limit);
         store::templates::insert(&txn, tenant_id, &template.template_id, encoded.clone(), limits, now).await?;
@@ -41,27 +41,6 @@ pub async fn create(
         template_to_pb(&created.ok_or_else(|| CampaignError::NotFound("the template just created".into()))?)
     })
     .await
-}
-
-/// The template created before under the same id, when it is the one asked for again.
-fn same_as_before(
-    existing: &coupon_templates::Model,
-    definition: &pb::CouponTemplate,
-) -> Result<pb::CouponTemplate, CampaignError> {
-    let before = RequestDigest::of_encoded(&existing.definition).unwrap_or_else(|| RequestDigest::of(&()));
-    match RequestDigest::of(definition).first_difference(&before) {
-        None => template_to_pb(existing),
-        Some(field) => {
-            let field = format!("template.{}", field_name::<pb::CouponTemplate>(field));
-            Err(CampaignError::AlreadyExists {
-                message: format!(
-                    "template {} exists with a different {field}",
-                    quote(&definition.template_id)
-                ),
-                field: FieldViolation::new(field, "differs from the template created under this id"),
-            })
-        }
-    }
 }
 
 /// A template, as stored and as the rules read it; NOT_FOUND naming `field` when there is none.

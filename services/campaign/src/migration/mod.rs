@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261203_000001_create_coupon_tables;
+mod m20261203_000002_create_campaign_tables;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(quanyu_outbox::migration::CreatePendingEvents),
             Box::new(quanyu_runtime::idempotency::CreateIdempotency),
             Box::new(m20261203_000001_create_coupon_tables::Migration),
+            Box::new(m20261203_000002_create_campaign_tables::Migration),
         ]
     }
 

@@ -103,3 +103,80 @@ pub mod merged_members {
 
     quanyu_runtime::no_relations!();
 }
+
+pub mod campaigns {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "campaigns")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub campaign_id: String,
+        /// The encoded `quanyu.campaign.v1.Campaign`, as created.
+        pub definition: Vec<u8>,
+        pub kind: String,
+        pub state: String,
+        pub starts_at: ChronoDateTimeUtc,
+        pub ends_at: ChronoDateTimeUtc,
+        pub budget_limit: i64,
+        pub spent: i64,
+        pub created_at: ChronoDateTimeUtc,
+    }
+
+    quanyu_runtime::no_relations!();
+}
+
+pub mod rewards {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "rewards")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub campaign_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub occurrence: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub member_id: String,
+        pub day: String,
+        /// GIVEN, or why not (BUDGET_SPENT, OUT_OF_STOCK…).
+        pub outcome: String,
+        pub points: i64,
+        pub revoked: i64,
+        pub coupon_id: String,
+        pub sale_amount_minor: i64,
+        pub created_at: ChronoDateTimeUtc,
+    }
+
+    quanyu_runtime::no_relations!();
+}
+
+pub mod point_grants {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "point_grants")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub grant_key: String,
+        pub campaign_id: String,
+        pub member_id: String,
+        pub program_id: String,
+        /// Positive: a grant; negative: a revocation of the grant `reference` names.
+        pub points: i64,
+        pub reference: String,
+        /// PENDING until loyalty-points applied it (DONE) or refused it for good (FAILED).
+        pub state: String,
+        pub attempts: i32,
+        pub error: String,
+        pub created_at: ChronoDateTimeUtc,
+    }
+
+    quanyu_runtime::no_relations!();
+}

@@ -2,7 +2,9 @@
 //! hold under concurrency (taking stock, a member's place under a limit) are single conditional
 //! statements, so that the row's lock is the only serialization.
 
+pub mod campaigns;
 pub mod coupons;
 pub mod entity;
 pub mod members;
+pub mod rewards;
 pub mod templates;

@@ -1,0 +1,188 @@
+//! Creating campaigns, moving them through their states, and reporting what they rewarded.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use prost::Message as _;
+use quanyu_proto::campaign::v1 as pb;
+use quanyu_runtime::clock::to_proto;
+use quanyu_runtime::db::{begin_write, with_retries};
+use quanyu_runtime::error::{FieldViolation, quote};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+use super::{templates, undecodable};
+use crate::domain::campaign::{self, Campaign, Stored, state_at};
+use crate::error::CampaignError;
+use crate::store;
+use crate::store::entity::campaigns;
+
+/// Creates a campaign in DRAFT, or answers the same one created before under its id.
+pub async fn create(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    definition: pb::Campaign,
+    now: DateTime<Utc>,
+) -> Result<pb::Campaign, CampaignError> {
+    let campaign = campaign::check(&definition)?;
+    if !campaign.coupon_template_id.is_empty() {
+        templates::load(db, tenant_id, &campaign.coupon_template_id)
+            .await
+            .map_err(|_| {
+                FieldViolation::new(
+                    "campaign.reward.coupon_template_id",
+                    format!("names no coupon template: {}", quote(&campaign.coupon_template_id)),
+                )
+            })?;
+    }
+    let encoded = definition.encode_to_vec();
+    with_retries(|| async {
+        let txn = begin_write(db).await?;
+        if let Some(existing) = store::campaigns::find(&txn, tenant_id, &campaign.campaign_id).await? {
+            super::unchanged(&existing.definition, &definition, ("campaign", &campaign.campaign_id))?;
+            return campaign_to_pb(&existing, now);
+        }
+        let row = campaigns::Model {
+            tenant_id: tenant_id.to_owned(),
+            campaign_id: campaign.campaign_id.clone(),
+            definition: encoded.clone(),
+            kind: campaign.kind.as_str().to_owned(),
+            state: Stored::Draft.as_str().to_owned(),
+            starts_at: campaign.starts_at,
+            ends_at: campaign.ends_at,
+            budget_limit: campaign.budget.map_or(0, |(_, limit)| limit),
+            spent: 0,
+            created_at: now,
+        };
+        store::campaigns::insert(&txn, row.clone()).await?;
+        txn.commit().await?;
+        campaign_to_pb(&row, now)
+    })
+    .await
+}
+
+/// A campaign as stored and as the rules read it; NOT_FOUND when there is none.
+pub async fn load<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    campaign_id: &str,
+) -> Result<(campaigns::Model, Campaign), CampaignError> {
+    let row = store::campaigns::find(db, tenant_id, campaign_id)
+        .await?
+        .ok_or_else(|| CampaignError::NotFound(format!("campaign {} not found", quote(campaign_id))))?;
+    let campaign = Campaign::of_definition(&definition(&row)?);
+    Ok((row, campaign))
+}
+
+fn definition(row: &campaigns::Model) -> Result<pb::Campaign, CampaignError> {
+    pb::Campaign::decode(row.definition.as_slice()).map_err(|error| undecodable("campaign", error))
+}
+
+fn stored(row: &campaigns::Model) -> Stored {
+    Stored::parse(&row.state).unwrap_or(Stored::Ended)
+}
+
+/// A campaign as the contract shows it at `now`.
+pub fn campaign_to_pb(row: &campaigns::Model, now: DateTime<Utc>) -> Result<pb::Campaign, CampaignError> {
+    Ok(pb::Campaign {
+        state: state_at(stored(row), row.starts_at, row.ends_at, now).into(),
+        spent: row.spent,
+        created_at: Some(to_proto(row.created_at)),
+        ..definition(row)?
+    })
+}
+
+pub async fn get(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    campaign_id: &str,
+    now: DateTime<Utc>,
+) -> Result<pb::Campaign, CampaignError> {
+    let (row, _) = load(db, tenant_id, campaign_id).await?;
+    campaign_to_pb(&row, now)
+}
+
+/// A page of the tenant's campaigns by id, and the token of the next page.
+pub async fn list(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    (after, size): (Option<String>, u64),
+    now: DateTime<Utc>,
+) -> Result<(Vec<pb::Campaign>, String), CampaignError> {
+    let mut rows = store::campaigns::list(db, tenant_id, after, size + 1).await?;
+    let more = rows.len() as u64 > size;
+    rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+    let next = match rows.last() {
+        Some(last) if more => quanyu_runtime::page::token(&last.campaign_id),
+        _ => String::new(),
+    };
+    let campaigns = rows
+        .iter()
+        .map(|row| campaign_to_pb(row, now))
+        .collect::<Result<_, _>>()?;
+    Ok((campaigns, next))
+}
+
+/// Moves a campaign to `target`; FAILED_PRECONDITION naming its state when it cannot go there.
+pub async fn change(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    campaign_id: &str,
+    target: pb::CampaignState,
+    now: DateTime<Utc>,
+) -> Result<pb::Campaign, CampaignError> {
+    with_retries(|| async {
+        let txn = begin_write(db).await?;
+        let (mut row, _) = load(&txn, tenant_id, campaign_id).await?;
+        let from = stored(&row);
+        let current = state_at(from, row.starts_at, row.ends_at, now);
+        let Some(to) = campaign::change(from, current, target) else {
+            let why = format!(
+                "the campaign is {}: it cannot become {}",
+                current.as_str_name(),
+                target.as_str_name()
+            );
+            return Err(CampaignError::refused("ILLEGAL_STATE_CHANGE", "state", why));
+        };
+        if to != from && !store::campaigns::set_state(&txn, tenant_id, campaign_id, from, to).await? {
+            return Err(CampaignError::Database(sea_orm::DbErr::Custom(
+                "the campaign's state changed under its lock".into(),
+            )));
+        }
+        txn.commit().await?;
+        row.state = to.as_str().to_owned();
+        campaign_to_pb(&row, now)
+    })
+    .await
+}
+
+/// What a campaign has rewarded so far.
+pub async fn run(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    campaign_id: &str,
+) -> Result<pb::GetCampaignRunResponse, CampaignError> {
+    load(db, tenant_id, campaign_id).await?;
+    let rewards = store::rewards::of_campaign(db, tenant_id, campaign_id).await?;
+    let mut run = pb::GetCampaignRunResponse::default();
+    let mut members = HashSet::new();
+    for reward in &rewards {
+        if reward.outcome != store::rewards::GIVEN {
+            run.refused += 1;
+            continue;
+        }
+        members.insert(reward.member_id.as_str());
+        run.rewards += 1;
+        run.points_granted += reward.points;
+        run.points_revoked += reward.revoked;
+        run.coupons_issued += i64::from(!reward.coupon_id.is_empty());
+    }
+    run.members = i64::try_from(members.len()).unwrap_or(i64::MAX);
+    for (state, grants) in store::rewards::count_by_state(db, tenant_id, campaign_id).await? {
+        match state.as_str() {
+            store::rewards::PENDING => run.pending = grants,
+            store::rewards::FAILED => run.failed = grants,
+            _ => {}
+        }
+    }
+    Ok(run)
+}

@@ -1,0 +1,537 @@
+//! Campaigns: what they reward, when and where, their states, and the checks a campaign must
+//! pass to be created.
+
+use chrono::{Datelike, FixedOffset};
+use quanyu_proto::campaign::v1 as pb;
+use quanyu_proto::common::v1::{Channel, Money};
+use quanyu_runtime::auth::is_slug;
+use quanyu_runtime::clock::from_proto;
+use quanyu_runtime::error::{FieldViolation, Violations};
+
+use super::template::{MAX_AMOUNT_MINOR, MAX_PLACES, Timestamp};
+
+/// The most points one reward grants: far above any real gift.
+pub const MAX_REWARD_POINTS: i64 = 1_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberDay {
+    /// 1 (Monday) to 7 (Sunday).
+    Weekday(u32),
+    DayOfMonth(u32),
+}
+
+impl MemberDay {
+    fn is(self, day: chrono::NaiveDate) -> bool {
+        match self {
+            Self::Weekday(weekday) => day.weekday().number_from_monday() == weekday,
+            Self::DayOfMonth(of_month) => day.day() == of_month,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    EntryGift,
+    PurchaseBonus,
+    MemberDay(MemberDay),
+    TierGift(String),
+}
+
+impl Kind {
+    pub const ENTRY_GIFT: &'static str = "ENTRY_GIFT";
+    pub const PURCHASE_BONUS: &'static str = "PURCHASE_BONUS";
+    pub const MEMBER_DAY: &'static str = "MEMBER_DAY";
+    pub const TIER_GIFT: &'static str = "TIER_GIFT";
+
+    /// How it is stored, to find the campaigns an event may trigger.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::EntryGift => Self::ENTRY_GIFT,
+            Self::PurchaseBonus => Self::PURCHASE_BONUS,
+            Self::MemberDay(_) => Self::MEMBER_DAY,
+            Self::TierGift(_) => Self::TIER_GIFT,
+        }
+    }
+}
+
+/// Points by a purchase's amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bonus {
+    pub points_per_unit: i64,
+    pub unit_minor: i64,
+    pub min_spend_minor: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetKind {
+    Points,
+    Coupons,
+}
+
+/// Where something happened: its channel, brand and store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place<'a> {
+    pub channel: i32,
+    pub brand_id: &'a str,
+    pub store_id: &'a str,
+}
+
+/// A campaign as the rules read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Campaign {
+    pub campaign_id: String,
+    pub kind: Kind,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub offset: FixedOffset,
+    pub channels: Vec<i32>,
+    pub brand_ids: Vec<String>,
+    pub store_ids: Vec<String>,
+    pub points: i64,
+    pub program_id: String,
+    pub coupon_template_id: String,
+    pub bonus: Option<Bonus>,
+    pub currency: String,
+    pub budget: Option<(BudgetKind, i64)>,
+    pub per_member_limit: u32,
+}
+
+impl Campaign {
+    /// The campaign of a stored definition (checked when it was created).
+    pub fn of_definition(definition: &pb::Campaign) -> Self {
+        let mut violations = Violations::default();
+        let campaign = read(definition, &mut violations);
+        debug_assert!(violations.into_result().is_ok(), "stored campaigns were checked");
+        campaign
+    }
+
+    /// Whether something that happened at `at`, at `place`, is the campaign's to reward.
+    pub fn covers(&self, at: Timestamp, place: &Place<'_>) -> bool {
+        let listed = |ids: &[String], id: &str| ids.is_empty() || ids.iter().any(|listed| listed == id);
+        (self.starts_at..self.ends_at).contains(&at)
+            && (self.channels.is_empty() || self.channels.contains(&place.channel))
+            && listed(&self.brand_ids, place.brand_id)
+            && listed(&self.store_ids, place.store_id)
+    }
+
+    /// The member day `at` falls on (`YYYY-MM-DD` in the campaign's time zone), if it is one.
+    pub fn member_day_of(&self, at: Timestamp) -> Option<String> {
+        let Kind::MemberDay(member_day) = self.kind else {
+            return None;
+        };
+        let day = at.with_timezone(&self.offset).date_naive();
+        member_day.is(day).then(|| day.format("%Y-%m-%d").to_string())
+    }
+
+    /// The points a purchase of `amount` (minor units, in `currency`) earns, with the reward's
+    /// own; `None` when the purchase is not rewarded (too small, another currency).
+    pub fn purchase_points(&self, amount_minor: i64, currency: &str) -> Option<i64> {
+        let bonus = self.bonus?;
+        if currency != self.currency || amount_minor < bonus.min_spend_minor {
+            return None;
+        }
+        let by_amount =
+            i128::from(amount_minor.max(0)) / i128::from(bonus.unit_minor.max(1)) * i128::from(bonus.points_per_unit);
+        let total = i128::from(self.points) + by_amount;
+        Some(i64::try_from(total.min(i128::from(MAX_REWARD_POINTS))).unwrap_or(MAX_REWARD_POINTS))
+    }
+
+    /// What a reward of `points` and `coupons` costs the budget.
+    pub fn cost(&self, points: i64, coupons: i64) -> i64 {
+        match self.budget {
+            Some((BudgetKind::Points, _)) => points,
+            Some((BudgetKind::Coupons, _)) => coupons,
+            None => 0,
+        }
+    }
+}
+
+/// The states a campaign is stored in; ACTIVE is SCHEDULED within its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Draft,
+    Scheduled,
+    Paused,
+    Ended,
+}
+
+impl Stored {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "DRAFT",
+            Self::Scheduled => "SCHEDULED",
+            Self::Paused => "PAUSED",
+            Self::Ended => "ENDED",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<Self> {
+        [Self::Draft, Self::Scheduled, Self::Paused, Self::Ended]
+            .into_iter()
+            .find(|state| state.as_str() == stored)
+    }
+}
+
+/// The state a campaign is in at `now`.
+pub fn state_at(stored: Stored, starts_at: Timestamp, ends_at: Timestamp, now: Timestamp) -> pb::CampaignState {
+    match stored {
+        Stored::Draft => pb::CampaignState::Draft,
+        Stored::Ended => pb::CampaignState::Ended,
+        _ if now >= ends_at => pb::CampaignState::Ended,
+        Stored::Paused => pb::CampaignState::Paused,
+        Stored::Scheduled if now >= starts_at => pb::CampaignState::Active,
+        Stored::Scheduled => pb::CampaignState::Scheduled,
+    }
+}
+
+/// The stored state after a move from `current` to `target`; `None` when the move is not
+/// allowed. Moving to the current state keeps it.
+pub fn change(stored: Stored, current: pb::CampaignState, target: pb::CampaignState) -> Option<Stored> {
+    use pb::CampaignState as S;
+    if current == target {
+        return Some(stored);
+    }
+    match (current, target) {
+        (S::Draft, S::Scheduled) | (S::Paused, S::Active) => Some(Stored::Scheduled),
+        (S::Scheduled | S::Active, S::Paused) => Some(Stored::Paused),
+        (S::Draft | S::Scheduled | S::Active | S::Paused, S::Ended) => Some(Stored::Ended),
+        _ => None,
+    }
+}
+
+/// Checks a campaign as a caller defines it; the rules' campaign, or every field at fault.
+pub fn check(definition: &pb::Campaign) -> Result<Campaign, Vec<FieldViolation>> {
+    let mut violations = Violations::default();
+    let campaign = read(definition, &mut violations);
+    violations.into_result().map(|()| campaign)
+}
+
+fn read(definition: &pb::Campaign, violations: &mut Violations) -> Campaign {
+    if !is_slug(&definition.campaign_id) {
+        violations.add("campaign.campaign_id", "must be 1-64 of [a-z0-9_.-]");
+    }
+    violations.text("campaign.name", &definition.name, 100, true);
+    let kind = kind(definition, violations);
+    let mut instant = |name: &str, at: Option<&prost_types::Timestamp>| match at.map(from_proto) {
+        Some(Some(at)) => at,
+        Some(None) => {
+            violations.add(format!("campaign.{name}"), "is not a valid time");
+            Timestamp::default()
+        }
+        None => {
+            violations.add(format!("campaign.{name}"), "is required");
+            Timestamp::default()
+        }
+    };
+    let starts_at = instant("starts_at", definition.starts_at.as_ref());
+    let ends_at = instant("ends_at", definition.ends_at.as_ref());
+    if definition.starts_at.is_some() && definition.ends_at.is_some() && ends_at <= starts_at {
+        violations.add("campaign.ends_at", "must be after starts_at");
+    }
+    let offset_text = if definition.utc_offset.is_empty() {
+        "+08:00"
+    } else {
+        definition.utc_offset.as_str()
+    };
+    let offset = offset_text.parse::<FixedOffset>().unwrap_or_else(|_| {
+        violations.add("campaign.utc_offset", "must be an offset such as +08:00");
+        FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!("0 is a valid offset"))
+    });
+    places(definition, violations);
+    let reward = definition.reward.clone().unwrap_or_default();
+    if !(0..=MAX_REWARD_POINTS).contains(&reward.points) {
+        violations.add("campaign.reward.points", format!("must be 0 to {MAX_REWARD_POINTS}"));
+    }
+    violations.text("campaign.reward.program_id", &reward.program_id, 64, false);
+    if !reward.coupon_template_id.is_empty() && !is_slug(&reward.coupon_template_id) {
+        violations.add("campaign.reward.coupon_template_id", "must be 1-64 of [a-z0-9_.-]");
+    }
+    let (bonus, currency) = bonus(definition, &kind, violations);
+    let gives_nothing = reward.points == 0 && reward.coupon_template_id.is_empty() && bonus.is_none();
+    if gives_nothing {
+        violations.add(
+            "campaign.reward",
+            "must give points, a coupon, or a bonus by the amount",
+        );
+    }
+    let budget = definition.budget.as_ref().map(|budget| {
+        let kind = match pb::BudgetKind::try_from(budget.kind) {
+            Ok(pb::BudgetKind::Points) => BudgetKind::Points,
+            Ok(pb::BudgetKind::Coupons) => BudgetKind::Coupons,
+            _ => {
+                violations.add("campaign.budget.kind", "must be POINTS or COUPONS");
+                BudgetKind::Points
+            }
+        };
+        if budget.limit <= 0 {
+            violations.add("campaign.budget.limit", "must be positive");
+        }
+        (kind, budget.limit)
+    });
+    if definition.per_member_limit > 0 && !matches!(kind, Kind::MemberDay(_)) {
+        violations.add("campaign.per_member_limit", "is for MEMBER_DAY campaigns");
+    }
+    if definition.state != 0 || definition.spent != 0 || definition.created_at.is_some() {
+        violations.add("campaign.state", "state, spent and created_at are the service's to set");
+    }
+    Campaign {
+        campaign_id: definition.campaign_id.clone(),
+        kind,
+        starts_at,
+        ends_at,
+        offset,
+        channels: definition.channels.clone(),
+        brand_ids: definition.brand_ids.clone(),
+        store_ids: definition.store_ids.clone(),
+        points: reward.points,
+        program_id: reward.program_id,
+        coupon_template_id: reward.coupon_template_id,
+        bonus,
+        currency,
+        budget,
+        per_member_limit: definition.per_member_limit.max(1),
+    }
+}
+
+fn kind(definition: &pb::Campaign, violations: &mut Violations) -> Kind {
+    let kind = pb::CampaignKind::try_from(definition.kind).unwrap_or_default();
+    if definition.member_day.is_some() && kind != pb::CampaignKind::MemberDay {
+        violations.add("campaign.member_day", "is for MEMBER_DAY campaigns");
+    }
+    if !definition.tier.is_empty() && kind != pb::CampaignKind::TierGift {
+        violations.add("campaign.tier", "is for TIER_GIFT campaigns");
+    }
+    match kind {
+        pb::CampaignKind::EntryGift => Kind::EntryGift,
+        pb::CampaignKind::PurchaseBonus => Kind::PurchaseBonus,
+        pb::CampaignKind::MemberDay => {
+            use pb::member_day::Day;
+            let day = definition.member_day.and_then(|member_day| member_day.day);
+            Kind::MemberDay(match day {
+                Some(Day::Weekday(weekday)) if (1..=7).contains(&weekday) => MemberDay::Weekday(weekday),
+                Some(Day::DayOfMonth(day)) if (1..=28).contains(&day) => MemberDay::DayOfMonth(day),
+                _ => {
+                    violations.add("campaign.member_day", "name a weekday 1-7 or a day of the month 1-28");
+                    MemberDay::Weekday(1)
+                }
+            })
+        }
+        pb::CampaignKind::TierGift => {
+            violations.text("campaign.tier", &definition.tier, 64, true);
+            Kind::TierGift(definition.tier.clone())
+        }
+        pb::CampaignKind::Unspecified => {
+            violations.add(
+                "campaign.kind",
+                "must be ENTRY_GIFT, PURCHASE_BONUS, MEMBER_DAY or TIER_GIFT",
+            );
+            Kind::EntryGift
+        }
+    }
+}
+
+/// The purchase bonus and the currency purchases are counted in.
+fn bonus(definition: &pb::Campaign, kind: &Kind, violations: &mut Violations) -> (Option<Bonus>, String) {
+    let by_purchase = matches!(kind, Kind::PurchaseBonus | Kind::MemberDay(_));
+    let Some(bonus) = &definition.bonus else {
+        return (None, "CNY".into());
+    };
+    if !by_purchase {
+        violations.add("campaign.bonus", "is for PURCHASE_BONUS and MEMBER_DAY campaigns");
+    }
+    let unit_currency = bonus.unit.as_ref().map_or("", |unit| unit.currency.as_str());
+    let currency = if unit_currency.is_empty() { "CNY" } else { unit_currency }.to_owned();
+    let mut minor = |field: &str, money: Option<&Money>| {
+        let money = money.cloned().unwrap_or_default();
+        if !money.currency.is_empty() && money.currency != currency {
+            violations.add(format!("campaign.bonus.{field}"), format!("must be in {currency}"));
+        }
+        if !(0..=MAX_AMOUNT_MINOR).contains(&money.amount_minor) {
+            violations.add(
+                format!("campaign.bonus.{field}"),
+                format!("must be 0 to {MAX_AMOUNT_MINOR} minor units"),
+            );
+        }
+        money.amount_minor
+    };
+    let unit_minor = minor("unit", bonus.unit.as_ref());
+    let min_spend_minor = minor("min_spend", bonus.min_spend.as_ref());
+    if unit_minor == 0 && bonus.points_per_unit != 0 {
+        violations.add("campaign.bonus.unit", "must be positive");
+    }
+    if !(0..=MAX_REWARD_POINTS).contains(&bonus.points_per_unit) {
+        violations.add(
+            "campaign.bonus.points_per_unit",
+            format!("must be 0 to {MAX_REWARD_POINTS}"),
+        );
+    }
+    let bonus = Bonus {
+        points_per_unit: bonus.points_per_unit,
+        unit_minor,
+        min_spend_minor,
+    };
+    (Some(bonus), currency)
+}
+
+fn places(definition: &pb::Campaign, violations: &mut Violations) {
+    for (index, channel) in definition.channels.iter().enumerate() {
+        if matches!(Channel::try_from(*channel), Ok(Channel::Unspecified) | Err(_)) {
+            violations.add(
+                format!("campaign.channels[{index}]"),
+                format!("{channel} is not a channel"),
+            );
+        }
+    }
+    for (name, ids) in [
+        ("brand_ids", &definition.brand_ids),
+        ("store_ids", &definition.store_ids),
+    ] {
+        if ids.len() > MAX_PLACES {
+            violations.add(format!("campaign.{name}"), format!("must list at most {MAX_PLACES}"));
+        }
+        for (index, id) in ids.iter().enumerate() {
+            violations.text(format_args!("campaign.{name}[{index}]"), id, 64, true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    fn member_day() -> pb::Campaign {
+        pb::Campaign {
+            campaign_id: "day".into(),
+            name: "Member day".into(),
+            kind: pb::CampaignKind::MemberDay.into(),
+            starts_at: Some(quanyu_runtime::clock::to_proto(at("2026-12-01T00:00:00+08:00"))),
+            ends_at: Some(quanyu_runtime::clock::to_proto(at("2027-01-01T00:00:00+08:00"))),
+            member_day: Some(pb::MemberDay {
+                day: Some(pb::member_day::Day::DayOfMonth(8)),
+            }),
+            bonus: Some(pb::PurchaseBonus {
+                points_per_unit: 2,
+                unit: Some(Money {
+                    amount_minor: 100,
+                    currency: "CNY".into(),
+                }),
+                min_spend: Some(Money {
+                    amount_minor: 10_000,
+                    currency: "CNY".into(),
+                }),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn member_days_are_read_in_the_campaigns_time_zone() {
+        let campaign = check(&member_day()).unwrap();
+        assert_eq!(
+            campaign.member_day_of(at("2026-12-07T16:30:00Z")).as_deref(),
+            Some("2026-12-08")
+        );
+        assert_eq!(
+            campaign.member_day_of(at("2026-12-08T16:30:00Z")),
+            None,
+            "the 9th in +08:00"
+        );
+        assert_eq!(campaign.purchase_points(12_345, "CNY"), Some(246));
+        assert_eq!(campaign.purchase_points(9_999, "CNY"), None, "below the minimum spend");
+        assert_eq!(campaign.purchase_points(12_345, "USD"), None);
+    }
+
+    #[test]
+    fn a_campaign_covers_its_window_and_places() {
+        let campaign = Campaign {
+            store_ids: vec!["sh-01".into()],
+            ..check(&member_day()).unwrap()
+        };
+        let store = |store_id| Place {
+            channel: 5,
+            brand_id: "",
+            store_id,
+        };
+        assert!(campaign.covers(at("2026-12-08T10:00:00Z"), &store("sh-01")));
+        assert!(!campaign.covers(at("2026-12-08T10:00:00Z"), &store("bj-02")));
+        assert!(
+            !campaign.covers(at("2026-11-30T15:59:59Z"), &store("sh-01")),
+            "before the window"
+        );
+    }
+
+    #[test]
+    fn bad_campaigns_name_every_field_at_fault() {
+        let bad = pb::Campaign {
+            campaign_id: "No".into(),
+            kind: pb::CampaignKind::EntryGift.into(),
+            tier: "gold".into(),
+            starts_at: member_day().ends_at,
+            ends_at: member_day().starts_at,
+            utc_offset: "Asia/Shanghai".into(),
+            budget: Some(pb::Budget { kind: 0, limit: 0 }),
+            per_member_limit: 2,
+            ..Default::default()
+        };
+        let fields: Vec<String> = check(&bad).unwrap_err().into_iter().map(|v| v.field).collect();
+        for field in [
+            "campaign.campaign_id",
+            "campaign.name",
+            "campaign.tier",
+            "campaign.ends_at",
+            "campaign.utc_offset",
+            "campaign.reward",
+            "campaign.budget.kind",
+            "campaign.budget.limit",
+            "campaign.per_member_limit",
+        ] {
+            assert!(fields.iter().any(|f| f == field), "{field} in {fields:?}");
+        }
+    }
+
+    #[test]
+    fn moves_follow_the_state_machine() {
+        use pb::CampaignState as S;
+        let (start, end) = (at("2026-12-01T00:00:00Z"), at("2026-12-31T00:00:00Z"));
+        assert_eq!(
+            state_at(Stored::Scheduled, start, end, start - Duration::seconds(1)),
+            S::Scheduled
+        );
+        assert_eq!(state_at(Stored::Scheduled, start, end, start), S::Active);
+        assert_eq!(state_at(Stored::Paused, start, end, end), S::Ended);
+        assert_eq!(change(Stored::Draft, S::Draft, S::Scheduled), Some(Stored::Scheduled));
+        assert_eq!(change(Stored::Scheduled, S::Active, S::Paused), Some(Stored::Paused));
+        assert_eq!(change(Stored::Paused, S::Paused, S::Active), Some(Stored::Scheduled));
+        assert_eq!(change(Stored::Draft, S::Draft, S::Paused), None);
+        assert_eq!(change(Stored::Ended, S::Ended, S::Scheduled), None);
+        assert_eq!(change(Stored::Ended, S::Ended, S::Ended), Some(Stored::Ended));
+    }
+
+    proptest! {
+        /// Whatever moves are asked, an ENDED campaign stays ENDED and no move reaches DRAFT.
+        #[test]
+        fn ended_is_final_and_draft_is_only_the_start(moves in proptest::collection::vec(1i32..=5, 0..12)) {
+            let (start, end) = (at("2026-12-01T00:00:00Z"), at("2026-12-31T00:00:00Z"));
+            let now = at("2026-12-10T00:00:00Z");
+            let mut stored = Stored::Draft;
+            let mut ended = false;
+            for target in moves {
+                let target = pb::CampaignState::try_from(target).unwrap();
+                let current = state_at(stored, start, end, now);
+                if let Some(next) = change(stored, current, target) {
+                    stored = next;
+                }
+                prop_assert!(!ended || stored == Stored::Ended);
+                prop_assert!(target == pb::CampaignState::Draft || stored != Stored::Draft || current == pb::CampaignState::Draft);
+                ended = stored == Stored::Ended;
+            }
+        }
+    }
+}
