@@ -11,15 +11,15 @@
 //!
 //! cargo run --release -p quanyu-bench --bin points
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use quanyu_bench::{Workload, pgbench};
 use quanyu_proto::common::v1::{Channel, Money};
 use quanyu_proto::points::v1 as pb;
 use quanyu_runtime::service::Service as _;
 use quanyu_testkit::{Backend, PointsClient, Suite, keys};
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::ConnectionTrait;
 
 const RUN_FOR: Duration = Duration::from_secs(10);
 const BATCHES: usize = 10;
@@ -29,53 +29,6 @@ const BATCH_CLIENTS: usize = 4;
 const CONCURRENT_BATCHES: usize = 40;
 /// Replaying 10 batches takes ~80 ms: they are replayed this many times, for a steadier figure.
 const REPLAY_PASSES: usize = 5;
-
-fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let base = url.split('?').next().unwrap_or(url);
-    let root = base.rsplit_once('/').map_or(base, |(root, _)| root);
-    format!("{root}/{name}")
-}
-
-/// TPC-B transactions per second at `clients`, measured by pgbench on a scratch database.
-async fn pgbench_tps(clients: u32) -> anyhow::Result<f64> {
-    let admin = Database::connect(server_url()).await?;
-    let name = "quanyu_bench_pgbench";
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await?;
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
-    let url = with_database(&server_url(), name);
-    let init = Command::new("pgbench")
-        .args(["-i", "-q", "-s", "10", &url])
-        .output()
-        .context("pgbench")?;
-    anyhow::ensure!(
-        init.status.success(),
-        "pgbench -i failed: {}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let seconds = RUN_FOR.as_secs().to_string();
-    let run = Command::new("pgbench")
-        .args(["-c", &clients.to_string(), "-j", "2", "-T", &seconds, &url])
-        .output()?;
-    anyhow::ensure!(
-        run.status.success(),
-        "pgbench failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await?;
-    let report = String::from_utf8_lossy(&run.stdout);
-    report
-        .lines()
-        .find_map(|line| line.strip_prefix("tps = ")?.split_whitespace().next()?.parse().ok())
-        .context("no tps in pgbench's report")
-}
 
 fn cny(amount_minor: i64) -> Option<Money> {
     Some(Money {
@@ -246,8 +199,8 @@ async fn single_sales(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let tpcb_8 = pgbench_tps(8).await?;
-    let tpcb_32 = pgbench_tps(32).await?;
+    let tpcb_8 = pgbench(8, Workload::TpcB, RUN_FOR).await?;
+    let tpcb_32 = pgbench(32, Workload::TpcB, RUN_FOR).await?;
     let suite = Suite::suite(Backend::Postgres).await.context("needs PostgreSQL")?;
     program(&suite).await?;
     seed(&suite).await?;

@@ -36,6 +36,21 @@ pub struct ConsumerConfig {
     pub max_backoff: Duration,
 }
 
+impl ConsumerConfig {
+    /// How a service reads another's stream: acknowledged every 5 seconds, reconnecting at most
+    /// 10 seconds apart.
+    pub fn new(name: &str, endpoint: &str, api_key: &str, event_types: Vec<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            endpoint: endpoint.to_owned(),
+            api_key: api_key.to_owned(),
+            event_types,
+            acknowledge_every: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 enum ConsumeError {
     #[error("cannot reach the producer: {0}")]

@@ -9,7 +9,6 @@ pub mod migration;
 pub mod store;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use quanyu_outbox::consumer::{Consumer, ConsumerConfig};
 use quanyu_proto::analytics::v1::analytics_service_server::AnalyticsServiceServer;
@@ -82,14 +81,7 @@ impl Service for Analytics {
             ),
         ];
         for (name, endpoint, event_types) in streams {
-            let stream = ConsumerConfig {
-                name: name.into(),
-                endpoint: endpoint.to_owned(),
-                api_key: config.api_key.expose().to_owned(),
-                event_types,
-                acknowledge_every: Duration::from_secs(5),
-                max_backoff: Duration::from_secs(10),
-            };
+            let stream = ConsumerConfig::new(name, endpoint, config.api_key.expose(), event_types);
             let consumer = Consumer::new(stream, db.clone(), app::ingest::Facts { offset });
             tokio::spawn(consumer.run(context.shutdown.clone()));
         }

@@ -85,14 +85,7 @@ impl Service for Campaign {
             ),
         ];
         for (name, endpoint, event_types) in streams {
-            let stream = ConsumerConfig {
-                name: name.into(),
-                endpoint: endpoint.to_owned(),
-                api_key: config.api_key.expose().to_owned(),
-                event_types,
-                acknowledge_every: Duration::from_secs(5),
-                max_backoff: Duration::from_secs(10),
-            };
+            let stream = ConsumerConfig::new(name, endpoint, config.api_key.expose(), event_types);
             let effects = app::ingest::Effects {
                 clock: context.clock.clone(),
             };

@@ -86,16 +86,14 @@ impl Service for LoyaltyPoints {
         let identity = app::identity::IdentityClient::new(channel, config.identity_api_key.expose().to_owned());
         let every = std::time::Duration::from_secs(config.sweep_interval_secs.max(1));
         app::sweep::spawn_sweeper(db.clone(), context.clock.clone(), every, context.shutdown.clone());
-        let merges = quanyu_outbox::consumer::ConsumerConfig {
-            name: "loyalty-points.merges".into(),
-            endpoint: quanyu_runtime::client::first_endpoint(&config.identity_endpoint).to_owned(),
-            api_key: config.identity_api_key.expose().to_owned(),
-            event_types: vec![quanyu_proto::events::event_type_of::<
+        let merges = quanyu_outbox::consumer::ConsumerConfig::new(
+            "loyalty-points.merges",
+            quanyu_runtime::client::first_endpoint(&config.identity_endpoint),
+            config.identity_api_key.expose(),
+            vec![quanyu_proto::events::event_type_of::<
                 quanyu_proto::identity::v1::MembersMerged,
             >()],
-            acknowledge_every: std::time::Duration::from_secs(5),
-            max_backoff: std::time::Duration::from_secs(10),
-        };
+        );
         let folder = app::merge::MergeFolder {
             clock: context.clock.clone(),
         };

@@ -426,42 +426,73 @@ impl PointsService for PointsApi {
     }
 
     async fn grant_points(&self, request: Request<pb::GrantPointsRequest>) -> Reply<pb::GrantPointsResponse> {
-        let actor = authorize(&request, Access::WRITE)?;
-        let input = request.get_ref();
-        let (points, reference, key) = grant(input.points, &input.reference, &input.idempotency_key)?;
-        let response = self
-            .keyed_change(
-                &actor,
-                input.account.as_ref(),
-                || Change::Grant {
-                    points,
-                    reference: reference.clone(),
-                },
-                ("grant", &key, input),
-                |changed| pb::GrantPointsResponse {
-                    balance: Some(changed.balance.clone()),
-                },
-            )
-            .await?;
-        Ok(Response::new(response))
+        let change = |points, reference| Change::Grant { points, reference };
+        let respond = |balance| pb::GrantPointsResponse { balance: Some(balance) };
+        self.granting(request, ("grant", change), respond).await
     }
 
     async fn revoke_grant(&self, request: Request<pb::RevokeGrantRequest>) -> Reply<pb::RevokeGrantResponse> {
+        let change = |points, reference| Change::RevokeGrant { points, reference };
+        let respond = |balance| pb::RevokeGrantResponse { balance: Some(balance) };
+        self.granting(request, ("revoke-grant", change), respond).await
+    }
+}
+
+/// What a grant and its revocation both carry.
+struct GrantFields<'a> {
+    account: Option<&'a pb::AccountRef>,
+    points: i64,
+    reference: &'a str,
+    key: &'a str,
+}
+
+/// A request to grant points or to take a grant back.
+trait GrantRequest: prost::Message + prost::Name {
+    fn fields(&self) -> GrantFields<'_>;
+}
+
+/// Implements [`GrantRequest`] for requests with `account`, `points`, `reference` and
+/// `idempotency_key`.
+macro_rules! grant_requests {
+    ($($request:ty),*) => {$(
+        impl GrantRequest for $request {
+            fn fields(&self) -> GrantFields<'_> {
+                GrantFields {
+                    account: self.account.as_ref(),
+                    points: self.points,
+                    reference: &self.reference,
+                    key: &self.idempotency_key,
+                }
+            }
+        }
+    )*};
+}
+
+grant_requests!(pb::GrantPointsRequest, pb::RevokeGrantRequest);
+
+impl PointsApi {
+    /// Runs a grant or its revocation (`change`, under its key in `scope`), checked first.
+    async fn granting<Q, R>(
+        &self,
+        request: Request<Q>,
+        (scope, change): (&'static str, fn(i64, String) -> Change),
+        respond: fn(pb::Balance) -> R,
+    ) -> Reply<R>
+    where
+        Q: GrantRequest,
+        R: prost::Message + Default,
+    {
         let actor = authorize(&request, Access::WRITE)?;
         let input = request.get_ref();
-        let (points, reference, key) = grant(input.points, &input.reference, &input.idempotency_key)?;
+        let asked = input.fields();
+        let (points, reference, key) = grant(asked.points, asked.reference, asked.key)?;
         let response = self
             .keyed_change(
                 &actor,
-                input.account.as_ref(),
-                || Change::RevokeGrant {
-                    points,
-                    reference: reference.clone(),
-                },
-                ("revoke-grant", &key, input),
-                |changed| pb::RevokeGrantResponse {
-                    balance: Some(changed.balance.clone()),
-                },
+                asked.account,
+                || change(points, reference.clone()),
+                (scope, &key, input),
+                |changed| respond(changed.balance.clone()),
             )
             .await?;
         Ok(Response::new(response))
