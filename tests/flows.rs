@@ -356,6 +356,8 @@ async fn a_coupon_claimed_online_is_redeemed_in_a_store_and_restored_by_the_refu
     while let subscribe_response::Item::Event(event) = stream.next().await.unwrap().unwrap().item.unwrap() {
         types.push(event.event_type);
     }
+    // CampaignStarted comes from campaign's sweep, on its own time (its own test checks it).
+    types.retain(|event_type| event_type != "campaign.CampaignStarted");
     // The reward follows the sale's event while the till redeems: the two may come in any order.
     types.sort_unstable();
     assert_eq!(

@@ -410,8 +410,12 @@ pub const POINTS_SETTINGS: &str = "identity_endpoint = \"http://{member-identity
                                    identity_api_key = \"test-service\"\n\
                                    sweep_interval_secs = 1\n";
 
-/// campaign's settings in a sandbox: it reads the sandbox's member-identity and loyalty-points.
-pub const CAMPAIGN_SETTINGS: &str = ANALYTICS_SETTINGS;
+/// campaign's settings in a sandbox: it reads the sandbox's member-identity and loyalty-points,
+/// and sweeps every second.
+pub const CAMPAIGN_SETTINGS: &str = "identity_endpoint = \"http://{member-identity}\"\n\
+                                     points_endpoint = \"http://{loyalty-points}\"\n\
+                                     api_key = \"test-service\"\n\
+                                     sweep_interval_secs = 1\n";
 
 /// analytics' settings in a sandbox: it reads the sandbox's member-identity and loyalty-points.
 pub const ANALYTICS_SETTINGS: &str = "identity_endpoint = \"http://{member-identity}\"\n\

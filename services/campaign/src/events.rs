@@ -5,7 +5,7 @@ use quanyu_proto::campaign::v1 as pb;
 use quanyu_proto::common::v1::Money;
 use quanyu_proto::events::v1::event::Payload;
 
-use crate::store::entity::{coupons, rewards};
+use crate::store::entity::{campaigns, coupons, rewards};
 
 fn coupon_event(coupon: &coupons::Model, payload: Payload) -> NewEvent {
     NewEvent {
@@ -76,6 +76,23 @@ pub fn reward_granted(reward: &rewards::Model) -> NewEvent {
             occurrence: reward.occurrence.clone(),
             points: reward.points,
             coupon_id: reward.coupon_id.clone(),
+        }),
+    }
+}
+
+/// A campaign whose window opened while it was scheduled.
+pub fn campaign_started(campaign: &campaigns::Model) -> NewEvent {
+    NewEvent {
+        tenant_id: campaign.tenant_id.clone(),
+        aggregate_type: "campaign",
+        aggregate_id: campaign.campaign_id.clone(),
+        payload: Payload::CampaignStarted(pb::CampaignStarted {
+            campaign_id: campaign.campaign_id.clone(),
+            kind: pb::CampaignKind::from_str_name(&format!("CAMPAIGN_KIND_{}", campaign.kind))
+                .unwrap_or_default()
+                .into(),
+            starts_at: Some(quanyu_runtime::clock::to_proto(campaign.starts_at)),
+            ends_at: Some(quanyu_runtime::clock::to_proto(campaign.ends_at)),
         }),
     }
 }

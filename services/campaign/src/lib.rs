@@ -39,6 +39,8 @@ pub struct Config {
     pub points_resolve_interval_secs: u64,
     /// A `service` API key both accept.
     pub api_key: Secret,
+    /// How often scheduled campaigns whose window opened are looked for (CampaignStarted).
+    pub sweep_interval_secs: u64,
     pub events: quanyu_outbox::subscribe::StreamConfig,
     pub retention: quanyu_outbox::retention::RetentionConfig,
 }
@@ -51,6 +53,7 @@ impl Default for Config {
             points_endpoint: "http://127.0.0.1:50052".into(),
             points_resolve_interval_secs: 10,
             api_key: Secret::default(),
+            sweep_interval_secs: 5,
             events: quanyu_outbox::subscribe::StreamConfig::default(),
             retention: quanyu_outbox::retention::RetentionConfig::default(),
         }
@@ -97,6 +100,8 @@ impl Service for Campaign {
             context.shutdown.clone(),
         )
         .map_err(|error| format!("campaign.points_endpoint: {error}"))?;
+        let every = Duration::from_secs(config.sweep_interval_secs.max(1));
+        app::campaigns::spawn_sweep(db.clone(), context.clock.clone(), every, context.shutdown.clone());
         app::rewards::spawn_granter(
             db.clone(),
             points,

@@ -918,6 +918,10 @@ async fn campaigns_move_through_their_states(suite: Suite) {
         .campaign
         .unwrap();
     assert_eq!(spring.state, Active as i32, "active by itself once its window opens");
+    assert!(
+        started(&suite, "spring").await,
+        "the sweep announces the campaign started"
+    );
 
     let listed = client
         .list_campaigns(pb::ListCampaignsRequest {
@@ -1134,4 +1138,32 @@ async fn a_tier_gift_rewards_reaching_the_tier(suite: Suite) {
         .unwrap()
         .into_inner();
     assert_eq!(wallet.coupons.len(), 1);
+}
+
+/// Whether campaign's stream carries CampaignStarted for `campaign_id` (polled for a while: the
+/// sweep runs every second).
+async fn started(suite: &Suite, campaign_id: &str) -> bool {
+    use quanyu_proto::events::v1::event::Payload;
+    use quanyu_proto::events::v1::event_stream_service_client::EventStreamServiceClient;
+    use quanyu_proto::events::v1::{SubscribeRequest, subscribe_response};
+    use tokio_stream::StreamExt as _;
+
+    let bearer = quanyu_runtime::auth::BearerKey::new(keys::ACME_ANALYST).unwrap();
+    let mut events = EventStreamServiceClient::with_interceptor(suite.channel("campaign").await, bearer);
+    for _ in 0..50 {
+        let mut stream = events
+            .subscribe(SubscribeRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        while let subscribe_response::Item::Event(event) = stream.next().await.unwrap().unwrap().item.unwrap() {
+            if let Some(Payload::CampaignStarted(started)) = event.payload
+                && started.campaign_id == campaign_id
+            {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }

@@ -52,6 +52,7 @@ pub async fn create(
             budget_limit: campaign.budget.map_or(0, |(_, limit)| limit),
             spent: 0,
             created_at: now,
+            started_at: None,
         };
         store::campaigns::insert(&txn, row.clone()).await?;
         txn.commit().await?;
@@ -185,4 +186,38 @@ pub async fn run(
         }
     }
     Ok(run)
+}
+
+/// Publishes CampaignStarted for each scheduled campaign whose window has opened, once, every
+/// `every` until `shutdown`.
+pub fn spawn_sweep(
+    db: DatabaseConnection,
+    clock: quanyu_runtime::clock::Clock,
+    every: std::time::Duration,
+    shutdown: quanyu_runtime::shutdown::Shutdown,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            if let Err(error) = start_due(&db, clock.now()).await {
+                tracing::warn!(%error, "campaigns due to start wait for the next sweep");
+            }
+        }
+    });
+}
+
+async fn start_due(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<(), CampaignError> {
+    let txn = begin_write(db).await?;
+    let due = store::campaigns::due_to_start(&txn, now).await?;
+    let mut events = Vec::with_capacity(due.len());
+    for row in &due {
+        store::campaigns::mark_started(&txn, row, now).await?;
+        events.push(crate::events::campaign_started(row));
+    }
+    quanyu_outbox::append(&txn, events).await?;
+    txn.commit().await?;
+    Ok(())
 }

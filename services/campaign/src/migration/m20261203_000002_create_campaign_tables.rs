@@ -3,7 +3,9 @@
 
 use quanyu_runtime::db::schema::{compare_keys_as_bytes, index, table};
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::{big_integer, binary, integer, string, timestamp_with_time_zone};
+use sea_orm_migration::schema::{
+    big_integer, binary, integer, string, timestamp_with_time_zone, timestamp_with_time_zone_null,
+};
 
 pub struct Migration;
 
@@ -38,6 +40,8 @@ fn tables() -> Vec<TableSpec> {
                 big_integer("budget_limit"),
                 big_integer("spent"),
                 timestamp_with_time_zone("created_at"),
+                // When the sweep saw its window open (and published CampaignStarted).
+                timestamp_with_time_zone_null("started_at"),
             ],
             &["tenant_id", "campaign_id"],
             &["tenant_id", "campaign_id", "kind"],
@@ -94,6 +98,13 @@ impl MigrationTrait for Migration {
         }
         manager
             .create_index(index("campaigns_by_kind", "campaigns", &["tenant_id", "kind"]))
+            .await?;
+        manager
+            .create_index(index(
+                "campaigns_to_start",
+                "campaigns",
+                &["state", "started_at", "starts_at"],
+            ))
             .await?;
         manager
             .create_index(index(

@@ -32,6 +32,7 @@ pub async fn insert<C: ConnectionTrait>(db: &C, campaign: campaigns::Model) -> R
         budget_limit: Set(campaign.budget_limit),
         spent: Set(campaign.spent),
         created_at: Set(campaign.created_at),
+        started_at: Set(campaign.started_at),
     };
     campaigns::Entity::insert(row).exec_without_returning(db).await?;
     Ok(())
@@ -101,4 +102,35 @@ pub async fn spend<C: ConnectionTrait>(db: &C, tenant_id: &str, campaign_id: &st
                WHERE tenant_id = ? AND campaign_id = ? AND (budget_limit = 0 OR spent + ? <= budget_limit)";
     let values = vec![cost.into(), tenant_id.into(), campaign_id.into(), cost.into()];
     Ok(execute(db, sql, values).await? == 1)
+}
+
+/// Scheduled campaigns of every tenant whose window has opened by `now` and that the sweep has
+/// not started yet, locked so that one sweeper starts each.
+pub async fn due_to_start<C: ConnectionTrait>(db: &C, now: DateTime<Utc>) -> Result<Vec<campaigns::Model>, DbErr> {
+    let mut query = campaigns::Entity::find()
+        .filter(campaigns::Column::State.eq(Stored::Scheduled.as_str()))
+        .filter(campaigns::Column::StartedAt.is_null())
+        .filter(campaigns::Column::StartsAt.lte(now))
+        .limit(100);
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        query = query.lock_with_behavior(
+            sea_orm::sea_query::LockType::Update,
+            sea_orm::sea_query::LockBehavior::SkipLocked,
+        );
+    }
+    query.all(db).await
+}
+
+pub async fn mark_started<C: ConnectionTrait>(
+    db: &C,
+    campaign: &campaigns::Model,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    campaigns::Entity::update_many()
+        .col_expr(campaigns::Column::StartedAt, Expr::value(at))
+        .filter(campaigns::Column::TenantId.eq(campaign.tenant_id.as_str()))
+        .filter(campaigns::Column::CampaignId.eq(campaign.campaign_id.as_str()))
+        .exec(db)
+        .await?;
+    Ok(())
 }

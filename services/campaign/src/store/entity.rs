@@ -123,6 +123,7 @@ pub mod campaigns {
         pub budget_limit: i64,
         pub spent: i64,
         pub created_at: ChronoDateTimeUtc,
+        pub started_at: Option<ChronoDateTimeUtc>,
     }
 
     quanyu_runtime::no_relations!();
