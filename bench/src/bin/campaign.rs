@@ -51,7 +51,7 @@ async fn template(client: &mut CampaignClient, template_id: &str, stock: i64) ->
 fn claim(template_id: &str, member_id: String) -> pb::ClaimCouponRequest {
     pb::ClaimCouponRequest {
         template_id: template_id.into(),
-        idempotency_key: member_id.clone(),
+        idempotency_key: format!("{template_id}/{member_id}"),
         member_id,
         channel: Channel::WechatMall.into(),
     }

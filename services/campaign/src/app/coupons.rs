@@ -1,6 +1,7 @@
 //! Issuing, claiming, checking, redeeming and voiding coupons, and partners' code pools.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
@@ -9,7 +10,7 @@ use quanyu_proto::common::v1::Money;
 use quanyu_runtime::clock::to_proto;
 use quanyu_runtime::db::{Writes, begin_write, with_retries};
 use quanyu_runtime::error::quote;
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, IntoActiveModel};
 
 use super::{Keyed, coupon_to_pb, templates, undecodable};
 use crate::domain::code;
@@ -37,7 +38,19 @@ pub async fn issue(
     (issue, keyed): (&Issue<'_>, &Keyed<'_>),
     now: DateTime<Utc>,
 ) -> Result<pb::Coupon, CampaignError> {
-    with_retries(|| issue_once(db, tenant_id, (issue, keyed), now)).await
+    // A claim is seldom sent twice: the first attempt takes its key for new without reading it.
+    // A key recorded before fails the record's insert (a unique violation, retried), and a
+    // refusal (the member at the limit, the stock out) may be the first claim's own doing: the
+    // retry, or the refusal, reads the key first.
+    let unread = AtomicBool::new(true);
+    with_retries(|| async {
+        let read_first = !unread.swap(false, Ordering::Relaxed);
+        match issue_once(db, tenant_id, (issue, keyed), now, read_first).await {
+            Err(CampaignError::Refused { .. }) if !read_first => issue_once(db, tenant_id, (issue, keyed), now, true).await,
+            outcome => outcome,
+        }
+    })
+    .await
 }
 
 async fn issue_once(
@@ -45,30 +58,28 @@ async fn issue_once(
     tenant_id: &str,
     (issue, keyed): (&Issue<'_>, &Keyed<'_>),
     now: DateTime<Utc>,
+    read_first: bool,
 ) -> Result<pb::Coupon, CampaignError> {
     let txn = begin_write(db).await?;
-    if let Some(response) = keyed.recorded(&txn, tenant_id).await? {
+    if read_first && let Some(response) = keyed.recorded(&txn, tenant_id).await? {
         let first = pb::Coupon::decode(response.as_slice()).map_err(|error| undecodable("coupon", error))?;
         let now_stored = store::coupons::by_codes(&txn, tenant_id, vec![first.code.clone()], false).await?;
         return Ok(now_stored.first().map_or(first, |coupon| coupon_to_pb(coupon, now)));
     }
-    let coupon = issue_in(&txn, tenant_id, issue, now).await?;
-    let response = coupon_to_pb(&coupon, now);
-    let mut writes = Writes::new(&txn);
-    quanyu_runtime::idempotency::record(&mut writes, tenant_id, vec![keyed.record(&response)], now);
-    writes.execute(&txn).await?;
+    let coupon = issue_in(&txn, tenant_id, issue, Some(keyed), now).await?;
     txn.commit().await?;
     counted("issued", 1);
-    Ok(response)
+    Ok(coupon_to_pb(&coupon, now))
 }
 
-/// Issues a coupon in the caller's transaction (its event with it): the coupon, or why not.
-/// A refusal leaves the member's count and the stock as they were only when the caller rolls
-/// back what this did.
+/// Issues a coupon in the caller's transaction (its event with it, and its idempotency record
+/// when keyed): the coupon, or why not. A refusal leaves the member's count and the stock as
+/// they were only when the caller rolls back what this did.
 pub(crate) async fn issue_in<C: ConnectionTrait>(
     txn: &C,
     tenant_id: &str,
     issue: &Issue<'_>,
+    keyed: Option<&Keyed<'_>>,
     now: DateTime<Utc>,
 ) -> Result<coupons::Model, CampaignError> {
     let member_id = store::members::current(txn, tenant_id, issue.member_id).await?;
@@ -96,19 +107,24 @@ pub(crate) async fn issue_in<C: ConnectionTrait>(
         let why = format!("the member holds {limit} coupons of this template, the most one member may");
         return Err(CampaignError::refused("MEMBER_LIMIT_REACHED", "member_id", why));
     }
-    // The stock's row is locked from here to the commit: nothing slow follows.
-    let Some(number) = store::templates::take_stock(txn, tenant_id, issue.template_id).await? else {
-        return Err(CampaignError::refused(
-            "OUT_OF_STOCK",
-            "template_id",
-            "no coupons of the template are left",
-        ));
+    let take_stock = || async {
+        let taken = store::templates::take_stock(txn, tenant_id, issue.template_id).await?;
+        taken.ok_or_else(|| {
+            CampaignError::refused("OUT_OF_STOCK", "template_id", "no coupons of the template are left")
+        })
     };
-    let code = match template.code_source {
-        CodeSource::Generated => code::generate()?,
-        CodeSource::Imported => store::templates::pool_code(txn, tenant_id, issue.template_id, number)
+    // An imported code is the pool's at the coupon's number, so the stock comes first. A
+    // generated one lets it come last: the stock's row, which every claimer of a hot template
+    // wants, is then locked only from its update to the commit.
+    let number = match template.code_source {
+        CodeSource::Imported => Some(take_stock().await?),
+        CodeSource::Generated => None,
+    };
+    let code = match number {
+        Some(number) => store::templates::pool_code(txn, tenant_id, issue.template_id, number)
             .await?
             .ok_or_else(|| CampaignError::NotFound(format!("the pool has no code at {number}")))?,
+        None => code::generate()?,
     };
     let coupon = coupons::Model {
         tenant_id: tenant_id.to_owned(),
@@ -126,10 +142,17 @@ pub(crate) async fn issue_in<C: ConnectionTrait>(
         redeemed_at: None,
         void_reason: String::new(),
     };
-    store::coupons::insert(txn, coupon.clone()).await?;
     let mut writes = Writes::new(txn);
+    writes.insert_many(vec![coupon.clone().into_active_model()], None);
     quanyu_outbox::append_to(&mut writes, vec![events::issued(&coupon, issue.origin, issue.channel)]);
+    if let Some(keyed) = keyed {
+        let record = keyed.record(&coupon_to_pb(&coupon, now));
+        quanyu_runtime::idempotency::record(&mut writes, tenant_id, vec![record], now);
+    }
     writes.execute(txn).await?;
+    if number.is_none() {
+        take_stock().await?;
+    }
     Ok(coupon)
 }
 

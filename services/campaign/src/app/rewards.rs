@@ -144,7 +144,7 @@ async fn give(
             origin: pb::CouponOrigin::Campaign,
             channel: 0,
         };
-        match issue_in(&savepoint, tenant_id, &issue, now).await {
+        match issue_in(&savepoint, tenant_id, &issue, None, now).await {
             Ok(coupon) => {
                 reward.coupon_id = coupon.coupon_id;
                 None

@@ -28,27 +28,6 @@ pub async fn take_member_place<C: ConnectionTrait>(
     Ok(execute(db, sql, values).await? == 1)
 }
 
-pub async fn insert<C: ConnectionTrait>(db: &C, coupon: coupons::Model) -> Result<(), DbErr> {
-    let row = coupons::ActiveModel {
-        tenant_id: Set(coupon.tenant_id),
-        coupon_id: Set(coupon.coupon_id),
-        code: Set(coupon.code),
-        template_id: Set(coupon.template_id),
-        member_id: Set(coupon.member_id),
-        origin: Set(coupon.origin),
-        state: Set(coupon.state),
-        issued_at: Set(coupon.issued_at),
-        valid_from: Set(coupon.valid_from),
-        valid_until: Set(coupon.valid_until),
-        order_source: Set(coupon.order_source),
-        order_id: Set(coupon.order_id),
-        redeemed_at: Set(coupon.redeemed_at),
-        void_reason: Set(coupon.void_reason),
-    };
-    coupons::Entity::insert(row).exec_without_returning(db).await?;
-    Ok(())
-}
-
 /// The tenant's coupons with these codes, locked for update when `lock`.
 pub async fn by_codes<C: ConnectionTrait>(
     db: &C,
