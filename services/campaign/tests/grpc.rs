@@ -845,10 +845,8 @@ async fn campaigns_move_through_their_states(suite: Suite) {
         .await
         .unwrap();
     assert_eq!(created.state, Draft as i32);
-    let again = create_campaign(&mut client, campaign("winter", pb::CampaignKind::EntryGift))
-        .await
-        .unwrap();
-    assert_eq!(again, created);
+    let again = create_campaign(&mut client, created.clone()).await.unwrap();
+    assert_eq!(again, created, "the campaign read back is the same");
     let other = create_campaign(&mut client, campaign("winter", pb::CampaignKind::PurchaseBonus))
         .await
         .unwrap_err();
@@ -1069,6 +1067,10 @@ async fn member_day_bonuses_are_given_once_a_day_and_taken_back_on_refund(suite:
             unit: cny(100),
             min_spend: cny(10_000),
         }),
+        budget: Some(pb::Budget {
+            kind: pb::BudgetKind::Points.into(),
+            limit: 1_000,
+        }),
         ..campaign("day", pb::CampaignKind::MemberDay)
     };
     create_campaign(&mut client, member_day).await.unwrap();
@@ -1100,6 +1102,16 @@ async fn member_day_bonuses_are_given_once_a_day_and_taken_back_on_refund(suite:
         earned - 100 + 400 - 200,
         "half refunded: half the earning and half the bonus back"
     );
+    let day = client
+        .get_campaign(pb::GetCampaignRequest {
+            campaign_id: "day".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .campaign
+        .unwrap();
+    assert_eq!(day.spent, 200, "points taken back return to the budget");
 }
 
 async fn a_tier_gift_rewards_reaching_the_tier(suite: Suite) {

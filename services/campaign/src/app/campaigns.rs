@@ -23,6 +23,13 @@ pub async fn create(
     definition: pb::Campaign,
     now: DateTime<Utc>,
 ) -> Result<pb::Campaign, CampaignError> {
+    // Read-only fields are the service's to fill: a campaign read back and sent again is the same.
+    let definition = pb::Campaign {
+        state: 0,
+        spent: 0,
+        created_at: None,
+        ..definition
+    };
     let campaign = campaign::check(&definition)?;
     if !campaign.coupon_template_id.is_empty() {
         templates::load(db, tenant_id, &campaign.coupon_template_id)

@@ -46,7 +46,9 @@ pub async fn issue(
     with_retries(|| async {
         let read_first = !unread.swap(false, Ordering::Relaxed);
         match issue_once(db, tenant_id, (issue, keyed), now, read_first).await {
-            Err(CampaignError::Refused { .. }) if !read_first => issue_once(db, tenant_id, (issue, keyed), now, true).await,
+            Err(CampaignError::Refused { .. }) if !read_first => {
+                issue_once(db, tenant_id, (issue, keyed), now, true).await
+            }
             outcome => outcome,
         }
     })
@@ -109,9 +111,8 @@ pub(crate) async fn issue_in<C: ConnectionTrait>(
     }
     let take_stock = || async {
         let taken = store::templates::take_stock(txn, tenant_id, issue.template_id).await?;
-        taken.ok_or_else(|| {
-            CampaignError::refused("OUT_OF_STOCK", "template_id", "no coupons of the template are left")
-        })
+        taken
+            .ok_or_else(|| CampaignError::refused("OUT_OF_STOCK", "template_id", "no coupons of the template are left"))
     };
     // An imported code is the pool's at the coupon's number, so the stock comes first. A
     // generated one lets it come last: the stock's row, which every claimer of a hot template

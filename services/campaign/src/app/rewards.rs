@@ -210,7 +210,9 @@ pub async fn revoke_for_refund(
             continue;
         };
         store::rewards::add_revoked(txn, &reward, points).await?;
-        store::campaigns::spend(txn, tenant_id, &reward.campaign_id, -points).await?;
+        // Points taken back are points the budget did not spend after all.
+        let (_, campaign) = super::campaigns::load(txn, tenant_id, &reward.campaign_id).await?;
+        store::campaigns::spend(txn, tenant_id, &reward.campaign_id, -campaign.cost(points, 0)).await?;
         let revoke_key = Sha256::digest(format!("{reference}\0{refund}"));
         let revocation = point_grants::Model {
             grant_key: format!("revoke:{}", hex::encode(&revoke_key[..16])),

@@ -271,9 +271,6 @@ fn read(definition: &pb::Campaign, violations: &mut Violations) -> Campaign {
     if definition.per_member_limit > 0 && !matches!(kind, Kind::MemberDay(_)) {
         violations.add("campaign.per_member_limit", "is for MEMBER_DAY campaigns");
     }
-    if definition.state != 0 || definition.spent != 0 || definition.created_at.is_some() {
-        violations.add("campaign.state", "state, spent and created_at are the service's to set");
-    }
     Campaign {
         campaign_id: definition.campaign_id.clone(),
         kind,
