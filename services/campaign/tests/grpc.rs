@@ -25,7 +25,8 @@ quanyu_testkit::suite!(
     campaigns_move_through_their_states,
     an_entry_gift_rewards_each_new_member_once_within_its_budget,
     member_day_bonuses_are_given_once_a_day_and_taken_back_on_refund,
-    a_tier_gift_rewards_reaching_the_tier
+    a_tier_gift_rewards_reaching_the_tier,
+    birthday_gifts_come_on_the_birthday_once_a_year
 );
 
 /// The fields a refusal names, from its `google.rpc.BadRequest`.
@@ -1178,4 +1179,48 @@ async fn started(suite: &Suite, campaign_id: &str) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+async fn birthday_gifts_come_on_the_birthday_once_a_year(suite: Suite) {
+    use quanyu_proto::identity::v1 as identity_pb;
+    let mut points = with_program(&suite, 0).await;
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let mut members = Vec::new();
+    for (phone, birthday) in [("13500135001", "1990-12-25"), ("13500135002", "1991-06-01")] {
+        let member = enrol(&mut identity, phone, Default::default()).await;
+        identity
+            .update_profile(identity_pb::UpdateProfileRequest {
+                member_id: member.clone(),
+                birthday: Some(birthday.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        members.push(member);
+    }
+    let mut client = suite.campaign(keys::ACME_PLATFORM).await;
+    create_campaign(&mut client, campaign("birthday", pb::CampaignKind::BirthdayGift))
+        .await
+        .unwrap();
+    move_to(&mut client, "birthday", pb::CampaignState::Scheduled)
+        .await
+        .unwrap();
+    suite.context.clock.set(
+        chrono::DateTime::parse_from_rfc3339("2026-12-25T10:00:00+08:00")
+            .unwrap()
+            .to_utc(),
+    );
+    let run = run_until(&mut client, "birthday", |run| run.rewards == 1 && run.pending == 0).await;
+    assert_eq!((run.members, run.points_granted), (1, 100));
+    assert_eq!(
+        quanyu_testkit::points::balance(&mut points, &members[0]).await.balance,
+        100
+    );
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let later = run_of(&mut client, "birthday").await;
+    assert_eq!(later.rewards, 1, "sweeps that day give nothing more");
+    assert_eq!(
+        quanyu_testkit::points::balance(&mut points, &members[1]).await.balance,
+        0
+    );
 }

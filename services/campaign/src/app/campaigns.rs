@@ -195,8 +195,8 @@ pub async fn run(
     Ok(run)
 }
 
-/// Publishes CampaignStarted for each scheduled campaign whose window has opened, once, every
-/// `every` until `shutdown`.
+/// Every `every` until `shutdown`: publishes CampaignStarted for each scheduled campaign whose
+/// window has opened, once, and gives birthday gifts.
 pub fn spawn_sweep(
     db: DatabaseConnection,
     clock: quanyu_runtime::clock::Clock,
@@ -209,8 +209,12 @@ pub fn spawn_sweep(
                 () = shutdown.wait() => return,
                 () = tokio::time::sleep(every) => {}
             }
-            if let Err(error) = start_due(&db, clock.now()).await {
+            let now = clock.now();
+            if let Err(error) = start_due(&db, now).await {
                 tracing::warn!(%error, "campaigns due to start wait for the next sweep");
+            }
+            if let Err(error) = super::rewards::celebrate_birthdays(&db, now).await {
+                tracing::warn!(%error, "birthdays wait for the next sweep");
             }
         }
     });

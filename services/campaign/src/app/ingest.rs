@@ -24,7 +24,9 @@ pub fn identity_event_types() -> Vec<String> {
     use quanyu_proto::identity::v1 as identity;
     vec![
         event_type_of::<identity::MemberEnrolled>(),
+        event_type_of::<identity::ProfileUpdated>(),
         event_type_of::<identity::MembersMerged>(),
+        event_type_of::<identity::MemberErased>(),
     ]
 }
 
@@ -58,6 +60,15 @@ impl Effects {
             Some(Payload::MembersMerged(merged)) => {
                 let (survivor, loser) = (&merged.survivor_id, &merged.merged_member_id);
                 return Ok(store::members::fold(txn, tenant_id, survivor, loser).await?);
+            }
+            Some(Payload::ProfileUpdated(updated)) => {
+                let birthday = updated.profile.as_ref().map_or("", |profile| profile.birthday.as_str());
+                // `YYYY-MM-DD`: the month and day only are kept.
+                let month_day = birthday.get(5..10).filter(|_| birthday.len() == 10);
+                return Ok(store::members::set_birthday(txn, tenant_id, &updated.member_id, month_day).await?);
+            }
+            Some(Payload::MemberErased(erased)) => {
+                return Ok(store::members::set_birthday(txn, tenant_id, &erased.member_id, None).await?);
             }
             Some(Payload::SaleRecorded(sale)) if sale.kind == i32::from(SaleKind::Refund) => {
                 return self.refund(txn, tenant_id, sale).await;

@@ -86,7 +86,7 @@ pub async fn reward(
                 (points, day)
             }
             (Kind::PurchaseBonus | Kind::MemberDay(_), None) => continue,
-            (Kind::EntryGift | Kind::TierGift(_), _) => (campaign.points, String::new()),
+            (Kind::EntryGift | Kind::TierGift(_) | Kind::BirthdayGift, _) => (campaign.points, String::new()),
         };
         let exists = store::rewards::exists(
             txn,
@@ -224,6 +224,51 @@ pub async fn revoke_for_refund(
             ..granted
         };
         store::rewards::enqueue(txn, revocation).await?;
+    }
+    Ok(())
+}
+
+/// How many birthdays one transaction of the sweep rewards.
+const BIRTHDAYS_PER_TRANSACTION: u64 = 500;
+
+/// Gives every active birthday campaign's reward to the members whose birthday it is at `now`
+/// (in the campaign's time zone), once a year each.
+pub async fn celebrate_birthdays(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<(), CampaignError> {
+    for row in store::campaigns::active_everywhere(db, Kind::BIRTHDAY_GIFT, now).await? {
+        let definition =
+            pb::Campaign::decode(row.definition.as_slice()).map_err(|error| super::undecodable("campaign", error))?;
+        let campaign = Campaign::of_definition(&definition);
+        let (month_days, year) = campaign.birthdays_at(now);
+        let occurrence = format!("birthday:{year}");
+        loop {
+            let txn = quanyu_runtime::db::begin_write(db).await?;
+            let due = (campaign.campaign_id.as_str(), occurrence.as_str());
+            let limit = BIRTHDAYS_PER_TRANSACTION;
+            let members = store::members::birthdays_due(&txn, &row.tenant_id, &month_days, due, limit).await?;
+            for member_id in &members {
+                let birthday = Happening {
+                    kind: Kind::BIRTHDAY_GIFT,
+                    member_id,
+                    at: now,
+                    place: None,
+                    occurrence: occurrence.clone(),
+                    sale: None,
+                    tier: None,
+                };
+                give(
+                    &txn,
+                    &row.tenant_id,
+                    (&campaign, &birthday),
+                    (campaign.points, String::new()),
+                    now,
+                )
+                .await?;
+            }
+            txn.commit().await?;
+            if (members.len() as u64) < limit {
+                break;
+            }
+        }
     }
     Ok(())
 }

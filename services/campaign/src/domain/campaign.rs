@@ -35,6 +35,7 @@ pub enum Kind {
     PurchaseBonus,
     MemberDay(MemberDay),
     TierGift(String),
+    BirthdayGift,
 }
 
 impl Kind {
@@ -42,6 +43,7 @@ impl Kind {
     pub const PURCHASE_BONUS: &'static str = "PURCHASE_BONUS";
     pub const MEMBER_DAY: &'static str = "MEMBER_DAY";
     pub const TIER_GIFT: &'static str = "TIER_GIFT";
+    pub const BIRTHDAY_GIFT: &'static str = "BIRTHDAY_GIFT";
 
     /// How it is stored, to find the campaigns an event may trigger.
     pub fn as_str(&self) -> &'static str {
@@ -50,6 +52,7 @@ impl Kind {
             Self::PurchaseBonus => Self::PURCHASE_BONUS,
             Self::MemberDay(_) => Self::MEMBER_DAY,
             Self::TierGift(_) => Self::TIER_GIFT,
+            Self::BirthdayGift => Self::BIRTHDAY_GIFT,
         }
     }
 }
@@ -121,6 +124,18 @@ impl Campaign {
         };
         let day = at.with_timezone(&self.offset).date_naive();
         member_day.is(day).then(|| day.format("%Y-%m-%d").to_string())
+    }
+
+    /// The birthdays (`MM-DD`) celebrated on the day `at` falls on in the campaign's time zone,
+    /// and the year they are celebrated in: 29 February is celebrated on 28 February in years
+    /// without it.
+    pub fn birthdays_at(&self, at: Timestamp) -> (Vec<String>, i32) {
+        let day = at.with_timezone(&self.offset).date_naive();
+        let mut month_days = vec![day.format("%m-%d").to_string()];
+        if day.month() == 2 && day.day() == 28 && day.with_day(29).is_none() {
+            month_days.push("02-29".into());
+        }
+        (month_days, day.year())
     }
 
     /// The points a purchase of `amount` (minor units, in `currency`) earns, with the reward's
@@ -313,6 +328,7 @@ fn kind(definition: &pb::Campaign, violations: &mut Violations) -> Kind {
                 }
             })
         }
+        pb::CampaignKind::BirthdayGift => Kind::BirthdayGift,
         pb::CampaignKind::TierGift => {
             violations.text("campaign.tier", &definition.tier, 64, true);
             Kind::TierGift(definition.tier.clone())
@@ -320,7 +336,7 @@ fn kind(definition: &pb::Campaign, violations: &mut Violations) -> Kind {
         pb::CampaignKind::Unspecified => {
             violations.add(
                 "campaign.kind",
-                "must be ENTRY_GIFT, PURCHASE_BONUS, MEMBER_DAY or TIER_GIFT",
+                "must be ENTRY_GIFT, PURCHASE_BONUS, MEMBER_DAY, TIER_GIFT or BIRTHDAY_GIFT",
             );
             Kind::EntryGift
         }
@@ -443,6 +459,24 @@ mod tests {
         assert_eq!(campaign.purchase_points(12_345, "CNY"), Some(246));
         assert_eq!(campaign.purchase_points(9_999, "CNY"), None, "below the minimum spend");
         assert_eq!(campaign.purchase_points(12_345, "USD"), None);
+    }
+
+    #[test]
+    fn leap_day_birthdays_are_celebrated_on_the_28th_in_other_years() {
+        let gift = Campaign {
+            kind: Kind::BirthdayGift,
+            ..check(&member_day()).unwrap()
+        };
+        assert_eq!(
+            gift.birthdays_at(at("2027-02-28T10:00:00+08:00")),
+            (vec!["02-28".into(), "02-29".into()], 2027)
+        );
+        assert_eq!(gift.birthdays_at(at("2028-02-28T10:00:00+08:00")).0, ["02-28"]);
+        assert_eq!(
+            gift.birthdays_at(at("2026-12-31T17:00:00Z")),
+            (vec!["01-01".into()], 2027),
+            "+08:00"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261203_000001_create_coupon_tables;
 mod m20261203_000002_create_campaign_tables;
+mod m20261203_000003_create_member_birthdays;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(quanyu_runtime::idempotency::CreateIdempotency),
             Box::new(m20261203_000001_create_coupon_tables::Migration),
             Box::new(m20261203_000002_create_campaign_tables::Migration),
+            Box::new(m20261203_000003_create_member_birthdays::Migration),
         ]
     }
 

@@ -134,3 +134,18 @@ pub async fn mark_started<C: ConnectionTrait>(
         .await?;
     Ok(())
 }
+
+/// The campaigns of `kind` of every tenant that are active at `now`.
+pub async fn active_everywhere<C: ConnectionTrait>(
+    db: &C,
+    kind: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<campaigns::Model>, DbErr> {
+    campaigns::Entity::find()
+        .filter(campaigns::Column::Kind.eq(kind))
+        .filter(campaigns::Column::State.eq(Stored::Scheduled.as_str()))
+        .filter(campaigns::Column::StartsAt.lte(now))
+        .filter(campaigns::Column::EndsAt.gt(now))
+        .all(db)
+        .await
+}

@@ -1,7 +1,8 @@
-//! Members merged into another (member-identity's MembersMerged): their coupons and their counts
-//! under per-member limits move to the survivor, and their id means the survivor from then on.
+//! What campaign keeps of members: who was merged into whom (member-identity's MembersMerged:
+//! coupons and counts under per-member limits move to the survivor, and the merged id means the
+//! survivor from then on), and birthdays as month and day, for birthday gifts.
 
-use quanyu_runtime::db::sql::execute;
+use quanyu_runtime::db::sql::{Query, execute};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, sea_query::OnConflict};
 
 use super::entity::merged_members;
@@ -50,8 +51,62 @@ pub async fn fold<C: ConnectionTrait>(db: &C, tenant_id: &str, survivor: &str, l
             vec![tenant_id.into(), loser.into()],
         ),
     ];
+    // The survivor's birthday is the person's; the merged record's goes.
+    set_birthday(db, tenant_id, loser, None).await?;
     for (sql, values) in statements {
         execute(db, sql, values).await?;
     }
     Ok(())
+}
+
+/// Keeps a member's birthday (`MM-DD`), or forgets it (`None`: unknown, or erased).
+pub async fn set_birthday<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    member_id: &str,
+    month_day: Option<&str>,
+) -> Result<(), DbErr> {
+    let (sql, values): (&str, Vec<sea_orm::Value>) = match month_day {
+        Some(month_day) => (
+            "INSERT INTO member_birthdays (tenant_id, member_id, month_day) VALUES (?, ?, ?) \
+             ON CONFLICT (tenant_id, member_id) DO UPDATE SET month_day = excluded.month_day",
+            vec![tenant_id.into(), member_id.into(), month_day.into()],
+        ),
+        None => (
+            "DELETE FROM member_birthdays WHERE tenant_id = ? AND member_id = ?",
+            vec![tenant_id.into(), member_id.into()],
+        ),
+    };
+    execute(db, sql, values).await?;
+    Ok(())
+}
+
+/// Members whose birthday is one of `month_days` and whom the campaign has not rewarded for
+/// the occurrence yet, at most `limit`.
+pub async fn birthdays_due<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    month_days: &[String],
+    (campaign_id, occurrence): (&str, &str),
+    limit: u64,
+) -> Result<Vec<String>, DbErr> {
+    let mut query = Query::default();
+    query
+        .push("SELECT b.member_id FROM member_birthdays b WHERE b.tenant_id = ")
+        .bind(tenant_id)
+        .push(" AND b.month_day IN (");
+    for (index, month_day) in month_days.iter().enumerate() {
+        query.push(if index == 0 { "" } else { ", " }).bind(month_day.as_str());
+    }
+    query
+        .push(") AND NOT EXISTS (SELECT 1 FROM rewards r WHERE r.tenant_id = b.tenant_id AND r.campaign_id = ")
+        .bind(campaign_id)
+        .push(" AND r.occurrence = ")
+        .bind(occurrence)
+        .push(" AND r.member_id = b.member_id) ORDER BY b.member_id LIMIT ")
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    let rows = db
+        .query_all_raw(query.into_statement(db.get_database_backend()))
+        .await?;
+    rows.iter().map(|row| row.try_get::<String>("", "member_id")).collect()
 }
