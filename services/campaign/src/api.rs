@@ -6,7 +6,6 @@ use quanyu_proto::common::v1::Channel;
 use quanyu_runtime::auth::{Access, Role, authorize, is_slug};
 use quanyu_runtime::clock::Clock;
 use quanyu_runtime::error::{FieldViolation, Violations};
-use quanyu_runtime::idempotency::{RequestDigest, field_name};
 use quanyu_runtime::page;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
@@ -48,6 +47,13 @@ fn template_id(violations: &mut Violations, id: &str) {
     if !is_slug(id) {
         violations.add("template_id", "must be 1-64 of [a-z0-9_.-]");
     }
+}
+
+/// Checks what an issue or a claim names: the template, the member and the idempotency key.
+fn issued_to(violations: &mut Violations, (template, member_id, key): (&str, &str, &str)) {
+    template_id(violations, template);
+    violations.text("member_id", member_id, 64, true);
+    violations.text("idempotency_key", key, 128, true);
 }
 
 /// Checks an order; the order as the rules read it.
@@ -153,9 +159,10 @@ impl CampaignService for CampaignApi {
         let actor = authorize(&request, Access::WRITE)?;
         let input = request.get_ref();
         let mut violations = Violations::default();
-        template_id(&mut violations, &input.template_id);
-        violations.text("member_id", &input.member_id, 64, true);
-        violations.text("idempotency_key", &input.idempotency_key, 128, true);
+        issued_to(
+            &mut violations,
+            (&input.template_id, &input.member_id, &input.idempotency_key),
+        );
         violations.into_result().map_err(CampaignError::from)?;
         let issue = Issue {
             template_id: &input.template_id,
@@ -163,12 +170,7 @@ impl CampaignService for CampaignApi {
             origin: pb::CouponOrigin::Issued,
             channel: 0,
         };
-        let keyed = Keyed {
-            scope: "issue".into(),
-            key: &input.idempotency_key,
-            request: RequestDigest::of(input),
-            field_name: field_name::<pb::IssueCouponRequest>,
-        };
+        let keyed = Keyed::of("issue", &input.idempotency_key, input);
         let coupon = app::coupons::issue(&self.db, &actor.tenant_id, (&issue, &keyed), self.clock.now()).await?;
         Ok(Response::new(pb::IssueCouponResponse { coupon: Some(coupon) }))
     }
@@ -177,9 +179,10 @@ impl CampaignService for CampaignApi {
         let actor = authorize(&request, Access::WRITE)?;
         let input = request.get_ref();
         let mut violations = Violations::default();
-        template_id(&mut violations, &input.template_id);
-        violations.text("member_id", &input.member_id, 64, true);
-        violations.text("idempotency_key", &input.idempotency_key, 128, true);
+        issued_to(
+            &mut violations,
+            (&input.template_id, &input.member_id, &input.idempotency_key),
+        );
         if matches!(Channel::try_from(input.channel), Ok(Channel::Unspecified) | Err(_)) {
             violations.add("channel", "is required: the channel the member claims from");
         }
@@ -190,12 +193,7 @@ impl CampaignService for CampaignApi {
             origin: pb::CouponOrigin::Claimed,
             channel: input.channel,
         };
-        let keyed = Keyed {
-            scope: "claim".into(),
-            key: &input.idempotency_key,
-            request: RequestDigest::of(input),
-            field_name: field_name::<pb::ClaimCouponRequest>,
-        };
+        let keyed = Keyed::of("claim", &input.idempotency_key, input);
         let coupon = app::coupons::issue(&self.db, &actor.tenant_id, (&issue, &keyed), self.clock.now()).await?;
         Ok(Response::new(pb::ClaimCouponResponse { coupon: Some(coupon) }))
     }
@@ -249,12 +247,7 @@ impl CampaignService for CampaignApi {
             order,
             checked_order,
             codes,
-            keyed: Keyed {
-                scope: format!("redeem:{}", order.source),
-                key: &order.order_id,
-                request: RequestDigest::of(input),
-                field_name: field_name::<pb::RedeemCouponsRequest>,
-            },
+            keyed: Keyed::of(format!("redeem:{}", order.source), &order.order_id, input),
         };
         let response = app::coupons::redeem(&self.db, &actor.tenant_id, &redemption, self.clock.now()).await?;
         Ok(Response::new(response))

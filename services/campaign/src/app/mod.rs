@@ -27,7 +27,17 @@ pub struct Keyed<'a> {
     pub field_name: fn(u32) -> String,
 }
 
-impl Keyed<'_> {
+impl<'a> Keyed<'a> {
+    /// The key of `request`, in `scope`.
+    pub fn of<M: prost::Message + prost::Name>(scope: impl Into<String>, key: &'a str, request: &M) -> Self {
+        Self {
+            scope: scope.into(),
+            key,
+            request: RequestDigest::of(request),
+            field_name: idempotency::field_name::<M>,
+        }
+    }
+
     /// The response recorded under the key for the same request, `None` for a first write, or
     /// ALREADY_EXISTS for another request under the same key.
     async fn recorded<C: ConnectionTrait>(&self, db: &C, tenant_id: &str) -> Result<Option<Vec<u8>>, CampaignError> {
