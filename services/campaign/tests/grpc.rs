@@ -26,7 +26,8 @@ quanyu_testkit::suite!(
     an_entry_gift_rewards_each_new_member_once_within_its_budget,
     member_day_bonuses_are_given_once_a_day_and_taken_back_on_refund,
     a_tier_gift_rewards_reaching_the_tier,
-    birthday_gifts_come_on_the_birthday_once_a_year
+    birthday_gifts_come_on_the_birthday_once_a_year,
+    a_money_budget_counts_the_coupons_face_value
 );
 
 /// The fields a refusal names, from its `google.rpc.BadRequest`.
@@ -1222,5 +1223,42 @@ async fn birthday_gifts_come_on_the_birthday_once_a_year(suite: Suite) {
     assert_eq!(
         quanyu_testkit::points::balance(&mut points, &members[1]).await.balance,
         0
+    );
+}
+
+async fn a_money_budget_counts_the_coupons_face_value(suite: Suite) {
+    let mut client = suite.campaign(keys::ACME_PLATFORM).await;
+    create(&mut client, fifty_off("fifty")).await;
+    let money = |reward: pb::Reward| pb::Campaign {
+        reward: Some(reward),
+        budget: Some(pb::Budget {
+            kind: pb::BudgetKind::Money.into(),
+            limit: 12_000,
+        }),
+        ..campaign("money", pb::CampaignKind::EntryGift)
+    };
+    let points_only = money(pb::Reward {
+        points: 10,
+        ..Default::default()
+    });
+    let refused = create_campaign(&mut client, points_only).await.unwrap_err();
+    assert_eq!(violated_fields(&refused), ["campaign.budget.kind"]);
+    let coupons = money(pb::Reward {
+        coupon_template_id: "fifty".into(),
+        ..Default::default()
+    });
+    create_campaign(&mut client, coupons).await.unwrap();
+    move_to(&mut client, "money", pb::CampaignState::Scheduled)
+        .await
+        .unwrap();
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    for phone in ["13400134001", "13400134002", "13400134003"] {
+        enrol(&mut identity, phone, Default::default()).await;
+    }
+    let run = run_until(&mut client, "money", |run| run.rewards + run.refused == 3).await;
+    assert_eq!(
+        (run.coupons_issued, run.refused),
+        (2, 1),
+        "two 50-yuan coupons fit 120 yuan, a third does not"
     );
 }

@@ -31,8 +31,10 @@ pub async fn create(
         ..definition
     };
     let campaign = campaign::check(&definition)?;
-    if !campaign.coupon_template_id.is_empty() {
-        templates::load(db, tenant_id, &campaign.coupon_template_id)
+    let face_value = if campaign.coupon_template_id.is_empty() {
+        None
+    } else {
+        let (_, template) = templates::load(db, tenant_id, &campaign.coupon_template_id)
             .await
             .map_err(|_| {
                 FieldViolation::new(
@@ -40,6 +42,11 @@ pub async fn create(
                     format!("names no coupon template: {}", quote(&campaign.coupon_template_id)),
                 )
             })?;
+        template.benefit.face_value()
+    };
+    if matches!(campaign.budget, Some((campaign::BudgetKind::Money, _))) && face_value.is_none_or(|value| value == 0) {
+        let why = "counts coupons' face value: the reward needs an amount-off coupon, or a percent-off one with a cap";
+        return Err(FieldViolation::new("campaign.budget.kind", why).into());
     }
     let encoded = definition.encode_to_vec();
     with_retries(|| async {

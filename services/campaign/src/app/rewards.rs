@@ -133,11 +133,17 @@ async fn give(
         created_at: now,
     };
     let savepoint = txn.begin().await?;
-    let coupons = i64::from(!campaign.coupon_template_id.is_empty());
-    let cost = campaign.cost(points, coupons);
+    let gives_coupon = !campaign.coupon_template_id.is_empty();
+    let face_value = if gives_coupon {
+        let (_, template) = super::templates::load(&savepoint, tenant_id, &campaign.coupon_template_id).await?;
+        Some(template.benefit.face_value().unwrap_or(0))
+    } else {
+        None
+    };
+    let cost = campaign.cost(points, face_value);
     let refusal = if !store::campaigns::spend(&savepoint, tenant_id, &campaign.campaign_id, cost).await? {
         Some("BUDGET_SPENT".to_owned())
-    } else if coupons == 1 {
+    } else if gives_coupon {
         let issue = Issue {
             template_id: &campaign.coupon_template_id,
             member_id: happening.member_id,
@@ -212,7 +218,7 @@ pub async fn revoke_for_refund(
         store::rewards::add_revoked(txn, &reward, points).await?;
         // Points taken back are points the budget did not spend after all.
         let (_, campaign) = super::campaigns::load(txn, tenant_id, &reward.campaign_id).await?;
-        store::campaigns::spend(txn, tenant_id, &reward.campaign_id, -campaign.cost(points, 0)).await?;
+        store::campaigns::spend(txn, tenant_id, &reward.campaign_id, -campaign.cost(points, None)).await?;
         let revoke_key = Sha256::digest(format!("{reference}\0{refund}"));
         let revocation = point_grants::Model {
             grant_key: format!("revoke:{}", hex::encode(&revoke_key[..16])),

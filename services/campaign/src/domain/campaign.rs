@@ -69,6 +69,8 @@ pub struct Bonus {
 pub enum BudgetKind {
     Points,
     Coupons,
+    /// The face value of the coupons issued.
+    Money,
 }
 
 /// Where something happened: its channel, brand and store.
@@ -151,11 +153,13 @@ impl Campaign {
         Some(i64::try_from(total.min(i128::from(MAX_REWARD_POINTS))).unwrap_or(MAX_REWARD_POINTS))
     }
 
-    /// What a reward of `points` and `coupons` costs the budget.
-    pub fn cost(&self, points: i64, coupons: i64) -> i64 {
+    /// What a reward of `points` and, when it gives one, a coupon of `coupon_face_value` costs
+    /// the budget.
+    pub fn cost(&self, points: i64, coupon_face_value: Option<i64>) -> i64 {
         match self.budget {
             Some((BudgetKind::Points, _)) => points,
-            Some((BudgetKind::Coupons, _)) => coupons,
+            Some((BudgetKind::Coupons, _)) => i64::from(coupon_face_value.is_some()),
+            Some((BudgetKind::Money, _)) => coupon_face_value.unwrap_or(0),
             None => 0,
         }
     }
@@ -273,8 +277,9 @@ fn read(definition: &pb::Campaign, violations: &mut Violations) -> Campaign {
         let kind = match pb::BudgetKind::try_from(budget.kind) {
             Ok(pb::BudgetKind::Points) => BudgetKind::Points,
             Ok(pb::BudgetKind::Coupons) => BudgetKind::Coupons,
+            Ok(pb::BudgetKind::Money) => BudgetKind::Money,
             _ => {
-                violations.add("campaign.budget.kind", "must be POINTS or COUPONS");
+                violations.add("campaign.budget.kind", "must be POINTS, COUPONS or MONEY");
                 BudgetKind::Points
             }
         };

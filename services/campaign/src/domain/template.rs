@@ -27,6 +27,16 @@ pub enum Benefit {
 }
 
 impl Benefit {
+    /// What a coupon is worth at most, in minor units; `None` when nothing bounds it (a percent
+    /// off without a cap).
+    pub fn face_value(&self) -> Option<i64> {
+        match self {
+            Self::AmountOff(off) => Some(*off),
+            Self::PercentOff { cap, .. } => *cap,
+            Self::Gift(_) | Self::FreeShipping => Some(0),
+        }
+    }
+
     /// What it takes off an order of `amount` (minor units): never more than the order.
     pub fn discount(&self, amount: i64) -> i64 {
         let off = match self {
