@@ -84,8 +84,13 @@ pub async fn load<C: ConnectionTrait>(
     let row = store::campaigns::find(db, tenant_id, campaign_id)
         .await?
         .ok_or_else(|| CampaignError::NotFound(format!("campaign {} not found", quote(campaign_id))))?;
-    let campaign = Campaign::of_definition(&definition(&row)?);
+    let campaign = rules(&row)?;
     Ok((row, campaign))
+}
+
+/// A stored campaign as the rules read it.
+pub(crate) fn rules(row: &campaigns::Model) -> Result<Campaign, CampaignError> {
+    Ok(Campaign::of_definition(&definition(row)?))
 }
 
 fn definition(row: &campaigns::Model) -> Result<pb::Campaign, CampaignError> {
@@ -123,13 +128,8 @@ pub async fn list(
     (after, size): (Option<String>, u64),
     now: DateTime<Utc>,
 ) -> Result<(Vec<pb::Campaign>, String), CampaignError> {
-    let mut rows = store::campaigns::list(db, tenant_id, after, size + 1).await?;
-    let more = rows.len() as u64 > size;
-    rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
-    let next = match rows.last() {
-        Some(last) if more => quanyu_runtime::page::token(&last.campaign_id),
-        _ => String::new(),
-    };
+    let rows = store::campaigns::list(db, tenant_id, after, size + 1).await?;
+    let (rows, next) = super::page(rows, size, |row| &row.campaign_id);
     let campaigns = rows
         .iter()
         .map(|row| campaign_to_pb(row, now))

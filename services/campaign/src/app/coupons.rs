@@ -470,13 +470,8 @@ pub async fn list(
         pb::CouponState::Redeemed => Some((State::Redeemed, Expiry::Any)),
         pb::CouponState::Void => Some((State::Void, Expiry::Any)),
     };
-    let mut rows = store::coupons::of_member(db, tenant_id, &member_id, state, after, size + 1, now).await?;
-    let more = rows.len() as u64 > size;
-    rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
-    let next = match rows.last() {
-        Some(last) if more => quanyu_runtime::page::token(&last.coupon_id),
-        _ => String::new(),
-    };
+    let rows = store::coupons::of_member(db, tenant_id, &member_id, state, after, size + 1, now).await?;
+    let (rows, next) = super::page(rows, size, |coupon| &coupon.coupon_id);
     Ok((rows.iter().map(|coupon| coupon_to_pb(coupon, now)).collect(), next))
 }
 

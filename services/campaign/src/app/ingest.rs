@@ -75,8 +75,8 @@ impl Effects {
             }
             Some(Payload::MemberEnrolled(enrolled)) => {
                 let enrollment = enrolled.enrollment.as_ref();
-                vec![Happening {
-                    kind: Kind::ENTRY_GIFT,
+                Some(Happening {
+                    kinds: &[Kind::ENTRY_GIFT],
                     member_id: &enrolled.member_id,
                     at: enrolled
                         .enrolled_at
@@ -91,12 +91,12 @@ impl Effects {
                     occurrence: "enrolment".into(),
                     sale: None,
                     tier: None,
-                }]
+                })
             }
             Some(Payload::SaleRecorded(sale)) if !sale.member_id.is_empty() => {
                 let amount = sale.amount.as_ref();
-                let purchase = |kind: &'static str| Happening {
-                    kind,
+                Some(Happening {
+                    kinds: &[Kind::PURCHASE_BONUS, Kind::MEMBER_DAY],
                     member_id: &sale.member_id,
                     at: sale.occurred_at.as_ref().and_then(from_proto).unwrap_or(occurred_at),
                     place: Some(Place {
@@ -110,24 +110,23 @@ impl Effects {
                         amount.map_or("", |amount| amount.currency.as_str()),
                     )),
                     tier: None,
-                };
-                vec![purchase(Kind::PURCHASE_BONUS), purchase(Kind::MEMBER_DAY)]
+                })
             }
-            Some(Payload::TierChanged(changed)) => vec![Happening {
-                kind: Kind::TIER_GIFT,
+            Some(Payload::TierChanged(changed)) => Some(Happening {
+                kinds: &[Kind::TIER_GIFT],
                 member_id: &changed.member_id,
                 at: occurred_at,
                 place: None,
                 occurrence: format!("tier:{}:{}", changed.program_id, changed.to_tier),
                 sale: None,
                 tier: Some(&changed.to_tier),
-            }],
-            _ => Vec::new(),
+            }),
+            _ => None,
         };
-        for happening in &happening {
-            rewards::reward(txn, tenant_id, happening, now).await?;
+        match happening {
+            Some(happening) => rewards::reward(txn, tenant_id, &happening, now).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Adds a refund to the order's redemption; once the refunds cover the order, gives back its

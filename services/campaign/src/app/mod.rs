@@ -89,6 +89,18 @@ fn unchanged<M: prost::Message + prost::Name>(
     }
 }
 
+/// A page of at most `size` of `rows` (read with one more than a page, to tell whether another
+/// follows), and the token of the next page, empty after the last.
+fn page<T>(mut rows: Vec<T>, size: u64, key: impl Fn(&T) -> &String) -> (Vec<T>, String) {
+    let more = rows.len() as u64 > size;
+    rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+    let next = match rows.last() {
+        Some(last) if more => quanyu_runtime::page::token(key(last)),
+        _ => String::new(),
+    };
+    (rows, next)
+}
+
 /// A stored response that does not decode: the database holds what this service never wrote.
 fn undecodable(what: &str, error: prost::DecodeError) -> CampaignError {
     CampaignError::Database(sea_orm::DbErr::Custom(format!(

@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use prost::Message as _;
 use quanyu_proto::campaign::v1 as pb;
 use quanyu_proto::points::v1 as points_pb;
 use quanyu_proto::points::v1::points_service_client::PointsServiceClient;
@@ -27,9 +26,9 @@ use crate::error::CampaignError;
 use crate::store;
 use crate::store::entity::{point_grants, rewards};
 
-/// Something that happened that campaigns of `kind` may reward.
+/// Something that happened that campaigns of `kinds` may reward.
 pub struct Happening<'a> {
-    pub kind: &'static str,
+    pub kinds: &'static [&'static str],
     pub member_id: &'a str,
     pub at: DateTime<Utc>,
     /// Where it happened; `None` for what has no place (a tier reached).
@@ -49,10 +48,8 @@ pub async fn reward(
     happening: &Happening<'_>,
     now: DateTime<Utc>,
 ) -> Result<(), CampaignError> {
-    for row in store::campaigns::rewarding(txn, tenant_id, happening.kind, happening.at).await? {
-        let definition =
-            pb::Campaign::decode(row.definition.as_slice()).map_err(|error| super::undecodable("campaign", error))?;
-        let campaign = Campaign::of_definition(&definition);
+    for row in store::campaigns::rewarding(txn, tenant_id, happening.kinds, happening.at).await? {
+        let campaign = super::campaigns::rules(&row)?;
         if happening
             .place
             .as_ref()
@@ -241,9 +238,7 @@ const BIRTHDAYS_PER_TRANSACTION: u64 = 500;
 /// (in the campaign's time zone), once a year each.
 pub async fn celebrate_birthdays(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<(), CampaignError> {
     for row in store::campaigns::active_everywhere(db, Kind::BIRTHDAY_GIFT, now).await? {
-        let definition =
-            pb::Campaign::decode(row.definition.as_slice()).map_err(|error| super::undecodable("campaign", error))?;
-        let campaign = Campaign::of_definition(&definition);
+        let campaign = super::campaigns::rules(&row)?;
         let (month_days, year) = campaign.birthdays_at(now);
         let occurrence = format!("birthday:{year}");
         loop {
@@ -253,7 +248,7 @@ pub async fn celebrate_birthdays(db: &DatabaseConnection, now: DateTime<Utc>) ->
             let members = store::members::birthdays_due(&txn, &row.tenant_id, &month_days, due, limit).await?;
             for member_id in &members {
                 let birthday = Happening {
-                    kind: Kind::BIRTHDAY_GIFT,
+                    kinds: &[Kind::BIRTHDAY_GIFT],
                     member_id,
                     at: now,
                     place: None,

@@ -3,12 +3,12 @@
 
 use chrono::{Datelike, FixedOffset};
 use quanyu_proto::campaign::v1 as pb;
-use quanyu_proto::common::v1::{Channel, Money};
+use quanyu_proto::common::v1::Money;
 use quanyu_runtime::auth::is_slug;
 use quanyu_runtime::clock::from_proto;
 use quanyu_runtime::error::{FieldViolation, Violations};
 
-use super::template::{MAX_AMOUNT_MINOR, MAX_PLACES, Timestamp};
+use super::template::{Timestamp, amount_of, check_places};
 
 /// The most points one reward grants: far above any real gift.
 pub const MAX_REWARD_POINTS: i64 = 1_000_000_000;
@@ -256,7 +256,12 @@ fn read(definition: &pb::Campaign, violations: &mut Violations) -> Campaign {
         violations.add("campaign.utc_offset", "must be an offset such as +08:00");
         FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!("0 is a valid offset"))
     });
-    places(definition, violations);
+    let places = (
+        &definition.channels[..],
+        &definition.brand_ids[..],
+        &definition.store_ids[..],
+    );
+    check_places("campaign", places, violations);
     let reward = definition.reward.clone().unwrap_or_default();
     if !(0..=MAX_REWARD_POINTS).contains(&reward.points) {
         violations.add("campaign.reward.points", format!("must be 0 to {MAX_REWARD_POINTS}"));
@@ -360,17 +365,7 @@ fn bonus(definition: &pb::Campaign, kind: &Kind, violations: &mut Violations) ->
     let unit_currency = bonus.unit.as_ref().map_or("", |unit| unit.currency.as_str());
     let currency = if unit_currency.is_empty() { "CNY" } else { unit_currency }.to_owned();
     let mut minor = |field: &str, money: Option<&Money>| {
-        let money = money.cloned().unwrap_or_default();
-        if !money.currency.is_empty() && money.currency != currency {
-            violations.add(format!("campaign.bonus.{field}"), format!("must be in {currency}"));
-        }
-        if !(0..=MAX_AMOUNT_MINOR).contains(&money.amount_minor) {
-            violations.add(
-                format!("campaign.bonus.{field}"),
-                format!("must be 0 to {MAX_AMOUNT_MINOR} minor units"),
-            );
-        }
-        money.amount_minor
+        amount_of(violations, format!("campaign.bonus.{field}"), &currency, (money, false))
     };
     let unit_minor = minor("unit", bonus.unit.as_ref());
     let min_spend_minor = minor("min_spend", bonus.min_spend.as_ref());
@@ -389,28 +384,6 @@ fn bonus(definition: &pb::Campaign, kind: &Kind, violations: &mut Violations) ->
         min_spend_minor,
     };
     (Some(bonus), currency)
-}
-
-fn places(definition: &pb::Campaign, violations: &mut Violations) {
-    for (index, channel) in definition.channels.iter().enumerate() {
-        if matches!(Channel::try_from(*channel), Ok(Channel::Unspecified) | Err(_)) {
-            violations.add(
-                format!("campaign.channels[{index}]"),
-                format!("{channel} is not a channel"),
-            );
-        }
-    }
-    for (name, ids) in [
-        ("brand_ids", &definition.brand_ids),
-        ("store_ids", &definition.store_ids),
-    ] {
-        if ids.len() > MAX_PLACES {
-            violations.add(format!("campaign.{name}"), format!("must list at most {MAX_PLACES}"));
-        }
-        for (index, id) in ids.iter().enumerate() {
-            violations.text(format_args!("campaign.{name}[{index}]"), id, 64, true);
-        }
-    }
 }
 
 #[cfg(test)]

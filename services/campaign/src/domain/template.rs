@@ -128,7 +128,7 @@ fn read(definition: &pb::CouponTemplate, violations: &mut Violations) -> Templat
         violations.add(field("currency"), "must be an ISO 4217 code such as CNY");
     }
     let amount = |violations: &mut Violations, name: &str, money: Option<&Money>, required: bool| {
-        amount_of(violations, &currency, name, money, required)
+        amount_of(violations, field(name), &currency, (money, required))
     };
     let benefit = match pb::CouponKind::try_from(definition.kind) {
         Ok(pb::CouponKind::AmountOff) => {
@@ -173,7 +173,12 @@ fn read(definition: &pb::CouponTemplate, violations: &mut Violations) -> Templat
             violations.add(field(name), format!("is only for {} coupons", kind.as_str_name()));
         }
     }
-    places(definition, violations);
+    let places = (
+        &definition.channels[..],
+        &definition.brand_ids[..],
+        &definition.store_ids[..],
+    );
+    check_places("template", places, violations);
     let validity = validity(definition, violations);
     if definition.stock < 0 {
         violations.add(field("stock"), "must be 0 (no limit) or more");
@@ -210,9 +215,14 @@ fn read(definition: &pb::CouponTemplate, violations: &mut Violations) -> Templat
     }
 }
 
-/// An amount of a template, in its currency: its minor units, or 0 with the fault recorded.
-fn amount_of(violations: &mut Violations, currency: &str, name: &str, money: Option<&Money>, required: bool) -> i64 {
-    let field = format!("template.{name}");
+/// An amount in `currency` under `field` (`template.cap`): its minor units, or 0 with the fault
+/// recorded.
+pub(crate) fn amount_of(
+    violations: &mut Violations,
+    field: String,
+    currency: &str,
+    (money, required): (Option<&Money>, bool),
+) -> i64 {
     match money {
         None if required => {
             violations.add(field, "is required");
@@ -220,7 +230,7 @@ fn amount_of(violations: &mut Violations, currency: &str, name: &str, money: Opt
         }
         None => 0,
         Some(money) if !money.currency.is_empty() && money.currency != currency => {
-            violations.add(field, format!("must be in the template's currency {currency}"));
+            violations.add(field, format!("must be in {currency}"));
             0
         }
         Some(money) if !(0..=MAX_AMOUNT_MINOR).contains(&money.amount_minor) => {
@@ -231,24 +241,27 @@ fn amount_of(violations: &mut Violations, currency: &str, name: &str, money: Opt
     }
 }
 
-fn places(definition: &pb::CouponTemplate, violations: &mut Violations) {
-    for (index, channel) in definition.channels.iter().enumerate() {
+/// Checks where something applies, under `prefix` (`template`): its channels, brands and
+/// stores.
+pub(crate) fn check_places(
+    prefix: &str,
+    (channels, brand_ids, store_ids): (&[i32], &[String], &[String]),
+    violations: &mut Violations,
+) {
+    for (index, channel) in channels.iter().enumerate() {
         if matches!(Channel::try_from(*channel), Ok(Channel::Unspecified) | Err(_)) {
             violations.add(
-                format!("template.channels[{index}]"),
+                format!("{prefix}.channels[{index}]"),
                 format!("{channel} is not a channel"),
             );
         }
     }
-    for (name, ids) in [
-        ("brand_ids", &definition.brand_ids),
-        ("store_ids", &definition.store_ids),
-    ] {
+    for (name, ids) in [("brand_ids", brand_ids), ("store_ids", store_ids)] {
         if ids.len() > MAX_PLACES {
-            violations.add(format!("template.{name}"), format!("must list at most {MAX_PLACES}"));
+            violations.add(format!("{prefix}.{name}"), format!("must list at most {MAX_PLACES}"));
         }
         for (index, id) in ids.iter().enumerate() {
-            violations.text(format_args!("template.{name}[{index}]"), id, 64, true);
+            violations.text(format_args!("{prefix}.{name}[{index}]"), id, 64, true);
         }
     }
 }

@@ -74,17 +74,17 @@ pub async fn set_state<C: ConnectionTrait>(
     Ok(changed.rows_affected == 1)
 }
 
-/// The campaigns of `kind` that may reward what happened at `at`: scheduled (not a draft, not
+/// The campaigns of `kinds` that may reward what happened at `at`: scheduled (not a draft, not
 /// paused or ended by a call) and with `at` in their window.
 pub async fn rewarding<C: ConnectionTrait>(
     db: &C,
     tenant_id: &str,
-    kind: &str,
+    kinds: &[&str],
     at: DateTime<Utc>,
 ) -> Result<Vec<campaigns::Model>, DbErr> {
     campaigns::Entity::find()
         .filter(campaigns::Column::TenantId.eq(tenant_id))
-        .filter(campaigns::Column::Kind.eq(kind))
+        .filter(campaigns::Column::Kind.is_in(kinds.iter().copied()))
         .filter(campaigns::Column::State.eq(Stored::Scheduled.as_str()))
         .filter(campaigns::Column::StartsAt.lte(at))
         .filter(campaigns::Column::EndsAt.gt(at))
