@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+use quanyu_proto::analytics::v1 as analytics_pb;
 use quanyu_proto::identity::v1 as identity_pb;
 use quanyu_proto::points::v1 as pb;
 use quanyu_testkit::fault::Link;
@@ -306,6 +307,9 @@ async fn a_coupon_claimed_online_is_redeemed_in_a_store_and_restored_by_the_refu
         .unwrap()
         .into_inner();
     assert_eq!(redeemed.discount, quanyu_testkit::points::cny(5_000));
+    let [_, coupon] = campaign_results(&suite, |[_, coupon]| coupon.coupons_redeemed == 1).await;
+    assert_eq!((coupon.members_reached, coupon.coupons_issued), (1, 1));
+    assert!((coupon.redemption_rate - 1.0).abs() < f64::EPSILON, "{coupon:?}");
     let granted = member_day_run(&mut mall, |run| run.points_granted == 250 && run.pending == 0).await;
     assert_eq!((granted.rewards, granted.points_granted, granted.pending), (1, 250, 0));
     assert_eq!(
@@ -344,6 +348,17 @@ async fn a_coupon_claimed_online_is_redeemed_in_a_store_and_restored_by_the_refu
         0,
         "the refund took back the bonus too"
     );
+    let [day, coupon] =
+        campaign_results(&suite, |[day, coupon]| day.rewards == 1 && coupon.coupons_restored == 1).await;
+    assert_eq!(
+        (day.members_reached, day.points_granted),
+        (1, 250),
+        "the member day's reach"
+    );
+    assert!(
+        coupon.redemption_rate.abs() < f64::EPSILON,
+        "a restored coupon is not a redemption kept"
+    );
 
     let bearer = quanyu_runtime::auth::BearerKey::new(keys::ACME_ANALYST).unwrap();
     let mut events = EventStreamServiceClient::with_interceptor(suite.channel("campaign").await, bearer);
@@ -372,6 +387,35 @@ async fn a_coupon_claimed_online_is_redeemed_in_a_store_and_restored_by_the_refu
 }
 
 /// The member-day campaign's run, once `check` holds of it.
+/// Analytics' results of the member-day campaign and of the store-50 coupons, once `check`
+/// holds of them (they follow campaign's event stream).
+async fn campaign_results(
+    suite: &Suite,
+    check: impl Fn(&[analytics_pb::CampaignResult; 2]) -> bool,
+) -> [analytics_pb::CampaignResult; 2] {
+    let mut analytics = suite.analytics(keys::ACME_ANALYST).await;
+    let mut results = [
+        analytics_pb::CampaignResult::default(),
+        analytics_pb::CampaignResult::default(),
+    ];
+    for _ in 0..100 {
+        let answer = analytics
+            .get_campaign_results(analytics_pb::GetCampaignResultsRequest {
+                campaign_ids: vec!["member-day".into()],
+                coupon_template_ids: vec!["store-50".into()],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        results = [answer.campaigns[0].clone(), answer.coupon_templates[0].clone()];
+        if check(&results) {
+            return results;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("analytics never showed the campaign's results: {results:?}");
+}
+
 async fn member_day_run(
     mall: &mut quanyu_testkit::CampaignClient,
     check: impl Fn(&quanyu_proto::campaign::v1::GetCampaignRunResponse) -> bool,

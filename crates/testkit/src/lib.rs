@@ -92,6 +92,9 @@ pub struct Sandbox {
     pub backend: Backend,
     pub context: ServiceContext,
     addresses: HashMap<&'static str, SocketAddr>,
+    /// Ports bound for services not started yet, so that services started before them can be
+    /// told where they will answer (campaign calls analytics, which reads campaign's stream).
+    reserved: HashMap<&'static str, TcpListener>,
     shutdown: Shutdown,
     servers: Vec<JoinHandle<()>>,
     /// The breakable link the services reach PostgreSQL through, when asked for.
@@ -109,7 +112,8 @@ pub struct SandboxBuilder {
 }
 
 impl SandboxBuilder {
-    /// Adds a service, started after those added before it (a service after those it calls).
+    /// Adds a service. Each service added has its port before any starts, so that `{name}` in
+    /// settings stands for any of them, whichever starts first.
     pub fn service(mut self, service: &'static dyn Declared, settings: &'static str) -> Self {
         self.services.push((service, settings));
         self
@@ -158,10 +162,19 @@ impl SandboxBuilder {
             shutdown: context.shutdown.clone(),
             context,
             addresses: HashMap::new(),
+            reserved: HashMap::new(),
             servers: Vec::new(),
             database_link,
             _database: database,
         };
+        for (service, _) in &self.services {
+            if !sandbox.addresses.contains_key(service.name()) {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
+                let address = listener.local_addr().expect("bound address");
+                sandbox.addresses.insert(service.name(), address);
+                sandbox.reserved.insert(service.name(), listener);
+            }
+        }
         for (service, settings) in self.services {
             sandbox.start_another(service, settings).await;
         }
@@ -209,7 +222,11 @@ impl Sandbox {
             .build(&self.context)
             .await
             .unwrap_or_else(|error| panic!("{} builds: {error}", service.name()));
-        let (address, handle) = start(server, &self.context).await;
+        let listener = match self.reserved.remove(service.name()) {
+            Some(listener) => listener,
+            None => TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port"),
+        };
+        let (address, handle) = start(server, listener, &self.context);
         self.addresses.entry(service.name()).or_insert(address);
         self.servers.push(handle);
         address
@@ -337,8 +354,7 @@ impl Drop for Sandbox {
     }
 }
 
-async fn start(server: Server, context: &ServiceContext) -> (SocketAddr, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
+fn start(server: Server, listener: TcpListener, context: &ServiceContext) -> (SocketAddr, JoinHandle<()>) {
     let addr = listener.local_addr().expect("bound address");
     let server_config = context.server.clone();
     let shutdown = context.shutdown.clone();
@@ -411,15 +427,18 @@ pub const POINTS_SETTINGS: &str = "identity_endpoint = \"http://{member-identity
                                    sweep_interval_secs = 1\n";
 
 /// campaign's settings in a sandbox: it reads the sandbox's member-identity and loyalty-points,
-/// and sweeps every second.
+/// asks its analytics, and sweeps every second.
 pub const CAMPAIGN_SETTINGS: &str = "identity_endpoint = \"http://{member-identity}\"\n\
                                      points_endpoint = \"http://{loyalty-points}\"\n\
+                                     analytics_endpoint = \"http://{analytics}\"\n\
                                      api_key = \"test-service\"\n\
                                      sweep_interval_secs = 1\n";
 
-/// analytics' settings in a sandbox: it reads the sandbox's member-identity and loyalty-points.
+/// analytics' settings in a sandbox: it reads the sandbox's member-identity, loyalty-points and
+/// campaign.
 pub const ANALYTICS_SETTINGS: &str = "identity_endpoint = \"http://{member-identity}\"\n\
                                       points_endpoint = \"http://{loyalty-points}\"\n\
+                                      campaign_endpoint = \"http://{campaign}\"\n\
                                       api_key = \"test-service\"\n";
 
 /// Stamps each listed `async fn(Suite)` into two tests: `sqlite::name` and `postgres::name`.

@@ -412,6 +412,19 @@ impl AnalyticsService for AnalyticsApi {
         Ok(Response::new(Box::pin(batches)))
     }
 
+    async fn match_audience(
+        &self,
+        request: Request<pb::MatchAudienceRequest>,
+    ) -> Result<Response<pb::MatchAudienceResponse>, Status> {
+        let actor = authorize(&request, Access::READ)?;
+        let input = request.get_ref();
+        let selected = input.audience.as_ref().and_then(|selector| selector.audience.as_ref());
+        let rule = app::audiences::rule_of(&self.db, &actor.tenant_id, selected, "audience").await?;
+        let as_of = self.as_of(&actor.tenant_id);
+        let member_ids = app::audiences::matching(&self.db, &rule, &as_of, &input.member_ids).await?;
+        Ok(Response::new(pb::MatchAudienceResponse { member_ids }))
+    }
+
     async fn save_audience(
         &self,
         request: Request<pb::SaveAudienceRequest>,
@@ -459,6 +472,20 @@ impl AnalyticsService for AnalyticsApi {
         let actor = authorize(&request, Access::WRITE)?;
         app::audiences::delete(&self.db, &actor.tenant_id, &request.get_ref().name).await?;
         Ok(Response::new(pb::DeleteAudienceResponse {}))
+    }
+
+    async fn get_campaign_results(
+        &self,
+        request: Request<pb::GetCampaignResultsRequest>,
+    ) -> Result<Response<pb::GetCampaignResultsResponse>, Status> {
+        let actor = authorize(&request, Access::READ)?;
+        let input = request.get_ref();
+        let asked = (&input.campaign_ids[..], &input.coupon_template_ids[..]);
+        let (campaigns, coupon_templates) = app::campaigns::results(&self.db, &actor.tenant_id, asked).await?;
+        Ok(Response::new(pb::GetCampaignResultsResponse {
+            campaigns,
+            coupon_templates,
+        }))
     }
 }
 

@@ -1,5 +1,6 @@
 //! analytics: operating metrics over every channel a brand sells on, kept current from
-//! member-identity's and loyalty-points' event streams (never their tables).
+//! member-identity's and loyalty-points' event streams (never their tables), and what campaigns
+//! achieved, from campaign's.
 
 pub mod api;
 pub mod app;
@@ -30,6 +31,8 @@ pub struct Config {
     pub identity_endpoint: String,
     /// Where loyalty-points' event stream is read.
     pub points_endpoint: String,
+    /// Where campaign's event stream is read.
+    pub campaign_endpoint: String,
     /// A `service` API key both accept.
     pub api_key: Secret,
     /// The time zone whose calendar days windows name, as `+08:00`.
@@ -42,6 +45,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50054)),
             identity_endpoint: "http://127.0.0.1:50051".into(),
             points_endpoint: "http://127.0.0.1:50052".into(),
+            campaign_endpoint: "http://127.0.0.1:50053".into(),
             api_key: Secret::default(),
             utc_offset: "+08:00".into(),
         }
@@ -58,7 +62,7 @@ impl Service for Analytics {
         config.listen
     }
 
-    /// Connects and migrates the database, starts reading both event streams into facts, and
+    /// Connects and migrates the database, starts reading the event streams into facts, and
     /// returns the service ready to serve.
     async fn build(config: &Config, context: &ServiceContext) -> Result<Server, BuildError> {
         let offset = config.utc_offset.parse::<chrono::FixedOffset>().map_err(|error| {
@@ -78,6 +82,11 @@ impl Service for Analytics {
                 "analytics.points",
                 config.points_endpoint.as_str(),
                 app::ingest::points_event_types(),
+            ),
+            (
+                "analytics.campaign",
+                quanyu_runtime::client::first_endpoint(&config.campaign_endpoint),
+                app::ingest::campaign_event_types(),
             ),
         ];
         for (name, endpoint, event_types) in streams {

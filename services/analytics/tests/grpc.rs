@@ -1096,6 +1096,19 @@ async fn assert_selects(client: &mut AnalyticsClient, rule: &str, expected: &[&S
         .into_inner();
     assert_eq!(counted.members, i64::try_from(expected.len()).unwrap(), "{rule}");
     assert_eq!(counted.as_of_date, quanyu_testkit::analytics_day(0));
+    // Asked about one by one (as campaign asks of a member who buys), in another order.
+    let mut asked: Vec<String> = expected.iter().rev().cloned().collect();
+    asked.push("nobody".into());
+    let matched = client
+        .match_audience(pb::MatchAudienceRequest {
+            audience: by_rule(rule),
+            member_ids: asked,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let reversed: Vec<String> = expected.into_iter().rev().collect();
+    assert_eq!(matched.member_ids, reversed, "{rule}");
 }
 
 async fn audiences_select_members_by_their_facts(sandbox: Suite) {
@@ -1514,6 +1527,24 @@ async fn bad_requests_name_their_field(sandbox: Suite) {
         .await
         .unwrap_err();
     assert_eq!(fields_of(&rfm), ["thresholds.purchases"]);
+    let unasked = client
+        .clone()
+        .match_audience(pb::MatchAudienceRequest {
+            audience: by_rule("tier = \"gold\""),
+            member_ids: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fields_of(&unasked), ["member_ids"]);
+    let too_many = client
+        .clone()
+        .get_campaign_results(pb::GetCampaignResultsRequest {
+            campaign_ids: (0..101).map(|n| n.to_string()).collect(),
+            coupon_template_ids: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fields_of(&too_many), ["campaign_ids"]);
     assert!(client.get_metrics(good).await.is_ok());
     let mut pos = sandbox.analytics(keys::ACME_POS).await;
     let denied = pos

@@ -33,11 +33,16 @@ const MAX_IMPORT: usize = 1_000;
 pub struct CampaignApi {
     db: DatabaseConnection,
     clock: Clock,
+    audiences: std::sync::Arc<dyn app::audiences::AudienceSource>,
 }
 
 impl CampaignApi {
-    pub fn new(db: DatabaseConnection, clock: Clock) -> Self {
-        Self { db, clock }
+    pub fn new(
+        db: DatabaseConnection,
+        clock: Clock,
+        audiences: std::sync::Arc<dyn app::audiences::AudienceSource>,
+    ) -> Self {
+        Self { db, clock, audiences }
     }
 }
 
@@ -305,7 +310,13 @@ impl CampaignService for CampaignApi {
         let Some(campaign) = request.into_inner().campaign else {
             return Err(CampaignError::from(FieldViolation::new("campaign", "is required")).into());
         };
-        let campaign = app::campaigns::create(&self.db, &actor.tenant_id, campaign, self.clock.now()).await?;
+        let campaign = app::campaigns::create(
+            (&self.db, self.audiences.as_ref()),
+            &actor.tenant_id,
+            campaign,
+            self.clock.now(),
+        )
+        .await?;
         Ok(Response::new(pb::CreateCampaignResponse {
             campaign: Some(campaign),
         }))

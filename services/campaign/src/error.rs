@@ -28,6 +28,9 @@ pub enum CampaignError {
     Database(#[from] DbErr),
     #[error("the random source failed: {0}")]
     Random(#[from] getrandom::Error),
+    /// Analytics, which reads audiences, did not answer.
+    #[error("analytics did not answer: {}", .0.message())]
+    Analytics(tonic::Status),
 }
 
 impl CampaignError {
@@ -59,6 +62,7 @@ impl ServiceError for CampaignError {
             Self::AlreadyExists { .. } => Code::AlreadyExists,
             Self::Refused { .. } => Code::FailedPrecondition,
             Self::Database(_) | Self::Random(_) => Code::Internal,
+            Self::Analytics(_) => Code::Unavailable,
         }
     }
 
@@ -66,7 +70,7 @@ impl ServiceError for CampaignError {
         match self {
             Self::InvalidInput(violations) => violations,
             Self::AlreadyExists { field, .. } | Self::Refused { field, .. } => std::slice::from_ref(field),
-            Self::NotFound(_) | Self::Database(_) | Self::Random(_) => &[],
+            Self::NotFound(_) | Self::Database(_) | Self::Random(_) | Self::Analytics(_) => &[],
         }
     }
 

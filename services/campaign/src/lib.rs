@@ -11,6 +11,7 @@ pub mod migration;
 pub mod store;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use quanyu_outbox::consumer::{Consumer, ConsumerConfig};
@@ -35,11 +36,15 @@ pub struct Config {
     /// is read (from the first URL): a URL whose host names every replica, or several URLs
     /// separated by commas.
     pub points_endpoint: String,
-    /// How often the names of `points_endpoint` are resolved again, to follow replicas.
+    /// How often the names of `points_endpoint` and `analytics_endpoint` are resolved again, to
+    /// follow replicas.
     pub points_resolve_interval_secs: u64,
-    /// A `service` API key both accept.
+    /// Where analytics answers: audiences are read there.
+    pub analytics_endpoint: String,
+    /// A `service` API key the other services accept.
     pub api_key: Secret,
-    /// How often scheduled campaigns whose window opened are looked for (CampaignStarted).
+    /// How often scheduled campaigns whose window opened are looked for (CampaignStarted),
+    /// birthdays are celebrated and drops not done are run.
     pub sweep_interval_secs: u64,
     pub events: quanyu_outbox::subscribe::StreamConfig,
     pub retention: quanyu_outbox::retention::RetentionConfig,
@@ -52,6 +57,7 @@ impl Default for Config {
             identity_endpoint: "http://127.0.0.1:50051".into(),
             points_endpoint: "http://127.0.0.1:50052".into(),
             points_resolve_interval_secs: 10,
+            analytics_endpoint: "http://127.0.0.1:50054".into(),
             api_key: Secret::default(),
             sweep_interval_secs: 5,
             events: quanyu_outbox::subscribe::StreamConfig::default(),
@@ -71,10 +77,21 @@ impl Service for Campaign {
     }
 
     /// Connects and migrates the database, starts reading the events campaigns reward (and
-    /// merges and refunds) and sending their points grants, and returns the service with its
-    /// event stream, ready to serve.
+    /// merges and refunds), running drops and sending points grants, and returns the service
+    /// with its event stream, ready to serve.
     async fn build(config: &Config, context: &ServiceContext) -> Result<Server, BuildError> {
         let db = quanyu_runtime::db::connect::<migration::Migrator>(&context.database, Self::SCHEMA).await?;
+        let resolve_every = Duration::from_secs(config.points_resolve_interval_secs.max(1));
+        let analytics = quanyu_runtime::client::balanced_channel(
+            &config.analytics_endpoint,
+            resolve_every,
+            context.shutdown.clone(),
+        )
+        .map_err(|error| format!("campaign.analytics_endpoint: {error}"))?;
+        let audiences: Arc<dyn app::audiences::AudienceSource> = Arc::new(app::audiences::Analytics {
+            channel: analytics,
+            service_key: config.api_key.expose().to_owned(),
+        });
         let streams = [
             (
                 "campaign.identity",
@@ -91,24 +108,25 @@ impl Service for Campaign {
             let stream = ConsumerConfig::new(name, endpoint, config.api_key.expose(), event_types);
             let effects = app::ingest::Effects {
                 clock: context.clock.clone(),
+                audiences: audiences.clone(),
             };
             tokio::spawn(Consumer::new(stream, db.clone(), effects).run(context.shutdown.clone()));
         }
-        let points = quanyu_runtime::client::balanced_channel(
-            &config.points_endpoint,
-            Duration::from_secs(config.points_resolve_interval_secs.max(1)),
-            context.shutdown.clone(),
-        )
-        .map_err(|error| format!("campaign.points_endpoint: {error}"))?;
+        let points =
+            quanyu_runtime::client::balanced_channel(&config.points_endpoint, resolve_every, context.shutdown.clone())
+                .map_err(|error| format!("campaign.points_endpoint: {error}"))?;
         let every = Duration::from_secs(config.sweep_interval_secs.max(1));
-        app::campaigns::spawn_sweep(db.clone(), context.clock.clone(), every, context.shutdown.clone());
+        let sweep = (db.clone(), audiences.clone());
+        app::campaigns::spawn_sweep(sweep, context.clock.clone(), every, context.shutdown.clone());
+        let (clock, shutdown) = (context.clock.clone(), context.shutdown.clone());
+        app::drops::spawn_runner(db.clone(), audiences.clone(), clock, every, shutdown);
         app::rewards::spawn_granter(
             db.clone(),
             points,
             config.api_key.expose().to_owned(),
             context.shutdown.clone(),
         );
-        let campaign = CampaignServiceServer::new(api::CampaignApi::new(db.clone(), context.clock.clone()));
+        let campaign = CampaignServiceServer::new(api::CampaignApi::new(db.clone(), context.clock.clone(), audiences));
         let server = context
             .server(Self::NAME, &db)
             .mount(quanyu_runtime::limited!(campaign, context));

@@ -27,7 +27,9 @@ quanyu_testkit::suite!(
     member_day_bonuses_are_given_once_a_day_and_taken_back_on_refund,
     a_tier_gift_rewards_reaching_the_tier,
     birthday_gifts_come_on_the_birthday_once_a_year,
-    a_money_budget_counts_the_coupons_face_value
+    a_money_budget_counts_the_coupons_face_value,
+    a_drop_rewards_each_member_of_its_audience_once,
+    an_audience_limits_who_a_campaign_rewards
 );
 
 /// The fields a refusal names, from its `google.rpc.BadRequest`.
@@ -588,6 +590,7 @@ async fn a_merged_members_coupons_move_to_the_survivor(suite: Suite) {
     )
     .await;
     let code = issue(&mut client, "fifty", &merged, "a").await.unwrap().code;
+    issue(&mut client, "fifty", &survivor, "s").await.unwrap();
     merge(&mut identity, &survivor, &merged).await;
     eventually(&mut client, &code, |coupon| coupon.member_id == survivor).await;
     let wallet = client
@@ -598,13 +601,39 @@ async fn a_merged_members_coupons_move_to_the_survivor(suite: Suite) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(wallet.coupons.len(), 1, "the merged id names the survivor's wallet");
+    assert_eq!(
+        wallet.coupons.len(),
+        2,
+        "the merged id names the survivor's wallet, which holds both"
+    );
     let over = issue(&mut client, "fifty", &survivor, "b").await.unwrap_err();
     assert_eq!(
         reason(&over),
         "MEMBER_LIMIT_REACHED",
         "the merged member's count went with the coupon"
     );
+
+    // Analytics counts the person once: the two members its coupons reached are one now.
+    let mut analytics = suite.analytics(keys::ACME_PLATFORM).await;
+    let mut result = Default::default();
+    for _ in 0..100 {
+        let request = quanyu_proto::analytics::v1::GetCampaignResultsRequest {
+            campaign_ids: Vec::new(),
+            coupon_template_ids: vec!["fifty".into()],
+        };
+        result = analytics
+            .get_campaign_results(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .coupon_templates[0]
+            .clone();
+        if result.members_reached == 1 && result.coupons_issued == 2 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("analytics never folded the merged member's reach: {result:?}");
 }
 
 async fn partner_codes_are_issued_in_the_order_imported(suite: Suite) {
@@ -1260,5 +1289,155 @@ async fn a_money_budget_counts_the_coupons_face_value(suite: Suite) {
         (run.coupons_issued, run.refused),
         (2, 1),
         "two 50-yuan coupons fit 120 yuan, a third does not"
+    );
+}
+
+/// An audience of members enrolled in store `store_id`, as analytics reads it.
+fn enrolled_in(store_id: &str) -> Option<quanyu_proto::analytics::v1::AudienceSelector> {
+    use quanyu_proto::analytics::v1::{AudienceSelector, audience_selector::Audience};
+    Some(AudienceSelector {
+        audience: Some(Audience::Rule(format!("store = \"{store_id}\""))),
+    })
+}
+
+/// Enrols one member per phone in store `store_id`, and waits until analytics counts
+/// `expected` members in that store's audience.
+async fn enrol_in_store(suite: &Suite, store_id: &str, phones: &[&str], expected: i64) -> Vec<String> {
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let in_store = quanyu_proto::identity::v1::Enrollment {
+        channel: Channel::Store.into(),
+        store_id: store_id.into(),
+        ..Default::default()
+    };
+    let mut members = Vec::new();
+    for phone in phones {
+        members.push(enrol(&mut identity, phone, in_store.clone()).await);
+    }
+    let mut analytics = suite.analytics(keys::ACME_PLATFORM).await;
+    for _ in 0..100 {
+        let request = quanyu_proto::analytics::v1::CountAudienceRequest {
+            audience: enrolled_in(store_id),
+        };
+        if analytics.count_audience(request).await.unwrap().into_inner().members == expected {
+            return members;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("analytics never counted {expected} members in {store_id}");
+}
+
+async fn wallet_size(client: &mut CampaignClient, member_id: &str) -> usize {
+    let request = pb::ListCouponsRequest {
+        member_id: member_id.into(),
+        ..Default::default()
+    };
+    client.list_coupons(request).await.unwrap().into_inner().coupons.len()
+}
+
+/// A drop to the members enrolled in sh-01, with a budget of five coupons for seven members:
+/// five get one, two are refused, the rest of the tenant gets nothing, and nothing is given
+/// twice however the campaign is paused and resumed.
+async fn a_drop_rewards_each_member_of_its_audience_once(suite: Suite) {
+    use quanyu_proto::analytics::v1::{AudienceSelector, audience_selector::Audience};
+    let phones: Vec<String> = (1..=7).map(|n| format!("1360013600{n}")).collect();
+    let phones: Vec<&str> = phones.iter().map(String::as_str).collect();
+    let audience = enrol_in_store(&suite, "sh-01", &phones, 7).await;
+    let others = enrol_in_store(&suite, "bj-02", &["13600136100"], 1).await;
+    let mut client = suite.campaign(keys::ACME_PLATFORM).await;
+    create(&mut client, fifty_off("drop")).await;
+    let drop = |audience| pb::Campaign {
+        reward: Some(pb::Reward {
+            coupon_template_id: "drop".into(),
+            ..Default::default()
+        }),
+        audience,
+        budget: Some(pb::Budget {
+            kind: pb::BudgetKind::Coupons.into(),
+            limit: 5,
+        }),
+        ..campaign("drop", pb::CampaignKind::CouponDrop)
+    };
+    let unparsed = Some(AudienceSelector {
+        audience: Some(Audience::Rule("store = ".into())),
+    });
+    let refused = create_campaign(&mut client, drop(unparsed)).await.unwrap_err();
+    assert_eq!(violated_fields(&refused), ["campaign.audience.rule"], "{refused:?}");
+    let unsaved = Some(AudienceSelector {
+        audience: Some(Audience::Name("nobody-saved-this".into())),
+    });
+    let refused = create_campaign(&mut client, drop(unsaved)).await.unwrap_err();
+    assert_eq!(violated_fields(&refused), ["campaign.audience.name"], "{refused:?}");
+
+    create_campaign(&mut client, drop(enrolled_in("sh-01"))).await.unwrap();
+    assert!(
+        run_of(&mut client, "drop").await.drop.is_none(),
+        "a draft has not started"
+    );
+    move_to(&mut client, "drop", pb::CampaignState::Scheduled)
+        .await
+        .unwrap();
+    let run = run_until(&mut client, "drop", |run| {
+        run.drop.as_ref().is_some_and(|drop| drop.done)
+    })
+    .await;
+    let progress = run.drop.clone().unwrap();
+    assert_eq!((progress.audience_members, progress.listed), (7, 7));
+    assert_eq!(progress.last_member_id, audience.iter().max().unwrap().clone());
+    assert!(progress.finished_at.is_some());
+    assert_eq!((run.coupons_issued, run.refused, run.members), (5, 2, 5));
+    let mut held = 0;
+    for member in &audience {
+        let coupons = wallet_size(&mut client, member).await;
+        assert!(coupons <= 1, "{member} holds {coupons}");
+        held += coupons;
+    }
+    assert_eq!(held, 5);
+    assert_eq!(wallet_size(&mut client, &others[0]).await, 0, "outside the audience");
+
+    move_to(&mut client, "drop", pb::CampaignState::Paused).await.unwrap();
+    move_to(&mut client, "drop", pb::CampaignState::Active).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let again = run_of(&mut client, "drop").await;
+    assert_eq!((again.rewards, again.refused), (5, 2), "a done drop gives nothing more");
+}
+
+/// A purchase bonus for the members enrolled in sh-01 rewards their purchases and no one else's.
+async fn an_audience_limits_who_a_campaign_rewards(suite: Suite) {
+    with_program(&suite, 0).await;
+    let inside = enrol_in_store(&suite, "sh-01", &["13300133001"], 1).await;
+    let outside = enrol_in_store(&suite, "bj-02", &["13300133002"], 1).await;
+    let mut client = suite.campaign(keys::ACME_PLATFORM).await;
+    let bonus = pb::Campaign {
+        audience: enrolled_in("sh-01"),
+        bonus: Some(pb::PurchaseBonus {
+            points_per_unit: 1,
+            unit: cny(10_000),
+            min_spend: None,
+        }),
+        ..campaign("local", pb::CampaignKind::PurchaseBonus)
+    };
+    create_campaign(&mut client, bonus).await.unwrap();
+    move_to(&mut client, "local", pb::CampaignState::Scheduled)
+        .await
+        .unwrap();
+    let mut pos = suite.points(keys::ACME_POS).await;
+    record(
+        &mut pos,
+        vec![
+            november_sale("l-1", &outside[0], 10, 10_000),
+            november_sale("l-2", &inside[0], 10, 10_000),
+        ],
+    )
+    .await;
+    let run = run_until(&mut client, "local", |run| run.rewards == 1 && run.pending == 0).await;
+    assert_eq!((run.members, run.points_granted), (1, 101));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = run_of(&mut client, "local").await;
+    assert_eq!(later.rewards, 1, "the purchase outside the audience is not rewarded");
+    let mut points = suite.points(keys::ACME_PLATFORM).await;
+    assert_eq!(
+        quanyu_testkit::points::balance(&mut points, &inside[0]).await.balance,
+        100 + 101,
+        "what the sale earns, and the bonus"
     );
 }

@@ -42,6 +42,31 @@ pub async fn count(db: &DatabaseConnection, rule: &Rule, as_of: &AsOf) -> Result
     Ok(members)
 }
 
+/// The most members one MatchAudience asks about.
+pub const MAX_MATCHED: usize = 1_000;
+
+/// Those of `member_ids` (1 to [`MAX_MATCHED`]) that `rule` selects, in the order asked.
+pub async fn matching(
+    db: &DatabaseConnection,
+    rule: &Rule,
+    as_of: &AsOf,
+    member_ids: &[String],
+) -> Result<Vec<String>, AnalyticsError> {
+    if member_ids.is_empty() || member_ids.len() > MAX_MATCHED {
+        let why = format!("must list 1-{MAX_MATCHED} members");
+        return Err(FieldViolation::new("member_ids", why).into());
+    }
+    let txn = begin_read(db).await?;
+    let selected = audiences::matching(&txn, rule, as_of, member_ids).await?;
+    txn.commit().await?;
+    let selected: std::collections::HashSet<String> = selected.into_iter().collect();
+    Ok(member_ids
+        .iter()
+        .filter(|member_id| selected.contains(*member_id))
+        .cloned()
+        .collect())
+}
+
 /// A name an audience may be saved under.
 fn check_name(name: &str) -> Result<(), FieldViolation> {
     let well_formed = (1..=64).contains(&name.len())

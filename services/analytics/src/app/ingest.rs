@@ -1,6 +1,6 @@
-//! Facts from member-identity's and loyalty-points' event streams: enrolments, profiles, tags,
-//! bindings, identities linked (which fold an identity's interactions into its member), merges,
-//! erasures, sales, balances and tiers. Each event is applied in the consumer's transaction with
+//! Facts from member-identity's, loyalty-points' and campaign's event streams: enrolments,
+//! profiles, tags, bindings, identities linked (which fold an identity's interactions into its
+//! member), merges, erasures, sales, balances and tiers; campaigns' rewards and coupons. Each event is applied in the consumer's transaction with
 //! its cursor, so exactly once.
 
 use chrono::FixedOffset;
@@ -15,6 +15,7 @@ use crate::domain::Place;
 use crate::domain::interaction::linked_keys;
 use crate::domain::lines::split;
 use crate::domain::window::day_of;
+use crate::store::campaigns::{self, Counts, Scope};
 use crate::store::consumers;
 use crate::store::facts::{self, LineFact, SaleFact};
 use crate::store::profiles::{self, AccountFact};
@@ -43,6 +44,18 @@ pub fn points_event_types() -> Vec<String> {
         event_type_of::<points::SaleRecorded>(),
         event_type_of::<points::PointsChanged>(),
         event_type_of::<points::TierChanged>(),
+    ]
+}
+
+/// The campaign events analytics reads: what campaigns and coupons achieved.
+pub fn campaign_event_types() -> Vec<String> {
+    use quanyu_proto::campaign::v1 as campaign;
+    use quanyu_proto::events::event_type_of;
+    vec![
+        event_type_of::<campaign::RewardGranted>(),
+        event_type_of::<campaign::CouponIssued>(),
+        event_type_of::<campaign::CouponRedeemed>(),
+        event_type_of::<campaign::CouponRestored>(),
     ]
 }
 
@@ -110,7 +123,8 @@ impl EventHandler for Facts {
                 let (survivor, loser) = (&merged.survivor_id, &merged.merged_member_id);
                 facts::merge(txn, tenant_id, survivor, loser).await?;
                 profiles::merge(txn, tenant_id, survivor, loser).await?;
-                consumers::merge(txn, tenant_id, survivor, loser).await
+                consumers::merge(txn, tenant_id, survivor, loser).await?;
+                campaigns::merge(txn, tenant_id, survivor, loser).await
             }
             Some(Payload::MemberErased(erased)) => {
                 profiles::erase(txn, tenant_id, &erased.member_id).await?;
@@ -166,7 +180,84 @@ impl EventHandler for Facts {
                 };
                 facts::record_sale(txn, tenant_id, &fact).await
             }
+            Some(Payload::RewardGranted(granted)) => {
+                let counts = Counts {
+                    rewards: 1,
+                    points_granted: granted.points,
+                    coupons_issued: i64::from(!granted.coupon_id.is_empty()),
+                    ..Counts::default()
+                };
+                if !granted.coupon_id.is_empty() {
+                    campaigns::remember_coupon(txn, tenant_id, &granted.coupon_id, &granted.campaign_id).await?;
+                }
+                let result = (Scope::Campaign, granted.campaign_id.as_str());
+                campaign_result(txn, tenant_id, result, &granted.member_id, counts).await
+            }
+            Some(Payload::CouponIssued(issued)) => {
+                let counts = Counts {
+                    coupons_issued: 1,
+                    ..Counts::default()
+                };
+                let result = (Scope::Template, issued.template_id.as_str());
+                campaign_result(txn, tenant_id, result, &issued.member_id, counts).await
+            }
+            Some(Payload::CouponRedeemed(coupon)) => {
+                let counts = Counts {
+                    coupons_redeemed: 1,
+                    ..Counts::default()
+                };
+                coupon_used(
+                    txn,
+                    tenant_id,
+                    (&coupon.coupon_id, &coupon.template_id),
+                    &coupon.member_id,
+                    counts,
+                )
+                .await
+            }
+            Some(Payload::CouponRestored(coupon)) => {
+                let counts = Counts {
+                    coupons_restored: 1,
+                    ..Counts::default()
+                };
+                coupon_used(
+                    txn,
+                    tenant_id,
+                    (&coupon.coupon_id, &coupon.template_id),
+                    &coupon.member_id,
+                    counts,
+                )
+                .await
+            }
             _ => Ok(()),
         }
+    }
+}
+
+/// Adds `counts` to a campaign's or a template's result, reaching the member (as merges left it).
+async fn campaign_result(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    result: (Scope, &str),
+    member_id: &str,
+    counts: Counts,
+) -> Result<(), DbErr> {
+    let member_id = facts::member_now(txn, tenant_id, member_id).await?;
+    campaigns::add(txn, tenant_id, result, &member_id, counts).await
+}
+
+/// Adds a redemption (or its restoring) to the coupon's template and, when a campaign gave the
+/// coupon, to the campaign.
+async fn coupon_used(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    (coupon_id, template_id): (&str, &str),
+    member_id: &str,
+    counts: Counts,
+) -> Result<(), DbErr> {
+    campaign_result(txn, tenant_id, (Scope::Template, template_id), member_id, counts).await?;
+    match campaigns::campaign_of_coupon(txn, tenant_id, coupon_id).await? {
+        Some(campaign_id) => campaign_result(txn, tenant_id, (Scope::Campaign, &campaign_id), member_id, counts).await,
+        None => Ok(()),
     }
 }

@@ -2,6 +2,7 @@
 //! and the figures asked of them.
 
 pub mod audiences;
+pub mod campaigns;
 pub mod ingest;
 pub mod interactions;
 pub mod metrics;

@@ -6,6 +6,7 @@ use sea_orm_migration::schema::{integer, string};
 mod m20261203_000001_create_fact_tables;
 mod m20261203_000002_create_interaction_tables;
 mod m20261203_000003_create_member_profiles;
+mod m20261203_000004_create_campaign_results;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(quanyu_runtime::idempotency::CreateIdempotency),
             Box::new(m20261203_000002_create_interaction_tables::Migration),
             Box::new(m20261203_000003_create_member_profiles::Migration),
+            Box::new(m20261203_000004_create_campaign_results::Migration),
         ]
     }
 

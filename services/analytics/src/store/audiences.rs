@@ -242,6 +242,30 @@ pub async fn members(
     rows.iter().map(|row| row.try_get("", "member_id")).collect()
 }
 
+/// Those of `member_ids` that `rule` selects, in member id order.
+pub async fn matching(
+    db: &impl ConnectionTrait,
+    rule: &Rule,
+    as_of: &AsOf,
+    member_ids: &[String],
+) -> Result<Vec<String>, DbErr> {
+    if member_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query = Query::default();
+    query.push("SELECT m.member_id");
+    members_meeting(&mut query, rule, as_of);
+    query.push(" AND m.member_id IN (");
+    for (n, member_id) in member_ids.iter().enumerate() {
+        query.push(if n == 0 { "" } else { ", " }).bind(member_id.as_str());
+    }
+    query.push(") ORDER BY m.member_id");
+    let rows = db
+        .query_all_raw(query.into_statement(db.get_database_backend()))
+        .await?;
+    rows.iter().map(|row| row.try_get("", "member_id")).collect()
+}
+
 /// A saved audience as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Saved {

@@ -2,6 +2,7 @@
 //! databases read alike (upserts with ON CONFLICT); only placeholders differ.
 
 pub mod audiences;
+pub mod campaigns;
 pub mod consumers;
 pub mod facts;
 pub mod metrics;

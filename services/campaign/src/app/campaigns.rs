@@ -10,15 +10,17 @@ use quanyu_runtime::db::{begin_write, with_retries};
 use quanyu_runtime::error::{FieldViolation, quote};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
+use super::audiences::AudienceSource;
 use super::{templates, undecodable};
 use crate::domain::campaign::{self, Campaign, Stored, state_at};
 use crate::error::CampaignError;
 use crate::store;
 use crate::store::entity::campaigns;
 
-/// Creates a campaign in DRAFT, or answers the same one created before under its id.
+/// Creates a campaign in DRAFT, or answers the same one created before under its id. Analytics
+/// checks its audience first.
 pub async fn create(
-    db: &DatabaseConnection,
+    (db, audiences): (&DatabaseConnection, &dyn AudienceSource),
     tenant_id: &str,
     definition: pb::Campaign,
     now: DateTime<Utc>,
@@ -47,6 +49,9 @@ pub async fn create(
     if matches!(campaign.budget, Some((campaign::BudgetKind::Money, _))) && face_value.is_none_or(|value| value == 0) {
         let why = "counts coupons' face value: the reward needs an amount-off coupon, or a percent-off one with a cap";
         return Err(FieldViolation::new("campaign.budget.kind", why).into());
+    }
+    if let Some(audience) = &campaign.audience {
+        audiences.count(tenant_id, audience).await?;
     }
     let encoded = definition.encode_to_vec();
     with_retries(|| async {
@@ -97,7 +102,7 @@ fn definition(row: &campaigns::Model) -> Result<pb::Campaign, CampaignError> {
     pb::Campaign::decode(row.definition.as_slice()).map_err(|error| undecodable("campaign", error))
 }
 
-fn stored(row: &campaigns::Model) -> Stored {
+pub(super) fn stored(row: &campaigns::Model) -> Stored {
     Stored::parse(&row.state).unwrap_or(Stored::Ended)
 }
 
@@ -199,13 +204,15 @@ pub async fn run(
             _ => {}
         }
     }
+    let drop = store::drops::find(db, tenant_id, campaign_id).await?;
+    run.drop = drop.as_ref().map(super::drops::progress_to_pb);
     Ok(run)
 }
 
 /// Every `every` until `shutdown`: publishes CampaignStarted for each scheduled campaign whose
 /// window has opened, once, and gives birthday gifts.
 pub fn spawn_sweep(
-    db: DatabaseConnection,
+    (db, audiences): (DatabaseConnection, std::sync::Arc<dyn AudienceSource>),
     clock: quanyu_runtime::clock::Clock,
     every: std::time::Duration,
     shutdown: quanyu_runtime::shutdown::Shutdown,
@@ -220,7 +227,7 @@ pub fn spawn_sweep(
             if let Err(error) = start_due(&db, now).await {
                 tracing::warn!(%error, "campaigns due to start wait for the next sweep");
             }
-            if let Err(error) = super::rewards::celebrate_birthdays(&db, now).await {
+            if let Err(error) = super::rewards::celebrate_birthdays(&db, audiences.as_ref(), now).await {
                 tracing::warn!(%error, "birthdays wait for the next sweep");
             }
         }

@@ -13,6 +13,7 @@ use quanyu_runtime::clock::Clock;
 use quanyu_runtime::clock::from_proto;
 use sea_orm::{DatabaseTransaction, DbErr};
 
+use super::audiences::AudienceSource;
 use super::rewards::{self, Happening};
 use crate::domain::campaign::{Kind, Place};
 use crate::error::CampaignError;
@@ -40,6 +41,7 @@ pub fn points_event_types() -> Vec<String> {
 
 pub struct Effects {
     pub clock: Clock,
+    pub audiences: std::sync::Arc<dyn AudienceSource>,
 }
 
 #[async_trait::async_trait]
@@ -124,7 +126,7 @@ impl Effects {
             _ => None,
         };
         match happening {
-            Some(happening) => rewards::reward(txn, tenant_id, &happening, now).await,
+            Some(happening) => rewards::reward(txn, tenant_id, (&happening, self.audiences.as_ref()), now).await,
             None => Ok(()),
         }
     }

@@ -1,7 +1,9 @@
 //! Campaign's use cases, each one transaction.
 
+pub mod audiences;
 pub mod campaigns;
 pub mod coupons;
+pub mod drops;
 pub mod ingest;
 pub mod rewards;
 pub mod templates;

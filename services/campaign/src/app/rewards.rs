@@ -20,6 +20,7 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use sha2::{Digest, Sha256};
 use tonic::transport::Channel;
 
+use super::audiences::AudienceSource;
 use super::coupons::{Issue, issue_in};
 use crate::domain::campaign::{Campaign, Kind, Place};
 use crate::error::CampaignError;
@@ -41,11 +42,12 @@ pub struct Happening<'a> {
     pub tier: Option<&'a str>,
 }
 
-/// Rewards `happening` by every campaign that covers it.
+/// Rewards `happening` by every campaign that covers it (asking `audiences` whether the member
+/// is in a campaign's audience, when it has one).
 pub async fn reward(
     txn: &DatabaseTransaction,
     tenant_id: &str,
-    happening: &Happening<'_>,
+    (happening, audiences): (&Happening<'_>, &dyn AudienceSource),
     now: DateTime<Utc>,
 ) -> Result<(), CampaignError> {
     for row in store::campaigns::rewarding(txn, tenant_id, happening.kinds, happening.at).await? {
@@ -83,8 +85,16 @@ pub async fn reward(
                 (points, day)
             }
             (Kind::PurchaseBonus | Kind::MemberDay(_), None) => continue,
-            (Kind::EntryGift | Kind::TierGift(_) | Kind::BirthdayGift, _) => (campaign.points, String::new()),
+            (Kind::EntryGift | Kind::TierGift(_) | Kind::BirthdayGift | Kind::CouponDrop, _) => {
+                (campaign.points, String::new())
+            }
         };
+        if let Some(audience) = &campaign.audience {
+            let member = [happening.member_id.to_owned()];
+            if audiences.matching(tenant_id, audience, &member).await?.is_empty() {
+                continue;
+            }
+        }
         let exists = store::rewards::exists(
             txn,
             tenant_id,
@@ -109,7 +119,7 @@ fn grant_reference(campaign_id: &str, occurrence: &str, member_id: &str) -> Stri
 
 /// Gives one reward: spends the budget, issues the coupon, enqueues the points, all or nothing
 /// (a savepoint): a reward the budget or the coupon's stock refuses is recorded as refused.
-async fn give(
+pub(super) async fn give(
     txn: &DatabaseTransaction,
     tenant_id: &str,
     (campaign, happening): (&Campaign, &Happening<'_>),
@@ -235,18 +245,29 @@ pub async fn revoke_for_refund(
 const BIRTHDAYS_PER_TRANSACTION: u64 = 500;
 
 /// Gives every active birthday campaign's reward to the members whose birthday it is at `now`
-/// (in the campaign's time zone), once a year each.
-pub async fn celebrate_birthdays(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<(), CampaignError> {
+/// (in the campaign's time zone) and who are in its audience, once a year each.
+pub async fn celebrate_birthdays(
+    db: &DatabaseConnection,
+    audiences: &dyn AudienceSource,
+    now: DateTime<Utc>,
+) -> Result<(), CampaignError> {
     for row in store::campaigns::active_everywhere(db, Kind::BIRTHDAY_GIFT, now).await? {
         let campaign = super::campaigns::rules(&row)?;
         let (month_days, year) = campaign.birthdays_at(now);
         let occurrence = format!("birthday:{year}");
+        // Members outside the audience stay due: the next batch starts after them.
+        let mut after = String::new();
         loop {
             let txn = quanyu_runtime::db::begin_write(db).await?;
             let due = (campaign.campaign_id.as_str(), occurrence.as_str());
             let limit = BIRTHDAYS_PER_TRANSACTION;
-            let members = store::members::birthdays_due(&txn, &row.tenant_id, &month_days, due, limit).await?;
-            for member_id in &members {
+            let page = (after.as_str(), limit);
+            let members = store::members::birthdays_due(&txn, &row.tenant_id, &month_days, due, page).await?;
+            let celebrated = match &campaign.audience {
+                Some(audience) if !members.is_empty() => audiences.matching(&row.tenant_id, audience, &members).await?,
+                _ => members.clone(),
+            };
+            for member_id in &celebrated {
                 let birthday = Happening {
                     kinds: &[Kind::BIRTHDAY_GIFT],
                     member_id,
@@ -266,8 +287,9 @@ pub async fn celebrate_birthdays(db: &DatabaseConnection, now: DateTime<Utc>) ->
                 .await?;
             }
             txn.commit().await?;
-            if (members.len() as u64) < limit {
-                break;
+            match members.last() {
+                Some(last) if members.len() as u64 == limit => after.clone_from(last),
+                _ => break,
             }
         }
     }

@@ -36,6 +36,7 @@ pub enum Kind {
     MemberDay(MemberDay),
     TierGift(String),
     BirthdayGift,
+    CouponDrop,
 }
 
 impl Kind {
@@ -44,6 +45,7 @@ impl Kind {
     pub const MEMBER_DAY: &'static str = "MEMBER_DAY";
     pub const TIER_GIFT: &'static str = "TIER_GIFT";
     pub const BIRTHDAY_GIFT: &'static str = "BIRTHDAY_GIFT";
+    pub const COUPON_DROP: &'static str = "COUPON_DROP";
 
     /// How it is stored, to find the campaigns an event may trigger.
     pub fn as_str(&self) -> &'static str {
@@ -53,6 +55,7 @@ impl Kind {
             Self::MemberDay(_) => Self::MEMBER_DAY,
             Self::TierGift(_) => Self::TIER_GIFT,
             Self::BirthdayGift => Self::BIRTHDAY_GIFT,
+            Self::CouponDrop => Self::COUPON_DROP,
         }
     }
 }
@@ -72,6 +75,17 @@ pub enum BudgetKind {
     /// The face value of the coupons issued.
     Money,
 }
+
+/// Who a campaign may reward: the members an analytics audience selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    Rule(String),
+    /// A saved audience's name.
+    Saved(String),
+}
+
+/// The longest audience rule analytics reads.
+const MAX_RULE_CHARS: usize = 4_000;
 
 /// Where something happened: its channel, brand and store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +113,7 @@ pub struct Campaign {
     pub currency: String,
     pub budget: Option<(BudgetKind, i64)>,
     pub per_member_limit: u32,
+    pub audience: Option<Audience>,
 }
 
 impl Campaign {
@@ -296,6 +311,7 @@ fn read(definition: &pb::Campaign, violations: &mut Violations) -> Campaign {
     if definition.per_member_limit > 0 && !matches!(kind, Kind::MemberDay(_)) {
         violations.add("campaign.per_member_limit", "is for MEMBER_DAY campaigns");
     }
+    let audience = audience(definition, &kind, violations);
     Campaign {
         campaign_id: definition.campaign_id.clone(),
         kind,
@@ -312,7 +328,38 @@ fn read(definition: &pb::Campaign, violations: &mut Violations) -> Campaign {
         currency,
         budget,
         per_member_limit: definition.per_member_limit.max(1),
+        audience,
     }
+}
+
+/// The audience a campaign names: required for a drop, refused for an entry gift (decided as the
+/// member joins, before analytics knows them). Analytics checks the rule itself.
+fn audience(definition: &pb::Campaign, kind: &Kind, violations: &mut Violations) -> Option<Audience> {
+    use quanyu_proto::analytics::v1::audience_selector::Audience as Selected;
+    let selected = definition
+        .audience
+        .as_ref()
+        .and_then(|selector| selector.audience.clone());
+    let audience = match selected {
+        Some(Selected::Rule(rule)) => {
+            violations.text("campaign.audience.rule", &rule, MAX_RULE_CHARS, true);
+            Some(Audience::Rule(rule))
+        }
+        Some(Selected::Name(name)) => {
+            violations.text("campaign.audience.name", &name, 64, true);
+            Some(Audience::Saved(name))
+        }
+        None => None,
+    };
+    match (kind, &audience) {
+        (Kind::CouponDrop, None) => violations.add("campaign.audience", "is required for a COUPON_DROP"),
+        (Kind::EntryGift, Some(_)) => violations.add(
+            "campaign.audience",
+            "cannot limit an ENTRY_GIFT: members join before analytics knows them; limit its channels, brands or stores",
+        ),
+        _ => {}
+    }
+    audience
 }
 
 fn kind(definition: &pb::Campaign, violations: &mut Violations) -> Kind {
@@ -339,6 +386,7 @@ fn kind(definition: &pb::Campaign, violations: &mut Violations) -> Kind {
             })
         }
         pb::CampaignKind::BirthdayGift => Kind::BirthdayGift,
+        pb::CampaignKind::CouponDrop => Kind::CouponDrop,
         pb::CampaignKind::TierGift => {
             violations.text("campaign.tier", &definition.tier, 64, true);
             Kind::TierGift(definition.tier.clone())
@@ -346,7 +394,7 @@ fn kind(definition: &pb::Campaign, violations: &mut Violations) -> Kind {
         pb::CampaignKind::Unspecified => {
             violations.add(
                 "campaign.kind",
-                "must be ENTRY_GIFT, PURCHASE_BONUS, MEMBER_DAY, TIER_GIFT or BIRTHDAY_GIFT",
+                "must be ENTRY_GIFT, PURCHASE_BONUS, MEMBER_DAY, TIER_GIFT, BIRTHDAY_GIFT or COUPON_DROP",
             );
             Kind::EntryGift
         }
@@ -503,6 +551,46 @@ mod tests {
         ] {
             assert!(fields.iter().any(|f| f == field), "{field} in {fields:?}");
         }
+    }
+
+    #[test]
+    fn a_drop_needs_an_audience_and_an_entry_gift_cannot_have_one() {
+        use quanyu_proto::analytics::v1::{AudienceSelector, audience_selector};
+        let gift = |kind: pb::CampaignKind, audience: Option<audience_selector::Audience>| pb::Campaign {
+            kind: kind.into(),
+            audience: audience.map(|audience| AudienceSelector {
+                audience: Some(audience),
+            }),
+            reward: Some(pb::Reward {
+                coupon_template_id: "ten-off".into(),
+                ..Default::default()
+            }),
+            bonus: None,
+            member_day: None,
+            ..member_day()
+        };
+        let faults = |campaign: &pb::Campaign| -> Vec<String> {
+            check(campaign)
+                .err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| v.field)
+                .collect()
+        };
+        let rule = || Some(audience_selector::Audience::Rule("tier = \"gold\"".into()));
+        assert_eq!(faults(&gift(pb::CampaignKind::CouponDrop, None)), ["campaign.audience"]);
+        assert_eq!(
+            faults(&gift(pb::CampaignKind::EntryGift, rule())),
+            ["campaign.audience"]
+        );
+        let empty_name = Some(audience_selector::Audience::Name(String::new()));
+        assert_eq!(
+            faults(&gift(pb::CampaignKind::CouponDrop, empty_name)),
+            ["campaign.audience.name"]
+        );
+        let drop = check(&gift(pb::CampaignKind::CouponDrop, rule())).unwrap();
+        assert_eq!(drop.audience, Some(Audience::Rule("tier = \"gold\"".into())));
+        assert!(faults(&gift(pb::CampaignKind::BirthdayGift, rule())).is_empty());
     }
 
     #[test]

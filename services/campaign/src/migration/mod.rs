@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261203_000001_create_coupon_tables;
 mod m20261203_000002_create_campaign_tables;
 mod m20261203_000003_create_member_birthdays;
+mod m20261203_000004_create_drops;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_create_coupon_tables::Migration),
             Box::new(m20261203_000002_create_campaign_tables::Migration),
             Box::new(m20261203_000003_create_member_birthdays::Migration),
+            Box::new(m20261203_000004_create_drops::Migration),
         ]
     }
 

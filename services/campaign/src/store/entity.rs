@@ -181,3 +181,24 @@ pub mod point_grants {
 
     quanyu_runtime::no_relations!();
 }
+
+pub mod drops {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "drops")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub campaign_id: String,
+        pub audience_members: i64,
+        pub listed: i64,
+        pub last_member_id: String,
+        pub done: bool,
+        pub started_at: ChronoDateTimeUtc,
+        pub finished_at: Option<ChronoDateTimeUtc>,
+    }
+
+    quanyu_runtime::no_relations!();
+}

@@ -81,19 +81,21 @@ pub async fn set_birthday<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Members whose birthday is one of `month_days` and whom the campaign has not rewarded for
-/// the occurrence yet, at most `limit`.
+/// Members after `after` (in member id order) whose birthday is one of `month_days` and whom
+/// the campaign has not rewarded for the occurrence yet, at most `limit`.
 pub async fn birthdays_due<C: ConnectionTrait>(
     db: &C,
     tenant_id: &str,
     month_days: &[String],
     (campaign_id, occurrence): (&str, &str),
-    limit: u64,
+    (after, limit): (&str, u64),
 ) -> Result<Vec<String>, DbErr> {
     let mut query = Query::default();
     query
         .push("SELECT b.member_id FROM member_birthdays b WHERE b.tenant_id = ")
         .bind(tenant_id)
+        .push(" AND b.member_id > ")
+        .bind(after)
         .push(" AND b.month_day IN (");
     for (index, month_day) in month_days.iter().enumerate() {
         query.push(if index == 0 { "" } else { ", " }).bind(month_day.as_str());

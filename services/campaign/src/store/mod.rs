@@ -4,6 +4,7 @@
 
 pub mod campaigns;
 pub mod coupons;
+pub mod drops;
 pub mod entity;
 pub mod members;
 pub mod rewards;
