@@ -380,6 +380,63 @@ impl CampaignService for CampaignApi {
             app::campaigns::run(&self.db, &actor.tenant_id, campaign_id).await?,
         ))
     }
+
+    async fn get_invite_code(&self, request: Request<pb::GetInviteCodeRequest>) -> Reply<pb::GetInviteCodeResponse> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let input = request.get_ref();
+        let campaign_id = checked_campaign_id(&input.campaign_id)?;
+        let member_id = checked_member_id(&input.member_id)?;
+        let code =
+            app::referrals::invite_code(&self.db, &actor.tenant_id, (campaign_id, member_id), self.clock.now()).await?;
+        Ok(Response::new(pb::GetInviteCodeResponse { code }))
+    }
+
+    async fn attribute_referral(
+        &self,
+        request: Request<pb::AttributeReferralRequest>,
+    ) -> Reply<pb::AttributeReferralResponse> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let input = request.get_ref();
+        let mut violations = Violations::default();
+        violations.text("code", &input.code, 64, true);
+        violations.text("member_id", &input.member_id, 64, true);
+        violations.into_result().map_err(CampaignError::from)?;
+        let referral = app::referrals::attribute_by_call(
+            &self.db,
+            &actor.tenant_id,
+            (&input.code, &input.member_id),
+            self.clock.now(),
+        )
+        .await?;
+        Ok(Response::new(pb::AttributeReferralResponse {
+            referral: Some(referral),
+        }))
+    }
+
+    async fn get_task_progress(
+        &self,
+        request: Request<pb::GetTaskProgressRequest>,
+    ) -> Reply<pb::GetTaskProgressResponse> {
+        let actor = authorize(&request, Access::READ)?;
+        let input = request.get_ref();
+        let campaign_id = checked_campaign_id(&input.campaign_id)?;
+        let member_id = checked_member_id(&input.member_id)?;
+        let mut violations = Violations::default();
+        let size = violations.check(page::size(input.page_size)).unwrap_or_default();
+        let after = violations.check(page::after(&input.page_token)).flatten();
+        violations.into_result().map_err(CampaignError::from)?;
+        let page = (after, size);
+        let progress = app::referrals::progress(&self.db, &actor.tenant_id, (campaign_id, member_id), page).await?;
+        Ok(Response::new(progress))
+    }
+}
+
+/// A request's member id, checked.
+fn checked_member_id(member_id: &str) -> Result<&str, CampaignError> {
+    let mut violations = Violations::default();
+    violations.text("member_id", member_id, 64, true);
+    violations.into_result()?;
+    Ok(member_id)
 }
 
 /// A request's campaign id, checked.

@@ -5,7 +5,7 @@ use quanyu_proto::campaign::v1 as pb;
 use quanyu_proto::common::v1::Money;
 use quanyu_proto::events::v1::event::Payload;
 
-use crate::store::entity::{campaigns, coupons, rewards};
+use crate::store::entity::{campaigns, coupons, referral_tasks, referrals, rewards};
 
 fn coupon_event(coupon: &coupons::Model, payload: Payload) -> NewEvent {
     NewEvent {
@@ -64,35 +64,67 @@ pub fn voided(coupon: &coupons::Model, reason: &str) -> NewEvent {
     coupon_event(coupon, payload)
 }
 
+/// An event about one of a tenant's campaigns.
+fn campaign_event(tenant_id: &str, campaign_id: &str, payload: Payload) -> NewEvent {
+    NewEvent {
+        tenant_id: tenant_id.to_owned(),
+        aggregate_type: "campaign",
+        aggregate_id: campaign_id.to_owned(),
+        payload,
+    }
+}
+
 /// A reward given to a member.
 pub fn reward_granted(reward: &rewards::Model) -> NewEvent {
-    NewEvent {
-        tenant_id: reward.tenant_id.clone(),
-        aggregate_type: "campaign",
-        aggregate_id: reward.campaign_id.clone(),
-        payload: Payload::RewardGranted(pb::RewardGranted {
-            campaign_id: reward.campaign_id.clone(),
-            member_id: reward.member_id.clone(),
-            occurrence: reward.occurrence.clone(),
-            points: reward.points,
-            coupon_id: reward.coupon_id.clone(),
-        }),
-    }
+    let payload = Payload::RewardGranted(pb::RewardGranted {
+        campaign_id: reward.campaign_id.clone(),
+        member_id: reward.member_id.clone(),
+        occurrence: reward.occurrence.clone(),
+        points: reward.points,
+        coupon_id: reward.coupon_id.clone(),
+    });
+    campaign_event(&reward.tenant_id, &reward.campaign_id, payload)
+}
+
+pub fn referral_attributed(referral: &referrals::Model) -> NewEvent {
+    let payload = Payload::ReferralAttributed(pb::ReferralAttributed {
+        campaign_id: referral.campaign_id.clone(),
+        inviter_id: referral.inviter_id.clone(),
+        invitee_id: referral.invitee_id.clone(),
+    });
+    campaign_event(&referral.tenant_id, &referral.campaign_id, payload)
+}
+
+/// An inviter's qualified count moved, by `invitee_id` qualifying or being taken back.
+pub fn task_progressed(task: &referral_tasks::Model, invitee_id: &str) -> NewEvent {
+    let payload = Payload::TaskProgressed(pb::TaskProgressed {
+        campaign_id: task.campaign_id.clone(),
+        member_id: task.inviter_id.clone(),
+        invitee_id: invitee_id.to_owned(),
+        qualified: task.qualified,
+    });
+    campaign_event(&task.tenant_id, &task.campaign_id, payload)
+}
+
+pub fn task_completed(task: &referral_tasks::Model, rung: u32) -> NewEvent {
+    let payload = Payload::TaskCompleted(pb::TaskCompleted {
+        campaign_id: task.campaign_id.clone(),
+        member_id: task.inviter_id.clone(),
+        rung,
+        qualified: task.qualified,
+    });
+    campaign_event(&task.tenant_id, &task.campaign_id, payload)
 }
 
 /// A campaign whose window opened while it was scheduled.
 pub fn campaign_started(campaign: &campaigns::Model) -> NewEvent {
-    NewEvent {
-        tenant_id: campaign.tenant_id.clone(),
-        aggregate_type: "campaign",
-        aggregate_id: campaign.campaign_id.clone(),
-        payload: Payload::CampaignStarted(pb::CampaignStarted {
-            campaign_id: campaign.campaign_id.clone(),
-            kind: pb::CampaignKind::from_str_name(&format!("CAMPAIGN_KIND_{}", campaign.kind))
-                .unwrap_or_default()
-                .into(),
-            starts_at: Some(quanyu_runtime::clock::to_proto(campaign.starts_at)),
-            ends_at: Some(quanyu_runtime::clock::to_proto(campaign.ends_at)),
-        }),
-    }
+    let payload = Payload::CampaignStarted(pb::CampaignStarted {
+        campaign_id: campaign.campaign_id.clone(),
+        kind: pb::CampaignKind::from_str_name(&format!("CAMPAIGN_KIND_{}", campaign.kind))
+            .unwrap_or_default()
+            .into(),
+        starts_at: Some(quanyu_runtime::clock::to_proto(campaign.starts_at)),
+        ends_at: Some(quanyu_runtime::clock::to_proto(campaign.ends_at)),
+    });
+    campaign_event(&campaign.tenant_id, &campaign.campaign_id, payload)
 }

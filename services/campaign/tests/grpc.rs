@@ -29,7 +29,9 @@ quanyu_testkit::suite!(
     birthday_gifts_come_on_the_birthday_once_a_year,
     a_money_budget_counts_the_coupons_face_value,
     a_drop_rewards_each_member_of_its_audience_once,
-    an_audience_limits_who_a_campaign_rewards
+    an_audience_limits_who_a_campaign_rewards,
+    a_referral_ladder_pays_each_rung_once_and_claws_back_on_refund,
+    referrals_are_refused_with_the_reason
 );
 
 /// The fields a refusal names, from its `google.rpc.BadRequest`.
@@ -616,7 +618,7 @@ async fn a_merged_members_coupons_move_to_the_survivor(suite: Suite) {
     // Analytics counts the person once: the two members its coupons reached are one now.
     let mut analytics = suite.analytics(keys::ACME_PLATFORM).await;
     let mut result = Default::default();
-    for _ in 0..100 {
+    for _ in 0..200 {
         let request = quanyu_proto::analytics::v1::GetCampaignResultsRequest {
             campaign_ids: Vec::new(),
             coupon_template_ids: vec!["fifty".into()],
@@ -1440,4 +1442,212 @@ async fn an_audience_limits_who_a_campaign_rewards(suite: Suite) {
         100 + 101,
         "what the sale earns, and the bonus"
     );
+}
+
+/// A referral ladder over the test window: one qualified invitee pays 100 points, two pay 300
+/// more; a purchase within 7 days qualifies, a refund within 7 days takes it back.
+fn ladder(campaign_id: &str, claw_back: bool, max_invitees: u32) -> pb::Campaign {
+    let rung = |invitees, points| pb::Rung {
+        invitees,
+        reward: Some(pb::Reward {
+            points,
+            ..Default::default()
+        }),
+    };
+    pb::Campaign {
+        reward: None,
+        referral: Some(pb::ReferralRules {
+            rungs: vec![rung(1, 100), rung(2, 300)],
+            qualify_within_days: 7,
+            return_window_days: 7,
+            claw_back,
+            max_invitees,
+        }),
+        ..campaign(campaign_id, pb::CampaignKind::Referral)
+    }
+}
+
+async fn invite_code(client: &mut CampaignClient, campaign_id: &str, member_id: &str) -> Result<String, Status> {
+    let request = pb::GetInviteCodeRequest {
+        campaign_id: campaign_id.into(),
+        member_id: member_id.into(),
+    };
+    Ok(client.get_invite_code(request).await?.into_inner().code)
+}
+
+/// Attributes `member_id` by `code`, waiting while campaign has not read the member's enrolment.
+async fn attribute(client: &mut CampaignClient, code: &str, member_id: &str) -> Result<pb::Referral, Status> {
+    for _ in 0..100 {
+        let request = pb::AttributeReferralRequest {
+            code: code.into(),
+            member_id: member_id.into(),
+        };
+        match client.attribute_referral(request).await {
+            Err(status) if status.code() == Code::FailedPrecondition && reason(&status) == "MEMBER_NOT_SEEN" => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            answer => return Ok(answer?.into_inner().referral.unwrap()),
+        }
+    }
+    panic!("campaign never saw {member_id} enrol");
+}
+
+async fn progress(client: &mut CampaignClient, campaign_id: &str, member_id: &str) -> pb::GetTaskProgressResponse {
+    let request = pb::GetTaskProgressRequest {
+        campaign_id: campaign_id.into(),
+        member_id: member_id.into(),
+        ..Default::default()
+    };
+    client.get_task_progress(request).await.unwrap().into_inner()
+}
+
+/// A enrols and shares a code; B enrols with it in a store, C online and is attributed after.
+/// B's purchase pays the first rung, C's the second; C's refund claws the second back.
+async fn a_referral_ladder_pays_each_rung_once_and_claws_back_on_refund(suite: Suite) {
+    use quanyu_proto::identity::v1 as identity_pb;
+    let mut points = with_program(&suite, 0).await;
+    let mut client = suite.campaign(keys::ACME_PLATFORM).await;
+    create_campaign(&mut client, ladder("friends", true, 0)).await.unwrap();
+    move_to(&mut client, "friends", pb::CampaignState::Scheduled)
+        .await
+        .unwrap();
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let inviter = enrol(&mut identity, "13200132001", Default::default()).await;
+    let code = invite_code(&mut client, "friends", &inviter).await.unwrap();
+    assert_eq!(
+        invite_code(&mut client, "friends", &inviter).await.unwrap(),
+        code,
+        "one code a member"
+    );
+
+    let with_code = identity_pb::Enrollment {
+        channel: Channel::Store.into(),
+        referral_code: code.to_lowercase(),
+        ..Default::default()
+    };
+    let in_store = enrol(&mut identity, "13200132002", with_code).await;
+    let online_channel = identity_pb::Enrollment {
+        channel: Channel::WechatMall.into(),
+        ..Default::default()
+    };
+    let online = enrol(&mut identity, "13200132003", online_channel).await;
+    let attributed = attribute(&mut client, &code, &online).await.unwrap();
+    assert_eq!(
+        (attributed.inviter_id.as_str(), attributed.state),
+        (inviter.as_str(), pb::ReferralState::Attributed as i32)
+    );
+    let again = attribute(&mut client, &code, &online).await.unwrap();
+    assert_eq!(
+        again.attributed_at, attributed.attributed_at,
+        "the same attribution again"
+    );
+    for _ in 0..100 {
+        if progress(&mut client, "friends", &inviter).await.invitees == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let both = progress(&mut client, "friends", &inviter).await;
+    assert_eq!((both.invitees, both.qualified, both.rungs_paid), (2, 0, 0));
+    let mut listed: Vec<String> = both.referrals.iter().map(|r| r.invitee_id.clone()).collect();
+    listed.sort();
+    let mut expected = vec![in_store.clone(), online.clone()];
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    let mut pos = suite.points(keys::ACME_POS).await;
+    record(&mut pos, vec![sale("r-1", member_buyer(&in_store), 10_000)]).await;
+    let first = run_until(&mut client, "friends", |run| run.rewards == 1 && run.pending == 0).await;
+    assert_eq!(first.points_granted, 100);
+    // A second purchase by the same invitee qualifies nothing more.
+    record(&mut pos, vec![sale("r-2", member_buyer(&in_store), 10_000)]).await;
+    let online_sale = quanyu_proto::points::v1::Sale {
+        channel: Channel::WechatMall.into(),
+        ..sale("r-3", member_buyer(&online), 20_000)
+    };
+    record(&mut pos, vec![online_sale]).await;
+    let second = run_until(&mut client, "friends", |run| run.rewards == 2 && run.pending == 0).await;
+    assert_eq!(second.points_granted, 400);
+    assert_eq!(
+        quanyu_testkit::points::balance(&mut points, &inviter).await.balance,
+        400
+    );
+    let climbed = progress(&mut client, "friends", &inviter).await;
+    assert_eq!((climbed.qualified, climbed.rungs_paid), (2, 2));
+
+    record(&mut pos, vec![refund("r-3-back", "r-3", 20_000)]).await;
+    let clawed = run_until(&mut client, "friends", |run| {
+        run.points_revoked == 300 && run.pending == 0
+    })
+    .await;
+    assert_eq!(clawed.rewards, 2);
+    assert_eq!(
+        quanyu_testkit::points::balance(&mut points, &inviter).await.balance,
+        100,
+        "the second rung's points are taken back"
+    );
+    let after = progress(&mut client, "friends", &inviter).await;
+    assert_eq!((after.qualified, after.rungs_paid), (1, 1));
+
+    // The invitee buys again within the days to qualify: the second rung is paid again, once.
+    let online_again = quanyu_proto::points::v1::Sale {
+        channel: Channel::WechatMall.into(),
+        ..sale("r-4", member_buyer(&online), 20_000)
+    };
+    record(&mut pos, vec![online_again]).await;
+    let repaid = run_until(&mut client, "friends", |run| run.rewards == 3 && run.pending == 0).await;
+    assert_eq!(repaid.points_granted - repaid.points_revoked, 400);
+    let relisted = progress(&mut client, "friends", &inviter).await;
+    assert_eq!((relisted.qualified, relisted.rungs_paid), (2, 2));
+}
+
+async fn referrals_are_refused_with_the_reason(suite: Suite) {
+    let mut client = suite.campaign(keys::ACME_PLATFORM).await;
+    create_campaign(&mut client, ladder("capped", false, 1)).await.unwrap();
+    move_to(&mut client, "capped", pb::CampaignState::Scheduled)
+        .await
+        .unwrap();
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let early = enrol(&mut identity, "13100131000", Default::default()).await;
+    let inviter = enrol(&mut identity, "13100131001", Default::default()).await;
+    let other_inviter = enrol(&mut identity, "13100131002", Default::default()).await;
+    let code = invite_code(&mut client, "capped", &inviter).await.unwrap();
+    let other_code = invite_code(&mut client, "capped", &other_inviter).await.unwrap();
+    let first = enrol(&mut identity, "13100131003", Default::default()).await;
+    let second = enrol(&mut identity, "13100131004", Default::default()).await;
+
+    let refusal = |answer: Result<pb::Referral, Status>| reason(&answer.unwrap_err());
+    assert_eq!(refusal(attribute(&mut client, &code, &inviter).await), "SELF_REFERRAL");
+    assert_eq!(refusal(attribute(&mut client, &code, &early).await), "ALREADY_A_MEMBER");
+    attribute(&mut client, &code, &first).await.unwrap();
+    assert_eq!(
+        refusal(attribute(&mut client, &other_code, &first).await),
+        "ALREADY_REFERRED"
+    );
+    assert_eq!(
+        refusal(attribute(&mut client, &code, &second).await),
+        "INVITEE_CAP_REACHED"
+    );
+    let unknown = attribute(&mut client, "ABCDEFGHJKMNP", &second).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let empty = client
+        .attribute_referral(pb::AttributeReferralRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&empty), ["code", "member_id"]);
+
+    move_to(&mut client, "capped", pb::CampaignState::Ended).await.unwrap();
+    assert_eq!(
+        refusal(attribute(&mut client, &other_code, &second).await),
+        "CAMPAIGN_NOT_ACTIVE"
+    );
+    let late = invite_code(&mut client, "capped", &second).await.unwrap_err();
+    assert_eq!(reason(&late), "CAMPAIGN_NOT_ACTIVE");
+    create_campaign(&mut client, campaign("gift", pb::CampaignKind::EntryGift))
+        .await
+        .unwrap();
+    let not_referral = invite_code(&mut client, "gift", &inviter).await.unwrap_err();
+    assert_eq!(violated_fields(&not_referral), ["campaign_id"]);
+    let progress = progress(&mut client, "capped", &inviter).await;
+    assert_eq!(progress.invitees, 1, "refused attributions count for nothing");
 }

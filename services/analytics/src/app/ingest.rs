@@ -242,6 +242,7 @@ async fn campaign_result(
     member_id: &str,
     counts: Counts,
 ) -> Result<(), DbErr> {
+    campaigns::lock_member(txn, tenant_id, member_id).await?;
     let member_id = facts::member_now(txn, tenant_id, member_id).await?;
     campaigns::add(txn, tenant_id, result, &member_id, counts).await
 }

@@ -46,6 +46,13 @@ const COUNTERS: [&str; 5] = [
     "coupons_restored",
 ];
 
+/// Makes the transactions that reach `member_id` and that fold it into another take turns: the
+/// campaign and identity streams are read at once, and a reach recorded under the loser's id
+/// while its merge is being folded would be missed by the fold.
+pub async fn lock_member(txn: &DatabaseTransaction, tenant_id: &str, member_id: &str) -> Result<(), DbErr> {
+    quanyu_runtime::db::lock_keys(txn, &[format!("analytics-reach:{tenant_id}:{member_id}")]).await
+}
+
 /// Adds `counts` to a result, and `member_id` (as it stands now) to those it reached.
 pub async fn add(
     txn: &DatabaseTransaction,
@@ -112,6 +119,7 @@ pub async fn merge(txn: &DatabaseTransaction, tenant_id: &str, survivor: &str, l
     if survivor == loser {
         return Ok(());
     }
+    lock_member(txn, tenant_id, loser).await?;
     let both = "SELECT 1 FROM campaign_reach s WHERE s.tenant_id = r.tenant_id AND s.scope = r.scope \
                 AND s.result_id = r.result_id AND s.member_id = ?";
     let uncount = format!(

@@ -14,6 +14,7 @@ use quanyu_runtime::clock::from_proto;
 use sea_orm::{DatabaseTransaction, DbErr};
 
 use super::audiences::AudienceSource;
+use super::referrals;
 use super::rewards::{self, Happening};
 use crate::domain::campaign::{Kind, Place};
 use crate::error::CampaignError;
@@ -77,14 +78,17 @@ impl Effects {
             }
             Some(Payload::MemberEnrolled(enrolled)) => {
                 let enrollment = enrolled.enrollment.as_ref();
+                let enrolled_at = enrolled
+                    .enrolled_at
+                    .as_ref()
+                    .and_then(from_proto)
+                    .unwrap_or(occurred_at);
+                self.enrolled(txn, tenant_id, &enrolled.member_id, enrollment, enrolled_at)
+                    .await?;
                 Some(Happening {
                     kinds: &[Kind::ENTRY_GIFT],
                     member_id: &enrolled.member_id,
-                    at: enrolled
-                        .enrolled_at
-                        .as_ref()
-                        .and_then(from_proto)
-                        .unwrap_or(occurred_at),
+                    at: enrolled_at,
                     place: Some(Place {
                         channel: enrollment.map_or(0, |enrollment| enrollment.channel),
                         brand_id: enrollment.map_or("", |enrollment| enrollment.brand_id.as_str()),
@@ -97,10 +101,14 @@ impl Effects {
             }
             Some(Payload::SaleRecorded(sale)) if !sale.member_id.is_empty() => {
                 let amount = sale.amount.as_ref();
+                let at = sale.occurred_at.as_ref().and_then(from_proto).unwrap_or(occurred_at);
+                let order = format!("{}/{}", sale.source, sale.transaction_id);
+                let paid = amount.map_or(0, |amount| amount.amount_minor);
+                referrals::qualify(txn, tenant_id, (&sale.member_id, &order, paid), at, now).await?;
                 Some(Happening {
                     kinds: &[Kind::PURCHASE_BONUS, Kind::MEMBER_DAY],
                     member_id: &sale.member_id,
-                    at: sale.occurred_at.as_ref().and_then(from_proto).unwrap_or(occurred_at),
+                    at,
                     place: Some(Place {
                         channel: sale.channel,
                         brand_id: &sale.brand_id,
@@ -131,6 +139,34 @@ impl Effects {
         }
     }
 
+    /// Records when a member enrolled, and attributes them to the inviter whose code they
+    /// enrolled with. An attribution the rules refuse is logged: the enrolment stands.
+    async fn enrolled(
+        &self,
+        txn: &DatabaseTransaction,
+        tenant_id: &str,
+        member_id: &str,
+        enrollment: Option<&quanyu_proto::identity::v1::Enrollment>,
+        enrolled_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), CampaignError> {
+        store::referrals::record_enrolment(txn, tenant_id, member_id, enrolled_at).await?;
+        let Some(code) = enrollment
+            .map(|enrollment| enrollment.referral_code.as_str())
+            .filter(|code| !code.is_empty())
+        else {
+            return Ok(());
+        };
+        let savepoint = sea_orm::TransactionTrait::begin(txn).await?;
+        match referrals::attribute(&savepoint, tenant_id, (code, member_id), enrolled_at).await {
+            Ok(_) => Ok(savepoint.commit().await?),
+            Err(refusal @ (CampaignError::Refused { .. } | CampaignError::NotFound(_))) => {
+                tracing::info!(tenant_id, member_id, %refusal, "an enrolment's referral code is refused");
+                Ok(savepoint.rollback().await?)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// Adds a refund to the order's redemption; once the refunds cover the order, gives back its
     /// coupons that are still valid.
     async fn refund(
@@ -143,7 +179,11 @@ impl Effects {
         let refunded = sale.amount.as_ref().map_or(0, |amount| amount.amount_minor);
         let occurrence = format!("sale:{}/{}", sale.source, sale.original_transaction_id);
         let refund = format!("{}/{}", sale.source, sale.transaction_id);
-        rewards::revoke_for_refund(txn, tenant_id, &occurrence, (&refund, refunded), self.clock.now()).await?;
+        let now = self.clock.now();
+        rewards::revoke_for_refund(txn, tenant_id, &occurrence, (&refund, refunded), now).await?;
+        let refunded_at = sale.occurred_at.as_ref().and_then(from_proto).unwrap_or(now);
+        let refunded_order = format!("{}/{}", order.0, order.1);
+        referrals::refund(txn, tenant_id, (&refunded_order, refunded), refunded_at, now).await?;
         let Some(redemption) = store::coupons::add_refund(txn, tenant_id, order, refunded).await? else {
             return Ok(());
         };

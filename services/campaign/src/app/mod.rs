@@ -5,6 +5,7 @@ pub mod campaigns;
 pub mod coupons;
 pub mod drops;
 pub mod ingest;
+pub mod referrals;
 pub mod rewards;
 pub mod templates;
 

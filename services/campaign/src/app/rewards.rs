@@ -84,7 +84,8 @@ pub async fn reward(
                 }
                 (points, day)
             }
-            (Kind::PurchaseBonus | Kind::MemberDay(_), None) => continue,
+            // A referral campaign pays by its ladder (app::referrals), never by this path.
+            (Kind::PurchaseBonus | Kind::MemberDay(_), None) | (Kind::Referral(_), _) => continue,
             (Kind::EntryGift | Kind::TierGift(_) | Kind::BirthdayGift | Kind::CouponDrop, _) => {
                 (campaign.points, String::new())
             }
@@ -218,26 +219,40 @@ pub async fn revoke_for_refund(
         if points <= 0 {
             continue;
         }
-        let reference = grant_reference(&reward.campaign_id, &reward.occurrence, &reward.member_id);
-        let Some(granted) = store::rewards::grant(txn, tenant_id, &reference).await? else {
-            continue;
-        };
-        store::rewards::add_revoked(txn, &reward, points).await?;
-        // Points taken back are points the budget did not spend after all.
-        let (_, campaign) = super::campaigns::load(txn, tenant_id, &reward.campaign_id).await?;
-        store::campaigns::spend(txn, tenant_id, &reward.campaign_id, -campaign.cost(points, None)).await?;
-        let revoke_key = Sha256::digest(format!("{reference}\0{refund}"));
-        let revocation = point_grants::Model {
-            grant_key: format!("revoke:{}", hex::encode(&revoke_key[..16])),
-            points: -points,
-            state: store::rewards::PENDING.to_owned(),
-            attempts: 0,
-            error: String::new(),
-            created_at: now,
-            ..granted
-        };
-        store::rewards::enqueue(txn, revocation).await?;
+        take_back(txn, tenant_id, (&reward, points), refund, now).await?;
     }
+    Ok(())
+}
+
+/// Takes `points` of a reward back: counts them revoked, returns them to a points budget, and
+/// enqueues their revocation at loyalty-points under a key derived from the grant and `why`
+/// (what takes them back), so the same cause never takes them twice.
+pub(super) async fn take_back(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    (reward, points): (&rewards::Model, i64),
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<(), CampaignError> {
+    let reference = grant_reference(&reward.campaign_id, &reward.occurrence, &reward.member_id);
+    let Some(granted) = store::rewards::grant(txn, tenant_id, &reference).await? else {
+        return Ok(());
+    };
+    store::rewards::add_revoked(txn, reward, points).await?;
+    // Points taken back are points the budget did not spend after all.
+    let (_, campaign) = super::campaigns::load(txn, tenant_id, &reward.campaign_id).await?;
+    store::campaigns::spend(txn, tenant_id, &reward.campaign_id, -campaign.cost(points, None)).await?;
+    let revoke_key = Sha256::digest(format!("{reference}\0{why}"));
+    let revocation = point_grants::Model {
+        grant_key: format!("revoke:{}", hex::encode(&revoke_key[..16])),
+        points: -points,
+        state: store::rewards::PENDING.to_owned(),
+        attempts: 0,
+        error: String::new(),
+        created_at: now,
+        ..granted
+    };
+    store::rewards::enqueue(txn, revocation).await?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use quanyu_runtime::auth::is_slug;
 use quanyu_runtime::clock::from_proto;
 use quanyu_runtime::error::{FieldViolation, Violations};
 
+use super::referral::Ladder;
 use super::template::{Timestamp, amount_of, check_places};
 
 /// The most points one reward grants: far above any real gift.
@@ -37,6 +38,7 @@ pub enum Kind {
     TierGift(String),
     BirthdayGift,
     CouponDrop,
+    Referral(Ladder),
 }
 
 impl Kind {
@@ -46,6 +48,7 @@ impl Kind {
     pub const TIER_GIFT: &'static str = "TIER_GIFT";
     pub const BIRTHDAY_GIFT: &'static str = "BIRTHDAY_GIFT";
     pub const COUPON_DROP: &'static str = "COUPON_DROP";
+    pub const REFERRAL: &'static str = "REFERRAL";
 
     /// How it is stored, to find the campaigns an event may trigger.
     pub fn as_str(&self) -> &'static str {
@@ -56,6 +59,7 @@ impl Kind {
             Self::TierGift(_) => Self::TIER_GIFT,
             Self::BirthdayGift => Self::BIRTHDAY_GIFT,
             Self::CouponDrop => Self::COUPON_DROP,
+            Self::Referral(_) => Self::REFERRAL,
         }
     }
 }
@@ -278,16 +282,12 @@ fn read(definition: &pb::Campaign, violations: &mut Violations) -> Campaign {
     );
     check_places("campaign", places, violations);
     let reward = definition.reward.clone().unwrap_or_default();
-    if !(0..=MAX_REWARD_POINTS).contains(&reward.points) {
-        violations.add("campaign.reward.points", format!("must be 0 to {MAX_REWARD_POINTS}"));
-    }
-    violations.text("campaign.reward.program_id", &reward.program_id, 64, false);
-    if !reward.coupon_template_id.is_empty() && !is_slug(&reward.coupon_template_id) {
-        violations.add("campaign.reward.coupon_template_id", "must be 1-64 of [a-z0-9_.-]");
-    }
     let (bonus, currency) = bonus(definition, &kind, violations);
-    let gives_nothing = reward.points == 0 && reward.coupon_template_id.is_empty() && bonus.is_none();
-    if gives_nothing {
+    if let Kind::Referral(_) = kind {
+        if definition.reward.is_some() {
+            violations.add("campaign.reward", "is given by each rung of a REFERRAL campaign");
+        }
+    } else if !check_reward("campaign.reward", &reward, violations) && bonus.is_none() {
         violations.add(
             "campaign.reward",
             "must give points, a coupon, or a bonus by the amount",
@@ -370,6 +370,9 @@ fn kind(definition: &pb::Campaign, violations: &mut Violations) -> Kind {
     if !definition.tier.is_empty() && kind != pb::CampaignKind::TierGift {
         violations.add("campaign.tier", "is for TIER_GIFT campaigns");
     }
+    if definition.referral.is_some() && kind != pb::CampaignKind::Referral {
+        violations.add("campaign.referral", "is for REFERRAL campaigns");
+    }
     match kind {
         pb::CampaignKind::EntryGift => Kind::EntryGift,
         pb::CampaignKind::PurchaseBonus => Kind::PurchaseBonus,
@@ -387,6 +390,7 @@ fn kind(definition: &pb::Campaign, violations: &mut Violations) -> Kind {
         }
         pb::CampaignKind::BirthdayGift => Kind::BirthdayGift,
         pb::CampaignKind::CouponDrop => Kind::CouponDrop,
+        pb::CampaignKind::Referral => Kind::Referral(super::referral::check(definition.referral.as_ref(), violations)),
         pb::CampaignKind::TierGift => {
             violations.text("campaign.tier", &definition.tier, 64, true);
             Kind::TierGift(definition.tier.clone())
@@ -394,11 +398,23 @@ fn kind(definition: &pb::Campaign, violations: &mut Violations) -> Kind {
         pb::CampaignKind::Unspecified => {
             violations.add(
                 "campaign.kind",
-                "must be ENTRY_GIFT, PURCHASE_BONUS, MEMBER_DAY, TIER_GIFT, BIRTHDAY_GIFT or COUPON_DROP",
+                "must be ENTRY_GIFT, PURCHASE_BONUS, MEMBER_DAY, TIER_GIFT, BIRTHDAY_GIFT, COUPON_DROP or REFERRAL",
             );
             Kind::EntryGift
         }
     }
+}
+
+/// Checks what a reward gives, its fields named under `field`; whether it gives anything.
+pub(super) fn check_reward(field: &str, reward: &pb::Reward, violations: &mut Violations) -> bool {
+    if !(0..=MAX_REWARD_POINTS).contains(&reward.points) {
+        violations.add(format!("{field}.points"), format!("must be 0 to {MAX_REWARD_POINTS}"));
+    }
+    violations.text(format!("{field}.program_id"), &reward.program_id, 64, false);
+    if !reward.coupon_template_id.is_empty() && !is_slug(&reward.coupon_template_id) {
+        violations.add(format!("{field}.coupon_template_id"), "must be 1-64 of [a-z0-9_.-]");
+    }
+    reward.points != 0 || !reward.coupon_template_id.is_empty()
 }
 
 /// The purchase bonus and the currency purchases are counted in.

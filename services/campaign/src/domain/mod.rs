@@ -3,4 +3,5 @@
 pub mod campaign;
 pub mod code;
 pub mod coupon;
+pub mod referral;
 pub mod template;

@@ -6,6 +6,7 @@ mod m20261203_000001_create_coupon_tables;
 mod m20261203_000002_create_campaign_tables;
 mod m20261203_000003_create_member_birthdays;
 mod m20261203_000004_create_drops;
+mod m20261203_000005_create_referral_tables;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000002_create_campaign_tables::Migration),
             Box::new(m20261203_000003_create_member_birthdays::Migration),
             Box::new(m20261203_000004_create_drops::Migration),
+            Box::new(m20261203_000005_create_referral_tables::Migration),
         ]
     }
 

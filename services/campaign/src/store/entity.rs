@@ -202,3 +202,83 @@ pub mod drops {
 
     quanyu_runtime::no_relations!();
 }
+
+pub mod invite_codes {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "invite_codes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub campaign_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub member_id: String,
+        pub code: String,
+        pub created_at: ChronoDateTimeUtc,
+    }
+
+    quanyu_runtime::no_relations!();
+}
+
+pub mod referrals {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "referrals")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub campaign_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub invitee_id: String,
+        pub inviter_id: String,
+        pub state: String,
+        pub enrolled_at: ChronoDateTimeUtc,
+        pub attributed_at: ChronoDateTimeUtc,
+        pub qualified_order: String,
+        pub qualified_amount_minor: i64,
+        pub refunded_minor: i64,
+        pub qualified_at: Option<ChronoDateTimeUtc>,
+    }
+
+    quanyu_runtime::no_relations!();
+}
+
+pub mod referral_tasks {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "referral_tasks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub campaign_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub inviter_id: String,
+        pub invitees: i64,
+        pub qualified: i64,
+        pub rungs_paid: i64,
+    }
+
+    quanyu_runtime::no_relations!();
+}
+
+pub mod member_enrolments {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "member_enrolments")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub member_id: String,
+        pub enrolled_at: ChronoDateTimeUtc,
+    }
+
+    quanyu_runtime::no_relations!();
+}

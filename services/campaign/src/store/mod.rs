@@ -7,5 +7,6 @@ pub mod coupons;
 pub mod drops;
 pub mod entity;
 pub mod members;
+pub mod referrals;
 pub mod rewards;
 pub mod templates;

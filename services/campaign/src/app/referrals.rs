@@ -1,0 +1,327 @@
+//! Referral campaigns: invite codes, attributing new members to their inviters, qualifying them
+//! by a first purchase, paying each inviter's rungs once, and taking a qualification back when
+//! its purchase is refunded. Attribution by the API and by an enrolment event, qualification and
+//! refunds all move the same rows by conditional statements, so a repeated or concurrent event
+//! pays nothing twice.
+
+use chrono::{DateTime, Utc};
+use quanyu_proto::campaign::v1 as pb;
+use quanyu_runtime::clock::to_proto;
+use quanyu_runtime::db::{begin_write, with_retries};
+use quanyu_runtime::error::{FieldViolation, quote};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
+
+use super::rewards::{Happening, give, take_back};
+use crate::domain::campaign::{Campaign, Kind, state_at};
+use crate::domain::code;
+use crate::domain::referral::Ladder;
+use crate::error::CampaignError;
+use crate::events;
+use crate::store;
+use crate::store::entity::{invite_codes, referral_tasks, referrals};
+
+/// A referral campaign and its ladder, or INVALID_ARGUMENT when the campaign is of another kind.
+async fn referral_campaign<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    campaign_id: &str,
+) -> Result<(store::entity::campaigns::Model, Campaign, Ladder), CampaignError> {
+    let (row, campaign) = super::campaigns::load(db, tenant_id, campaign_id).await?;
+    match &campaign.kind {
+        Kind::Referral(ladder) => {
+            let ladder = ladder.clone();
+            Ok((row, campaign, ladder))
+        }
+        _ => Err(FieldViolation::new("campaign_id", "is not a REFERRAL campaign").into()),
+    }
+}
+
+fn is_active(row: &store::entity::campaigns::Model, at: DateTime<Utc>) -> bool {
+    state_at(super::campaigns::stored(row), row.starts_at, row.ends_at, at) == pb::CampaignState::Active
+}
+
+/// A member's invite code, made on the first ask.
+pub async fn invite_code(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    (campaign_id, member_id): (&str, &str),
+    now: DateTime<Utc>,
+) -> Result<String, CampaignError> {
+    let (row, _, _) = referral_campaign(db, tenant_id, campaign_id).await?;
+    if let Some(kept) = store::referrals::code_of(db, tenant_id, (campaign_id, member_id)).await? {
+        return Ok(kept.code);
+    }
+    if state_at(super::campaigns::stored(&row), row.starts_at, row.ends_at, now) == pb::CampaignState::Ended {
+        return Err(CampaignError::refused(
+            "CAMPAIGN_NOT_ACTIVE",
+            "campaign_id",
+            "the campaign has ended",
+        ));
+    }
+    let code = invite_codes::Model {
+        tenant_id: tenant_id.to_owned(),
+        campaign_id: campaign_id.to_owned(),
+        member_id: member_id.to_owned(),
+        code: code::generate()?,
+        created_at: now,
+    };
+    with_retries(|| async {
+        let txn = begin_write(db).await?;
+        store::referrals::keep_code(&txn, code.clone()).await?;
+        let kept = store::referrals::code_of(&txn, tenant_id, (campaign_id, member_id)).await?;
+        txn.commit().await?;
+        kept.map(|kept| kept.code)
+            .ok_or_else(|| CampaignError::NotFound("the invite code was not kept".into()))
+    })
+    .await
+}
+
+/// Attributes `invitee_id` to the owner of `code`, or answers the same attribution made before.
+pub async fn attribute_by_call(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    (code, invitee_id): (&str, &str),
+    now: DateTime<Utc>,
+) -> Result<pb::Referral, CampaignError> {
+    with_retries(|| async {
+        let txn = begin_write(db).await?;
+        let referral = attribute(&txn, tenant_id, (code, invitee_id), now).await?;
+        txn.commit().await?;
+        Ok(referral_to_pb(&referral))
+    })
+    .await
+}
+
+/// Attributes `invitee_id` to the owner of `code` in `txn`: the rules every attribution keeps.
+pub(crate) async fn attribute(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    (code, invitee_id): (&str, &str),
+    now: DateTime<Utc>,
+) -> Result<referrals::Model, CampaignError> {
+    let code = store::referrals::find_code(txn, tenant_id, &code::normalize(code))
+        .await?
+        .ok_or_else(|| CampaignError::NotFound(format!("no invite code is {}", quote(code))))?;
+    let campaign_id = code.campaign_id.as_str();
+    let (row, _, ladder) = referral_campaign(txn, tenant_id, campaign_id).await?;
+    if let Some(referral) = store::referrals::find(txn, tenant_id, (campaign_id, invitee_id)).await? {
+        return if referral.inviter_id == code.member_id {
+            Ok(referral)
+        } else {
+            Err(CampaignError::refused(
+                "ALREADY_REFERRED",
+                "member_id",
+                "the member was referred to this campaign by another member",
+            ))
+        };
+    }
+    if !is_active(&row, now) {
+        return Err(CampaignError::refused(
+            "CAMPAIGN_NOT_ACTIVE",
+            "code",
+            "the code's campaign is not active",
+        ));
+    }
+    if code.member_id == invitee_id {
+        return Err(CampaignError::refused(
+            "SELF_REFERRAL",
+            "member_id",
+            "a member cannot use their own code",
+        ));
+    }
+    let Some(enrolled_at) = store::referrals::enrolled_at(txn, tenant_id, invitee_id).await? else {
+        return Err(CampaignError::refused(
+            "MEMBER_NOT_SEEN",
+            "member_id",
+            "campaign has not seen the member enrol (yet): try again shortly",
+        ));
+    };
+    if enrolled_at < code.created_at {
+        return Err(CampaignError::refused(
+            "ALREADY_A_MEMBER",
+            "member_id",
+            "the member enrolled before the code was made",
+        ));
+    }
+    let inviter = (campaign_id, code.member_id.as_str());
+    if !store::referrals::count_invitee(txn, tenant_id, inviter, ladder.max_invitees).await? {
+        return Err(CampaignError::refused(
+            "INVITEE_CAP_REACHED",
+            "code",
+            format!(
+                "the inviter has {} invitees, the most this campaign allows",
+                ladder.max_invitees
+            ),
+        ));
+    }
+    let referral = referrals::Model {
+        tenant_id: tenant_id.to_owned(),
+        campaign_id: campaign_id.to_owned(),
+        invitee_id: invitee_id.to_owned(),
+        inviter_id: code.member_id.clone(),
+        state: store::referrals::ATTRIBUTED.to_owned(),
+        enrolled_at,
+        attributed_at: now,
+        qualified_order: String::new(),
+        qualified_amount_minor: 0,
+        refunded_minor: 0,
+        qualified_at: None,
+    };
+    store::referrals::insert(txn, referral.clone()).await?;
+    quanyu_outbox::append(txn, vec![events::referral_attributed(&referral)]).await?;
+    Ok(referral)
+}
+
+/// Qualifies the buyer's unqualified referrals by a purchase (`order`, `amount_minor`, made
+/// at `at`), and pays the rungs their inviters reach.
+pub(crate) async fn qualify(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    (invitee_id, order, amount_minor): (&str, &str, i64),
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), CampaignError> {
+    for referral in store::referrals::unqualified_of(txn, tenant_id, invitee_id).await? {
+        let (row, campaign, ladder) = referral_campaign(txn, tenant_id, &referral.campaign_id).await?;
+        if !is_active(&row, at) || !ladder.qualifies(referral.enrolled_at, at) {
+            continue;
+        }
+        if !store::referrals::qualify(txn, &referral, (order, amount_minor), at).await? {
+            continue;
+        }
+        let inviter = (referral.campaign_id.as_str(), referral.inviter_id.as_str());
+        let Some(task) = store::referrals::count_qualified(txn, tenant_id, inviter, 1).await? else {
+            continue;
+        };
+        quanyu_outbox::append(txn, vec![events::task_progressed(&task, invitee_id)]).await?;
+        pay_rungs(txn, (&campaign, &ladder), &task, order, now).await?;
+    }
+    Ok(())
+}
+
+/// Pays the rungs `task`'s qualified count reaches and it has not been paid, each once. The
+/// purchase that completed them (`<source>/<transaction id>`) names the payment: a rung clawed
+/// back and reached again is paid under another.
+async fn pay_rungs(
+    txn: &DatabaseTransaction,
+    (campaign, ladder): (&Campaign, &Ladder),
+    task: &referral_tasks::Model,
+    completed_by: &str,
+    now: DateTime<Utc>,
+) -> Result<(), CampaignError> {
+    let paid = usize::try_from(task.rungs_paid).unwrap_or(0);
+    let reached = ladder.rungs_reached(paid, task.qualified);
+    if reached.is_empty() {
+        return Ok(());
+    }
+    let moved = (task.rungs_paid, i64::try_from(reached.end).unwrap_or(i64::MAX));
+    if !store::referrals::set_rungs_paid(txn, task, moved).await? {
+        return Ok(());
+    }
+    for index in reached {
+        let rung = &ladder.rungs[index];
+        // The rung's reward, given as the campaign's: the same budget, grant and event.
+        let paying = Campaign {
+            points: rung.reward.points,
+            program_id: rung.reward.program_id.clone(),
+            coupon_template_id: rung.reward.coupon_template_id.clone(),
+            ..campaign.clone()
+        };
+        let completed = Happening {
+            kinds: &[Kind::REFERRAL],
+            member_id: &task.inviter_id,
+            at: now,
+            place: None,
+            occurrence: format!("rung:{index}/{completed_by}"),
+            sale: None,
+            tier: None,
+        };
+        give(
+            txn,
+            &task.tenant_id,
+            (&paying, &completed),
+            (rung.reward.points, String::new()),
+            now,
+        )
+        .await?;
+        let rung_number = u32::try_from(index).unwrap_or(u32::MAX);
+        quanyu_outbox::append(txn, vec![events::task_completed(task, rung_number)]).await?;
+    }
+    Ok(())
+}
+
+/// Adds a refund (`refunded_minor`, made at `at`) of the purchase `order` to the referrals it
+/// qualified: one refunded in full within the return window is qualified no more, and a
+/// clawing ladder takes back the points of the rungs its inviter no longer reaches.
+pub(crate) async fn refund(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    (order, refunded_minor): (&str, i64),
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), CampaignError> {
+    for referral in store::referrals::qualified_by(txn, tenant_id, order).await? {
+        let (_, _, ladder) = referral_campaign(txn, tenant_id, &referral.campaign_id).await?;
+        let qualified_at = referral.qualified_at.unwrap_or(at);
+        if !ladder.refund_counts(qualified_at, at) || !store::referrals::refund(txn, &referral, refunded_minor).await? {
+            continue;
+        }
+        let inviter = (referral.campaign_id.as_str(), referral.inviter_id.as_str());
+        let Some(task) = store::referrals::count_qualified(txn, tenant_id, inviter, -1).await? else {
+            continue;
+        };
+        quanyu_outbox::append(txn, vec![events::task_progressed(&task, &referral.invitee_id)]).await?;
+        let lost = ladder.rungs_lost(usize::try_from(task.rungs_paid).unwrap_or(0), task.qualified);
+        if lost.is_empty() {
+            continue;
+        }
+        let moved = (task.rungs_paid, i64::try_from(lost.start).unwrap_or(0));
+        if !store::referrals::set_rungs_paid(txn, &task, moved).await? {
+            continue;
+        }
+        for index in lost {
+            for reward in store::referrals::rung_rewards(txn, tenant_id, inviter, index).await? {
+                let points = reward.points - reward.revoked;
+                take_back(txn, tenant_id, (&reward, points), &format!("clawback:{order}"), now).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A member's progress in a referral campaign, with a page of their invitees.
+pub async fn progress(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    (campaign_id, member_id): (&str, &str),
+    (after, size): (Option<String>, u64),
+) -> Result<pb::GetTaskProgressResponse, CampaignError> {
+    referral_campaign(db, tenant_id, campaign_id).await?;
+    let inviter = (campaign_id, member_id);
+    let task = store::referrals::task(db, tenant_id, inviter).await?;
+    let rows = store::referrals::invitees(db, tenant_id, inviter, (after, size + 1)).await?;
+    let (rows, next_page_token) = super::page(rows, size, |row| &row.invitee_id);
+    Ok(pb::GetTaskProgressResponse {
+        invitees: task.as_ref().map_or(0, |task| task.invitees),
+        qualified: task.as_ref().map_or(0, |task| task.qualified),
+        rungs_paid: task.as_ref().map_or(0, |task| task.rungs_paid),
+        referrals: rows.iter().map(referral_to_pb).collect(),
+        next_page_token,
+    })
+}
+
+fn referral_to_pb(referral: &referrals::Model) -> pb::Referral {
+    let state = if referral.state == store::referrals::QUALIFIED {
+        pb::ReferralState::Qualified
+    } else {
+        pb::ReferralState::Attributed
+    };
+    pb::Referral {
+        campaign_id: referral.campaign_id.clone(),
+        inviter_id: referral.inviter_id.clone(),
+        invitee_id: referral.invitee_id.clone(),
+        state: state.into(),
+        attributed_at: Some(to_proto(referral.attributed_at)),
+        qualified_at: referral.qualified_at.map(to_proto),
+    }
+}

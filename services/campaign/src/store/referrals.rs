@@ -1,0 +1,271 @@
+//! Referrals: invite codes, who invited whom, and each inviter's ladder. The counts an inviter's
+//! ladder pays by are moved by single conditional statements, so concurrent attributions never
+//! pass a cap and a rung is paid by the one writer that moved its count.
+
+use chrono::{DateTime, Utc};
+use quanyu_runtime::db::sql::{execute, statement};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::entity::{invite_codes, member_enrolments, referral_tasks, referrals};
+
+pub const ATTRIBUTED: &str = "ATTRIBUTED";
+pub const QUALIFIED: &str = "QUALIFIED";
+
+pub async fn code_of<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    (campaign_id, member_id): (&str, &str),
+) -> Result<Option<invite_codes::Model>, DbErr> {
+    invite_codes::Entity::find_by_id((tenant_id.to_owned(), campaign_id.to_owned(), member_id.to_owned()))
+        .one(db)
+        .await
+}
+
+/// Keeps a member's code; a code kept for them before stays (read it back).
+pub async fn keep_code<C: ConnectionTrait>(db: &C, code: invite_codes::Model) -> Result<(), DbErr> {
+    let sql = "INSERT INTO invite_codes (tenant_id, campaign_id, member_id, code, created_at) VALUES (?, ?, ?, ?, ?) \
+               ON CONFLICT (tenant_id, campaign_id, member_id) DO NOTHING";
+    let values = vec![
+        code.tenant_id.into(),
+        code.campaign_id.into(),
+        code.member_id.into(),
+        code.code.into(),
+        code.created_at.into(),
+    ];
+    execute(db, sql, values).await?;
+    Ok(())
+}
+
+pub async fn find_code<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    code: &str,
+) -> Result<Option<invite_codes::Model>, DbErr> {
+    invite_codes::Entity::find()
+        .filter(invite_codes::Column::TenantId.eq(tenant_id))
+        .filter(invite_codes::Column::Code.eq(code))
+        .one(db)
+        .await
+}
+
+/// Records when a member enrolled (the first enrolment seen stays).
+pub async fn record_enrolment<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    member_id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let sql = "INSERT INTO member_enrolments (tenant_id, member_id, enrolled_at) VALUES (?, ?, ?) \
+               ON CONFLICT (tenant_id, member_id) DO NOTHING";
+    execute(db, sql, vec![tenant_id.into(), member_id.into(), at.into()]).await?;
+    Ok(())
+}
+
+pub async fn enrolled_at<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    member_id: &str,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    let found = member_enrolments::Entity::find_by_id((tenant_id.to_owned(), member_id.to_owned()))
+        .one(db)
+        .await?;
+    Ok(found.map(|enrolment| enrolment.enrolled_at))
+}
+
+pub async fn find<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    (campaign_id, invitee_id): (&str, &str),
+) -> Result<Option<referrals::Model>, DbErr> {
+    referrals::Entity::find_by_id((tenant_id.to_owned(), campaign_id.to_owned(), invitee_id.to_owned()))
+        .one(db)
+        .await
+}
+
+/// Gives the inviter one more invitee, unless they have `max` already (0: no limit); false
+/// when they have.
+pub async fn count_invitee<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    (campaign_id, inviter_id): (&str, &str),
+    max: u32,
+) -> Result<bool, DbErr> {
+    let task = "INSERT INTO referral_tasks (tenant_id, campaign_id, inviter_id, invitees, qualified, rungs_paid) \
+                VALUES (?, ?, ?, 0, 0, 0) ON CONFLICT (tenant_id, campaign_id, inviter_id) DO NOTHING";
+    let key = || vec![tenant_id.into(), campaign_id.into(), inviter_id.into()];
+    execute(db, task, key()).await?;
+    let counted = "UPDATE referral_tasks SET invitees = invitees + 1 \
+                   WHERE tenant_id = ? AND campaign_id = ? AND inviter_id = ? AND (? = 0 OR invitees < ?)";
+    let mut values = key();
+    values.extend([i64::from(max).into(), i64::from(max).into()]);
+    Ok(execute(db, counted, values).await? == 1)
+}
+
+pub async fn insert<C: ConnectionTrait>(db: &C, referral: referrals::Model) -> Result<(), DbErr> {
+    let row: referrals::ActiveModel = referral.into();
+    referrals::Entity::insert(row).exec_without_returning(db).await?;
+    Ok(())
+}
+
+/// The invitee's referrals not qualified yet, in every campaign.
+pub async fn unqualified_of<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    invitee_id: &str,
+) -> Result<Vec<referrals::Model>, DbErr> {
+    referrals::Entity::find()
+        .filter(referrals::Column::TenantId.eq(tenant_id))
+        .filter(referrals::Column::InviteeId.eq(invitee_id))
+        .filter(referrals::Column::State.eq(ATTRIBUTED))
+        .all(db)
+        .await
+}
+
+/// The referrals the purchase `order` (`<source>/<transaction id>`) qualified.
+pub async fn qualified_by<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    order: &str,
+) -> Result<Vec<referrals::Model>, DbErr> {
+    referrals::Entity::find()
+        .filter(referrals::Column::TenantId.eq(tenant_id))
+        .filter(referrals::Column::QualifiedOrder.eq(order))
+        .filter(referrals::Column::State.eq(QUALIFIED))
+        .all(db)
+        .await
+}
+
+/// Qualifies a referral by the purchase `order` of `amount_minor` at `at`; false when it was
+/// qualified already (the same event again, or another purchase first).
+pub async fn qualify<C: ConnectionTrait>(
+    db: &C,
+    referral: &referrals::Model,
+    (order, amount_minor): (&str, i64),
+    at: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let sql = "UPDATE referrals SET state = ?, qualified_order = ?, qualified_amount_minor = ?, refunded_minor = 0, \
+               qualified_at = ? WHERE tenant_id = ? AND campaign_id = ? AND invitee_id = ? AND state = ?";
+    let values = vec![
+        QUALIFIED.into(),
+        order.into(),
+        amount_minor.into(),
+        at.into(),
+        referral.tenant_id.as_str().into(),
+        referral.campaign_id.as_str().into(),
+        referral.invitee_id.as_str().into(),
+        ATTRIBUTED.into(),
+    ];
+    Ok(execute(db, sql, values).await? == 1)
+}
+
+/// Adds a refund of the qualifying purchase; true when it takes the qualification back (the
+/// refunds reach what the purchase paid), which it does once.
+pub async fn refund<C: ConnectionTrait>(
+    db: &C,
+    referral: &referrals::Model,
+    refunded_minor: i64,
+) -> Result<bool, DbErr> {
+    let sql = "UPDATE referrals SET refunded_minor = refunded_minor + ? \
+               WHERE tenant_id = ? AND campaign_id = ? AND invitee_id = ? AND state = ?";
+    let key = || {
+        vec![
+            referral.tenant_id.as_str().into(),
+            referral.campaign_id.as_str().into(),
+            referral.invitee_id.as_str().into(),
+            QUALIFIED.into(),
+        ]
+    };
+    let mut values = vec![refunded_minor.into()];
+    values.extend(key());
+    execute(db, sql, values).await?;
+    let taken_back = "UPDATE referrals SET state = ?, qualified_order = '', qualified_at = NULL \
+                      WHERE tenant_id = ? AND campaign_id = ? AND invitee_id = ? AND state = ? \
+                      AND refunded_minor >= qualified_amount_minor";
+    let mut values = vec![ATTRIBUTED.into()];
+    values.extend(key());
+    Ok(execute(db, taken_back, values).await? == 1)
+}
+
+pub async fn task<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    (campaign_id, inviter_id): (&str, &str),
+) -> Result<Option<referral_tasks::Model>, DbErr> {
+    referral_tasks::Entity::find_by_id((tenant_id.to_owned(), campaign_id.to_owned(), inviter_id.to_owned()))
+        .one(db)
+        .await
+}
+
+/// Moves an inviter's qualified count by `delta`; the task after the move.
+pub async fn count_qualified<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    (campaign_id, inviter_id): (&str, &str),
+    delta: i64,
+) -> Result<Option<referral_tasks::Model>, DbErr> {
+    let sql = "UPDATE referral_tasks SET qualified = qualified + ? WHERE tenant_id = ? AND campaign_id = ? AND inviter_id = ?";
+    let values = vec![delta.into(), tenant_id.into(), campaign_id.into(), inviter_id.into()];
+    execute(db, sql, values).await?;
+    task(db, tenant_id, (campaign_id, inviter_id)).await
+}
+
+/// Moves the rungs paid from `from` to `to`; false when they were not `from` any more.
+pub async fn set_rungs_paid<C: ConnectionTrait>(
+    db: &C,
+    task: &referral_tasks::Model,
+    (from, to): (i64, i64),
+) -> Result<bool, DbErr> {
+    let sql = "UPDATE referral_tasks SET rungs_paid = ? \
+               WHERE tenant_id = ? AND campaign_id = ? AND inviter_id = ? AND rungs_paid = ?";
+    let values = vec![
+        to.into(),
+        task.tenant_id.as_str().into(),
+        task.campaign_id.as_str().into(),
+        task.inviter_id.as_str().into(),
+        from.into(),
+    ];
+    Ok(execute(db, sql, values).await? == 1)
+}
+
+/// A page of an inviter's invitees by id, after `after`.
+pub async fn invitees<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    (campaign_id, inviter_id): (&str, &str),
+    (after, limit): (Option<String>, u64),
+) -> Result<Vec<referrals::Model>, DbErr> {
+    let mut query = referrals::Entity::find()
+        .filter(referrals::Column::TenantId.eq(tenant_id))
+        .filter(referrals::Column::CampaignId.eq(campaign_id))
+        .filter(referrals::Column::InviterId.eq(inviter_id));
+    if let Some(after) = after {
+        query = query.filter(referrals::Column::InviteeId.gt(after));
+    }
+    query
+        .order_by_asc(referrals::Column::InviteeId)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// The points a rung paid to an inviter and has not taken back: its reward rows, newest first.
+pub async fn rung_rewards<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    (campaign_id, inviter_id): (&str, &str),
+    rung: usize,
+) -> Result<Vec<super::entity::rewards::Model>, DbErr> {
+    let sql = "SELECT * FROM rewards WHERE tenant_id = ? AND campaign_id = ? AND member_id = ? \
+               AND occurrence LIKE ? AND outcome = ? AND points > revoked ORDER BY created_at DESC";
+    let values = vec![
+        tenant_id.into(),
+        campaign_id.into(),
+        inviter_id.into(),
+        format!("rung:{rung}/%").into(),
+        super::rewards::GIVEN.into(),
+    ];
+    use sea_orm::FromQueryResult as _;
+    super::entity::rewards::Model::find_by_statement(statement(db.get_database_backend(), sql, values))
+        .all(db)
+        .await
+}
