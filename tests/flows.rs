@@ -15,6 +15,7 @@ quanyu_testkit::suite!(
     a_buyer_enrolled_by_a_sale_is_a_member_of_identity,
     analytics_follows_enrolments_sales_and_merges,
     a_coupon_claimed_online_is_redeemed_in_a_store_and_restored_by_the_refund,
+    friends_brought_by_a_code_pay_the_inviters_ladder_once,
 );
 
 /// member-identity merges two members; loyalty-points folds the merged member's accounts into the
@@ -432,4 +433,127 @@ async fn member_day_run(
         run = mall.get_campaign_run(request.clone()).await.unwrap().into_inner();
     }
     run
+}
+
+/// A shares a code; B enrols with it in a store and C in the mini-program. B's purchase in the
+/// store and C's online each pay a rung of A's ladder, once; C's refund within the return window
+/// takes C's qualification and the second rung's points back (the campaign claws back); analytics
+/// shows the invitees, those qualified and the K-factor.
+async fn friends_brought_by_a_code_pay_the_inviters_ladder_once(suite: Suite) {
+    use quanyu_proto::campaign::v1 as campaign_pb;
+    use quanyu_proto::common::v1::Channel;
+
+    let mut points = with_program(&suite, 0).await;
+    let mut mall = suite.campaign(keys::ACME_PLATFORM).await;
+    let rung = |invitees, points| campaign_pb::Rung {
+        invitees,
+        reward: Some(campaign_pb::Reward {
+            points,
+            ..Default::default()
+        }),
+    };
+    let to_proto = |at: chrono::DateTime<chrono::Utc>| Some(quanyu_runtime::clock::to_proto(at));
+    let friends = campaign_pb::Campaign {
+        campaign_id: "bring-friends".into(),
+        name: "Bring a friend".into(),
+        kind: campaign_pb::CampaignKind::Referral.into(),
+        starts_at: to_proto(chrono::Utc::now() - chrono::Duration::days(1)),
+        ends_at: to_proto(chrono::Utc::now() + chrono::Duration::days(30)),
+        referral: Some(campaign_pb::ReferralRules {
+            rungs: vec![rung(1, 100), rung(2, 300)],
+            qualify_within_days: 30,
+            return_window_days: 7,
+            claw_back: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    mall.create_campaign(campaign_pb::CreateCampaignRequest {
+        campaign: Some(friends),
+    })
+    .await
+    .unwrap();
+    mall.change_campaign_state(campaign_pb::ChangeCampaignStateRequest {
+        campaign_id: "bring-friends".into(),
+        state: campaign_pb::CampaignState::Scheduled.into(),
+    })
+    .await
+    .unwrap();
+
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let inviter = quanyu_testkit::enrol(&mut identity, "13900139100", Default::default()).await;
+    let code = mall
+        .get_invite_code(campaign_pb::GetInviteCodeRequest {
+            campaign_id: "bring-friends".into(),
+            member_id: inviter.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .code;
+    let with_code = |channel: Channel| identity_pb::Enrollment {
+        channel: channel.into(),
+        referral_code: code.clone(),
+        ..Default::default()
+    };
+    let in_store = quanyu_testkit::enrol(&mut identity, "13900139101", with_code(Channel::Store)).await;
+    let online = quanyu_testkit::enrol(&mut identity, "13900139102", with_code(Channel::WechatMall)).await;
+
+    let mut pos = suite.points(keys::ACME_POS).await;
+    // The store's till and the mini-program record each buyer's first purchase.
+    record(&mut pos, vec![sale("f-1", member_buyer(&in_store), 10_000)]).await;
+    let online_sale = pb::Sale {
+        source: "wechat-mall".into(),
+        channel: Channel::WechatMall.into(),
+        store_id: String::new(),
+        ..sale("f-2", member_buyer(&online), 20_000)
+    };
+    record(&mut points, vec![online_sale]).await;
+    let mut paid = 0;
+    for _ in 0..100 {
+        paid = balance(&mut points, &inviter).await.balance;
+        if paid == 400 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(paid, 100 + 300, "each rung paid once");
+
+    let mut refund_online = refund("f-2-back", "f-2", 20_000);
+    refund_online.source = "wechat-mall".into();
+    record(&mut points, vec![refund_online]).await;
+    let mut analytics = suite.analytics(keys::ACME_ANALYST).await;
+    let mut result = analytics_pb::CampaignResult::default();
+    for _ in 0..200 {
+        result = analytics
+            .get_campaign_results(analytics_pb::GetCampaignResultsRequest {
+                campaign_ids: vec!["bring-friends".into()],
+                coupon_template_ids: Vec::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .campaigns
+            .remove(0);
+        let clawed = balance(&mut points, &inviter).await.balance == 100;
+        if clawed && result.invitees_qualified == 1 && result.invitees == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        balance(&mut points, &inviter).await.balance,
+        100,
+        "the second rung is clawed back"
+    );
+    assert_eq!(
+        (result.inviters, result.invitees, result.invitees_qualified),
+        (1, 2, 1),
+        "{result:?}"
+    );
+    assert!(
+        (result.k_factor - 1.0).abs() < f64::EPSILON,
+        "one buying friend per inviter: {result:?}"
+    );
+    assert_eq!((result.rewards, result.points_granted), (2, 400));
 }

@@ -287,8 +287,7 @@ impl CampaignService for CampaignApi {
             violations.add("state", format!("{} is not a coupon state", input.state));
             pb::CouponState::Unspecified
         });
-        let size = violations.check(page::size(input.page_size)).unwrap_or_default();
-        let after = violations.check(page::after(&input.page_token)).flatten();
+        let (after, size) = page_of(&mut violations, (input.page_size, &input.page_token));
         violations.into_result().map_err(CampaignError::from)?;
         let (coupons, next_page_token) = app::coupons::list(
             &self.db,
@@ -335,8 +334,7 @@ impl CampaignService for CampaignApi {
         let actor = authorize(&request, Access::READ)?;
         let input = request.get_ref();
         let mut violations = Violations::default();
-        let size = violations.check(page::size(input.page_size)).unwrap_or_default();
-        let after = violations.check(page::after(&input.page_token)).flatten();
+        let (after, size) = page_of(&mut violations, (input.page_size, &input.page_token));
         violations.into_result().map_err(CampaignError::from)?;
         let page = (after, size);
         let (campaigns, next_page_token) =
@@ -422,13 +420,94 @@ impl CampaignService for CampaignApi {
         let campaign_id = checked_campaign_id(&input.campaign_id)?;
         let member_id = checked_member_id(&input.member_id)?;
         let mut violations = Violations::default();
-        let size = violations.check(page::size(input.page_size)).unwrap_or_default();
-        let after = violations.check(page::after(&input.page_token)).flatten();
+        let (after, size) = page_of(&mut violations, (input.page_size, &input.page_token));
         violations.into_result().map_err(CampaignError::from)?;
         let page = (after, size);
         let progress = app::referrals::progress(&self.db, &actor.tenant_id, (campaign_id, member_id), page).await?;
         Ok(Response::new(progress))
     }
+
+    async fn list_referrals(&self, request: Request<pb::ListReferralsRequest>) -> Reply<pb::ListReferralsResponse> {
+        let actor = authorize(&request, Access::READ)?;
+        let input = request.get_ref();
+        let campaign_id = checked_campaign_id(&input.campaign_id)?;
+        let mut violations = Violations::default();
+        let state = match pb::ReferralState::try_from(input.state) {
+            Ok(pb::ReferralState::Unspecified) => None,
+            Ok(state) => Some(state.as_str_name().trim_start_matches("REFERRAL_STATE_")),
+            Err(_) => {
+                violations.add("state", "is not a referral state");
+                None
+            }
+        };
+        let (after, size) = page_of(&mut violations, (input.page_size, &input.page_token));
+        violations.into_result().map_err(CampaignError::from)?;
+        let (referrals, next_page_token) =
+            app::referrals::list(&self.db, &actor.tenant_id, (campaign_id, state), (after, size)).await?;
+        Ok(Response::new(pb::ListReferralsResponse {
+            referrals,
+            next_page_token,
+        }))
+    }
+
+    async fn review_referral(&self, request: Request<pb::ReviewReferralRequest>) -> Reply<pb::ReviewReferralResponse> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let input = request.get_ref();
+        let campaign_id = checked_campaign_id(&input.campaign_id)?;
+        let mut violations = Violations::default();
+        violations.text("invitee_id", &input.invitee_id, 64, true);
+        violations.into_result().map_err(CampaignError::from)?;
+        let invitee = (campaign_id, input.invitee_id.as_str());
+        let now = self.clock.now();
+        let referral = app::referrals::review(&self.db, &actor.tenant_id, invitee, input.approve, now).await?;
+        Ok(Response::new(pb::ReviewReferralResponse {
+            referral: Some(referral),
+        }))
+    }
+
+    async fn get_leaderboard(&self, request: Request<pb::GetLeaderboardRequest>) -> Reply<pb::GetLeaderboardResponse> {
+        let actor = authorize(&request, Access::READ)?;
+        let input = request.get_ref();
+        let campaign_id = checked_campaign_id(&input.campaign_id)?;
+        let mut violations = Violations::default();
+        let (after, size) = page_of(&mut violations, (input.page_size, &input.page_token));
+        let offset = match after.map(|offset| offset.parse::<u64>()) {
+            None => 0,
+            Some(Ok(offset)) => offset,
+            Some(Err(_)) => {
+                violations.add("page_token", "is not a token returned by a previous page");
+                0
+            }
+        };
+        violations.into_result().map_err(CampaignError::from)?;
+        let (entries, next_page_token) =
+            app::referrals::leaderboard(&self.db, &actor.tenant_id, campaign_id, (offset, size)).await?;
+        Ok(Response::new(pb::GetLeaderboardResponse {
+            entries,
+            next_page_token,
+        }))
+    }
+
+    async fn get_referral_tree(
+        &self,
+        request: Request<pb::GetReferralTreeRequest>,
+    ) -> Reply<pb::GetReferralTreeResponse> {
+        let actor = authorize(&request, Access::READ)?;
+        let input = request.get_ref();
+        let campaign_id = checked_campaign_id(&input.campaign_id)?;
+        let member_id = checked_member_id(&input.member_id)?;
+        let mut violations = Violations::default();
+        let (after, size) = page_of(&mut violations, (input.page_size, &input.page_token));
+        violations.into_result().map_err(CampaignError::from)?;
+        let tree = app::referrals::tree(&self.db, &actor.tenant_id, (campaign_id, member_id), (after, size)).await?;
+        Ok(Response::new(tree))
+    }
+}
+
+/// A request's page: where it starts and its size, each checked into `violations`.
+fn page_of(violations: &mut Violations, (size, token): (i32, &str)) -> (Option<String>, u64) {
+    let size = violations.check(page::size(size)).unwrap_or_default();
+    (violations.check(page::after(token)).flatten(), size)
 }
 
 /// A request's member id, checked.

@@ -95,13 +95,15 @@ pub fn referral_attributed(referral: &referrals::Model) -> NewEvent {
     campaign_event(&referral.tenant_id, &referral.campaign_id, payload)
 }
 
-/// An inviter's qualified count moved, by `invitee_id` qualifying or being taken back.
-pub fn task_progressed(task: &referral_tasks::Model, invitee_id: &str) -> NewEvent {
+/// An inviter's qualified count moved by `change`, by `invitee_id` qualifying (+1) or being
+/// taken back (-1).
+pub fn task_progressed(task: &referral_tasks::Model, invitee_id: &str, change: i32) -> NewEvent {
     let payload = Payload::TaskProgressed(pb::TaskProgressed {
         campaign_id: task.campaign_id.clone(),
         member_id: task.inviter_id.clone(),
         invitee_id: invitee_id.to_owned(),
         qualified: task.qualified,
+        change,
     });
     campaign_event(&task.tenant_id, &task.campaign_id, payload)
 }

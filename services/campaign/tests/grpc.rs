@@ -31,7 +31,10 @@ quanyu_testkit::suite!(
     a_drop_rewards_each_member_of_its_audience_once,
     an_audience_limits_who_a_campaign_rewards,
     a_referral_ladder_pays_each_rung_once_and_claws_back_on_refund,
-    referrals_are_refused_with_the_reason
+    referrals_are_refused_with_the_reason,
+    a_burst_of_referrals_is_held_for_review,
+    a_purchase_seen_before_the_attribution_qualifies_it,
+    the_leaderboard_and_the_tree_show_who_brought_whom
 );
 
 /// The fields a refusal names, from its `google.rpc.BadRequest`.
@@ -1462,6 +1465,7 @@ fn ladder(campaign_id: &str, claw_back: bool, max_invitees: u32) -> pb::Campaign
             return_window_days: 7,
             claw_back,
             max_invitees,
+            max_per_hour: 0,
         }),
         ..campaign(campaign_id, pb::CampaignKind::Referral)
     }
@@ -1650,4 +1654,178 @@ async fn referrals_are_refused_with_the_reason(suite: Suite) {
     assert_eq!(violated_fields(&not_referral), ["campaign_id"]);
     let progress = progress(&mut client, "capped", &inviter).await;
     assert_eq!(progress.invitees, 1, "refused attributions count for nothing");
+}
+
+/// At most two attributions an hour to one inviter: the third and fourth are held; one is
+/// approved and counts, the other denied for good.
+async fn a_burst_of_referrals_is_held_for_review(suite: Suite) {
+    let mut client = suite.campaign(keys::ACME_PLATFORM).await;
+    let mut burst = ladder("burst", false, 0);
+    if let Some(rules) = burst.referral.as_mut() {
+        rules.max_per_hour = 2;
+    }
+    create_campaign(&mut client, burst).await.unwrap();
+    move_to(&mut client, "burst", pb::CampaignState::Scheduled)
+        .await
+        .unwrap();
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let inviter = enrol(&mut identity, "13000130000", Default::default()).await;
+    let code = invite_code(&mut client, "burst", &inviter).await.unwrap();
+    let mut states = Vec::new();
+    let mut invitees = Vec::new();
+    for n in 1..=4 {
+        let invitee = enrol(&mut identity, &format!("1300013000{n}"), Default::default()).await;
+        states.push(attribute(&mut client, &code, &invitee).await.unwrap().state);
+        invitees.push(invitee);
+    }
+    use pb::ReferralState::{Attributed, Denied, Held};
+    assert_eq!(states, [Attributed as i32, Attributed as i32, Held as i32, Held as i32]);
+    let held = client
+        .list_referrals(pb::ListReferralsRequest {
+            campaign_id: "burst".into(),
+            state: Held.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut expected = vec![invitees[2].clone(), invitees[3].clone()];
+    expected.sort();
+    let listed: Vec<String> = held.referrals.iter().map(|r| r.invitee_id.clone()).collect();
+    assert_eq!(listed, expected);
+    assert_eq!(
+        progress(&mut client, "burst", &inviter).await.invitees,
+        2,
+        "held ones count for nothing"
+    );
+
+    let review = |invitee: &str, approve: bool| pb::ReviewReferralRequest {
+        campaign_id: "burst".into(),
+        invitee_id: invitee.into(),
+        approve,
+    };
+    let approved = client
+        .review_referral(review(&invitees[2], true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(approved.referral.unwrap().state, Attributed as i32);
+    let denied = client
+        .review_referral(review(&invitees[3], false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(denied.referral.unwrap().state, Denied as i32);
+    assert_eq!(progress(&mut client, "burst", &inviter).await.invitees, 3);
+    let again = client
+        .review_referral(review(&invitees[3], false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.referral.unwrap().state, Denied as i32, "denied again answers it");
+    let reversed = client.review_referral(review(&invitees[3], true)).await.unwrap_err();
+    assert_eq!(reason(&reversed), "NOT_HELD");
+    let unreferred = client.review_referral(review(&inviter, true)).await.unwrap_err();
+    assert_eq!(unreferred.code(), Code::NotFound);
+}
+
+/// The points stream may be read ahead of the identity stream: a purchase campaign saw before
+/// the invitee's attribution qualifies it when it is attributed.
+async fn a_purchase_seen_before_the_attribution_qualifies_it(suite: Suite) {
+    with_program(&suite, 0).await;
+    let mut client = suite.campaign(keys::ACME_PLATFORM).await;
+    create_campaign(&mut client, ladder("late", false, 0)).await.unwrap();
+    move_to(&mut client, "late", pb::CampaignState::Scheduled)
+        .await
+        .unwrap();
+    // A purchase bonus shows when campaign has read the purchase.
+    let probe = pb::Campaign {
+        bonus: Some(pb::PurchaseBonus {
+            points_per_unit: 0,
+            unit: cny(100),
+            min_spend: None,
+        }),
+        ..campaign("probe", pb::CampaignKind::PurchaseBonus)
+    };
+    create_campaign(&mut client, probe).await.unwrap();
+    move_to(&mut client, "probe", pb::CampaignState::Scheduled)
+        .await
+        .unwrap();
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let inviter = enrol(&mut identity, "13500135100", Default::default()).await;
+    let code = invite_code(&mut client, "late", &inviter).await.unwrap();
+    let invitee = enrol(&mut identity, "13500135101", Default::default()).await;
+    let mut pos = suite.points(keys::ACME_POS).await;
+    record(&mut pos, vec![sale("late-1", member_buyer(&invitee), 10_000)]).await;
+    run_until(&mut client, "probe", |run| run.rewards == 1).await;
+    let referral = attribute(&mut client, &code, &invitee).await.unwrap();
+    assert_eq!(
+        referral.state,
+        pb::ReferralState::Qualified as i32,
+        "qualified as it is attributed"
+    );
+    let run = run_until(&mut client, "late", |run| run.rewards == 1).await;
+    assert_eq!(run.points_granted, 100);
+}
+
+/// A brings B and C; B brings D. The leaderboard ranks A over B, a page at a time; A's tree shows
+/// B (with D under) and C; B's shows A above.
+async fn the_leaderboard_and_the_tree_show_who_brought_whom(suite: Suite) {
+    let mut client = suite.campaign(keys::ACME_PLATFORM).await;
+    create_campaign(&mut client, ladder("tree", false, 0)).await.unwrap();
+    move_to(&mut client, "tree", pb::CampaignState::Scheduled)
+        .await
+        .unwrap();
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let a = enrol(&mut identity, "13700137100", Default::default()).await;
+    let a_code = invite_code(&mut client, "tree", &a).await.unwrap();
+    let b = enrol(&mut identity, "13700137101", Default::default()).await;
+    let c = enrol(&mut identity, "13700137102", Default::default()).await;
+    attribute(&mut client, &a_code, &b).await.unwrap();
+    attribute(&mut client, &a_code, &c).await.unwrap();
+    let b_code = invite_code(&mut client, "tree", &b).await.unwrap();
+    let d = enrol(&mut identity, "13700137103", Default::default()).await;
+    attribute(&mut client, &b_code, &d).await.unwrap();
+
+    let board = |page_token: String| pb::GetLeaderboardRequest {
+        campaign_id: "tree".into(),
+        page_size: 1,
+        page_token,
+    };
+    let first = client.get_leaderboard(board(String::new())).await.unwrap().into_inner();
+    let leader = &first.entries[0];
+    assert_eq!(
+        (leader.rank, leader.member_id.as_str(), leader.invitees),
+        (1, a.as_str(), 2)
+    );
+    let second = client
+        .get_leaderboard(board(first.next_page_token))
+        .await
+        .unwrap()
+        .into_inner();
+    let next = &second.entries[0];
+    assert_eq!((next.rank, next.member_id.as_str(), next.invitees), (2, b.as_str(), 1));
+    assert!(second.next_page_token.is_empty());
+
+    let tree = |member_id: &str| pb::GetReferralTreeRequest {
+        campaign_id: "tree".into(),
+        member_id: member_id.into(),
+        ..Default::default()
+    };
+    let a_tree = client.get_referral_tree(tree(&a)).await.unwrap().into_inner();
+    assert!(a_tree.invited_by.is_none());
+    let mut nodes: Vec<(String, Vec<String>, i64)> = a_tree
+        .invitees
+        .iter()
+        .map(|node| {
+            let invited = node.invited.iter().map(|r| r.invitee_id.clone()).collect();
+            (node.referral.clone().unwrap().invitee_id, invited, node.invited_count)
+        })
+        .collect();
+    nodes.sort();
+    let mut expected = vec![(b.clone(), vec![d.clone()], 1), (c.clone(), Vec::new(), 0)];
+    expected.sort();
+    assert_eq!(nodes, expected);
+    let b_tree = client.get_referral_tree(tree(&b)).await.unwrap().into_inner();
+    assert_eq!(b_tree.invited_by.unwrap().inviter_id, a);
 }

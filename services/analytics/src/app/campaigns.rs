@@ -26,25 +26,26 @@ pub async fn results(
         violations.add("campaign_ids", "name a campaign or a coupon template");
     }
     violations.into_result()?;
-    let campaigns = answer(db, tenant_id, Scope::Campaign, campaign_ids).await?;
-    let templates = answer(db, tenant_id, Scope::Template, template_ids).await?;
+    let inviters = campaigns::results(db, tenant_id, Scope::Inviters, campaign_ids).await?;
+    let campaigns = campaigns::results(db, tenant_id, Scope::Campaign, campaign_ids).await?;
+    let campaigns = (campaign_ids.iter().zip(campaigns).zip(inviters))
+        .map(|((id, result), inviters)| to_pb(id, result, inviters.members_reached))
+        .collect();
+    let templates = campaigns::results(db, tenant_id, Scope::Template, template_ids).await?;
+    let templates = (template_ids.iter().zip(templates))
+        .map(|(id, result)| to_pb(id, result, 0))
+        .collect();
     Ok((campaigns, templates))
 }
 
-async fn answer(
-    db: &DatabaseConnection,
-    tenant_id: &str,
-    scope: Scope,
-    ids: &[String],
-) -> Result<Vec<pb::CampaignResult>, AnalyticsError> {
-    let results = campaigns::results(db, tenant_id, scope, ids).await?;
-    Ok(ids.iter().zip(results).map(|(id, result)| to_pb(id, result)).collect())
-}
-
-fn to_pb(id: &str, result: campaigns::Outcome) -> pb::CampaignResult {
+fn to_pb(id: &str, result: campaigns::Outcome, inviters: i64) -> pb::CampaignResult {
     let counts = result.counts;
     let kept = counts.coupons_redeemed - counts.coupons_restored;
     pb::CampaignResult {
+        inviters,
+        invitees: counts.invitees,
+        invitees_qualified: counts.invitees_qualified,
+        k_factor: ratio(counts.invitees_qualified, inviters),
         id: id.to_owned(),
         members_reached: result.members_reached,
         rewards: counts.rewards,
@@ -52,12 +53,12 @@ fn to_pb(id: &str, result: campaigns::Outcome) -> pb::CampaignResult {
         coupons_issued: counts.coupons_issued,
         coupons_redeemed: counts.coupons_redeemed,
         coupons_restored: counts.coupons_restored,
-        redemption_rate: redemption_rate(kept, counts.coupons_issued),
+        redemption_rate: ratio(kept, counts.coupons_issued),
     }
 }
 
-/// Redemptions kept ÷ coupons issued; 0 when none were issued.
+/// `part` ÷ `whole`; 0 when the whole is none.
 #[allow(clippy::cast_precision_loss)] // counts far below 2^52
-fn redemption_rate(kept: i64, issued: i64) -> f64 {
-    if issued > 0 { kept as f64 / issued as f64 } else { 0.0 }
+fn ratio(part: i64, whole: i64) -> f64 {
+    if whole > 0 { part as f64 / whole as f64 } else { 0.0 }
 }

@@ -56,6 +56,8 @@ pub fn campaign_event_types() -> Vec<String> {
         event_type_of::<campaign::CouponIssued>(),
         event_type_of::<campaign::CouponRedeemed>(),
         event_type_of::<campaign::CouponRestored>(),
+        event_type_of::<campaign::ReferralAttributed>(),
+        event_type_of::<campaign::TaskProgressed>(),
     ]
 }
 
@@ -215,6 +217,24 @@ impl EventHandler for Facts {
                 )
                 .await
             }
+            Some(Payload::ReferralAttributed(referral)) => {
+                let campaign_id = referral.campaign_id.as_str();
+                let inviters = (Scope::Inviters, campaign_id);
+                campaign_result(txn, tenant_id, inviters, &referral.inviter_id, Counts::default()).await?;
+                let counts = Counts {
+                    invitees: 1,
+                    ..Counts::default()
+                };
+                campaigns::add(txn, tenant_id, (Scope::Campaign, campaign_id), None, counts).await
+            }
+            Some(Payload::TaskProgressed(progressed)) => {
+                let counts = Counts {
+                    invitees_qualified: i64::from(progressed.change),
+                    ..Counts::default()
+                };
+                let result = (Scope::Campaign, progressed.campaign_id.as_str());
+                campaigns::add(txn, tenant_id, result, None, counts).await
+            }
             Some(Payload::CouponRestored(coupon)) => {
                 let counts = Counts {
                     coupons_restored: 1,
@@ -244,7 +264,7 @@ async fn campaign_result(
 ) -> Result<(), DbErr> {
     campaigns::lock_member(txn, tenant_id, member_id).await?;
     let member_id = facts::member_now(txn, tenant_id, member_id).await?;
-    campaigns::add(txn, tenant_id, result, &member_id, counts).await
+    campaigns::add(txn, tenant_id, result, Some(&member_id), counts).await
 }
 
 /// Adds a redemption (or its restoring) to the coupon's template and, when a campaign gave the
@@ -258,7 +278,10 @@ async fn coupon_used(
 ) -> Result<(), DbErr> {
     campaign_result(txn, tenant_id, (Scope::Template, template_id), member_id, counts).await?;
     match campaigns::campaign_of_coupon(txn, tenant_id, coupon_id).await? {
-        Some(campaign_id) => campaign_result(txn, tenant_id, (Scope::Campaign, &campaign_id), member_id, counts).await,
+        Some(campaign_id) => {
+            let result = (Scope::Campaign, campaign_id.as_str());
+            campaign_result(txn, tenant_id, result, member_id, counts).await
+        }
         None => Ok(()),
     }
 }

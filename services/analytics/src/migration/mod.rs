@@ -7,6 +7,7 @@ mod m20261203_000001_create_fact_tables;
 mod m20261203_000002_create_interaction_tables;
 mod m20261203_000003_create_member_profiles;
 mod m20261203_000004_create_campaign_results;
+mod m20261203_000005_add_referral_results;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000002_create_interaction_tables::Migration),
             Box::new(m20261203_000003_create_member_profiles::Migration),
             Box::new(m20261203_000004_create_campaign_results::Migration),
+            Box::new(m20261203_000005_add_referral_results::Migration),
         ]
     }
 

@@ -5,11 +5,13 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 
 use super::{additions, execute, statement};
 
-/// Whose result a row is: a campaign's, or a coupon template's.
+/// Whose result a row is: a campaign's, a coupon template's, or a referral campaign's inviters
+/// (whose members reached are the members with an invitee).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     Campaign,
     Template,
+    Inviters,
 }
 
 impl Scope {
@@ -17,6 +19,7 @@ impl Scope {
         match self {
             Self::Campaign => "campaign",
             Self::Template => "template",
+            Self::Inviters => "inviters",
         }
     }
 }
@@ -29,6 +32,8 @@ pub struct Counts {
     pub coupons_issued: i64,
     pub coupons_redeemed: i64,
     pub coupons_restored: i64,
+    pub invitees: i64,
+    pub invitees_qualified: i64,
 }
 
 /// A result as stored: what was counted, and the members it reached.
@@ -38,12 +43,14 @@ pub struct Outcome {
     pub counts: Counts,
 }
 
-const COUNTERS: [&str; 5] = [
+const COUNTERS: [&str; 7] = [
     "rewards",
     "points_granted",
     "coupons_issued",
     "coupons_redeemed",
     "coupons_restored",
+    "invitees",
+    "invitees_qualified",
 ];
 
 /// Makes the transactions that reach `member_id` and that fold it into another take turns: the
@@ -53,25 +60,31 @@ pub async fn lock_member(txn: &DatabaseTransaction, tenant_id: &str, member_id: 
     quanyu_runtime::db::lock_keys(txn, &[format!("analytics-reach:{tenant_id}:{member_id}")]).await
 }
 
-/// Adds `counts` to a result, and `member_id` (as it stands now) to those it reached.
+/// Adds `counts` to a result, and `member_id` (as it stands now), if any, to those it reached.
 pub async fn add(
     txn: &DatabaseTransaction,
     tenant_id: &str,
     (scope, result_id): (Scope, &str),
-    member_id: &str,
+    member_id: Option<&str>,
     counts: Counts,
 ) -> Result<(), DbErr> {
     let reached = "INSERT INTO campaign_reach (tenant_id, scope, result_id, member_id) VALUES (?, ?, ?, ?) \
                    ON CONFLICT (tenant_id, scope, result_id, member_id) DO NOTHING";
     let key = || vec![tenant_id.into(), scope.as_str().into(), result_id.into()];
-    let mut values = key();
-    values.push(member_id.into());
-    let new_member = execute(txn, reached, values).await?;
+    let new_member = match member_id {
+        Some(member_id) => {
+            let mut values = key();
+            values.push(member_id.into());
+            execute(txn, reached, values).await?
+        }
+        None => 0,
+    };
     let sql = format!(
         "INSERT INTO campaign_results (tenant_id, scope, result_id, members_reached, {}) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, scope, result_id) DO UPDATE SET \
+         VALUES (?, ?, ?, ?, {}) ON CONFLICT (tenant_id, scope, result_id) DO UPDATE SET \
          members_reached = campaign_results.members_reached + excluded.members_reached, {}",
         COUNTERS.join(", "),
+        vec!["?"; COUNTERS.len()].join(", "),
         additions("campaign_results", &COUNTERS)
     );
     let mut values = key();
@@ -82,6 +95,8 @@ pub async fn add(
         counts.coupons_issued.into(),
         counts.coupons_redeemed.into(),
         counts.coupons_restored.into(),
+        counts.invitees.into(),
+        counts.invitees_qualified.into(),
     ]);
     execute(txn, &sql, values).await?;
     Ok(())
@@ -166,6 +181,8 @@ pub async fn results(
                 coupons_issued: row.try_get("", "coupons_issued")?,
                 coupons_redeemed: row.try_get("", "coupons_redeemed")?,
                 coupons_restored: row.try_get("", "coupons_restored")?,
+                invitees: row.try_get("", "invitees")?,
+                invitees_qualified: row.try_get("", "invitees_qualified")?,
             };
             let members_reached = row.try_get("", "members_reached")?;
             found.insert(

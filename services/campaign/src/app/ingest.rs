@@ -20,6 +20,7 @@ use crate::domain::campaign::{Kind, Place};
 use crate::error::CampaignError;
 use crate::events;
 use crate::store;
+use crate::store::referrals::Purchase;
 
 /// The identity events campaign reads.
 pub fn identity_event_types() -> Vec<String> {
@@ -102,9 +103,12 @@ impl Effects {
             Some(Payload::SaleRecorded(sale)) if !sale.member_id.is_empty() => {
                 let amount = sale.amount.as_ref();
                 let at = sale.occurred_at.as_ref().and_then(from_proto).unwrap_or(occurred_at);
-                let order = format!("{}/{}", sale.source, sale.transaction_id);
-                let paid = amount.map_or(0, |amount| amount.amount_minor);
-                referrals::qualify(txn, tenant_id, (&sale.member_id, &order, paid), at, now).await?;
+                let purchase = Purchase {
+                    order: format!("{}/{}", sale.source, sale.transaction_id),
+                    amount_minor: amount.map_or(0, |amount| amount.amount_minor),
+                    at,
+                };
+                referrals::qualify(txn, tenant_id, &sale.member_id, &purchase, now).await?;
                 Some(Happening {
                     kinds: &[Kind::PURCHASE_BONUS, Kind::MEMBER_DAY],
                     member_id: &sale.member_id,

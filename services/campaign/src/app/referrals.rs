@@ -4,7 +4,7 @@
 //! refunds all move the same rows by conditional statements, so a repeated or concurrent event
 //! pays nothing twice.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use quanyu_proto::campaign::v1 as pb;
 use quanyu_runtime::clock::to_proto;
 use quanyu_runtime::db::{begin_write, with_retries};
@@ -19,6 +19,7 @@ use crate::error::CampaignError;
 use crate::events;
 use crate::store;
 use crate::store::entity::{invite_codes, referral_tasks, referrals};
+use crate::store::referrals::Purchase;
 
 /// A referral campaign and its ladder, or INVALID_ARGUMENT when the campaign is of another kind.
 async fn referral_campaign<C: sea_orm::ConnectionTrait>(
@@ -144,22 +145,23 @@ pub(crate) async fn attribute(
         ));
     }
     let inviter = (campaign_id, code.member_id.as_str());
-    if !store::referrals::count_invitee(txn, tenant_id, inviter, ladder.max_invitees).await? {
-        return Err(CampaignError::refused(
-            "INVITEE_CAP_REACHED",
-            "code",
-            format!(
-                "the inviter has {} invitees, the most this campaign allows",
-                ladder.max_invitees
-            ),
-        ));
+    store::referrals::lock_task(txn, tenant_id, inviter).await?;
+    let last_hour = store::referrals::attributed_since(txn, tenant_id, inviter, now - Duration::hours(1)).await?;
+    let held = ladder.holds(last_hour);
+    if !held {
+        count_invitee(txn, tenant_id, inviter, &ladder, "code").await?;
     }
     let referral = referrals::Model {
         tenant_id: tenant_id.to_owned(),
         campaign_id: campaign_id.to_owned(),
         invitee_id: invitee_id.to_owned(),
         inviter_id: code.member_id.clone(),
-        state: store::referrals::ATTRIBUTED.to_owned(),
+        state: if held {
+            store::referrals::HELD
+        } else {
+            store::referrals::ATTRIBUTED
+        }
+        .to_owned(),
         enrolled_at,
         attributed_at: now,
         qualified_order: String::new(),
@@ -168,35 +170,168 @@ pub(crate) async fn attribute(
         qualified_at: None,
     };
     store::referrals::insert(txn, referral.clone()).await?;
+    if held {
+        tracing::info!(
+            tenant_id,
+            campaign_id,
+            inviter = code.member_id,
+            "a referral is held for review"
+        );
+        return Ok(referral);
+    }
     quanyu_outbox::append(txn, vec![events::referral_attributed(&referral)]).await?;
-    Ok(referral)
+    qualify_by_first_purchase(txn, &referral, now).await?;
+    // Read back: the first purchase may have qualified it.
+    let stored = store::referrals::find(txn, tenant_id, (campaign_id, invitee_id)).await?;
+    Ok(stored.unwrap_or(referral))
 }
 
-/// Qualifies the buyer's unqualified referrals by a purchase (`order`, `amount_minor`, made
-/// at `at`), and pays the rungs their inviters reach.
+/// Counts one more invitee for the inviter (their ladder locked); INVITEE_CAP_REACHED, naming
+/// `field`, when the cap has no room.
+async fn count_invitee(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    inviter: (&str, &str),
+    ladder: &Ladder,
+    field: &str,
+) -> Result<(), CampaignError> {
+    if store::referrals::count_invitee(txn, tenant_id, inviter, ladder.max_invitees).await? {
+        return Ok(());
+    }
+    Err(CampaignError::refused(
+        "INVITEE_CAP_REACHED",
+        field,
+        format!(
+            "the inviter has {} invitees, the most this campaign allows",
+            ladder.max_invitees
+        ),
+    ))
+}
+
+/// Approves or denies a held referral; a referral decided the same way before is answered as
+/// it is.
+pub async fn review(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    (campaign_id, invitee_id): (&str, &str),
+    approve: bool,
+    now: DateTime<Utc>,
+) -> Result<pb::Referral, CampaignError> {
+    with_retries(|| async {
+        let txn = begin_write(db).await?;
+        let (_, _, ladder) = referral_campaign(&txn, tenant_id, campaign_id).await?;
+        let mut referral = store::referrals::find(&txn, tenant_id, (campaign_id, invitee_id))
+            .await?
+            .ok_or_else(|| {
+                CampaignError::NotFound(format!("{} was not referred to this campaign", quote(invitee_id)))
+            })?;
+        let denied = referral.state == store::referrals::DENIED;
+        if referral.state != store::referrals::HELD {
+            return if approve != denied {
+                Ok(referral_to_pb(&referral))
+            } else {
+                let why = format!("the referral is {}, not held", referral.state.to_lowercase());
+                Err(CampaignError::refused("NOT_HELD", "invitee_id", why))
+            };
+        }
+        let inviter = (campaign_id, referral.inviter_id.as_str());
+        if approve {
+            store::referrals::lock_task(&txn, tenant_id, inviter).await?;
+            count_invitee(&txn, tenant_id, inviter, &ladder, "approve").await?;
+        }
+        let decided = if approve {
+            store::referrals::ATTRIBUTED
+        } else {
+            store::referrals::DENIED
+        };
+        if !store::referrals::decide(&txn, &referral, decided).await? {
+            return Err(CampaignError::Database(sea_orm::DbErr::Custom(
+                "the referral's state changed under its lock".into(),
+            )));
+        }
+        referral.state = decided.to_owned();
+        if approve {
+            quanyu_outbox::append(&txn, vec![events::referral_attributed(&referral)]).await?;
+            qualify_by_first_purchase(&txn, &referral, now).await?;
+        }
+        txn.commit().await?;
+        let stored = store::referrals::find(db, tenant_id, (campaign_id, invitee_id)).await?;
+        Ok(referral_to_pb(&stored.unwrap_or(referral)))
+    })
+    .await
+}
+
+/// A page of a campaign's referrals, of one state or all.
+pub async fn list(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    (campaign_id, state): (&str, Option<&str>),
+    (after, size): (Option<String>, u64),
+) -> Result<(Vec<pb::Referral>, String), CampaignError> {
+    referral_campaign(db, tenant_id, campaign_id).await?;
+    let listed = store::referrals::Listed {
+        campaign_id,
+        inviter_id: None,
+        state,
+    };
+    let rows = store::referrals::list(db, tenant_id, listed, (after, size + 1)).await?;
+    let (rows, next) = super::page(rows, size, |row| &row.invitee_id);
+    Ok((rows.iter().map(referral_to_pb).collect(), next))
+}
+
+/// Qualifies the buyer's unqualified referrals by a purchase, and pays the rungs their
+/// inviters reach. The member's first purchase is kept: a referral attributed after it arrived
+/// is qualified by it then.
 pub(crate) async fn qualify(
     txn: &DatabaseTransaction,
     tenant_id: &str,
-    (invitee_id, order, amount_minor): (&str, &str, i64),
-    at: DateTime<Utc>,
+    invitee_id: &str,
+    purchase: &Purchase,
     now: DateTime<Utc>,
 ) -> Result<(), CampaignError> {
+    store::referrals::keep_first_purchase(txn, tenant_id, invitee_id, purchase).await?;
     for referral in store::referrals::unqualified_of(txn, tenant_id, invitee_id).await? {
-        let (row, campaign, ladder) = referral_campaign(txn, tenant_id, &referral.campaign_id).await?;
-        if !is_active(&row, at) || !ladder.qualifies(referral.enrolled_at, at) {
-            continue;
-        }
-        if !store::referrals::qualify(txn, &referral, (order, amount_minor), at).await? {
-            continue;
-        }
-        let inviter = (referral.campaign_id.as_str(), referral.inviter_id.as_str());
-        let Some(task) = store::referrals::count_qualified(txn, tenant_id, inviter, 1).await? else {
-            continue;
-        };
-        quanyu_outbox::append(txn, vec![events::task_progressed(&task, invitee_id)]).await?;
-        pay_rungs(txn, (&campaign, &ladder), &task, order, now).await?;
+        qualify_referral(txn, &referral, purchase, now).await?;
     }
     Ok(())
+}
+
+/// Qualifies a just-counted referral by its invitee's first purchase, if campaign saw one.
+async fn qualify_by_first_purchase(
+    txn: &DatabaseTransaction,
+    referral: &referrals::Model,
+    now: DateTime<Utc>,
+) -> Result<(), CampaignError> {
+    match store::referrals::first_purchase(txn, &referral.tenant_id, &referral.invitee_id).await? {
+        Some(purchase) => qualify_referral(txn, referral, &purchase, now).await,
+        None => Ok(()),
+    }
+}
+
+/// Qualifies one referral by `purchase` if it qualifies it (once), and pays the rungs its
+/// inviter reaches.
+async fn qualify_referral(
+    txn: &DatabaseTransaction,
+    referral: &referrals::Model,
+    purchase: &Purchase,
+    now: DateTime<Utc>,
+) -> Result<(), CampaignError> {
+    let tenant_id = referral.tenant_id.as_str();
+    let (row, campaign, ladder) = referral_campaign(txn, tenant_id, &referral.campaign_id).await?;
+    if !is_active(&row, purchase.at) || !ladder.qualifies(referral.enrolled_at, purchase.at) {
+        return Ok(());
+    }
+    let order = purchase.order.as_str();
+    if !store::referrals::qualify(txn, referral, (order, purchase.amount_minor), purchase.at).await? {
+        return Ok(());
+    }
+    let inviter = (referral.campaign_id.as_str(), referral.inviter_id.as_str());
+    let Some(task) = store::referrals::count_qualified(txn, tenant_id, inviter, 1).await? else {
+        return Ok(());
+    };
+    let progressed = events::task_progressed(&task, &referral.invitee_id, 1);
+    quanyu_outbox::append(txn, vec![progressed]).await?;
+    pay_rungs(txn, (&campaign, &ladder), &task, order, now).await
 }
 
 /// Pays the rungs `task`'s qualified count reaches and it has not been paid, each once. The
@@ -270,7 +405,7 @@ pub(crate) async fn refund(
         let Some(task) = store::referrals::count_qualified(txn, tenant_id, inviter, -1).await? else {
             continue;
         };
-        quanyu_outbox::append(txn, vec![events::task_progressed(&task, &referral.invitee_id)]).await?;
+        quanyu_outbox::append(txn, vec![events::task_progressed(&task, &referral.invitee_id, -1)]).await?;
         let lost = ladder.rungs_lost(usize::try_from(task.rungs_paid).unwrap_or(0), task.qualified);
         if lost.is_empty() {
             continue;
@@ -299,7 +434,12 @@ pub async fn progress(
     referral_campaign(db, tenant_id, campaign_id).await?;
     let inviter = (campaign_id, member_id);
     let task = store::referrals::task(db, tenant_id, inviter).await?;
-    let rows = store::referrals::invitees(db, tenant_id, inviter, (after, size + 1)).await?;
+    let listed = store::referrals::Listed {
+        campaign_id,
+        inviter_id: Some(member_id),
+        state: None,
+    };
+    let rows = store::referrals::list(db, tenant_id, listed, (after, size + 1)).await?;
     let (rows, next_page_token) = super::page(rows, size, |row| &row.invitee_id);
     Ok(pb::GetTaskProgressResponse {
         invitees: task.as_ref().map_or(0, |task| task.invitees),
@@ -310,11 +450,79 @@ pub async fn progress(
     })
 }
 
-fn referral_to_pb(referral: &referrals::Model) -> pb::Referral {
-    let state = if referral.state == store::referrals::QUALIFIED {
-        pb::ReferralState::Qualified
+/// A page of a campaign's leaderboard, from the `offset`th inviter.
+pub async fn leaderboard(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    campaign_id: &str,
+    (offset, size): (u64, u64),
+) -> Result<(Vec<pb::LeaderboardEntry>, String), CampaignError> {
+    referral_campaign(db, tenant_id, campaign_id).await?;
+    let mut tasks = store::referrals::leaderboard(db, tenant_id, campaign_id, (offset, size + 1)).await?;
+    let more = tasks.len() as u64 > size;
+    tasks.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+    let next = if more {
+        quanyu_runtime::page::token(&(offset + size).to_string())
     } else {
-        pb::ReferralState::Attributed
+        String::new()
+    };
+    let entries = (offset + 1..)
+        .zip(tasks)
+        .map(|(rank, task)| pb::LeaderboardEntry {
+            rank: i64::try_from(rank).unwrap_or(i64::MAX),
+            member_id: task.inviter_id,
+            qualified: task.qualified,
+            invitees: task.invitees,
+            rungs_paid: task.rungs_paid,
+        })
+        .collect();
+    Ok((entries, next))
+}
+
+/// How many of an invitee's own invitees a tree shows.
+const TREE_SECOND_LEVEL: u64 = 100;
+
+/// Two levels of a member's referral tree: who invited them, and a page of whom they invited,
+/// each with whom they invited in turn.
+pub async fn tree(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    (campaign_id, member_id): (&str, &str),
+    (after, size): (Option<String>, u64),
+) -> Result<pb::GetReferralTreeResponse, CampaignError> {
+    referral_campaign(db, tenant_id, campaign_id).await?;
+    let invited_by = store::referrals::find(db, tenant_id, (campaign_id, member_id)).await?;
+    let invited_by_member = |inviter_id| store::referrals::Listed {
+        campaign_id,
+        inviter_id: Some(inviter_id),
+        state: None,
+    };
+    let rows = store::referrals::list(db, tenant_id, invited_by_member(member_id), (after, size + 1)).await?;
+    let (rows, next_page_token) = super::page(rows, size, |row| &row.invitee_id);
+    let mut invitees = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let second = invited_by_member(&row.invitee_id);
+        let invited = store::referrals::list(db, tenant_id, second, (None, TREE_SECOND_LEVEL)).await?;
+        let counted = (campaign_id, row.invitee_id.as_str());
+        invitees.push(pb::ReferralTreeNode {
+            referral: Some(referral_to_pb(row)),
+            invited: invited.iter().map(referral_to_pb).collect(),
+            invited_count: store::referrals::count_invited(db, tenant_id, counted).await?,
+        });
+    }
+    Ok(pb::GetReferralTreeResponse {
+        invited_by: invited_by.as_ref().map(referral_to_pb),
+        invitees,
+        next_page_token,
+    })
+}
+
+fn referral_to_pb(referral: &referrals::Model) -> pb::Referral {
+    let state = match referral.state.as_str() {
+        store::referrals::QUALIFIED => pb::ReferralState::Qualified,
+        store::referrals::HELD => pb::ReferralState::Held,
+        store::referrals::DENIED => pb::ReferralState::Denied,
+        _ => pb::ReferralState::Attributed,
     };
     pb::Referral {
         campaign_id: referral.campaign_id.clone(),

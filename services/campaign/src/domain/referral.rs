@@ -32,6 +32,8 @@ pub struct Ladder {
     pub claw_back: bool,
     /// 0 for no limit.
     pub max_invitees: u32,
+    /// Attributions to one inviter within an hour past which they are held; 0 for no limit.
+    pub max_per_hour: u32,
 }
 
 impl Ladder {
@@ -74,6 +76,12 @@ impl Ladder {
         refunded_at <= qualified_at + Duration::days(i64::from(self.return_window_days))
     }
 
+    /// Whether an attribution to an inviter who had `last_hour` in the hour before is held for
+    /// review.
+    pub fn holds(&self, last_hour: i64) -> bool {
+        self.max_per_hour != 0 && last_hour >= i64::from(self.max_per_hour)
+    }
+
     /// Whether an inviter with `invitees` may have one more.
     pub fn has_room(&self, invitees: i64) -> bool {
         self.max_invitees == 0 || invitees < i64::from(self.max_invitees)
@@ -90,6 +98,7 @@ pub fn check(rules: Option<&pb::ReferralRules>, violations: &mut Violations) -> 
             return_window_days: 0,
             claw_back: false,
             max_invitees: 0,
+            max_per_hour: 0,
         };
     };
     if rules.rungs.is_empty() || rules.rungs.len() > MAX_RUNGS {
@@ -133,6 +142,7 @@ pub fn check(rules: Option<&pb::ReferralRules>, violations: &mut Violations) -> 
         return_window_days: rules.return_window_days,
         claw_back: rules.claw_back,
         max_invitees: rules.max_invitees,
+        max_per_hour: rules.max_per_hour,
     }
 }
 
@@ -158,6 +168,7 @@ mod tests {
             return_window_days: 7,
             claw_back,
             max_invitees: 0,
+            max_per_hour: 0,
         }
     }
 

@@ -7,6 +7,7 @@ mod m20261203_000002_create_campaign_tables;
 mod m20261203_000003_create_member_birthdays;
 mod m20261203_000004_create_drops;
 mod m20261203_000005_create_referral_tables;
+mod m20261203_000006_create_member_purchases;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000003_create_member_birthdays::Migration),
             Box::new(m20261203_000004_create_drops::Migration),
             Box::new(m20261203_000005_create_referral_tables::Migration),
+            Box::new(m20261203_000006_create_member_purchases::Migration),
         ]
     }
 

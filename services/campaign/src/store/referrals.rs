@@ -10,6 +10,8 @@ use super::entity::{invite_codes, member_enrolments, referral_tasks, referrals};
 
 pub const ATTRIBUTED: &str = "ATTRIBUTED";
 pub const QUALIFIED: &str = "QUALIFIED";
+pub const HELD: &str = "HELD";
+pub const DENIED: &str = "DENIED";
 
 pub async fn code_of<C: ConnectionTrait>(
     db: &C,
@@ -82,18 +84,100 @@ pub async fn find<C: ConnectionTrait>(
         .await
 }
 
-/// Gives the inviter one more invitee, unless they have `max` already (0: no limit); false
-/// when they have.
+/// Locks the inviter's ladder (made if new) until the transaction ends: attributions to one
+/// inviter take turns, so the counts they check (the cap, the last hour's) hold when they write.
+pub async fn lock_task<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    (campaign_id, inviter_id): (&str, &str),
+) -> Result<(), DbErr> {
+    let task = "INSERT INTO referral_tasks (tenant_id, campaign_id, inviter_id, invitees, qualified, rungs_paid) \
+                VALUES (?, ?, ?, 0, 0, 0) ON CONFLICT (tenant_id, campaign_id, inviter_id) DO NOTHING";
+    let key = || vec![tenant_id.into(), campaign_id.into(), inviter_id.into()];
+    execute(db, task, key()).await?;
+    let touched =
+        "UPDATE referral_tasks SET invitees = invitees WHERE tenant_id = ? AND campaign_id = ? AND inviter_id = ?";
+    execute(db, touched, key()).await?;
+    Ok(())
+}
+
+/// The attributions to an inviter since `since`, held ones included, denied ones not.
+pub async fn attributed_since<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    (campaign_id, inviter_id): (&str, &str),
+    since: DateTime<Utc>,
+) -> Result<i64, DbErr> {
+    let sql = "SELECT count(*) AS attributed FROM referrals WHERE tenant_id = ? AND campaign_id = ? \
+               AND inviter_id = ? AND attributed_at > ? AND state <> ?";
+    let values = vec![
+        tenant_id.into(),
+        campaign_id.into(),
+        inviter_id.into(),
+        since.into(),
+        DENIED.into(),
+    ];
+    let row = db
+        .query_one_raw(statement(db.get_database_backend(), sql, values))
+        .await?;
+    row.map_or(Ok(0), |row| row.try_get("", "attributed"))
+}
+
+/// Decides a held referral: false when it was not held any more.
+pub async fn decide<C: ConnectionTrait>(db: &C, referral: &referrals::Model, state: &str) -> Result<bool, DbErr> {
+    let sql = "UPDATE referrals SET state = ? WHERE tenant_id = ? AND campaign_id = ? AND invitee_id = ? AND state = ?";
+    let values = vec![
+        state.into(),
+        referral.tenant_id.as_str().into(),
+        referral.campaign_id.as_str().into(),
+        referral.invitee_id.as_str().into(),
+        HELD.into(),
+    ];
+    Ok(execute(db, sql, values).await? == 1)
+}
+
+/// Which of a campaign's referrals to list: one inviter's or all, of one state or all.
+pub struct Listed<'a> {
+    pub campaign_id: &'a str,
+    pub inviter_id: Option<&'a str>,
+    pub state: Option<&'a str>,
+}
+
+/// A page of a campaign's referrals by invitee id, after `after`.
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    listed: Listed<'_>,
+    (after, limit): (Option<String>, u64),
+) -> Result<Vec<referrals::Model>, DbErr> {
+    let mut query = referrals::Entity::find()
+        .filter(referrals::Column::TenantId.eq(tenant_id))
+        .filter(referrals::Column::CampaignId.eq(listed.campaign_id));
+    if let Some(inviter_id) = listed.inviter_id {
+        query = query.filter(referrals::Column::InviterId.eq(inviter_id));
+    }
+    if let Some(state) = listed.state {
+        query = query.filter(referrals::Column::State.eq(state));
+    }
+    if let Some(after) = after {
+        query = query.filter(referrals::Column::InviteeId.gt(after));
+    }
+    query
+        .order_by_asc(referrals::Column::InviteeId)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// Gives the inviter (their ladder locked by [`lock_task`]) one more invitee, unless they have
+/// `max` already (0: no limit); false when they have.
 pub async fn count_invitee<C: ConnectionTrait>(
     db: &C,
     tenant_id: &str,
     (campaign_id, inviter_id): (&str, &str),
     max: u32,
 ) -> Result<bool, DbErr> {
-    let task = "INSERT INTO referral_tasks (tenant_id, campaign_id, inviter_id, invitees, qualified, rungs_paid) \
-                VALUES (?, ?, ?, 0, 0, 0) ON CONFLICT (tenant_id, campaign_id, inviter_id) DO NOTHING";
     let key = || vec![tenant_id.into(), campaign_id.into(), inviter_id.into()];
-    execute(db, task, key()).await?;
     let counted = "UPDATE referral_tasks SET invitees = invitees + 1 \
                    WHERE tenant_id = ? AND campaign_id = ? AND inviter_id = ? AND (? = 0 OR invitees < ?)";
     let mut values = key();
@@ -227,25 +311,39 @@ pub async fn set_rungs_paid<C: ConnectionTrait>(
     Ok(execute(db, sql, values).await? == 1)
 }
 
-/// A page of an inviter's invitees by id, after `after`.
-pub async fn invitees<C: ConnectionTrait>(
+/// A page of a campaign's inviters by qualified invitees, then invitees, most first (then by
+/// member id), from the `offset`th.
+pub async fn leaderboard<C: ConnectionTrait>(
     db: &C,
     tenant_id: &str,
-    (campaign_id, inviter_id): (&str, &str),
-    (after, limit): (Option<String>, u64),
-) -> Result<Vec<referrals::Model>, DbErr> {
-    let mut query = referrals::Entity::find()
-        .filter(referrals::Column::TenantId.eq(tenant_id))
-        .filter(referrals::Column::CampaignId.eq(campaign_id))
-        .filter(referrals::Column::InviterId.eq(inviter_id));
-    if let Some(after) = after {
-        query = query.filter(referrals::Column::InviteeId.gt(after));
-    }
-    query
-        .order_by_asc(referrals::Column::InviteeId)
+    campaign_id: &str,
+    (offset, limit): (u64, u64),
+) -> Result<Vec<referral_tasks::Model>, DbErr> {
+    referral_tasks::Entity::find()
+        .filter(referral_tasks::Column::TenantId.eq(tenant_id))
+        .filter(referral_tasks::Column::CampaignId.eq(campaign_id))
+        .filter(referral_tasks::Column::Invitees.gt(0))
+        .order_by_desc(referral_tasks::Column::Qualified)
+        .order_by_desc(referral_tasks::Column::Invitees)
+        .order_by_asc(referral_tasks::Column::InviterId)
+        .offset(offset)
         .limit(limit)
         .all(db)
         .await
+}
+
+/// How many members `inviter_id` was attributed in a campaign, held and denied ones included.
+pub async fn count_invited<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    (campaign_id, inviter_id): (&str, &str),
+) -> Result<i64, DbErr> {
+    let sql = "SELECT count(*) AS invited FROM referrals WHERE tenant_id = ? AND campaign_id = ? AND inviter_id = ?";
+    let values = vec![tenant_id.into(), campaign_id.into(), inviter_id.into()];
+    let row = db
+        .query_one_raw(statement(db.get_database_backend(), sql, values))
+        .await?;
+    row.map_or(Ok(0), |row| row.try_get("", "invited"))
 }
 
 /// The points a rung paid to an inviter and has not taken back: its reward rows, newest first.
@@ -268,4 +366,56 @@ pub async fn rung_rewards<C: ConnectionTrait>(
     super::entity::rewards::Model::find_by_statement(statement(db.get_database_backend(), sql, values))
         .all(db)
         .await
+}
+
+/// A member's first purchase, as campaign saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purchase {
+    /// `<source>/<transaction id>`
+    pub order: String,
+    pub amount_minor: i64,
+    pub at: DateTime<Utc>,
+}
+
+/// Keeps a member's purchase if it is the first campaign sees.
+pub async fn keep_first_purchase<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    member_id: &str,
+    purchase: &Purchase,
+) -> Result<(), DbErr> {
+    let sql = "INSERT INTO member_purchases (tenant_id, member_id, purchase, amount_minor, purchased_at) \
+               VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, member_id) DO NOTHING";
+    let values = vec![
+        tenant_id.into(),
+        member_id.into(),
+        purchase.order.as_str().into(),
+        purchase.amount_minor.into(),
+        purchase.at.into(),
+    ];
+    execute(db, sql, values).await?;
+    Ok(())
+}
+
+pub async fn first_purchase<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    member_id: &str,
+) -> Result<Option<Purchase>, DbErr> {
+    let sql = "SELECT purchase, amount_minor, purchased_at FROM member_purchases WHERE tenant_id = ? AND member_id = ?";
+    let row = db
+        .query_one_raw(statement(
+            db.get_database_backend(),
+            sql,
+            vec![tenant_id.into(), member_id.into()],
+        ))
+        .await?;
+    row.map(|row| {
+        Ok(Purchase {
+            order: row.try_get("", "purchase")?,
+            amount_minor: row.try_get("", "amount_minor")?,
+            at: row.try_get("", "purchased_at")?,
+        })
+    })
+    .transpose()
 }
