@@ -382,8 +382,7 @@ impl CampaignService for CampaignApi {
     async fn get_invite_code(&self, request: Request<pb::GetInviteCodeRequest>) -> Reply<pb::GetInviteCodeResponse> {
         let actor = authorize(&request, Access::WRITE)?;
         let input = request.get_ref();
-        let campaign_id = checked_campaign_id(&input.campaign_id)?;
-        let member_id = checked_member_id(&input.member_id)?;
+        let (campaign_id, member_id) = checked_campaign_member(&input.campaign_id, &input.member_id)?;
         let code =
             app::referrals::invite_code(&self.db, &actor.tenant_id, (campaign_id, member_id), self.clock.now()).await?;
         Ok(Response::new(pb::GetInviteCodeResponse { code }))
@@ -417,8 +416,7 @@ impl CampaignService for CampaignApi {
     ) -> Reply<pb::GetTaskProgressResponse> {
         let actor = authorize(&request, Access::READ)?;
         let input = request.get_ref();
-        let campaign_id = checked_campaign_id(&input.campaign_id)?;
-        let member_id = checked_member_id(&input.member_id)?;
+        let (campaign_id, member_id) = checked_campaign_member(&input.campaign_id, &input.member_id)?;
         let mut violations = Violations::default();
         let (after, size) = page_of(&mut violations, (input.page_size, &input.page_token));
         violations.into_result().map_err(CampaignError::from)?;
@@ -488,20 +486,60 @@ impl CampaignService for CampaignApi {
         }))
     }
 
+    async fn start_assist_task(
+        &self,
+        request: Request<pb::StartAssistTaskRequest>,
+    ) -> Reply<pb::StartAssistTaskResponse> {
+        let actor = authorize(&request, Access::WRITE)?;
+        let input = request.get_ref();
+        let task = checked_campaign_member(&input.campaign_id, &input.member_id)?;
+        let task = app::assists::start(&self.db, &actor.tenant_id, task, self.clock.now()).await?;
+        Ok(Response::new(pb::StartAssistTaskResponse { task: Some(task) }))
+    }
+
+    async fn record_assist(&self, request: Request<pb::RecordAssistRequest>) -> Reply<pb::RecordAssistResponse> {
+        use pb::record_assist_request::Helper as Given;
+        let actor = authorize(&request, Access::WRITE)?;
+        let input = request.get_ref();
+        let task = checked_campaign_member(&input.campaign_id, &input.member_id)?;
+        let mut violations = Violations::default();
+        let helper = match &input.helper {
+            Some(Given::HelperMemberId(member_id)) => {
+                violations.text("helper_member_id", member_id, 64, true);
+                app::assists::Helper::Member(member_id)
+            }
+            Some(Given::HelperDeviceHash(hash)) => {
+                violations.text("helper_device_hash", hash, 128, true);
+                app::assists::Helper::Device(hash)
+            }
+            None => {
+                violations.add("helper", "name a helper member or device hash");
+                app::assists::Helper::Device("")
+            }
+        };
+        violations.into_result().map_err(CampaignError::from)?;
+        let task = app::assists::record(&self.db, &actor.tenant_id, task, &helper, self.clock.now()).await?;
+        Ok(Response::new(pb::RecordAssistResponse { task: Some(task) }))
+    }
+
     async fn get_referral_tree(
         &self,
         request: Request<pb::GetReferralTreeRequest>,
     ) -> Reply<pb::GetReferralTreeResponse> {
         let actor = authorize(&request, Access::READ)?;
         let input = request.get_ref();
-        let campaign_id = checked_campaign_id(&input.campaign_id)?;
-        let member_id = checked_member_id(&input.member_id)?;
+        let (campaign_id, member_id) = checked_campaign_member(&input.campaign_id, &input.member_id)?;
         let mut violations = Violations::default();
         let (after, size) = page_of(&mut violations, (input.page_size, &input.page_token));
         violations.into_result().map_err(CampaignError::from)?;
         let tree = app::referrals::tree(&self.db, &actor.tenant_id, (campaign_id, member_id), (after, size)).await?;
         Ok(Response::new(tree))
     }
+}
+
+/// A request's campaign and member, checked.
+fn checked_campaign_member<'a>(campaign_id: &'a str, member_id: &'a str) -> Result<(&'a str, &'a str), CampaignError> {
+    Ok((checked_campaign_id(campaign_id)?, checked_member_id(member_id)?))
 }
 
 /// A request's page: where it starts and its size, each checked into `violations`.

@@ -5,7 +5,7 @@ use quanyu_proto::campaign::v1 as pb;
 use quanyu_proto::common::v1::Money;
 use quanyu_proto::events::v1::event::Payload;
 
-use crate::store::entity::{campaigns, coupons, referral_tasks, referrals, rewards};
+use crate::store::entity::{assist_tasks, campaigns, coupons, referral_tasks, referrals, rewards};
 
 fn coupon_event(coupon: &coupons::Model, payload: Payload) -> NewEvent {
     NewEvent {
@@ -129,4 +129,26 @@ pub fn campaign_started(campaign: &campaigns::Model) -> NewEvent {
         ends_at: Some(quanyu_runtime::clock::to_proto(campaign.ends_at)),
     });
     campaign_event(&campaign.tenant_id, &campaign.campaign_id, payload)
+}
+
+/// A friend helped a member's task (`helper`: `member:<id>` or `device:<hash>`).
+pub fn assist_recorded(task: &assist_tasks::Model, helper: &str) -> NewEvent {
+    let payload = Payload::AssistRecorded(pb::AssistRecorded {
+        campaign_id: task.campaign_id.clone(),
+        member_id: task.member_id.clone(),
+        helper: helper.to_owned(),
+        assists: u32::try_from(task.assists).unwrap_or(u32::MAX),
+    });
+    campaign_event(&task.tenant_id, &task.campaign_id, payload)
+}
+
+/// A member's assist task completed.
+pub fn assist_task_completed(task: &assist_tasks::Model) -> NewEvent {
+    let payload = Payload::TaskCompleted(pb::TaskCompleted {
+        campaign_id: task.campaign_id.clone(),
+        member_id: task.member_id.clone(),
+        rung: 0,
+        qualified: task.assists,
+    });
+    campaign_event(&task.tenant_id, &task.campaign_id, payload)
 }

@@ -34,7 +34,8 @@ quanyu_testkit::suite!(
     referrals_are_refused_with_the_reason,
     a_burst_of_referrals_is_held_for_review,
     a_purchase_seen_before_the_attribution_qualifies_it,
-    the_leaderboard_and_the_tree_show_who_brought_whom
+    the_leaderboard_and_the_tree_show_who_brought_whom,
+    assists_complete_a_task_once_and_keep_to_their_limits
 );
 
 /// The fields a refusal names, from its `google.rpc.BadRequest`.
@@ -1828,4 +1829,125 @@ async fn the_leaderboard_and_the_tree_show_who_brought_whom(suite: Suite) {
     assert_eq!(nodes, expected);
     let b_tree = client.get_referral_tree(tree(&b)).await.unwrap().into_inner();
     assert_eq!(b_tree.invited_by.unwrap().inviter_id, a);
+}
+
+fn assist_request(member_id: &str, helper: pb::record_assist_request::Helper) -> pb::RecordAssistRequest {
+    pb::RecordAssistRequest {
+        campaign_id: "help".into(),
+        member_id: member_id.into(),
+        helper: Some(helper),
+    }
+}
+
+/// Two assists complete a task within an hour; a helper helps one task; the reward is given
+/// once, also when many friends help at once.
+async fn assists_complete_a_task_once_and_keep_to_their_limits(suite: Suite) {
+    use pb::record_assist_request::Helper::{HelperDeviceHash as Device, HelperMemberId as Member};
+    let mut points = with_program(&suite, 0).await;
+    let mut client = suite.campaign(keys::ACME_PLATFORM).await;
+    let help = pb::Campaign {
+        assist: Some(pb::AssistRules {
+            assists_needed: 2,
+            window_hours: 1,
+            max_tasks_per_helper: 1,
+        }),
+        ..campaign("help", pb::CampaignKind::Assist)
+    };
+    create_campaign(&mut client, help).await.unwrap();
+    move_to(&mut client, "help", pb::CampaignState::Scheduled)
+        .await
+        .unwrap();
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let owner = enrol(&mut identity, "13600136200", Default::default()).await;
+    let start = |member_id: &str| pb::StartAssistTaskRequest {
+        campaign_id: "help".into(),
+        member_id: member_id.into(),
+    };
+    let task = client
+        .start_assist_task(start(&owner))
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    assert_eq!((task.assists, task.assists_needed), (0, 2));
+    let again = client
+        .start_assist_task(start(&owner))
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    assert_eq!(again.started_at, task.started_at, "one task a member");
+
+    let assists = client.clone();
+    let refused = |request| {
+        let mut client = assists.clone();
+        async move { reason(&client.record_assist(request).await.unwrap_err()) }
+    };
+    assert_eq!(
+        refused(assist_request(&owner, Member(owner.clone()))).await,
+        "SELF_ASSIST"
+    );
+    let one = client
+        .record_assist(assist_request(&owner, Device("d-1".into())))
+        .await
+        .unwrap();
+    assert_eq!(one.into_inner().task.unwrap().assists, 1);
+    assert_eq!(
+        refused(assist_request(&owner, Device("d-1".into()))).await,
+        "ALREADY_ASSISTED"
+    );
+    client.start_assist_task(start("m-other")).await.unwrap();
+    assert_eq!(
+        refused(assist_request("m-other", Device("d-1".into()))).await,
+        "HELPER_LIMIT_REACHED",
+        "one device helps one task"
+    );
+    let done = client
+        .record_assist(assist_request(&owner, Member("m-friend".into())))
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    assert_eq!(done.assists, 2);
+    assert!(done.completed_at.is_some());
+    assert_eq!(
+        refused(assist_request(&owner, Device("d-2".into()))).await,
+        "TASK_COMPLETE"
+    );
+    let run = run_until(&mut client, "help", |run| run.rewards == 1 && run.pending == 0).await;
+    assert_eq!(run.points_granted, 100);
+    assert_eq!(quanyu_testkit::points::balance(&mut points, &owner).await.balance, 100);
+
+    // Six friends at once on a task that needs two: it completes, and rewards, once.
+    client.start_assist_task(start("m-crowd")).await.unwrap();
+    let crowd: Vec<_> = (0..6)
+        .map(|n| {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                let request = assist_request("m-crowd", Device(format!("crowd-{n}")));
+                client.record_assist(request).await
+            })
+        })
+        .collect();
+    for friend in crowd {
+        if let Err(status) = friend.await.unwrap() {
+            assert_eq!(reason(&status), "TASK_COMPLETE");
+        }
+    }
+    let run = run_until(&mut client, "help", |run| run.rewards == 2).await;
+    assert_eq!(run.members, 2);
+
+    let nobody = client
+        .record_assist(assist_request("m-none", Device("d-3".into())))
+        .await
+        .unwrap_err();
+    assert_eq!(nobody.code(), Code::NotFound);
+    suite.context.clock.advance(chrono::Duration::hours(2));
+    assert_eq!(
+        refused(assist_request("m-other", Device("d-4".into()))).await,
+        "TASK_EXPIRED"
+    );
 }

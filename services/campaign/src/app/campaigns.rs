@@ -93,6 +93,26 @@ pub async fn load<C: ConnectionTrait>(
     Ok((row, campaign))
 }
 
+/// A campaign whose kind `rules_of` reads, with those rules; INVALID_ARGUMENT naming
+/// `campaign_id` when it is of another kind (`kind` names the one wanted).
+pub(super) async fn load_of_kind<C: ConnectionTrait, T>(
+    db: &C,
+    (tenant_id, campaign_id): (&str, &str),
+    kind: &str,
+    rules_of: impl Fn(&campaign::Kind) -> Option<T>,
+) -> Result<(campaigns::Model, Campaign, T), CampaignError> {
+    let (row, campaign) = load(db, tenant_id, campaign_id).await?;
+    match rules_of(&campaign.kind) {
+        Some(rules) => Ok((row, campaign, rules)),
+        None => Err(FieldViolation::new("campaign_id", format!("is not a {kind} campaign")).into()),
+    }
+}
+
+/// Whether a stored campaign is active at `at`.
+pub(super) fn is_active(row: &campaigns::Model, at: DateTime<Utc>) -> bool {
+    state_at(stored(row), row.starts_at, row.ends_at, at) == pb::CampaignState::Active
+}
+
 /// A stored campaign as the rules read it.
 pub(crate) fn rules(row: &campaigns::Model) -> Result<Campaign, CampaignError> {
     Ok(Campaign::of_definition(&definition(row)?))

@@ -1,5 +1,6 @@
 //! Campaign's use cases, each one transaction.
 
+pub mod assists;
 pub mod audiences;
 pub mod campaigns;
 pub mod coupons;

@@ -8,9 +8,10 @@ use chrono::{DateTime, Duration, Utc};
 use quanyu_proto::campaign::v1 as pb;
 use quanyu_runtime::clock::to_proto;
 use quanyu_runtime::db::{begin_write, with_retries};
-use quanyu_runtime::error::{FieldViolation, quote};
+use quanyu_runtime::error::quote;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
+use super::campaigns::is_active;
 use super::rewards::{Happening, give, take_back};
 use crate::domain::campaign::{Campaign, Kind, state_at};
 use crate::domain::code;
@@ -27,18 +28,11 @@ async fn referral_campaign<C: sea_orm::ConnectionTrait>(
     tenant_id: &str,
     campaign_id: &str,
 ) -> Result<(store::entity::campaigns::Model, Campaign, Ladder), CampaignError> {
-    let (row, campaign) = super::campaigns::load(db, tenant_id, campaign_id).await?;
-    match &campaign.kind {
-        Kind::Referral(ladder) => {
-            let ladder = ladder.clone();
-            Ok((row, campaign, ladder))
-        }
-        _ => Err(FieldViolation::new("campaign_id", "is not a REFERRAL campaign").into()),
-    }
-}
-
-fn is_active(row: &store::entity::campaigns::Model, at: DateTime<Utc>) -> bool {
-    state_at(super::campaigns::stored(row), row.starts_at, row.ends_at, at) == pb::CampaignState::Active
+    let ladder_of = |kind: &Kind| match kind {
+        Kind::Referral(ladder) => Some(ladder.clone()),
+        _ => None,
+    };
+    super::campaigns::load_of_kind(db, (tenant_id, campaign_id), Kind::REFERRAL, ladder_of).await
 }
 
 /// A member's invite code, made on the first ask.

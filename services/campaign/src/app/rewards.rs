@@ -84,8 +84,9 @@ pub async fn reward(
                 }
                 (points, day)
             }
-            // A referral campaign pays by its ladder (app::referrals), never by this path.
-            (Kind::PurchaseBonus | Kind::MemberDay(_), None) | (Kind::Referral(_), _) => continue,
+            // Referral and assist campaigns pay as their tasks complete (app::referrals,
+            // app::assists), never by this path.
+            (Kind::PurchaseBonus | Kind::MemberDay(_), None) | (Kind::Referral(_) | Kind::Assist(_), _) => continue,
             (Kind::EntryGift | Kind::TierGift(_) | Kind::BirthdayGift | Kind::CouponDrop, _) => {
                 (campaign.points, String::new())
             }

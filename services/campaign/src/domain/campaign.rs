@@ -8,6 +8,7 @@ use quanyu_runtime::auth::is_slug;
 use quanyu_runtime::clock::from_proto;
 use quanyu_runtime::error::{FieldViolation, Violations};
 
+use super::assist::AssistRules;
 use super::referral::Ladder;
 use super::template::{Timestamp, amount_of, check_places};
 
@@ -39,6 +40,7 @@ pub enum Kind {
     BirthdayGift,
     CouponDrop,
     Referral(Ladder),
+    Assist(AssistRules),
 }
 
 impl Kind {
@@ -49,6 +51,7 @@ impl Kind {
     pub const BIRTHDAY_GIFT: &'static str = "BIRTHDAY_GIFT";
     pub const COUPON_DROP: &'static str = "COUPON_DROP";
     pub const REFERRAL: &'static str = "REFERRAL";
+    pub const ASSIST: &'static str = "ASSIST";
 
     /// How it is stored, to find the campaigns an event may trigger.
     pub fn as_str(&self) -> &'static str {
@@ -60,6 +63,7 @@ impl Kind {
             Self::BirthdayGift => Self::BIRTHDAY_GIFT,
             Self::CouponDrop => Self::COUPON_DROP,
             Self::Referral(_) => Self::REFERRAL,
+            Self::Assist(_) => Self::ASSIST,
         }
     }
 }
@@ -373,6 +377,9 @@ fn kind(definition: &pb::Campaign, violations: &mut Violations) -> Kind {
     if definition.referral.is_some() && kind != pb::CampaignKind::Referral {
         violations.add("campaign.referral", "is for REFERRAL campaigns");
     }
+    if definition.assist.is_some() && kind != pb::CampaignKind::Assist {
+        violations.add("campaign.assist", "is for ASSIST campaigns");
+    }
     match kind {
         pb::CampaignKind::EntryGift => Kind::EntryGift,
         pb::CampaignKind::PurchaseBonus => Kind::PurchaseBonus,
@@ -391,6 +398,7 @@ fn kind(definition: &pb::Campaign, violations: &mut Violations) -> Kind {
         pb::CampaignKind::BirthdayGift => Kind::BirthdayGift,
         pb::CampaignKind::CouponDrop => Kind::CouponDrop,
         pb::CampaignKind::Referral => Kind::Referral(super::referral::check(definition.referral.as_ref(), violations)),
+        pb::CampaignKind::Assist => Kind::Assist(super::assist::check(definition.assist.as_ref(), violations)),
         pb::CampaignKind::TierGift => {
             violations.text("campaign.tier", &definition.tier, 64, true);
             Kind::TierGift(definition.tier.clone())
@@ -398,7 +406,7 @@ fn kind(definition: &pb::Campaign, violations: &mut Violations) -> Kind {
         pb::CampaignKind::Unspecified => {
             violations.add(
                 "campaign.kind",
-                "must be ENTRY_GIFT, PURCHASE_BONUS, MEMBER_DAY, TIER_GIFT, BIRTHDAY_GIFT, COUPON_DROP or REFERRAL",
+                "must be ENTRY_GIFT, PURCHASE_BONUS, MEMBER_DAY, TIER_GIFT, BIRTHDAY_GIFT, COUPON_DROP, REFERRAL or ASSIST",
             );
             Kind::EntryGift
         }

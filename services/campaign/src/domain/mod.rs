@@ -1,5 +1,6 @@
 //! Campaign's rules, free of I/O: campaigns, coupon codes, templates, and the use of a coupon.
 
+pub mod assist;
 pub mod campaign;
 pub mod code;
 pub mod coupon;

@@ -282,3 +282,24 @@ pub mod member_enrolments {
 
     quanyu_runtime::no_relations!();
 }
+
+pub mod assist_tasks {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "assist_tasks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub campaign_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub member_id: String,
+        pub assists: i64,
+        pub started_at: ChronoDateTimeUtc,
+        pub expires_at: ChronoDateTimeUtc,
+        pub completed_at: Option<ChronoDateTimeUtc>,
+    }
+
+    quanyu_runtime::no_relations!();
+}

@@ -2,6 +2,7 @@
 //! hold under concurrency (taking stock, a member's place under a limit) are single conditional
 //! statements, so that the row's lock is the only serialization.
 
+pub mod assists;
 pub mod campaigns;
 pub mod coupons;
 pub mod drops;
