@@ -43,6 +43,10 @@ pub struct Config {
     pub analytics_endpoint: String,
     /// A `service` API key the other services accept.
     pub api_key: Secret,
+    /// The key of the hashes campaign keeps of members' identities (to know a person referred
+    /// before, erased or merged and enrolled again). Set it once and keep it: hashes under
+    /// another key match nothing. Empty: the `api_key`.
+    pub identity_hash_key: Secret,
     /// How often scheduled campaigns whose window opened are looked for (CampaignStarted),
     /// birthdays are celebrated and drops not done are run.
     pub sweep_interval_secs: u64,
@@ -59,6 +63,7 @@ impl Default for Config {
             points_resolve_interval_secs: 10,
             analytics_endpoint: "http://127.0.0.1:50054".into(),
             api_key: Secret::default(),
+            identity_hash_key: Secret::default(),
             sweep_interval_secs: 5,
             events: quanyu_outbox::subscribe::StreamConfig::default(),
             retention: quanyu_outbox::retention::RetentionConfig::default(),
@@ -104,11 +109,16 @@ impl Service for Campaign {
                 app::ingest::points_event_types(),
             ),
         ];
+        let identity_hash_key = match config.identity_hash_key.expose() {
+            "" => config.api_key.expose(),
+            key => key,
+        };
         for (name, endpoint, event_types) in streams {
             let stream = ConsumerConfig::new(name, endpoint, config.api_key.expose(), event_types);
             let effects = app::ingest::Effects {
                 clock: context.clock.clone(),
                 audiences: audiences.clone(),
+                identity_hash_key: identity_hash_key.to_owned(),
             };
             tokio::spawn(Consumer::new(stream, db.clone(), effects).run(context.shutdown.clone()));
         }

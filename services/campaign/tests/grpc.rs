@@ -35,7 +35,8 @@ quanyu_testkit::suite!(
     a_burst_of_referrals_is_held_for_review,
     a_purchase_seen_before_the_attribution_qualifies_it,
     the_leaderboard_and_the_tree_show_who_brought_whom,
-    assists_complete_a_task_once_and_keep_to_their_limits
+    assists_complete_a_task_once_and_keep_to_their_limits,
+    a_person_erased_and_enrolled_again_is_not_referred_twice
 );
 
 /// The fields a refusal names, from its `google.rpc.BadRequest`.
@@ -1508,7 +1509,7 @@ async fn progress(client: &mut CampaignClient, campaign_id: &str, member_id: &st
 
 /// A enrols and shares a code; B enrols with it in a store, C online and is attributed after.
 /// B's purchase pays the first rung, C's the second; C's refund claws the second back.
-async fn a_referral_ladder_pays_each_rung_once_and_claws_back_on_refund(suite: Suite) {
+async fn a_referral_ladder_pays_each_rung_once_and_claws_back_on_refund(mut suite: Suite) {
     use quanyu_proto::identity::v1 as identity_pb;
     let mut points = with_program(&suite, 0).await;
     let mut client = suite.campaign(keys::ACME_PLATFORM).await;
@@ -1604,6 +1605,43 @@ async fn a_referral_ladder_pays_each_rung_once_and_claws_back_on_refund(suite: S
     assert_eq!(repaid.points_granted - repaid.points_revoked, 400);
     let relisted = progress(&mut client, "friends", &inviter).await;
     assert_eq!((relisted.qualified, relisted.rungs_paid), (2, 2));
+
+    // Every event again, from the start (a consumer rewound, a replica with a lost cursor):
+    // nothing is attributed, qualified, paid or taken back twice.
+    let db = suite.database("campaign").await;
+    let positions = "SELECT CAST(COALESCE(sum(position), 0) AS BIGINT) AS applied FROM outbox_cursors";
+    let applied = |db: sea_orm::DatabaseConnection| async move {
+        let statement = sea_orm::Statement::from_string(db.get_database_backend(), positions);
+        let row = sea_orm::ConnectionTrait::query_one_raw(&db, statement)
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "applied").unwrap()
+    };
+    let caught_up = applied(db.clone()).await;
+    sea_orm::ConnectionTrait::execute_unprepared(&db, "UPDATE outbox_cursors SET position = 0")
+        .await
+        .unwrap();
+    suite
+        .start_another(&quanyu_campaign::SERVICE, quanyu_testkit::CAMPAIGN_SETTINGS)
+        .await;
+    for _ in 0..200 {
+        if applied(db.clone()).await >= caught_up {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(applied(db.clone()).await >= caught_up, "the replay reached the end");
+    let replayed = run_until(&mut client, "friends", |run| run.pending == 0).await;
+    assert_eq!(
+        (replayed.rewards, replayed.points_granted, replayed.points_revoked),
+        (repaid.rewards, repaid.points_granted, repaid.points_revoked)
+    );
+    assert_eq!(progress(&mut client, "friends", &inviter).await.qualified, 2);
+    assert_eq!(
+        quanyu_testkit::points::balance(&mut points, &inviter).await.balance,
+        400
+    );
 }
 
 async fn referrals_are_refused_with_the_reason(suite: Suite) {
@@ -1949,5 +1987,68 @@ async fn assists_complete_a_task_once_and_keep_to_their_limits(suite: Suite) {
     assert_eq!(
         refused(assist_request("m-other", Device("d-4".into()))).await,
         "TASK_EXPIRED"
+    );
+}
+
+/// B joins with A's code and is erased; the same phone joins again with C's code: campaign
+/// knows the person by the keyed hash of the phone it kept, and denies the second referral.
+async fn a_person_erased_and_enrolled_again_is_not_referred_twice(suite: Suite) {
+    use quanyu_proto::identity::v1 as identity_pb;
+    let mut client = suite.campaign(keys::ACME_PLATFORM).await;
+    create_campaign(&mut client, ladder("again", false, 0)).await.unwrap();
+    move_to(&mut client, "again", pb::CampaignState::Scheduled)
+        .await
+        .unwrap();
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let a = enrol(&mut identity, "13800138300", Default::default()).await;
+    let c = enrol(&mut identity, "13800138301", Default::default()).await;
+    let a_code = invite_code(&mut client, "again", &a).await.unwrap();
+    let c_code = invite_code(&mut client, "again", &c).await.unwrap();
+    let with_code = |code: &str| identity_pb::Enrollment {
+        referral_code: code.into(),
+        ..Default::default()
+    };
+    let first = enrol(&mut identity, "13800138302", with_code(&a_code)).await;
+    for _ in 0..100 {
+        if progress(&mut client, "again", &a).await.invitees == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(progress(&mut client, "again", &a).await.invitees, 1);
+    identity
+        .erase_member(identity_pb::EraseMemberRequest {
+            member_id: first,
+            reason: "pipl request".into(),
+        })
+        .await
+        .unwrap();
+    let again = enrol(&mut identity, "13800138302", with_code(&c_code)).await;
+    let denied = |referrals: &[pb::Referral]| {
+        referrals
+            .iter()
+            .any(|referral| referral.invitee_id == again && referral.state == pb::ReferralState::Denied as i32)
+    };
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        listed = client
+            .list_referrals(pb::ListReferralsRequest {
+                campaign_id: "again".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .referrals;
+        if denied(&listed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(denied(&listed), "{listed:?}");
+    assert_eq!(
+        progress(&mut client, "again", &c).await.invitees,
+        0,
+        "C brought no one new"
     );
 }

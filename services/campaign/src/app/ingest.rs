@@ -17,6 +17,7 @@ use super::audiences::AudienceSource;
 use super::referrals;
 use super::rewards::{self, Happening};
 use crate::domain::campaign::{Kind, Place};
+use crate::domain::referral::identity_key;
 use crate::error::CampaignError;
 use crate::events;
 use crate::store;
@@ -30,6 +31,7 @@ pub fn identity_event_types() -> Vec<String> {
         event_type_of::<identity::ProfileUpdated>(),
         event_type_of::<identity::MembersMerged>(),
         event_type_of::<identity::MemberErased>(),
+        event_type_of::<identity::IdentityLinked>(),
     ]
 }
 
@@ -44,6 +46,8 @@ pub fn points_event_types() -> Vec<String> {
 pub struct Effects {
     pub clock: Clock,
     pub audiences: std::sync::Arc<dyn AudienceSource>,
+    /// The key of the hashes kept of members' identities.
+    pub identity_hash_key: String,
 }
 
 #[async_trait::async_trait]
@@ -70,6 +74,12 @@ impl Effects {
                 // `YYYY-MM-DD`: the month and day only are kept.
                 let month_day = birthday.get(5..10).filter(|_| birthday.len() == 10);
                 return Ok(store::members::set_birthday(txn, tenant_id, &updated.member_id, month_day).await?);
+            }
+            Some(Payload::IdentityLinked(linked)) => {
+                let identity = linked.identity.clone().unwrap_or_default();
+                let identity = (identity.kind, identity.namespace.as_str(), identity.value.as_str());
+                let key = identity_key(&self.identity_hash_key, tenant_id, identity);
+                return referrals::identity_linked(txn, tenant_id, &linked.member_id, &key).await;
             }
             Some(Payload::MemberErased(erased)) => {
                 return Ok(store::members::set_birthday(txn, tenant_id, &erased.member_id, None).await?);

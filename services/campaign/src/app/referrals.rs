@@ -138,6 +138,10 @@ pub(crate) async fn attribute(
             "the member enrolled before the code was made",
         ));
     }
+    let keys = store::referrals::identity_keys_of(txn, tenant_id, invitee_id).await?;
+    if !store::referrals::claim_referred_keys(txn, tenant_id, (campaign_id, invitee_id), &keys).await? {
+        return Err(referred_before());
+    }
     let inviter = (campaign_id, code.member_id.as_str());
     store::referrals::lock_task(txn, tenant_id, inviter).await?;
     let last_hour = store::referrals::attributed_since(txn, tenant_id, inviter, now - Duration::hours(1)).await?;
@@ -178,6 +182,39 @@ pub(crate) async fn attribute(
     // Read back: the first purchase may have qualified it.
     let stored = store::referrals::find(txn, tenant_id, (campaign_id, invitee_id)).await?;
     Ok(stored.unwrap_or(referral))
+}
+
+fn referred_before() -> CampaignError {
+    CampaignError::refused(
+        "REFERRED_BEFORE",
+        "member_id",
+        "the person was referred to this campaign before, as another member",
+    )
+}
+
+/// Keeps the keyed hash of an identity linked to a member; a referral of the member not yet
+/// qualified whose identity was referred before, as another member (the person erased or merged
+/// and enrolled again), is denied. Identities are announced after the enrolment that carries
+/// the code, so this is where a re-referral is found.
+pub(crate) async fn identity_linked(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    member_id: &str,
+    key: &str,
+) -> Result<(), CampaignError> {
+    store::referrals::keep_identity_key(txn, tenant_id, member_id, key).await?;
+    let keys = [key.to_owned()];
+    for referral in store::referrals::undecided_of(txn, tenant_id, member_id).await? {
+        let invitee = (referral.campaign_id.as_str(), member_id);
+        if store::referrals::claim_referred_keys(txn, tenant_id, invitee, &keys).await? {
+            continue;
+        }
+        if store::referrals::deny(txn, &referral).await? {
+            let campaign_id = referral.campaign_id.as_str();
+            tracing::info!(tenant_id, campaign_id, member_id, "{}", referred_before());
+        }
+    }
+    Ok(())
 }
 
 /// Counts one more invitee for the inviter (their ladder locked); INVITEE_CAP_REACHED, naming

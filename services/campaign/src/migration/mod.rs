@@ -9,6 +9,7 @@ mod m20261203_000004_create_drops;
 mod m20261203_000005_create_referral_tables;
 mod m20261203_000006_create_member_purchases;
 mod m20261203_000007_create_assist_tables;
+mod m20261203_000008_create_referred_keys;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000005_create_referral_tables::Migration),
             Box::new(m20261203_000006_create_member_purchases::Migration),
             Box::new(m20261203_000007_create_assist_tables::Migration),
+            Box::new(m20261203_000008_create_referred_keys::Migration),
         ]
     }
 

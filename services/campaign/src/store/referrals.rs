@@ -419,3 +419,104 @@ pub async fn first_purchase<C: ConnectionTrait>(
     })
     .transpose()
 }
+
+/// Keeps a keyed hash of one of a member's identities.
+pub async fn keep_identity_key<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    member_id: &str,
+    key: &str,
+) -> Result<(), DbErr> {
+    let sql = "INSERT INTO member_identity_keys (tenant_id, identity_key, member_id) VALUES (?, ?, ?) \
+               ON CONFLICT (tenant_id, identity_key, member_id) DO NOTHING";
+    execute(db, sql, vec![tenant_id.into(), key.into(), member_id.into()]).await?;
+    Ok(())
+}
+
+pub async fn identity_keys_of<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    member_id: &str,
+) -> Result<Vec<String>, DbErr> {
+    let sql = "SELECT identity_key FROM member_identity_keys WHERE tenant_id = ? AND member_id = ?";
+    let rows = db
+        .query_all_raw(statement(
+            db.get_database_backend(),
+            sql,
+            vec![tenant_id.into(), member_id.into()],
+        ))
+        .await?;
+    rows.iter().map(|row| row.try_get("", "identity_key")).collect()
+}
+
+/// Records `keys` as referred to a campaign as `invitee_id`; false when one of them was
+/// referred before as another member (the same person, erased or merged and enrolled again).
+pub async fn claim_referred_keys<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    (campaign_id, invitee_id): (&str, &str),
+    keys: &[String],
+) -> Result<bool, DbErr> {
+    let claim = "INSERT INTO referred_keys (tenant_id, campaign_id, identity_key, invitee_id) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (tenant_id, campaign_id, identity_key) DO NOTHING";
+    let owner = "SELECT invitee_id FROM referred_keys WHERE tenant_id = ? AND campaign_id = ? AND identity_key = ?";
+    for key in keys {
+        let values = vec![
+            tenant_id.into(),
+            campaign_id.into(),
+            key.as_str().into(),
+            invitee_id.into(),
+        ];
+        execute(db, claim, values).await?;
+        let values = vec![tenant_id.into(), campaign_id.into(), key.as_str().into()];
+        let row = db
+            .query_one_raw(statement(db.get_database_backend(), owner, values))
+            .await?;
+        let claimed_by: Option<String> = row.map(|row| row.try_get("", "invitee_id")).transpose()?;
+        if claimed_by.is_some_and(|claimed_by| claimed_by != invitee_id) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The invitee's referrals not qualified nor decided against: attributed or held.
+pub async fn undecided_of<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    invitee_id: &str,
+) -> Result<Vec<referrals::Model>, DbErr> {
+    referrals::Entity::find()
+        .filter(referrals::Column::TenantId.eq(tenant_id))
+        .filter(referrals::Column::InviteeId.eq(invitee_id))
+        .filter(referrals::Column::State.is_in([ATTRIBUTED, HELD]))
+        .all(db)
+        .await
+}
+
+/// Denies an attributed or held referral, taking an attributed one off its inviter's count;
+/// false when it was neither any more.
+pub async fn deny<C: ConnectionTrait>(db: &C, referral: &referrals::Model) -> Result<bool, DbErr> {
+    let sql = "UPDATE referrals SET state = ? WHERE tenant_id = ? AND campaign_id = ? AND invitee_id = ? AND state = ?";
+    let values = vec![
+        DENIED.into(),
+        referral.tenant_id.as_str().into(),
+        referral.campaign_id.as_str().into(),
+        referral.invitee_id.as_str().into(),
+        referral.state.as_str().into(),
+    ];
+    if execute(db, sql, values).await? == 0 {
+        return Ok(false);
+    }
+    if referral.state == ATTRIBUTED {
+        let uncount = "UPDATE referral_tasks SET invitees = invitees - 1 \
+                       WHERE tenant_id = ? AND campaign_id = ? AND inviter_id = ?";
+        let values = vec![
+            referral.tenant_id.as_str().into(),
+            referral.campaign_id.as_str().into(),
+            referral.inviter_id.as_str().into(),
+        ];
+        execute(db, uncount, values).await?;
+    }
+    Ok(true)
+}
