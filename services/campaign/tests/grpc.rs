@@ -833,6 +833,15 @@ async fn create_campaign(client: &mut CampaignClient, campaign: pb::Campaign) ->
     Ok(client.create_campaign(request).await?.into_inner().campaign.unwrap())
 }
 
+/// Creates a campaign and schedules it (ACTIVE within its window).
+async fn schedule(client: &mut CampaignClient, campaign: pb::Campaign) {
+    let campaign_id = campaign.campaign_id.clone();
+    create_campaign(client, campaign).await.unwrap();
+    move_to(client, &campaign_id, pb::CampaignState::Scheduled)
+        .await
+        .unwrap();
+}
+
 async fn move_to(
     client: &mut CampaignClient,
     campaign_id: &str,
@@ -1016,10 +1025,7 @@ async fn an_entry_gift_rewards_each_new_member_once_within_its_budget(suite: Sui
         }),
         ..campaign("welcome", pb::CampaignKind::EntryGift)
     };
-    create_campaign(&mut client, gift).await.unwrap();
-    move_to(&mut client, "welcome", pb::CampaignState::Scheduled)
-        .await
-        .unwrap();
+    schedule(&mut client, gift).await;
     let mut identity = suite.identity(keys::ACME_PLATFORM).await;
     let online = quanyu_proto::identity::v1::Enrollment {
         channel: Channel::WechatMall.into(),
@@ -1111,8 +1117,7 @@ async fn member_day_bonuses_are_given_once_a_day_and_taken_back_on_refund(suite:
         }),
         ..campaign("day", pb::CampaignKind::MemberDay)
     };
-    create_campaign(&mut client, member_day).await.unwrap();
-    move_to(&mut client, "day", pb::CampaignState::Scheduled).await.unwrap();
+    schedule(&mut client, member_day).await;
     let mut pos = suite.points(keys::ACME_POS).await;
     record(
         &mut pos,
@@ -1164,10 +1169,7 @@ async fn a_tier_gift_rewards_reaching_the_tier(suite: Suite) {
         }),
         ..campaign("gold", pb::CampaignKind::TierGift)
     };
-    create_campaign(&mut client, gift).await.unwrap();
-    move_to(&mut client, "gold", pb::CampaignState::Scheduled)
-        .await
-        .unwrap();
+    schedule(&mut client, gift).await;
     let mut pos = suite.points(keys::ACME_POS).await;
     record(
         &mut pos,
@@ -1236,12 +1238,7 @@ async fn birthday_gifts_come_on_the_birthday_once_a_year(suite: Suite) {
         members.push(member);
     }
     let mut client = suite.campaign(keys::ACME_PLATFORM).await;
-    create_campaign(&mut client, campaign("birthday", pb::CampaignKind::BirthdayGift))
-        .await
-        .unwrap();
-    move_to(&mut client, "birthday", pb::CampaignState::Scheduled)
-        .await
-        .unwrap();
+    schedule(&mut client, campaign("birthday", pb::CampaignKind::BirthdayGift)).await;
     suite.context.clock.set(
         chrono::DateTime::parse_from_rfc3339("2026-12-25T10:00:00+08:00")
             .unwrap()
@@ -1283,10 +1280,7 @@ async fn a_money_budget_counts_the_coupons_face_value(suite: Suite) {
         coupon_template_id: "fifty".into(),
         ..Default::default()
     });
-    create_campaign(&mut client, coupons).await.unwrap();
-    move_to(&mut client, "money", pb::CampaignState::Scheduled)
-        .await
-        .unwrap();
+    schedule(&mut client, coupons).await;
     let mut identity = suite.identity(keys::ACME_PLATFORM).await;
     for phone in ["13400134001", "13400134002", "13400134003"] {
         enrol(&mut identity, phone, Default::default()).await;
@@ -1423,10 +1417,7 @@ async fn an_audience_limits_who_a_campaign_rewards(suite: Suite) {
         }),
         ..campaign("local", pb::CampaignKind::PurchaseBonus)
     };
-    create_campaign(&mut client, bonus).await.unwrap();
-    move_to(&mut client, "local", pb::CampaignState::Scheduled)
-        .await
-        .unwrap();
+    schedule(&mut client, bonus).await;
     let mut pos = suite.points(keys::ACME_POS).await;
     record(
         &mut pos,
@@ -1513,10 +1504,7 @@ async fn a_referral_ladder_pays_each_rung_once_and_claws_back_on_refund(mut suit
     use quanyu_proto::identity::v1 as identity_pb;
     let mut points = with_program(&suite, 0).await;
     let mut client = suite.campaign(keys::ACME_PLATFORM).await;
-    create_campaign(&mut client, ladder("friends", true, 0)).await.unwrap();
-    move_to(&mut client, "friends", pb::CampaignState::Scheduled)
-        .await
-        .unwrap();
+    schedule(&mut client, ladder("friends", true, 0)).await;
     let mut identity = suite.identity(keys::ACME_PLATFORM).await;
     let inviter = enrol(&mut identity, "13200132001", Default::default()).await;
     let code = invite_code(&mut client, "friends", &inviter).await.unwrap();
@@ -1646,10 +1634,7 @@ async fn a_referral_ladder_pays_each_rung_once_and_claws_back_on_refund(mut suit
 
 async fn referrals_are_refused_with_the_reason(suite: Suite) {
     let mut client = suite.campaign(keys::ACME_PLATFORM).await;
-    create_campaign(&mut client, ladder("capped", false, 1)).await.unwrap();
-    move_to(&mut client, "capped", pb::CampaignState::Scheduled)
-        .await
-        .unwrap();
+    schedule(&mut client, ladder("capped", false, 1)).await;
     let mut identity = suite.identity(keys::ACME_PLATFORM).await;
     let early = enrol(&mut identity, "13100131000", Default::default()).await;
     let inviter = enrol(&mut identity, "13100131001", Default::default()).await;
@@ -1703,10 +1688,7 @@ async fn a_burst_of_referrals_is_held_for_review(suite: Suite) {
     if let Some(rules) = burst.referral.as_mut() {
         rules.max_per_hour = 2;
     }
-    create_campaign(&mut client, burst).await.unwrap();
-    move_to(&mut client, "burst", pb::CampaignState::Scheduled)
-        .await
-        .unwrap();
+    schedule(&mut client, burst).await;
     let mut identity = suite.identity(keys::ACME_PLATFORM).await;
     let inviter = enrol(&mut identity, "13000130000", Default::default()).await;
     let code = invite_code(&mut client, "burst", &inviter).await.unwrap();
@@ -1773,10 +1755,7 @@ async fn a_burst_of_referrals_is_held_for_review(suite: Suite) {
 async fn a_purchase_seen_before_the_attribution_qualifies_it(suite: Suite) {
     with_program(&suite, 0).await;
     let mut client = suite.campaign(keys::ACME_PLATFORM).await;
-    create_campaign(&mut client, ladder("late", false, 0)).await.unwrap();
-    move_to(&mut client, "late", pb::CampaignState::Scheduled)
-        .await
-        .unwrap();
+    schedule(&mut client, ladder("late", false, 0)).await;
     // A purchase bonus shows when campaign has read the purchase.
     let probe = pb::Campaign {
         bonus: Some(pb::PurchaseBonus {
@@ -1786,10 +1765,7 @@ async fn a_purchase_seen_before_the_attribution_qualifies_it(suite: Suite) {
         }),
         ..campaign("probe", pb::CampaignKind::PurchaseBonus)
     };
-    create_campaign(&mut client, probe).await.unwrap();
-    move_to(&mut client, "probe", pb::CampaignState::Scheduled)
-        .await
-        .unwrap();
+    schedule(&mut client, probe).await;
     let mut identity = suite.identity(keys::ACME_PLATFORM).await;
     let inviter = enrol(&mut identity, "13500135100", Default::default()).await;
     let code = invite_code(&mut client, "late", &inviter).await.unwrap();
@@ -1811,10 +1787,7 @@ async fn a_purchase_seen_before_the_attribution_qualifies_it(suite: Suite) {
 /// B (with D under) and C; B's shows A above.
 async fn the_leaderboard_and_the_tree_show_who_brought_whom(suite: Suite) {
     let mut client = suite.campaign(keys::ACME_PLATFORM).await;
-    create_campaign(&mut client, ladder("tree", false, 0)).await.unwrap();
-    move_to(&mut client, "tree", pb::CampaignState::Scheduled)
-        .await
-        .unwrap();
+    schedule(&mut client, ladder("tree", false, 0)).await;
     let mut identity = suite.identity(keys::ACME_PLATFORM).await;
     let a = enrol(&mut identity, "13700137100", Default::default()).await;
     let a_code = invite_code(&mut client, "tree", &a).await.unwrap();
@@ -1891,10 +1864,7 @@ async fn assists_complete_a_task_once_and_keep_to_their_limits(suite: Suite) {
         }),
         ..campaign("help", pb::CampaignKind::Assist)
     };
-    create_campaign(&mut client, help).await.unwrap();
-    move_to(&mut client, "help", pb::CampaignState::Scheduled)
-        .await
-        .unwrap();
+    schedule(&mut client, help).await;
     let mut identity = suite.identity(keys::ACME_PLATFORM).await;
     let owner = enrol(&mut identity, "13600136200", Default::default()).await;
     let start = |member_id: &str| pb::StartAssistTaskRequest {
@@ -1995,10 +1965,7 @@ async fn assists_complete_a_task_once_and_keep_to_their_limits(suite: Suite) {
 async fn a_person_erased_and_enrolled_again_is_not_referred_twice(suite: Suite) {
     use quanyu_proto::identity::v1 as identity_pb;
     let mut client = suite.campaign(keys::ACME_PLATFORM).await;
-    create_campaign(&mut client, ladder("again", false, 0)).await.unwrap();
-    move_to(&mut client, "again", pb::CampaignState::Scheduled)
-        .await
-        .unwrap();
+    schedule(&mut client, ladder("again", false, 0)).await;
     let mut identity = suite.identity(keys::ACME_PLATFORM).await;
     let a = enrol(&mut identity, "13800138300", Default::default()).await;
     let c = enrol(&mut identity, "13800138301", Default::default()).await;

@@ -204,18 +204,16 @@ impl EventHandler for Facts {
                 campaign_result(txn, tenant_id, result, &issued.member_id, counts).await
             }
             Some(Payload::CouponRedeemed(coupon)) => {
+                let used = (
+                    coupon.coupon_id.as_str(),
+                    coupon.template_id.as_str(),
+                    coupon.member_id.as_str(),
+                );
                 let counts = Counts {
                     coupons_redeemed: 1,
                     ..Counts::default()
                 };
-                coupon_used(
-                    txn,
-                    tenant_id,
-                    (&coupon.coupon_id, &coupon.template_id),
-                    &coupon.member_id,
-                    counts,
-                )
-                .await
+                coupon_used(txn, tenant_id, used, counts).await
             }
             Some(Payload::ReferralAttributed(referral)) => {
                 let campaign_id = referral.campaign_id.as_str();
@@ -236,18 +234,16 @@ impl EventHandler for Facts {
                 campaigns::add(txn, tenant_id, result, None, counts).await
             }
             Some(Payload::CouponRestored(coupon)) => {
+                let used = (
+                    coupon.coupon_id.as_str(),
+                    coupon.template_id.as_str(),
+                    coupon.member_id.as_str(),
+                );
                 let counts = Counts {
                     coupons_restored: 1,
                     ..Counts::default()
                 };
-                coupon_used(
-                    txn,
-                    tenant_id,
-                    (&coupon.coupon_id, &coupon.template_id),
-                    &coupon.member_id,
-                    counts,
-                )
-                .await
+                coupon_used(txn, tenant_id, used, counts).await
             }
             _ => Ok(()),
         }
@@ -272,8 +268,7 @@ async fn campaign_result(
 async fn coupon_used(
     txn: &DatabaseTransaction,
     tenant_id: &str,
-    (coupon_id, template_id): (&str, &str),
-    member_id: &str,
+    (coupon_id, template_id, member_id): (&str, &str, &str),
     counts: Counts,
 ) -> Result<(), DbErr> {
     campaign_result(txn, tenant_id, (Scope::Template, template_id), member_id, counts).await?;

@@ -20,7 +20,7 @@ use crate::error::CampaignError;
 use crate::events;
 use crate::store;
 use crate::store::entity::{invite_codes, referral_tasks, referrals};
-use crate::store::referrals::Purchase;
+use crate::store::referrals::{ATTRIBUTED, HELD, Purchase};
 
 /// A referral campaign and its ladder, or INVALID_ARGUMENT when the campaign is of another kind.
 async fn referral_campaign<C: sea_orm::ConnectionTrait>(
@@ -138,6 +138,7 @@ pub(crate) async fn attribute(
             "the member enrolled before the code was made",
         ));
     }
+    store::referrals::lock_invitee(txn, tenant_id, invitee_id).await?;
     let keys = store::referrals::identity_keys_of(txn, tenant_id, invitee_id).await?;
     if !store::referrals::claim_referred_keys(txn, tenant_id, (campaign_id, invitee_id), &keys).await? {
         return Err(referred_before());
@@ -202,9 +203,10 @@ pub(crate) async fn identity_linked(
     member_id: &str,
     key: &str,
 ) -> Result<(), CampaignError> {
+    store::referrals::lock_invitee(txn, tenant_id, member_id).await?;
     store::referrals::keep_identity_key(txn, tenant_id, member_id, key).await?;
     let keys = [key.to_owned()];
-    for referral in store::referrals::undecided_of(txn, tenant_id, member_id).await? {
+    for referral in store::referrals::of_invitee(txn, tenant_id, member_id, &[ATTRIBUTED, HELD]).await? {
         let invitee = (referral.campaign_id.as_str(), member_id);
         if store::referrals::claim_referred_keys(txn, tenant_id, invitee, &keys).await? {
             continue;
@@ -283,6 +285,7 @@ pub async fn review(
         referral.state = decided.to_owned();
         if approve {
             quanyu_outbox::append(&txn, vec![events::referral_attributed(&referral)]).await?;
+            store::referrals::lock_invitee(&txn, tenant_id, invitee_id).await?;
             qualify_by_first_purchase(&txn, &referral, now).await?;
         }
         txn.commit().await?;
@@ -320,8 +323,9 @@ pub(crate) async fn qualify(
     purchase: &Purchase,
     now: DateTime<Utc>,
 ) -> Result<(), CampaignError> {
+    store::referrals::lock_invitee(txn, tenant_id, invitee_id).await?;
     store::referrals::keep_first_purchase(txn, tenant_id, invitee_id, purchase).await?;
-    for referral in store::referrals::unqualified_of(txn, tenant_id, invitee_id).await? {
+    for referral in store::referrals::of_invitee(txn, tenant_id, invitee_id, &[store::referrals::ATTRIBUTED]).await? {
         qualify_referral(txn, &referral, purchase, now).await?;
     }
     Ok(())

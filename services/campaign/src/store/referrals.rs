@@ -84,6 +84,14 @@ pub async fn find<C: ConnectionTrait>(
         .await
 }
 
+/// Makes the transactions that attribute a member, record their purchases and link their
+/// identities take turns (the identity and points streams are applied at once): each then sees
+/// what the others committed, so a purchase or an identity is never missed by an attribution
+/// made beside it.
+pub async fn lock_invitee<C: ConnectionTrait>(db: &C, tenant_id: &str, member_id: &str) -> Result<(), DbErr> {
+    quanyu_runtime::db::lock_keys(db, &[format!("referral-invitee:{tenant_id}:{member_id}")]).await
+}
+
 /// Locks the inviter's ladder (made if new) until the transaction ends: attributions to one
 /// inviter take turns, so the counts they check (the cap, the last hour's) hold when they write.
 pub async fn lock_task<C: ConnectionTrait>(
@@ -191,16 +199,17 @@ pub async fn insert<C: ConnectionTrait>(db: &C, referral: referrals::Model) -> R
     Ok(())
 }
 
-/// The invitee's referrals not qualified yet, in every campaign.
-pub async fn unqualified_of<C: ConnectionTrait>(
+/// The invitee's referrals in one of `states`, in every campaign.
+pub async fn of_invitee<C: ConnectionTrait>(
     db: &C,
     tenant_id: &str,
     invitee_id: &str,
+    states: &[&str],
 ) -> Result<Vec<referrals::Model>, DbErr> {
     referrals::Entity::find()
         .filter(referrals::Column::TenantId.eq(tenant_id))
         .filter(referrals::Column::InviteeId.eq(invitee_id))
-        .filter(referrals::Column::State.eq(ATTRIBUTED))
+        .filter(referrals::Column::State.is_in(states.iter().copied()))
         .all(db)
         .await
 }
@@ -478,20 +487,6 @@ pub async fn claim_referred_keys<C: ConnectionTrait>(
         }
     }
     Ok(true)
-}
-
-/// The invitee's referrals not qualified nor decided against: attributed or held.
-pub async fn undecided_of<C: ConnectionTrait>(
-    db: &C,
-    tenant_id: &str,
-    invitee_id: &str,
-) -> Result<Vec<referrals::Model>, DbErr> {
-    referrals::Entity::find()
-        .filter(referrals::Column::TenantId.eq(tenant_id))
-        .filter(referrals::Column::InviteeId.eq(invitee_id))
-        .filter(referrals::Column::State.is_in([ATTRIBUTED, HELD]))
-        .all(db)
-        .await
 }
 
 /// Denies an attributed or held referral, taking an attributed one off its inviter's count;
