@@ -36,7 +36,8 @@ quanyu_testkit::suite!(
     a_purchase_seen_before_the_attribution_qualifies_it,
     the_leaderboard_and_the_tree_show_who_brought_whom,
     assists_complete_a_task_once_and_keep_to_their_limits,
-    a_person_erased_and_enrolled_again_is_not_referred_twice
+    a_person_erased_and_enrolled_again_is_not_referred_twice,
+    referral_windows_follow_the_clock
 );
 
 /// The fields a refusal names, from its `google.rpc.BadRequest`.
@@ -2018,4 +2019,81 @@ async fn a_person_erased_and_enrolled_again_is_not_referred_twice(suite: Suite) 
         0,
         "C brought no one new"
     );
+}
+
+/// Seven days to qualify and seven to take a qualification back, on the injected clock: a
+/// purchase on the eighth day after enrolling qualifies nothing, and a refund on the eighth day
+/// after the qualifying purchase keeps the rung.
+async fn referral_windows_follow_the_clock(suite: Suite) {
+    use quanyu_proto::identity::v1 as identity_pb;
+    with_program(&suite, 0).await;
+    let mut client = suite.campaign(keys::ACME_PLATFORM).await;
+    schedule(&mut client, ladder("windows", true, 0)).await;
+    // A purchase bonus shows when campaign has read the refund (it takes its bonus back).
+    let probe = pb::Campaign {
+        bonus: Some(pb::PurchaseBonus {
+            points_per_unit: 1,
+            unit: cny(100),
+            min_spend: None,
+        }),
+        reward: None,
+        ..campaign("probe", pb::CampaignKind::PurchaseBonus)
+    };
+    schedule(&mut client, probe).await;
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let inviter = enrol(&mut identity, "13800138400", Default::default()).await;
+    let code = invite_code(&mut client, "windows", &inviter).await.unwrap();
+    let with_code = identity_pb::Enrollment {
+        referral_code: code.clone(),
+        ..Default::default()
+    };
+    let late_buyer = enrol(&mut identity, "13800138401", with_code.clone()).await;
+    for _ in 0..100 {
+        if progress(&mut client, "windows", &inviter).await.invitees == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let clock = &suite.context.clock;
+    let at_now =
+        |transaction_id: &str, buyer: &str, kind: quanyu_proto::points::v1::SaleKind| quanyu_proto::points::v1::Sale {
+            occurred_at: Some(quanyu_runtime::clock::to_proto(clock.now())),
+            kind: kind.into(),
+            ..sale(transaction_id, member_buyer(buyer), 10_000)
+        };
+    use quanyu_proto::points::v1::SaleKind;
+    clock.advance(chrono::Duration::days(8));
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let late = record(&mut pos, vec![at_now("w-1", &late_buyer, SaleKind::Sale)]).await;
+    assert_eq!(late[0].outcome, quanyu_proto::points::v1::SaleOutcome::Applied as i32);
+    let prompt_buyer = enrol(&mut identity, "13800138402", with_code).await;
+    record(&mut pos, vec![at_now("w-2", &prompt_buyer, SaleKind::Sale)]).await;
+    run_until(&mut client, "windows", |run| run.rewards == 1 && run.pending == 0).await;
+    let paid = progress(&mut client, "windows", &inviter).await;
+    assert_eq!(
+        (paid.invitees, paid.qualified),
+        (2, 1),
+        "the purchase eight days after enrolling qualified nothing"
+    );
+
+    clock.advance(chrono::Duration::days(8));
+    let late_refund = quanyu_proto::points::v1::Sale {
+        original_transaction_id: "w-2".into(),
+        buyer: None,
+        lines: Vec::new(),
+        ..at_now("w-2-back", &prompt_buyer, SaleKind::Refund)
+    };
+    let refunded = record(&mut pos, vec![late_refund]).await;
+    assert_eq!(
+        refunded[0].outcome,
+        quanyu_proto::points::v1::SaleOutcome::Applied as i32
+    );
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let kept = progress(&mut client, "windows", &inviter).await;
+    assert_eq!(
+        (kept.qualified, kept.rungs_paid),
+        (1, 1),
+        "a refund past the return window keeps it"
+    );
+    assert_eq!(run_of(&mut client, "windows").await.points_revoked, 0);
 }
