@@ -2,7 +2,7 @@
 //! sea-orm's builders do not express (upserts that add or check, conditional updates that
 //! return a row).
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TryGetable, Value};
 
 /// Runs a statement written with `?` placeholders; the rows it changed.
 pub async fn execute<C: ConnectionTrait>(db: &C, sql: &str, values: Vec<Value>) -> Result<u64, DbErr> {
@@ -10,6 +10,19 @@ pub async fn execute<C: ConnectionTrait>(db: &C, sql: &str, values: Vec<Value>) 
         .execute_raw(statement(db.get_database_backend(), sql, values))
         .await?;
     Ok(result.rows_affected())
+}
+
+/// The value of `column` in the first row a statement written with `?` placeholders answers
+/// (a count, a lookup, an `UPDATE … RETURNING`); `None` when it answers no row.
+pub async fn value<C: ConnectionTrait, T: TryGetable>(
+    db: &C,
+    (sql, values): (&str, Vec<Value>),
+    column: &str,
+) -> Result<Option<T>, DbErr> {
+    let row = db
+        .query_one_raw(statement(db.get_database_backend(), sql, values))
+        .await?;
+    row.map(|row| row.try_get("", column)).transpose()
 }
 
 /// SQL with `?` placeholders, built in step with its values so that each value stands where its

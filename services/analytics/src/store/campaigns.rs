@@ -3,6 +3,8 @@
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 
+use quanyu_runtime::db::sql::value;
+
 use super::{additions, execute, statement};
 
 /// Whose result a row is: a campaign's, a coupon template's, or a referral campaign's inviters
@@ -123,10 +125,7 @@ pub async fn campaign_of_coupon(
 ) -> Result<Option<String>, DbErr> {
     let sql = "SELECT campaign_id FROM campaign_coupons WHERE tenant_id = ? AND coupon_id = ?";
     let values = vec![tenant_id.into(), coupon_id.into()];
-    let row = txn
-        .query_one_raw(statement(txn.get_database_backend(), sql, values))
-        .await?;
-    row.map(|row| row.try_get("", "campaign_id")).transpose()
+    value(txn, (sql, values), "campaign_id").await
 }
 
 /// Folds `loser` into `survivor`: a result that reached both reached one person.

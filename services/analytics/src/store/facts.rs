@@ -52,18 +52,9 @@ pub async fn enrol(
 /// The member `member_id` stands for now: its survivor when it was merged.
 pub async fn member_now(txn: &DatabaseTransaction, tenant_id: &str, member_id: &str) -> Result<String, DbErr> {
     let sql = "SELECT merged_into FROM members WHERE tenant_id = ? AND member_id = ?";
-    let row = txn
-        .query_one_raw(statement(
-            txn.get_database_backend(),
-            sql,
-            vec![tenant_id.into(), member_id.into()],
-        ))
-        .await?;
-    let survivor: Option<String> = match row {
-        Some(row) => row.try_get("", "merged_into")?,
-        None => None,
-    };
-    Ok(survivor.unwrap_or_else(|| member_id.to_owned()))
+    let values = vec![tenant_id.into(), member_id.into()];
+    let survivor: Option<Option<String>> = quanyu_runtime::db::sql::value(txn, (sql, values), "merged_into").await?;
+    Ok(survivor.flatten().unwrap_or_else(|| member_id.to_owned()))
 }
 
 /// The rollup of what each member bought per day and place: its table, key and counters.

@@ -2,7 +2,7 @@
 //! helper, so a friend helps a task once; the task's count moves by one conditional statement.
 
 use chrono::{DateTime, Utc};
-use quanyu_runtime::db::sql::{execute, statement};
+use quanyu_runtime::db::sql::{execute, value};
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
 
 use super::entity::assist_tasks;
@@ -40,10 +40,7 @@ pub async fn helped_by<C: ConnectionTrait>(
 ) -> Result<i64, DbErr> {
     let sql = "SELECT count(*) AS helped FROM assists WHERE tenant_id = ? AND campaign_id = ? AND helper = ?";
     let values = vec![tenant_id.into(), campaign_id.into(), helper.into()];
-    let row = db
-        .query_one_raw(statement(db.get_database_backend(), sql, values))
-        .await?;
-    row.map_or(Ok(0), |row| row.try_get("", "helped"))
+    Ok(value(db, (sql, values), "helped").await?.unwrap_or(0))
 }
 
 /// Records `helper`'s assist to a task and counts it; false when the helper helped it before.

@@ -3,7 +3,7 @@
 //! pass a cap and a rung is paid by the one writer that moved its count.
 
 use chrono::{DateTime, Utc};
-use quanyu_runtime::db::sql::{execute, statement};
+use quanyu_runtime::db::sql::{execute, statement, value};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::entity::{invite_codes, member_enrolments, referral_tasks, referrals};
@@ -125,10 +125,7 @@ pub async fn attributed_since<C: ConnectionTrait>(
         since.into(),
         DENIED.into(),
     ];
-    let row = db
-        .query_one_raw(statement(db.get_database_backend(), sql, values))
-        .await?;
-    row.map_or(Ok(0), |row| row.try_get("", "attributed"))
+    Ok(value(db, (sql, values), "attributed").await?.unwrap_or(0))
 }
 
 /// Decides a held referral: false when it was not held any more.
@@ -349,10 +346,7 @@ pub async fn count_invited<C: ConnectionTrait>(
 ) -> Result<i64, DbErr> {
     let sql = "SELECT count(*) AS invited FROM referrals WHERE tenant_id = ? AND campaign_id = ? AND inviter_id = ?";
     let values = vec![tenant_id.into(), campaign_id.into(), inviter_id.into()];
-    let row = db
-        .query_one_raw(statement(db.get_database_backend(), sql, values))
-        .await?;
-    row.map_or(Ok(0), |row| row.try_get("", "invited"))
+    Ok(value(db, (sql, values), "invited").await?.unwrap_or(0))
 }
 
 /// The points a rung paid to an inviter and has not taken back: its reward rows, newest first.
@@ -478,10 +472,7 @@ pub async fn claim_referred_keys<C: ConnectionTrait>(
         ];
         execute(db, claim, values).await?;
         let values = vec![tenant_id.into(), campaign_id.into(), key.as_str().into()];
-        let row = db
-            .query_one_raw(statement(db.get_database_backend(), owner, values))
-            .await?;
-        let claimed_by: Option<String> = row.map(|row| row.try_get("", "invitee_id")).transpose()?;
+        let claimed_by: Option<String> = value(db, (owner, values), "invitee_id").await?;
         if claimed_by.is_some_and(|claimed_by| claimed_by != invitee_id) {
             return Ok(false);
         }

@@ -1,7 +1,7 @@
 //! Coupon templates and their stock.
 
 use chrono::{DateTime, Utc};
-use quanyu_runtime::db::sql::statement;
+use quanyu_runtime::db::sql::value;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
 
 use super::entity::{code_pool, coupon_templates};
@@ -45,20 +45,14 @@ pub async fn take_stock<C: ConnectionTrait>(db: &C, tenant_id: &str, template_id
     let sql = "UPDATE coupon_templates SET issued = issued + 1 \
                WHERE tenant_id = ? AND template_id = ? AND (stock = 0 OR issued < stock) RETURNING issued";
     let values = vec![tenant_id.into(), template_id.into()];
-    let row = db
-        .query_one_raw(statement(db.get_database_backend(), sql, values))
-        .await?;
-    row.map(|row| row.try_get::<i64>("", "issued")).transpose()
+    value(db, (sql, values), "issued").await
 }
 
 /// Locks the template's row for a change of its stock, and reads the stock.
 pub async fn lock_stock<C: ConnectionTrait>(db: &C, tenant_id: &str, template_id: &str) -> Result<Option<i64>, DbErr> {
     let sql = "UPDATE coupon_templates SET stock = stock WHERE tenant_id = ? AND template_id = ? RETURNING stock";
     let values = vec![tenant_id.into(), template_id.into()];
-    let row = db
-        .query_one_raw(statement(db.get_database_backend(), sql, values))
-        .await?;
-    row.map(|row| row.try_get::<i64>("", "stock")).transpose()
+    value(db, (sql, values), "stock").await
 }
 
 /// Adds a partner's codes to the pool of a template locked by [`lock_stock`], after its `stock`
