@@ -1490,6 +1490,25 @@ async fn attribute(client: &mut CampaignClient, code: &str, member_id: &str) -> 
     panic!("campaign never saw {member_id} enrol");
 }
 
+/// Polls a member's progress until `check` holds of it (attributions follow enrolment events).
+async fn progress_until(
+    client: &mut CampaignClient,
+    (campaign_id, member_id): (&str, &str),
+    check: impl Fn(&pb::GetTaskProgressResponse) -> bool,
+) -> pb::GetTaskProgressResponse {
+    for _ in 0..100 {
+        let progress = progress(client, campaign_id, member_id).await;
+        if check(&progress) {
+            return progress;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the progress of {member_id} in {campaign_id} never got there: {:?}",
+        progress(client, campaign_id, member_id).await
+    );
+}
+
 async fn progress(client: &mut CampaignClient, campaign_id: &str, member_id: &str) -> pb::GetTaskProgressResponse {
     let request = pb::GetTaskProgressRequest {
         campaign_id: campaign_id.into(),
@@ -1536,13 +1555,7 @@ async fn a_referral_ladder_pays_each_rung_once_and_claws_back_on_refund(mut suit
         again.attributed_at, attributed.attributed_at,
         "the same attribution again"
     );
-    for _ in 0..100 {
-        if progress(&mut client, "friends", &inviter).await.invitees == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let both = progress(&mut client, "friends", &inviter).await;
+    let both = progress_until(&mut client, ("friends", &inviter), |progress| progress.invitees == 2).await;
     assert_eq!((both.invitees, both.qualified, both.rungs_paid), (2, 0, 0));
     let mut listed: Vec<String> = both.referrals.iter().map(|r| r.invitee_id.clone()).collect();
     listed.sort();
@@ -1977,13 +1990,8 @@ async fn a_person_erased_and_enrolled_again_is_not_referred_twice(suite: Suite) 
         ..Default::default()
     };
     let first = enrol(&mut identity, "13800138302", with_code(&a_code)).await;
-    for _ in 0..100 {
-        if progress(&mut client, "again", &a).await.invitees == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(progress(&mut client, "again", &a).await.invitees, 1);
+    let referred = progress_until(&mut client, ("again", &a), |progress| progress.invitees == 1).await;
+    assert_eq!(referred.invitees, 1);
     identity
         .erase_member(identity_pb::EraseMemberRequest {
             member_id: first,
@@ -2048,12 +2056,7 @@ async fn referral_windows_follow_the_clock(suite: Suite) {
         ..Default::default()
     };
     let late_buyer = enrol(&mut identity, "13800138401", with_code.clone()).await;
-    for _ in 0..100 {
-        if progress(&mut client, "windows", &inviter).await.invitees == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    progress_until(&mut client, ("windows", &inviter), |progress| progress.invitees == 1).await;
     let clock = &suite.context.clock;
     let at_now =
         |transaction_id: &str, buyer: &str, kind: quanyu_proto::points::v1::SaleKind| quanyu_proto::points::v1::Sale {
