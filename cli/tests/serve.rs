@@ -41,7 +41,10 @@ fn quanyu(dir: &std::path::Path) -> Command {
     command
         .current_dir(dir)
         .env_remove("QUANYU_CONFIG")
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        // A shell set up for the client commands still serves: these are not settings.
+        .env("QUANYU_ENDPOINT", "http://elsewhere")
+        .env("QUANYU_API_KEY", "dev-demo-platform");
     command
 }
 

@@ -9,6 +9,10 @@ use serde::de::DeserializeOwned;
 /// The environment variable that names the configuration file.
 pub const CONFIG_PATH_VARIABLE: &str = "QUANYU_CONFIG";
 
+/// The environment variables the `quanyu` client commands read (where to call, with which key):
+/// they are not server settings, so a shell that sets them can still run `quanyu serve`.
+pub const CLIENT_VARIABLES: &[&str] = &["QUANYU_ENDPOINT", "QUANYU_API_KEY", "QUANYU_PROFILE"];
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration: {0}")]
@@ -34,7 +38,11 @@ impl Sections {
         }
         // `QUANYU_CONFIG` names the file; it is not a setting of its own.
         let environment = std::env::vars()
-            .filter(|(name, _)| name.starts_with("QUANYU_") && name != CONFIG_PATH_VARIABLE)
+            .filter(|(name, _)| {
+                name.starts_with("QUANYU_")
+                    && name != CONFIG_PATH_VARIABLE
+                    && !CLIENT_VARIABLES.contains(&name.as_str())
+            })
             .collect();
         let layered = builder
             .add_source(

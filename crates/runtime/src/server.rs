@@ -429,7 +429,7 @@ where
 }
 
 /// The canonical name of a gRPC status code, as the gRPC specification spells it.
-fn code_name(code: Code) -> &'static str {
+pub fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "OK",
         Code::Cancelled => "CANCELLED",

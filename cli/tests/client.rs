@@ -1,0 +1,258 @@
+//! The `quanyu` client commands against a running suite, on SQLite and PostgreSQL: the binary as a
+//! shell runs it, its stdout read back as JSON.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use quanyu_proto::campaign::v1 as campaign_pb;
+use quanyu_proto::common::v1::Money;
+use quanyu_testkit::{Sandbox, keys};
+use serde_json::Value;
+
+type Suite = Sandbox;
+
+quanyu_testkit::suite!(
+    a_pos_file_is_imported_once_with_each_rejected_row_in_the_error_file,
+    a_malformed_pos_file_stops_at_its_first_unreadable_line,
+    the_example_files_are_the_same_sales_in_csv_and_json_lines,
+    members_points_and_coupons_are_read_and_changed_from_the_shell,
+);
+
+/// Runs `quanyu ARGS` against the suite with tenant acme's platform key.
+async fn quanyu(suite: &Suite, dir: &Path, args: &[&str]) -> Output {
+    let url = |name: &str| format!("http://{}", suite.address(name));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_quanyu"));
+    command
+        .current_dir(dir)
+        .args(args)
+        .args(["--format", "json"])
+        .args([
+            "--identity",
+            &url("member-identity"),
+            "--points",
+            &url("loyalty-points"),
+        ])
+        .args(["--campaign", &url("campaign"), "--analytics", &url("analytics")])
+        .env("QUANYU_API_KEY", keys::ACME_PLATFORM)
+        .env("XDG_CONFIG_HOME", dir)
+        .env_remove("QUANYU_ENDPOINT")
+        .env_remove("QUANYU_PROFILE");
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "stdout is not JSON ({error}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+async fn member_of(suite: &Suite, dir: &Path, phone: &str) -> Value {
+    let resolved = quanyu(suite, dir, &["member", "resolve", &format!("phone:{phone}")]).await;
+    assert!(resolved.status.success(), "{}", stderr(&resolved));
+    json(&resolved)[0].clone()
+}
+
+const SALES: &str = "\
+store,till,receipt,time,phone,amount,currency,lines,refund_of
+sh-01,1,1001,2026-11-20 10:00:00,13700137001,200.00,CNY,A100:shoes:1:200.00,
+sh-01,1,1002,2026-11-20 10:05:00,13700137002,80,CNY,,
+sh-01,1,1003,2026-11-20 10:10:00,13700137003,twelve,CNY,,
+sh-01,2,1004,2026-11-20 10:15:00,,50.00,CNY,,
+sh-01,2,1005,2026-11-20 10:20:00,13700137005,30.00,XX,,
+sh-01,2,1006,2026-11-21 09:00:00,13700137001,50.00,CNY,,1/1001
+";
+
+async fn a_pos_file_is_imported_once_with_each_rejected_row_in_the_error_file(suite: Suite) {
+    quanyu_testkit::points::with_program(&suite, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sales.csv"), SALES).unwrap();
+
+    let first = quanyu(&suite, dir.path(), &["pos", "import", "sales.csv"]).await;
+    assert!(!first.status.success(), "rejected rows fail the command");
+    assert!(
+        stderr(&first).contains("2 rows rejected: see sales.csv.errors.csv"),
+        "{}",
+        stderr(&first)
+    );
+    let summary = json(&first);
+    assert_eq!(
+        (&summary["applied"], &summary["already_applied"], &summary["rejected"]),
+        (&Value::from(4), &Value::from(0), &Value::from(2)),
+        "{summary}"
+    );
+    let errors = std::fs::read_to_string(dir.path().join("sales.csv.errors.csv")).unwrap();
+    let lines: Vec<&str> = errors.lines().collect();
+    assert_eq!(lines[0], "line,column,reason");
+    assert!(
+        lines[1].starts_with("4,amount,`twelve` is not a decimal amount"),
+        "{errors}"
+    );
+    assert!(lines[2].starts_with("6,currency,"), "{errors}");
+    assert_eq!(lines.len(), 3, "{errors}");
+
+    // 200 yuan earned 200 points; the refund of 50 took 50 back.
+    let buyer = member_of(&suite, dir.path(), "13700137001").await;
+    let member_id = buyer["member_id"].as_str().unwrap();
+    let balance = quanyu(&suite, dir.path(), &["points", "balance", member_id]).await;
+    assert_eq!(json(&balance)["balance"], 150, "{}", stderr(&balance));
+
+    let again = quanyu(&suite, dir.path(), &["pos", "import", "sales.csv"]).await;
+    let summary = json(&again);
+    assert_eq!(
+        (&summary["applied"], &summary["already_applied"]),
+        (&Value::from(0), &Value::from(4)),
+        "the same file again changes nothing: {summary}"
+    );
+    let balance = quanyu(&suite, dir.path(), &["points", "balance", member_id]).await;
+    assert_eq!(json(&balance)["balance"], 150);
+
+    let history = quanyu(&suite, dir.path(), &["points", "history", member_id]).await;
+    let kinds: Vec<Value> = json(&history)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["kind"].clone())
+        .collect();
+    assert_eq!(kinds, ["reverse", "earn"], "newest first");
+}
+
+async fn a_malformed_pos_file_stops_at_its_first_unreadable_line(suite: Suite) {
+    quanyu_testkit::points::with_program(&suite, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [
+        r#"{"store":"sh-02","till":"1","receipt":"1","time":"2026-11-20T10:00:00+08:00","phone":"13700137101","amount":10}"#,
+        r#"{"store":"sh-02","till":"1","receipt":"2","time":"2026-11-20T10:01:00+08:00","phone":"13700137102","amount":"#,
+        r#"{"store":"sh-02","till":"1","receipt":"3","time":"2026-11-20T10:02:00+08:00","phone":"13700137103","amount":10}"#,
+    ];
+    std::fs::write(dir.path().join("sales.jsonl"), lines.join("\n")).unwrap();
+    let import = quanyu(&suite, dir.path(), &["pos", "import", "sales.jsonl"]).await;
+    assert!(!import.status.success());
+    assert!(
+        stderr(&import).contains("sales.jsonl:2: not JSON"),
+        "one line names the file and line: {}",
+        stderr(&import)
+    );
+    assert_eq!(json(&import)["applied"], 1, "the row before it was imported");
+    assert_eq!(member_of(&suite, dir.path(), "13700137101").await["outcome"], "found");
+    assert_eq!(
+        member_of(&suite, dir.path(), "13700137103").await["outcome"],
+        "not_found",
+        "nothing after the unreadable line was applied"
+    );
+}
+
+/// The README's example files import cleanly, and the JSON Lines file writes the CSV file's sales.
+async fn the_example_files_are_the_same_sales_in_csv_and_json_lines(suite: Suite) {
+    quanyu_testkit::points::with_program(&suite, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pos");
+    let csv = examples.join("sales.csv").display().to_string();
+    let imported = quanyu(&suite, dir.path(), &["pos", "import", &csv]).await;
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    assert_eq!(json(&imported)["applied"], 4);
+    let jsonl = examples.join("sales.jsonl").display().to_string();
+    let again = quanyu(&suite, dir.path(), &["pos", "import", &jsonl]).await;
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(
+        (json(&again)["applied"].clone(), json(&again)["already_applied"].clone()),
+        (0.into(), 4.into())
+    );
+}
+
+async fn members_points_and_coupons_are_read_and_changed_from_the_shell(suite: Suite) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut identity = suite.identity(keys::ACME_PLATFORM).await;
+    let first = quanyu_testkit::enrol(&mut identity, "13700137201", Default::default()).await;
+    let second = quanyu_testkit::enrol(&mut identity, "13700137202", Default::default()).await;
+
+    let got = quanyu(&suite, dir.path(), &["member", "get", &first]).await;
+    let member = json(&got);
+    assert_eq!(
+        (&member["status"], &member["identities"]),
+        (&Value::from("active"), &Value::from("phone:+8613700137201"))
+    );
+
+    let merged = quanyu(&suite, dir.path(), &["member", "merge", &first, &second]).await;
+    assert_eq!(json(&merged)["survivor"], first.as_str(), "{}", stderr(&merged));
+    let resolved = member_of(&suite, dir.path(), "13700137202").await;
+    assert_eq!(
+        resolved["member_id"],
+        first.as_str(),
+        "the merged phone reaches the survivor"
+    );
+
+    let mut campaign = suite.campaign(keys::ACME_PLATFORM).await;
+    campaign
+        .create_coupon_template(campaign_pb::CreateCouponTemplateRequest {
+            template: Some(campaign_pb::CouponTemplate {
+                template_id: "ten-off".into(),
+                name: "10 off".into(),
+                kind: campaign_pb::CouponKind::AmountOff.into(),
+                amount_off: Some(Money {
+                    amount_minor: 1_000,
+                    currency: "CNY".into(),
+                }),
+                valid_days: 30,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let issue = ["coupon", "issue", "ten-off", &first, "--key", "welcome-1"];
+    let issued = json(&quanyu(&suite, dir.path(), &issue).await);
+    assert_eq!(issued["state"], "available");
+    let again = json(&quanyu(&suite, dir.path(), &issue).await);
+    assert_eq!(again["code"], issued["code"], "the same key answers the same coupon");
+    let code = issued["code"].as_str().unwrap();
+    let voided = quanyu(
+        &suite,
+        dir.path(),
+        &["coupon", "void", code, "--reason", "issued by mistake"],
+    )
+    .await;
+    assert_eq!(json(&voided)["state"], "void", "{}", stderr(&voided));
+    let wallet = json(&quanyu(&suite, dir.path(), &["coupon", "list", &first]).await);
+    assert_eq!(wallet.as_array().unwrap().len(), 1);
+
+    let erased = quanyu(
+        &suite,
+        dir.path(),
+        &["member", "erase", &first, "--reason", "pipl request 7"],
+    )
+    .await;
+    assert_eq!(json(&erased)["status"], "erased", "{}", stderr(&erased));
+
+    // A refusal: one line naming the call, the code and why; a non-zero exit.
+    let refused = quanyu(&suite, dir.path(), &["member", "get", "nope"]).await;
+    assert!(!refused.status.success());
+    assert_eq!(
+        stderr(&refused).trim(),
+        r#"error: get_member: NOT_FOUND: member "nope" not found"#
+    );
+    let bad = quanyu(&suite, dir.path(), &["member", "merge", &first, &first]).await;
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("merge_members: INVALID_ARGUMENT"),
+        "{}",
+        stderr(&bad)
+    );
+    let no_key = Command::new(env!("CARGO_BIN_EXE_quanyu"))
+        .args(["member", "get", &first])
+        .env_remove("QUANYU_API_KEY")
+        .env("XDG_CONFIG_HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(stderr(&no_key).contains("no API key"), "{}", stderr(&no_key));
+}
