@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use quanyu_proto::analytics::v1::analytics_service_client::AnalyticsServiceClient;
 use quanyu_proto::campaign::v1::campaign_service_client::CampaignServiceClient;
 use quanyu_proto::identity::v1::member_identity_service_client::MemberIdentityServiceClient;
 use quanyu_proto::points::v1::points_service_client::PointsServiceClient;
@@ -185,6 +186,10 @@ impl Clients {
 
     pub async fn campaign(&self) -> anyhow::Result<CampaignServiceClient<Authorized>> {
         Ok(CampaignServiceClient::new(self.channel(Target::Campaign).await?))
+    }
+
+    pub async fn analytics(&self) -> anyhow::Result<AnalyticsServiceClient<Authorized>> {
+        Ok(AnalyticsServiceClient::new(self.channel(Target::Analytics).await?))
     }
 }
 

@@ -6,6 +6,7 @@ mod config;
 mod migrate;
 mod output;
 mod pos;
+mod report;
 mod serve;
 
 use std::process::ExitCode;
@@ -52,6 +53,14 @@ enum Command {
         #[command(subcommand)]
         command: admin::CouponCommand,
     },
+    /// Analytics' figures: FAST over time, metrics, channel overlap, cohorts, AIPL flow,
+    /// campaign results; --chart draws them.
+    Report {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: report::ReportCommand,
+    },
     /// Store tills' sales from a POS export file.
     Pos {
         #[command(flatten)]
@@ -80,6 +89,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Member { client, command } => admin::member(&client, command).await?.print(client.format),
         Command::Points { client, command } => admin::points(&client, command).await?.print(client.format),
         Command::Coupon { client, command } => admin::coupon(&client, command).await?.print(client.format),
+        Command::Report { client, command } => report::run(&client, command).await?.print(client.format),
         Command::Pos { client, command } => pos::run(&client, command).await,
     }
 }

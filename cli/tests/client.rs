@@ -17,6 +17,7 @@ quanyu_testkit::suite!(
     a_pos_file_is_imported_once_with_each_rejected_row_in_the_error_file,
     a_malformed_pos_file_stops_at_its_first_unreadable_line,
     the_example_files_are_the_same_sales_in_csv_and_json_lines,
+    reports_print_the_figures_of_an_imported_file_and_draw_them,
     members_points_and_coupons_are_read_and_changed_from_the_shell,
 );
 
@@ -157,17 +158,137 @@ async fn a_malformed_pos_file_stops_at_its_first_unreadable_line(suite: Suite) {
 async fn the_example_files_are_the_same_sales_in_csv_and_json_lines(suite: Suite) {
     quanyu_testkit::points::with_program(&suite, 0).await;
     let dir = tempfile::tempdir().unwrap();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pos");
-    let csv = examples.join("sales.csv").display().to_string();
-    let imported = quanyu(&suite, dir.path(), &["pos", "import", &csv]).await;
+    let imported = quanyu(&suite, dir.path(), &["pos", "import", &example("sales.csv")]).await;
     assert!(imported.status.success(), "{}", stderr(&imported));
     assert_eq!(json(&imported)["applied"], 4);
-    let jsonl = examples.join("sales.jsonl").display().to_string();
-    let again = quanyu(&suite, dir.path(), &["pos", "import", &jsonl]).await;
+    let again = quanyu(&suite, dir.path(), &["pos", "import", &example("sales.jsonl")]).await;
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(
         (json(&again)["applied"].clone(), json(&again)["already_applied"].clone()),
         (0.into(), 4.into())
+    );
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/pos")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// The example file's sales (two members, one anonymous buyer, a refund) in every report.
+async fn reports_print_the_figures_of_an_imported_file_and_draw_them(suite: Suite) {
+    quanyu_testkit::points::with_program(&suite, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let imported = quanyu(&suite, dir.path(), &["pos", "import", &example("sales.csv")]).await;
+    assert!(imported.status.success(), "{}", stderr(&imported));
+
+    let window = ["--from", "2026-11-16", "--to", "2026-11-22"];
+    let share = ["report", "metrics", "--metric", "member_share_of_sales"];
+    let mut figures = Value::Null;
+    for _ in 0..100 {
+        figures = json(&quanyu(&suite, dir.path(), &[&share[..], &window[..]].concat()).await);
+        if figures[0]["denominator"] == 37_690 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Members paid 328.00 + 59.90 - 29.00 refunded; the anonymous buyer 18.00.
+    assert_eq!(
+        (
+            &figures[0]["metric"],
+            &figures[0]["numerator"],
+            &figures[0]["denominator"]
+        ),
+        (
+            &Value::from("member_share_of_sales"),
+            &Value::from(35_890),
+            &Value::from(37_690)
+        ),
+        "{figures}"
+    );
+    let every = json(&quanyu(&suite, dir.path(), &[&["report", "metrics"][..], &window[..]].concat()).await);
+    assert_eq!(every.as_array().unwrap().len(), 15, "every metric by default");
+
+    let overlap = quanyu(
+        &suite,
+        dir.path(),
+        &[&["report", "overlap", "--chart", "overlap.svg"][..], &window[..]].concat(),
+    )
+    .await;
+    assert_eq!(
+        json(&overlap),
+        serde_json::json!([{"channel": "store", "other_channel": "store", "members": 2}]),
+        "{}",
+        stderr(&overlap)
+    );
+    let svg = std::fs::read_to_string(dir.path().join("overlap.svg")).unwrap();
+    assert!(
+        svg.contains("\nstore\n</text>") && svg.contains("\n2\n</text>"),
+        "{svg}"
+    );
+
+    let fast = quanyu(
+        &suite,
+        dir.path(),
+        &[&["report", "fast", "--chart", "fast.png"][..], &window[..]].concat(),
+    )
+    .await;
+    let trend = json(&fast);
+    assert_eq!(trend.as_array().unwrap().len(), 1, "one weekly point: {trend}");
+    assert_eq!(trend[0]["period_end"], "2026-11-22");
+    assert_eq!(trend[0]["fertility"], 2, "the two buying members are Purchased");
+    assert!(
+        std::fs::read(dir.path().join("fast.png"))
+            .unwrap()
+            .starts_with(b"\x89PNG")
+    );
+
+    let flow = quanyu(
+        &suite,
+        dir.path(),
+        &[&["report", "flow", "--chart", "flow.svg"][..], &window[..]].concat(),
+    )
+    .await;
+    let moved: i64 = json(&flow)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["consumers"].as_i64().unwrap())
+        .sum();
+    assert_eq!(moved, 2, "{}", stderr(&flow));
+
+    let cohorts = quanyu(&suite, dir.path(), &["report", "cohorts", "--chart", "cohorts.svg"]).await;
+    let enrolled: i64 = json(&cohorts)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|cohort| cohort["members"].as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        enrolled,
+        2,
+        "the sales enrolled two members this month: {}",
+        stderr(&cohorts)
+    );
+
+    let bad = quanyu(
+        &suite,
+        dir.path(),
+        &["report", "metrics", "--from", "2026-11-22", "--to", "2026-11-01"],
+    )
+    .await;
+    assert!(
+        stderr(&bad).contains("--from 2026-11-22 is after --to 2026-11-01"),
+        "{}",
+        stderr(&bad)
+    );
+    let unknown = quanyu(&suite, dir.path(), &["report", "metrics", "--metric", "fertility"]).await;
+    assert!(
+        stderr(&unknown).contains("unknown metric `fertility`"),
+        "{}",
+        stderr(&unknown)
     );
 }
 
