@@ -17,7 +17,11 @@ use tonic_types::StatusExt as _;
 
 use crate::output::Format;
 
-type Authorized = InterceptedService<Channel, BearerKey>;
+pub type Authorized = InterceptedService<Channel, BearerKey>;
+pub type IdentityClient = MemberIdentityServiceClient<Authorized>;
+pub type PointsClient = PointsServiceClient<Authorized>;
+pub type CampaignClient = CampaignServiceClient<Authorized>;
+pub type AnalyticsClient = AnalyticsServiceClient<Authorized>;
 
 /// A service the client calls, with its standard port.
 #[derive(Debug, Clone, Copy)]
@@ -176,19 +180,19 @@ impl Clients {
         Ok(InterceptedService::new(channel, self.key.clone()))
     }
 
-    pub async fn identity(&self) -> anyhow::Result<MemberIdentityServiceClient<Authorized>> {
+    pub async fn identity(&self) -> anyhow::Result<IdentityClient> {
         Ok(MemberIdentityServiceClient::new(self.channel(Target::Identity).await?))
     }
 
-    pub async fn points(&self) -> anyhow::Result<PointsServiceClient<Authorized>> {
+    pub async fn points(&self) -> anyhow::Result<PointsClient> {
         Ok(PointsServiceClient::new(self.channel(Target::Points).await?))
     }
 
-    pub async fn campaign(&self) -> anyhow::Result<CampaignServiceClient<Authorized>> {
+    pub async fn campaign(&self) -> anyhow::Result<CampaignClient> {
         Ok(CampaignServiceClient::new(self.channel(Target::Campaign).await?))
     }
 
-    pub async fn analytics(&self) -> anyhow::Result<AnalyticsServiceClient<Authorized>> {
+    pub async fn analytics(&self) -> anyhow::Result<AnalyticsClient> {
         Ok(AnalyticsServiceClient::new(self.channel(Target::Analytics).await?))
     }
 }
@@ -197,9 +201,13 @@ impl Clients {
 pub fn refused(call: &str, status: tonic::Status) -> anyhow::Error {
     let code = quanyu_runtime::server::code_name(status.code());
     let mut line = format!("{call}: {code}: {}", status.message());
+    // Quanyu's services name every violation in the message too; another server may not.
     if let Some(bad_request) = status.get_details_bad_request() {
         for violation in bad_request.field_violations {
-            line.push_str(&format!("; {}: {}", violation.field, violation.description));
+            let named = format!("{}: {}", violation.field, violation.description);
+            if !line.contains(&named) {
+                line.push_str(&format!("; {named}"));
+            }
         }
     }
     anyhow::anyhow!(line)

@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod config;
+mod demo;
 mod migrate;
 mod output;
 mod pos;
@@ -53,6 +54,14 @@ enum Command {
         #[command(subcommand)]
         command: admin::CouponCommand,
     },
+    /// Generates a demo group through the services' APIs (100,000 members by default) and
+    /// prints its FAST report; run it again to resume.
+    Demo {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: demo::DemoArgs,
+    },
     /// Analytics' figures: FAST over time, metrics, channel overlap, cohorts, AIPL flow,
     /// campaign results; --chart draws them.
     Report {
@@ -89,6 +98,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Member { client, command } => admin::member(&client, command).await?.print(client.format),
         Command::Points { client, command } => admin::points(&client, command).await?.print(client.format),
         Command::Coupon { client, command } => admin::coupon(&client, command).await?.print(client.format),
+        Command::Demo { client, args } => demo::run(&client, args).await,
         Command::Report { client, command } => report::run(&client, command).await?.print(client.format),
         Command::Pos { client, command } => pos::run(&client, command).await,
     }

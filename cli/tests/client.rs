@@ -18,6 +18,7 @@ quanyu_testkit::suite!(
     a_malformed_pos_file_stops_at_its_first_unreadable_line,
     the_example_files_are_the_same_sales_in_csv_and_json_lines,
     reports_print_the_figures_of_an_imported_file_and_draw_them,
+    the_demo_builds_a_group_and_running_it_again_changes_nothing,
     members_points_and_coupons_are_read_and_changed_from_the_shell,
 );
 
@@ -290,6 +291,39 @@ async fn reports_print_the_figures_of_an_imported_file_and_draw_them(suite: Suit
         "{}",
         stderr(&unknown)
     );
+}
+
+async fn the_demo_builds_a_group_and_running_it_again_changes_nothing(suite: Suite) {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = ["demo", "--members", "300", "--days", "90", "--seed", "7"];
+    let first = quanyu(&suite, dir.path(), &demo).await;
+    assert!(first.status.success(), "{}", stderr(&first));
+    let report = json(&first);
+    let weeks = report.as_array().unwrap();
+    assert!(weeks.len() >= 12, "{report}");
+    let last = weeks.last().unwrap();
+    let members = last["members"].as_i64().unwrap();
+    assert!(
+        (250..=300).contains(&members),
+        "300 people, a few enrolled twice and merged: {last}"
+    );
+    assert!(last["fertility"].as_i64().unwrap() > 0, "{last}");
+
+    let from = (chrono::Utc::now() - chrono::Duration::days(100))
+        .date_naive()
+        .to_string();
+    let overlap = json(&quanyu(&suite, dir.path(), &["report", "overlap", "--from", &from]).await);
+    let channels: std::collections::BTreeSet<&str> = overlap
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| pair["channel"].as_str().unwrap())
+        .collect();
+    assert!(channels.len() >= 4, "members buy on every channel: {overlap}");
+
+    let again = quanyu(&suite, dir.path(), &demo).await;
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(json(&again), report, "the same seed again adds nothing");
 }
 
 async fn members_points_and_coupons_are_read_and_changed_from_the_shell(suite: Suite) {

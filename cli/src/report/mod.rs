@@ -11,7 +11,7 @@ use quanyu_proto::common::v1::Channel;
 use serde_json::{Value, json};
 
 use crate::call;
-use crate::client::ClientArgs;
+use crate::client::{AnalyticsClient, ClientArgs};
 use crate::output::Output;
 
 #[derive(clap::Subcommand)]
@@ -209,54 +209,64 @@ const FAST: [pb::Metric; 5] = [
     pb::Metric::FastThriving,
 ];
 
+/// The FAST figures at the end of each period of `step` days from `from` to `to`.
+pub async fn fast(
+    analytics: &mut AnalyticsClient,
+    (from, to): (NaiveDate, NaiveDate),
+    step: u16,
+    filter: Option<pb::Filter>,
+) -> anyhow::Result<(Output, Vec<chart::FastPoint>)> {
+    let step = Duration::days(i64::from(step));
+    let mut output = Output::rows(&[
+        "period_end",
+        "fertility",
+        "advancing",
+        "members",
+        "high_value",
+        "thriving",
+    ]);
+    let mut trend = Vec::new();
+    let mut end = (from + step - Duration::days(1)).min(to);
+    loop {
+        let asked = pb::GetMetricsRequest {
+            metrics: FAST.iter().map(|&metric| metric.into()).collect(),
+            start_date: date(end - step + Duration::days(1)),
+            end_date: date(end),
+            filter: filter.clone(),
+            ..Default::default()
+        };
+        let values = call!(analytics, get_metrics, asked)?.values;
+        let [fertility, advancing, members, high_value, thriving] = <[pb::MetricValue; 5]>::try_from(values)
+            .map_err(|values| anyhow::anyhow!("GetMetrics answered {} values for 5 metrics", values.len()))?;
+        output.push(vec![
+            json!(date(end)),
+            json!(fertility.numerator),
+            rate(advancing.value),
+            json!(members.numerator),
+            rate(high_value.value),
+            rate(thriving.value),
+        ]);
+        trend.push(chart::FastPoint {
+            day: end,
+            fertility: fertility.numerator,
+            members: members.numerator,
+            advancing: advancing.value,
+            high_value: high_value.value,
+            thriving: thriving.value,
+        });
+        if end >= to {
+            return Ok((output, trend));
+        }
+        end = (end + step).min(to);
+    }
+}
+
 pub async fn run(client: &ClientArgs, command: ReportCommand) -> anyhow::Result<Output> {
     let mut analytics = client.connect()?.analytics().await?;
     match command {
         ReportCommand::Fast { window, step, chart } => {
             let (from, to) = window.days()?;
-            let step = Duration::days(i64::from(step));
-            let mut output = Output::rows(&[
-                "period_end",
-                "fertility",
-                "advancing",
-                "members",
-                "high_value",
-                "thriving",
-            ]);
-            let mut trend = Vec::new();
-            let mut end = (from + step - Duration::days(1)).min(to);
-            loop {
-                let asked = pb::GetMetricsRequest {
-                    metrics: FAST.iter().map(|&metric| metric.into()).collect(),
-                    start_date: date(end - step + Duration::days(1)),
-                    end_date: date(end),
-                    filter: window.filter.filter(),
-                    ..Default::default()
-                };
-                let values = call!(analytics, get_metrics, asked)?.values;
-                let [fertility, advancing, members, high_value, thriving] = <[pb::MetricValue; 5]>::try_from(values)
-                    .map_err(|values| anyhow::anyhow!("GetMetrics answered {} values for 5 metrics", values.len()))?;
-                output.push(vec![
-                    json!(date(end)),
-                    json!(fertility.numerator),
-                    rate(advancing.value),
-                    json!(members.numerator),
-                    rate(high_value.value),
-                    rate(thriving.value),
-                ]);
-                trend.push(chart::FastPoint {
-                    day: end,
-                    fertility: fertility.numerator,
-                    members: members.numerator,
-                    advancing: advancing.value,
-                    high_value: high_value.value,
-                    thriving: thriving.value,
-                });
-                if end >= to {
-                    break;
-                }
-                end = (end + step).min(to);
-            }
+            let (output, trend) = fast(&mut analytics, (from, to), step, window.filter.filter()).await?;
             chart.draw(&chart::FastTrend(&trend))?;
             Ok(output)
         }

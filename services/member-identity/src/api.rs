@@ -356,6 +356,17 @@ impl MemberIdentityService for MemberIdentityApi {
         let store_id = violations.check(short_text("enrollment.store_id", &enrollment.store_id, 64));
         let guide_id = violations.check(short_text("enrollment.guide_id", &enrollment.guide_id, 64));
         let referral_code = violations.check(short_text("enrollment.referral_code", &enrollment.referral_code, 64));
+        let now = self.clock.now();
+        let enrolled_at = input.enrolled_at.as_ref().and_then(|at| {
+            let earliest = chrono::DateTime::from_timestamp(946_684_800, 0).unwrap_or_default();
+            match quanyu_runtime::clock::from_proto(at) {
+                Some(at) if at >= earliest && at <= now + chrono::Duration::minutes(5) => Some(at.min(now)),
+                _ => {
+                    violations.add("enrolled_at", "must be from 2000-01-01 to now");
+                    None
+                }
+            }
+        });
         violations.into_result().map_err(IdentityError::from)?;
         let command = app::member::EnrollCommand {
             identities,
@@ -367,6 +378,7 @@ impl MemberIdentityService for MemberIdentityApi {
                 guide_id: guide_id.unwrap_or_default(),
                 referral_code: referral_code.unwrap_or_default(),
             },
+            enrolled_at,
         };
         let (member, already_enrolled) =
             with_retries(|| app::member::enroll(&self.db, &actor, &command, self.clock.now())).await?;

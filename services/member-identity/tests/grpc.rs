@@ -9,6 +9,7 @@ use tonic_types::StatusExt;
 
 quanyu_testkit::suite!(
     enroll_is_idempotent_by_identity,
+    a_member_brought_over_keeps_the_day_they_joined,
     phone_hashes_find_members_enrolled_by_phone,
     every_bad_field_is_named,
     role_matrix,
@@ -56,6 +57,7 @@ async fn enroll(client: &mut IdentityClient, identities: Vec<pb::Identity>, name
                 channel: quanyu_proto::common::v1::Channel::Store.into(),
                 ..Default::default()
             }),
+            enrolled_at: None,
         })
         .await
         .unwrap()
@@ -112,6 +114,46 @@ fn violations(status: &tonic::Status) -> Vec<String> {
         .into_iter()
         .map(|violation| violation.field)
         .collect()
+}
+
+/// A member brought over from another system keeps their enrolment time, and so survives a merge
+/// with a member who joined here later.
+async fn a_member_brought_over_keeps_the_day_they_joined(suite: Suite) {
+    let mut client = suite.identity(keys::ACME_PLATFORM).await;
+    let joined = prost_types::Timestamp {
+        seconds: 1_700_000_000,
+        nanos: 0,
+    };
+    let brought = client
+        .enroll_member(pb::EnrollMemberRequest {
+            identities: vec![phone("13800138123")],
+            enrolled_at: Some(joined),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .member
+        .unwrap();
+    assert_eq!(brought.enrolled_at, Some(joined));
+    let newcomer = enroll(&mut client, vec![phone("13800138124")], "New")
+        .await
+        .member
+        .unwrap();
+    let merged = client
+        .merge_members(pb::MergeMembersRequest {
+            member_id: newcomer.member_id.clone(),
+            other_member_id: brought.member_id.clone(),
+            survivor_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        merged.survivor.unwrap().member_id,
+        brought.member_id,
+        "the member who joined first survives"
+    );
 }
 
 async fn enroll_is_idempotent_by_identity(suite: Suite) {
@@ -237,6 +279,10 @@ async fn every_bad_field_is_named(suite: Suite) {
                 channel: 77,
                 ..Default::default()
             }),
+            enrolled_at: Some(prost_types::Timestamp {
+                seconds: chrono::Utc::now().timestamp() + 3_600,
+                nanos: 0,
+            }),
         })
         .await
         .unwrap_err();
@@ -245,6 +291,7 @@ async fn every_bad_field_is_named(suite: Suite) {
     assert_eq!(
         fields,
         vec![
+            "enrolled_at",
             "enrollment.brand_id",
             "enrollment.channel",
             "identities[0].value",
@@ -909,6 +956,7 @@ async fn profiles_lists_and_paging(suite: Suite) {
                     brand_id: "lumen".into(),
                     ..Default::default()
                 }),
+                enrolled_at: None,
             })
             .await
             .unwrap();

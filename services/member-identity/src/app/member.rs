@@ -30,6 +30,8 @@ pub struct EnrollCommand {
     pub identities: Vec<Identity>,
     pub profile: Profile,
     pub enrollment: Enrollment,
+    /// When the member joined elsewhere, if before now.
+    pub enrolled_at: Option<DateTime<Utc>>,
 }
 
 /// Enrols a member, or returns the one that already holds the given identities.
@@ -81,6 +83,7 @@ pub async fn enroll(
     }
     let member_id = uuid::Uuid::now_v7().to_string();
     let enrollment = &command.enrollment;
+    let enrolled_at = command.enrolled_at.unwrap_or(at);
     let mut row = members::ActiveModel {
         tenant_id: Set(tenant_id.to_owned()),
         id: Set(member_id.clone()),
@@ -91,7 +94,7 @@ pub async fn enroll(
         store_id: Set(enrollment.store_id.clone()),
         guide_id: Set(enrollment.guide_id.clone()),
         referral_code: Set(enrollment.referral_code.clone()),
-        enrolled_at: Set(at),
+        enrolled_at: Set(enrolled_at),
         updated_at: Set(at),
         ..Default::default()
     };
@@ -128,7 +131,7 @@ pub async fn enroll(
             .iter()
             .map(|i| crate::convert::kind_to_pb(i.kind).into())
             .collect(),
-        enrolled_at: Some(quanyu_runtime::clock::to_proto(at)),
+        enrolled_at: Some(quanyu_runtime::clock::to_proto(enrolled_at)),
     });
     // Each identity is announced as linked too, so that a consumer keyed by identities (analytics'
     // interactions) learns whom they now stand for, whether linked at enrolment or later.
