@@ -21,17 +21,18 @@ pub async fn load_views(txn: &DatabaseTransaction, rows: Vec<members::Model>) ->
     };
     let tenant_id = first.tenant_id.clone();
     let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
-    let mut identities_of = group(
-        identities::Entity::find()
-            .filter(identities::Column::TenantId.eq(&tenant_id))
-            .filter(identities::Column::MemberId.is_in(ids.clone()))
-            .filter(identities::Column::DerivedFrom.is_null())
-            .order_by_asc(identities::Column::Kind)
-            .order_by_asc(identities::Column::Value)
-            .all(txn)
-            .await?,
-        |identity| identity.member_id.clone(),
-    );
+    // Sorted here, not by ORDER BY kind, value: that order is the primary key's, and SQLite,
+    // without statistics, took the primary key on the tenant alone over `identities_by_member`,
+    // reading every identity of the tenant for each member shown (enrolment slowed from 450/s to
+    // 70/s over its first 5,000 members).
+    let mut found = identities::Entity::find()
+        .filter(identities::Column::TenantId.eq(&tenant_id))
+        .filter(identities::Column::MemberId.is_in(ids.clone()))
+        .filter(identities::Column::DerivedFrom.is_null())
+        .all(txn)
+        .await?;
+    found.sort_by(|a, b| (&a.kind, &a.value).cmp(&(&b.kind, &b.value)));
+    let mut identities_of = group(found, |identity| identity.member_id.clone());
     let mut tags_of = group(
         member_tags::Entity::find()
             .filter(member_tags::Column::TenantId.eq(&tenant_id))
