@@ -3,8 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use quanyu_proto::analytics::v1::analytics_service_client::AnalyticsServiceClient;
@@ -12,7 +11,6 @@ use quanyu_proto::identity::v1 as pb;
 use quanyu_proto::identity::v1::member_identity_service_client::MemberIdentityServiceClient;
 use quanyu_runtime::auth::BearerKey;
 use tokio_stream::StreamExt as _;
-use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
@@ -20,82 +18,15 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+mod support;
 
-struct Server {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn quanyu(dir: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_quanyu"));
-    command
-        .current_dir(dir)
-        .env_remove("QUANYU_CONFIG")
-        .env_remove("RUST_LOG")
-        // A shell set up for the client commands still serves: these are not settings.
-        .env("QUANYU_ENDPOINT", "http://elsewhere")
-        .env("QUANYU_API_KEY", "dev-demo-platform");
-    command
-}
-
-async fn connect(port: u16) -> Channel {
-    let endpoint = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
-    for _ in 0..100 {
-        if let Ok(channel) = endpoint.connect().await {
-            return channel;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("quanyu serve did not start listening on {port}");
-}
+use support::{connect, quanyu};
 
 #[tokio::test]
 async fn serve_on_the_development_config_is_reachable_by_any_grpc_client() {
-    let dir = tempfile::tempdir().unwrap();
-    let (grpc_port, points_port, metrics_port) = (free_port(), free_port(), free_port());
-    let (analytics_port, campaign_port) = (free_port(), free_port());
-    let child = quanyu(dir.path())
-        .arg("serve")
-        .env("QUANYU_MEMBER_IDENTITY__LISTEN", format!("127.0.0.1:{grpc_port}"))
-        .env("QUANYU_LOYALTY_POINTS__LISTEN", format!("127.0.0.1:{points_port}"))
-        .env(
-            "QUANYU_LOYALTY_POINTS__IDENTITY_ENDPOINT",
-            format!("http://127.0.0.1:{grpc_port}"),
-        )
-        .env("QUANYU_ANALYTICS__LISTEN", format!("127.0.0.1:{analytics_port}"))
-        .env("QUANYU_CAMPAIGN__LISTEN", format!("127.0.0.1:{campaign_port}"))
-        .env(
-            "QUANYU_CAMPAIGN__IDENTITY_ENDPOINT",
-            format!("http://127.0.0.1:{grpc_port}"),
-        )
-        .env(
-            "QUANYU_CAMPAIGN__POINTS_ENDPOINT",
-            format!("http://127.0.0.1:{points_port}"),
-        )
-        .env(
-            "QUANYU_ANALYTICS__IDENTITY_ENDPOINT",
-            format!("http://127.0.0.1:{grpc_port}"),
-        )
-        .env(
-            "QUANYU_ANALYTICS__POINTS_ENDPOINT",
-            format!("http://127.0.0.1:{points_port}"),
-        )
-        .env("QUANYU_TELEMETRY__METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut server = Server { child, _dir: dir };
+    let mut server = support::serve();
+    let (grpc_port, metrics_port) = (server.ports.identity, server.ports.metrics);
+    let (analytics_port, campaign_port) = (server.ports.analytics, server.ports.campaign);
     let channel = connect(grpc_port).await;
 
     let mut health = HealthClient::new(channel.clone());

@@ -55,6 +55,18 @@ fn cny(amount_minor: i64) -> Option<Money> {
     })
 }
 
+/// Ends a phase's bar with a line that stays: what it did, in how long, at what rate.
+fn finished(bar: &indicatif::ProgressBar, phase: &str) {
+    bar.finish_and_clear();
+    let elapsed = bar.elapsed();
+    eprintln!(
+        "{phase:<13} {} in {} ({:.0}/s)",
+        bar.position(),
+        indicatif::HumanDuration(elapsed),
+        bar.position() as f64 / elapsed.as_secs_f64().max(0.001)
+    );
+}
+
 fn progress(phase: &str, length: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(length);
     let template = format!("{phase:<13} {{bar:40}} {{pos}}/{{len}}  {{per_sec}}  eta {{eta}}");
@@ -348,7 +360,7 @@ async fn enrol(clients: &Arc<Clients>, plan: &Arc<Plan>) -> anyhow::Result<()> {
         }
     })
     .await?;
-    bar.finish();
+    finished(&bar, "members");
     Ok(())
 }
 
@@ -393,7 +405,7 @@ async fn record_sales(clients: &Arc<Clients>, plan: &Arc<Plan>) -> anyhow::Resul
             }
         })
         .await?;
-        bar.finish();
+        finished(&bar, phase);
     }
     Ok(net.load(Ordering::Relaxed))
 }
@@ -437,7 +449,7 @@ async fn record_interactions(clients: &Arc<Clients>, plan: &Arc<Plan>) -> anyhow
         }
     })
     .await?;
-    bar.finish();
+    finished(&bar, "interactions");
     Ok(())
 }
 
@@ -485,6 +497,10 @@ async fn await_analytics(clients: &Clients, plan: &Plan, net_sales: i64) -> anyh
             .map_or(0, |value| value.denominator);
         if counted == net_sales {
             bar.finish_and_clear();
+            eprintln!(
+                "analytics     caught up {} after the last sale",
+                indicatif::HumanDuration(started.elapsed())
+            );
             return Ok(());
         }
         anyhow::ensure!(
