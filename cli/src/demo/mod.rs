@@ -60,7 +60,7 @@ fn finished(bar: &indicatif::ProgressBar, phase: &str) {
     bar.finish_and_clear();
     let elapsed = bar.elapsed();
     eprintln!(
-        "{phase:<13} {} in {} ({:.0}/s)",
+        "{phase:<13} of {} members in {} ({:.0} members/s)",
         bar.position(),
         indicatif::HumanDuration(elapsed),
         bar.position() as f64 / elapsed.as_secs_f64().max(0.001)

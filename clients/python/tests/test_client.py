@@ -55,6 +55,16 @@ class AgainstServe(unittest.TestCase):
                     raise
                 time.sleep(0.2)
 
+        program = points_pb2.Program(
+            program_id="club",
+            points_name="points",
+            earning=points_pb2.EarningRules(points_per_unit=1, unit_minor=100, utc_offset_minutes=480),
+            expiry=points_pb2.ExpiryPolicy(rolling_months=12),
+            tiers=[points_pb2.Tier(code="member", growth_threshold=0, multiplier_bp=10000)],
+            auto_enroll=True,
+        )
+        cls.client.call(cls.client.points.UpsertProgram, points_pb2.UpsertProgramRequest(program=program))
+
     @classmethod
     def tearDownClass(cls) -> None:
         cls.client.close()
@@ -64,16 +74,6 @@ class AgainstServe(unittest.TestCase):
         cls.directory.cleanup()
 
     def test_enrol_sell_read_the_balance_and_a_fast_figure(self) -> None:
-        program = points_pb2.Program(
-            program_id="club",
-            points_name="points",
-            earning=points_pb2.EarningRules(points_per_unit=1, unit_minor=100, utc_offset_minutes=480),
-            expiry=points_pb2.ExpiryPolicy(rolling_months=12),
-            tiers=[points_pb2.Tier(code="member", growth_threshold=0, multiplier_bp=10000)],
-            auto_enroll=True,
-        )
-        self.client.call(self.client.points.UpsertProgram, points_pb2.UpsertProgramRequest(program=program))
-
         member_id = self.client.enroll("13800138000", channel="store", store_id="sh-01")
         at = dt.datetime.now(dt.timezone.utc)
         sold = self.client.record_sale("pos-1", "t-1", 12800, phone="+86 138 0013 8000", store_id="sh-01",
@@ -92,10 +92,16 @@ class AgainstServe(unittest.TestCase):
             fertility = self.client.metric("fast_fertility", today, today)
         self.assertEqual(fertility.numerator, 1, "the buying member is a consumer in the Purchased stage")
 
-    def test_a_refusal_names_its_code(self) -> None:
+    def test_a_refusal_names_its_code_and_field(self) -> None:
         with self.assertRaises(QuanyuError) as refused:
-            self.client.balance("not-a-member-id")
-        self.assertEqual(refused.exception.code, "NOT_FOUND", refused.exception.message)
+            self.client.metric("fast_fertility", dt.date(2026, 12, 2), dt.date(2026, 12, 1))
+        self.assertEqual(refused.exception.code, "INVALID_ARGUMENT")
+        self.assertIn("end_date", refused.exception.message)
+
+    def test_a_member_points_never_saw_reads_as_an_empty_account(self) -> None:
+        # loyalty-points does not ask member-identity whether an id exists (README: "Calling it").
+        balance = self.client.balance("01890000-0000-7000-8000-000000000000")
+        self.assertEqual((balance.balance, balance.available, balance.tier), (0, 0, "member"))
 
 
 if __name__ == "__main__":
