@@ -79,87 +79,85 @@ impl Drawing for FastTrend<'_> {
         DB::ErrorType: 'static,
     {
         let points = self.0;
-        let Some(first) = points.first().map(|point| point.day) else {
-            return Ok(());
-        };
-        let offset = |day: NaiveDate| (day - first).num_days();
-        let span = points.last().map_or(1, |point| offset(point.day)).max(1);
-        let date_label = |at: &i64| (first + chrono::Duration::days(*at)).format("%m-%d").to_string();
         let (upper, lower) = root.split_vertically(SIZE.1 / 2);
-
         let most = points
             .iter()
             .map(|point| point.fertility.max(point.members))
             .max()
             .unwrap_or(0)
             .max(1);
-        let mut counts = ChartBuilder::on(&upper)
-            .caption(
-                "FAST: Fertility (consumers in a stage) and Superiority (members)",
-                (FONT, 20),
-            )
-            .margin(10)
-            .margin_right(40)
-            .x_label_area_size(30)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0..span, 0..most + most / 10)?;
-        counts.configure_mesh().x_label_formatter(&date_label).draw()?;
-        let count_series: [Series<i64>; 2] = [
+        let counts: [Series<i64>; 2] = [
             ("Fertility", BLUE, |point| point.fertility),
             ("Members", GREEN, |point| point.members),
         ];
-        for (name, color, figure) in count_series {
-            counts
-                .draw_series(LineSeries::new(
-                    points.iter().map(|point| (offset(point.day), figure(point))),
-                    color.stroke_width(2),
-                ))?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        }
-        counts
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-
+        let caption = "FAST: Fertility (consumers in a stage) and Superiority (members)";
+        let count_label = |count: &i64| count.to_string();
+        trend_panel(&upper, caption, points, 0..most + most / 10, &count_label, &counts)?;
         let highest = points
             .iter()
             .map(|point| point.advancing.max(point.high_value).max(point.thriving))
             .fold(0.01, f64::max);
-        let mut rates = ChartBuilder::on(&lower)
-            .caption("FAST: Advancing, high-value members, Thriving", (FONT, 20))
-            .margin(10)
-            .margin_right(40)
-            .x_label_area_size(30)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0..span, 0.0..highest * 1.1)?;
-        rates
-            .configure_mesh()
-            .x_label_formatter(&date_label)
-            .y_label_formatter(&|rate| format!("{:.1}%", rate * 100.0))
-            .draw()?;
-        let rate_series: [Series<f64>; 3] = [
+        let rates: [Series<f64>; 3] = [
             ("Advancing", RED, |point| point.advancing),
             ("High-value", MAGENTA, |point| point.high_value),
             ("Thriving", CYAN, |point| point.thriving),
         ];
-        for (name, color, figure) in rate_series {
-            rates
-                .draw_series(LineSeries::new(
-                    points.iter().map(|point| (offset(point.day), figure(point))),
-                    color.stroke_width(2),
-                ))?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        }
-        rates
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-        Ok(())
+        let caption = "FAST: Advancing, high-value members, Thriving";
+        let percent = |rate: &f64| format!("{:.1}%", rate * 100.0);
+        trend_panel(&lower, caption, points, 0.0..highest * 1.1, &percent, &rates)
     }
+}
+
+/// One panel of the FAST trend: `series` over the periods' last days, on `figures`.
+fn trend_panel<DB, Figure>(
+    area: &DrawingArea<DB, Shift>,
+    caption: &str,
+    points: &[FastPoint],
+    figures: std::ops::Range<Figure>,
+    figure_label: &dyn Fn(&Figure) -> String,
+    series: &[Series<Figure>],
+) -> anyhow::Result<()>
+where
+    DB: DrawingBackend,
+    DB::ErrorType: 'static,
+    Figure: Copy + 'static,
+    std::ops::Range<Figure>: plotters::coord::ranged1d::AsRangedCoord<Value = Figure>,
+    <std::ops::Range<Figure> as plotters::coord::ranged1d::AsRangedCoord>::CoordDescType:
+        plotters::coord::ranged1d::ValueFormatter<Figure>,
+{
+    let Some(first) = points.first().map(|point| point.day) else {
+        return Ok(());
+    };
+    let offset = |day: NaiveDate| (day - first).num_days();
+    let span = points.last().map_or(1, |point| offset(point.day)).max(1);
+    let date_label = |at: &i64| (first + chrono::Duration::days(*at)).format("%m-%d").to_string();
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FONT, 20))
+        .margin(10)
+        .margin_right(40)
+        .x_label_area_size(30)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0..span, figures)?;
+    chart
+        .configure_mesh()
+        .x_label_formatter(&date_label)
+        .y_label_formatter(figure_label)
+        .draw()?;
+    for &(name, color, figure) in series {
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|point| (offset(point.day), figure(point))),
+                color.stroke_width(2),
+            ))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
 }
 
 /// White for nothing to deep blue for the most.
