@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use crate::call;
 use crate::client::ClientArgs;
-use crate::output::{Output, enum_name, timestamp};
+use crate::names;
+use crate::output::{Output, timestamp};
 
 #[derive(Subcommand)]
 pub enum MemberCommand {
@@ -88,14 +89,12 @@ pub fn parse_identity(text: &str) -> Result<identity_pb::Identity, String> {
         .split_once(':')
         .ok_or_else(|| format!("`{text}` is not KIND:VALUE (phone:13800138000)"))?;
     let (kind, namespace) = kind.split_once('/').unwrap_or((kind, ""));
-    let kind = identity_pb::IdentityKind::from_str_name(&format!("IDENTITY_KIND_{}", kind.to_ascii_uppercase()))
-        .filter(|kind| *kind != identity_pb::IdentityKind::Unspecified)
-        .ok_or_else(|| {
-            format!(
-                "unknown identity kind `{kind}`: phone, email, wechat_unionid, wechat_openid, tmall_ouid, \
+    let kind = names::parse(kind, "IDENTITY_KIND_", identity_pb::IdentityKind::from_str_name).ok_or_else(|| {
+        format!(
+            "unknown identity kind `{kind}`: phone, email, wechat_unionid, wechat_openid, tmall_ouid, \
                  phone_hash, jd_pin, douyin_openid, pos_card, external"
-            )
-        })?;
+        )
+    })?;
     Ok(identity_pb::Identity {
         kind: kind.into(),
         value: value.to_owned(),
@@ -104,17 +103,12 @@ pub fn parse_identity(text: &str) -> Result<identity_pb::Identity, String> {
 }
 
 fn parse_coupon_state(text: &str) -> Result<campaign_pb::CouponState, String> {
-    campaign_pb::CouponState::from_str_name(&format!("COUPON_STATE_{}", text.to_ascii_uppercase()))
-        .filter(|state| *state != campaign_pb::CouponState::Unspecified)
+    names::parse(text, "COUPON_STATE_", campaign_pb::CouponState::from_str_name)
         .ok_or_else(|| format!("unknown coupon state `{text}`: available, redeemed, void, expired"))
 }
 
 fn identity_text(identity: &identity_pb::Identity) -> String {
-    let kind = identity
-        .kind()
-        .as_str_name()
-        .trim_start_matches("IDENTITY_KIND_")
-        .to_ascii_lowercase();
+    let kind = names::short(identity.kind().as_str_name(), "IDENTITY_KIND_");
     match identity.namespace.as_str() {
         "" => format!("{kind}:{}", identity.value),
         namespace => format!("{kind}/{namespace}:{}", identity.value),
@@ -135,13 +129,19 @@ fn member_output(member: &identity_pb::Member) -> Output {
         .collect();
     Output::record(vec![
         ("member_id", json!(member.member_id)),
-        ("status", enum_name(member.status().as_str_name(), "MEMBER_STATUS_")),
+        (
+            "status",
+            json!(names::short(member.status().as_str_name(), "MEMBER_STATUS_")),
+        ),
         ("merged_into", json!(member.merged_into)),
         ("name", json!(profile.name)),
         ("city", json!(profile.city)),
         ("identities", json!(identities.join(" "))),
         ("tags", json!(tags.join(" "))),
-        ("channel", enum_name(enrollment.channel().as_str_name(), "CHANNEL_")),
+        (
+            "channel",
+            json!(names::short(enrollment.channel().as_str_name(), "CHANNEL_")),
+        ),
         ("brand", json!(enrollment.brand_id)),
         ("store", json!(enrollment.store_id)),
         ("guide", json!(enrollment.guide_id)),
@@ -166,7 +166,7 @@ pub async fn member(args: &ClientArgs, command: MemberCommand) -> anyhow::Result
             for resolution in resolved.resolutions {
                 output.push(vec![
                     json!(identity_text(&resolution.identity.clone().unwrap_or_default())),
-                    enum_name(resolution.outcome().as_str_name(), "RESOLVE_OUTCOME_"),
+                    json!(names::short(resolution.outcome().as_str_name(), "RESOLVE_OUTCOME_")),
                     json!(resolution.member_id),
                     json!(resolution.error),
                 ]);
@@ -259,7 +259,7 @@ pub async fn points(args: &ClientArgs, command: PointsCommand) -> anyhow::Result
                 for entry in page.entries.iter().take(limit - listed) {
                     output.push(vec![
                         timestamp(entry.at.as_ref()),
-                        enum_name(entry.kind().as_str_name(), "ENTRY_KIND_"),
+                        json!(names::short(entry.kind().as_str_name(), "ENTRY_KIND_")),
                         json!(entry.points),
                         json!(entry.balance_after),
                         json!(entry.reference),
@@ -287,7 +287,7 @@ fn coupon_row(coupon: &campaign_pb::Coupon) -> Vec<Value> {
         json!(coupon.code),
         json!(coupon.template_id),
         json!(coupon.member_id),
-        enum_name(coupon.state().as_str_name(), "COUPON_STATE_"),
+        json!(names::short(coupon.state().as_str_name(), "COUPON_STATE_")),
         timestamp(coupon.valid_until.as_ref()),
         json!(order),
     ]

@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod demo;
 mod migrate;
+mod names;
 mod output;
 mod pos;
 mod report;

@@ -109,9 +109,3 @@ pub fn timestamp(at: Option<&prost_types::Timestamp>) -> Value {
             Value::String(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         })
 }
-
-/// A protobuf enum's value name without its type's prefix, lower case: `MEMBER_STATUS_ACTIVE`
-/// under prefix `MEMBER_STATUS_` is `active`.
-pub fn enum_name(name: &str, prefix: &str) -> Value {
-    Value::String(name.strip_prefix(prefix).unwrap_or(name).to_ascii_lowercase())
-}

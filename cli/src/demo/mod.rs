@@ -14,14 +14,13 @@ use anyhow::Context as _;
 use chrono::NaiveDate;
 use quanyu_proto::analytics::v1 as analytics_pb;
 use quanyu_proto::campaign::v1 as campaign_pb;
-use quanyu_proto::common::v1::Money;
 use quanyu_proto::identity::v1 as identity_pb;
 use quanyu_proto::points::v1 as points_pb;
 use tonic::Code;
 
 use crate::call;
 use crate::client::{ClientArgs, Clients};
-use plan::{Member, Plan};
+use plan::{Member, Plan, cny, timestamp};
 
 /// Calls at once while enrolling (one member a call); sales and interactions go in batches.
 const ENROLLING_WORKERS: u64 = 16;
@@ -46,13 +45,6 @@ pub struct DemoArgs {
     /// the same day to resume a demo started on an earlier day.
     #[arg(long)]
     until: Option<NaiveDate>,
-}
-
-fn cny(amount_minor: i64) -> Option<Money> {
-    Some(Money {
-        amount_minor,
-        currency: "CNY".to_owned(),
-    })
 }
 
 /// Ends a phase's bar with a line that stays: what it did, in how long, at what rate.
@@ -208,12 +200,8 @@ async fn set_up(clients: &Clients, plan: &Plan) -> anyhow::Result<()> {
         "create_coupon_template",
     )?;
     let window_start = plan.until - chrono::Duration::days(i64::from(plan.days) + 1);
-    let starts_at = Some(quanyu_runtime::clock::to_proto(
-        window_start.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc(),
-    ));
-    let ends_at = Some(quanyu_runtime::clock::to_proto(
-        chrono::Utc::now() + chrono::Duration::days(90),
-    ));
+    let starts_at = timestamp(window_start.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    let ends_at = timestamp(chrono::Utc::now() + chrono::Duration::days(90));
     let member_day = campaign_pb::Campaign {
         campaign_id: "demo-member-day".to_owned(),
         name: "Wednesday member day: double points".to_owned(),
@@ -452,8 +440,8 @@ async fn start_coupon_drop(clients: &Clients) -> anyhow::Result<()> {
         campaign_id: "demo-winback".to_owned(),
         name: "We miss you: 30 off 199".to_owned(),
         kind: campaign_pb::CampaignKind::CouponDrop.into(),
-        starts_at: Some(quanyu_runtime::clock::to_proto(now)),
-        ends_at: Some(quanyu_runtime::clock::to_proto(now + chrono::Duration::days(30))),
+        starts_at: timestamp(now),
+        ends_at: timestamp(now + chrono::Duration::days(30)),
         reward: Some(campaign_pb::Reward {
             coupon_template_id: WELCOME_COUPON.to_owned(),
             ..Default::default()

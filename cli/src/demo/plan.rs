@@ -86,14 +86,14 @@ fn channel_identity(channel: Channel, person: u64) -> identity_pb::Identity {
     }
 }
 
-fn cny(amount_minor: i64) -> Option<Money> {
+pub(super) fn cny(amount_minor: i64) -> Option<Money> {
     Some(Money {
         amount_minor,
         currency: "CNY".to_owned(),
     })
 }
 
-fn timestamp(at: DateTime<Utc>) -> Option<prost_types::Timestamp> {
+pub(super) fn timestamp(at: DateTime<Utc>) -> Option<prost_types::Timestamp> {
     Some(quanyu_runtime::clock::to_proto(at))
 }
 
@@ -369,11 +369,7 @@ impl Plan {
 
 /// The source system of a channel's sales.
 fn source(channel: Channel) -> String {
-    channel
-        .as_str_name()
-        .trim_start_matches("CHANNEL_")
-        .to_ascii_lowercase()
-        .replace('_', "-")
+    crate::names::short(channel.as_str_name(), "CHANNEL_").replace('_', "-")
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::call;
 use crate::client::{AnalyticsClient, ClientArgs};
+use crate::names;
 use crate::output::Output;
 
 #[derive(clap::Subcommand)]
@@ -141,23 +142,20 @@ impl ChartArgs {
 }
 
 fn parse_metric(text: &str) -> Result<pb::Metric, String> {
-    pb::Metric::from_str_name(&format!("METRIC_{}", text.to_ascii_uppercase()))
-        .filter(|metric| *metric != pb::Metric::Unspecified)
-        .ok_or_else(|| {
-            format!(
-                "unknown metric `{text}`: {}",
-                every_metric()
-                    .iter()
-                    .map(|metric| metric_name(*metric))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
+    names::parse(text, "METRIC_", pb::Metric::from_str_name).ok_or_else(|| {
+        format!(
+            "unknown metric `{text}`: {}",
+            every_metric()
+                .iter()
+                .map(|metric| metric_name(*metric))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
 }
 
 fn parse_channel(text: &str) -> Result<Channel, String> {
-    Channel::from_str_name(&format!("CHANNEL_{}", text.to_ascii_uppercase()))
-        .filter(|channel| *channel != Channel::Unspecified)
+    names::parse(text, "CHANNEL_", Channel::from_str_name)
         .ok_or_else(|| format!("unknown channel `{text}`: tmall, jd, douyin, wechat_mall, store, other"))
 }
 
@@ -171,34 +169,23 @@ fn every_metric() -> Vec<pb::Metric> {
 }
 
 fn metric_name(metric: pb::Metric) -> String {
-    metric.as_str_name().trim_start_matches("METRIC_").to_ascii_lowercase()
+    names::short(metric.as_str_name(), "METRIC_")
 }
 
 fn channel_name(channel: i32) -> String {
-    let channel = Channel::try_from(channel).unwrap_or_default();
-    channel
-        .as_str_name()
-        .trim_start_matches("CHANNEL_")
-        .to_ascii_lowercase()
+    names::short(Channel::try_from(channel).unwrap_or_default().as_str_name(), "CHANNEL_")
 }
 
 fn stage_name(stage: i32) -> String {
     match pb::AiplStage::try_from(stage).unwrap_or_default() {
         pb::AiplStage::Unspecified => "none".to_owned(),
-        stage => stage
-            .as_str_name()
-            .trim_start_matches("AIPL_STAGE_")
-            .to_ascii_lowercase(),
+        stage => names::short(stage.as_str_name(), "AIPL_STAGE_"),
     }
 }
 
 /// A rate rounded for people and machines alike: four decimals.
 fn rate(value: f64) -> Value {
     json!((value * 10_000.0).round() / 10_000.0)
-}
-
-fn date(day: NaiveDate) -> String {
-    day.format("%Y-%m-%d").to_string()
 }
 
 const FAST: [pb::Metric; 5] = [
@@ -230,8 +217,8 @@ pub async fn fast(
     loop {
         let asked = pb::GetMetricsRequest {
             metrics: FAST.iter().map(|&metric| metric.into()).collect(),
-            start_date: date(end - step + Duration::days(1)),
-            end_date: date(end),
+            start_date: (end - step + Duration::days(1)).to_string(),
+            end_date: end.to_string(),
             filter: filter.clone(),
             ..Default::default()
         };
@@ -239,7 +226,7 @@ pub async fn fast(
         let [fertility, advancing, members, high_value, thriving] = <[pb::MetricValue; 5]>::try_from(values)
             .map_err(|values| anyhow::anyhow!("GetMetrics answered {} values for 5 metrics", values.len()))?;
         output.push(vec![
-            json!(date(end)),
+            json!(end.to_string()),
             json!(fertility.numerator),
             rate(advancing.value),
             json!(members.numerator),
@@ -279,8 +266,8 @@ pub async fn run(client: &ClientArgs, command: ReportCommand) -> anyhow::Result<
             let metrics = if metrics.is_empty() { every_metric() } else { metrics };
             let asked = pb::GetMetricsRequest {
                 metrics: metrics.iter().map(|&metric| metric.into()).collect(),
-                start_date: date(from),
-                end_date: date(to),
+                start_date: from.to_string(),
+                end_date: to.to_string(),
                 filter: window.filter.filter(),
                 top_percent,
                 ..Default::default()
@@ -299,8 +286,8 @@ pub async fn run(client: &ClientArgs, command: ReportCommand) -> anyhow::Result<
         ReportCommand::Overlap { window, chart } => {
             let (from, to) = window.days()?;
             let asked = pb::GetChannelOverlapRequest {
-                start_date: date(from),
-                end_date: date(to),
+                start_date: from.to_string(),
+                end_date: to.to_string(),
                 filter: window.filter.filter(),
             };
             let overlaps = call!(analytics, get_channel_overlap, asked)?.overlaps;
@@ -362,8 +349,8 @@ pub async fn run(client: &ClientArgs, command: ReportCommand) -> anyhow::Result<
         ReportCommand::Flow { window, chart } => {
             let (from, to) = window.days()?;
             let asked = pb::GetStageFlowRequest {
-                start_date: date(from),
-                end_date: date(to),
+                start_date: from.to_string(),
+                end_date: to.to_string(),
                 filter: window.filter.filter(),
                 windows: None,
             };

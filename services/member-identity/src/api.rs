@@ -358,7 +358,10 @@ impl MemberIdentityService for MemberIdentityApi {
         let referral_code = violations.check(short_text("enrollment.referral_code", &enrollment.referral_code, 64));
         let now = self.clock.now();
         let enrolled_at = input.enrolled_at.as_ref().and_then(|at| {
-            let earliest = chrono::DateTime::from_timestamp(946_684_800, 0).unwrap_or_default();
+            let earliest = chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
+                .and_then(|day| day.and_hms_opt(0, 0, 0))
+                .map(|midnight| midnight.and_utc())
+                .unwrap_or_default();
             match quanyu_runtime::clock::from_proto(at) {
                 Some(at) if at >= earliest && at <= now + chrono::Duration::minutes(5) => Some(at.min(now)),
                 _ => {
