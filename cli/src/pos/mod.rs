@@ -6,7 +6,7 @@ mod file;
 mod row;
 
 use std::fs::File;
-use std::io::{BufRead as _, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -83,16 +83,12 @@ fn read_and_send(
     kind: FileKind,
     defaults: &Defaults,
     sender: &mpsc::Sender<pb::UploadSalesRequest>,
-    progress: &indicatif::ProgressBar,
 ) -> Reading {
     let mut reading = Reading::default();
     let mut chunk = Vec::with_capacity(CHUNK);
     let send = |chunk: &mut Vec<pb::Sale>| {
         let sales = std::mem::replace(chunk, Vec::with_capacity(CHUNK));
-        let count = sales.len() as u64;
-        let sent = sender.blocking_send(pb::UploadSalesRequest { sales }).is_ok();
-        progress.inc(count);
-        sent
+        sender.blocking_send(pb::UploadSalesRequest { sales }).is_ok()
     };
     for read in file::rows(input, kind) {
         match read.map(|(line, row)| (line, row::sale(&row, defaults))) {
@@ -100,10 +96,7 @@ fn read_and_send(
                 reading.lines.push(line);
                 chunk.push(sale);
             }
-            Ok((line, Err(invalid))) => {
-                reading.invalid.push((line, invalid));
-                progress.inc(1);
-            }
+            Ok((line, Err(invalid))) => reading.invalid.push((line, invalid)),
             Err(unreadable) => reading.unreadable = Some(unreadable),
         }
         if chunk.len() == CHUNK && !send(&mut chunk) {
@@ -116,53 +109,40 @@ fn read_and_send(
     reading
 }
 
-fn open(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
+/// The file (or standard input) read through a progress bar of the bytes read: the reader runs
+/// at most two chunks ahead of the upload, so the bar follows what the service has taken.
+fn open(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, indicatif::ProgressBar)> {
+    let style = indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes}  {bytes_per_sec}  eta {eta}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     if path == Path::new("-") {
-        return Ok(Box::new(std::io::stdin()));
+        let progress = indicatif::ProgressBar::no_length().with_style(style);
+        return Ok((Box::new(progress.wrap_read(std::io::stdin())), progress));
     }
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    Ok(Box::new(file))
-}
-
-/// Rows in the file, for the progress bar: its lines, less a CSV header.
-fn count_rows(path: &Path, kind: FileKind) -> Option<u64> {
-    let file = File::open(path).ok()?;
-    let lines = std::io::BufReader::new(file).lines().count() as u64;
-    Some(if kind == FileKind::Csv {
-        lines.saturating_sub(1)
-    } else {
-        lines
-    })
+    let size = file.metadata().map(|metadata| metadata.len()).unwrap_or(0);
+    let progress = indicatif::ProgressBar::new(size).with_style(style);
+    Ok((Box::new(progress.wrap_read(file)), progress))
 }
 
 pub async fn run(client: &ClientArgs, command: PosCommand) -> anyhow::Result<()> {
     let PosCommand::Import(args) = command;
     let kind = args.input.unwrap_or_else(|| FileKind::of(&args.file));
-    let input = open(&args.file)?;
+    let (input, progress) = open(&args.file)?;
     let mut points = client.connect()?.points().await?;
     let defaults = Defaults {
         source: args.source.clone(),
         utc_offset: args.utc_offset,
         card_system: args.card_system.clone(),
     };
-    let progress = match count_rows(&args.file, kind) {
-        Some(rows) => indicatif::ProgressBar::new(rows),
-        None => indicatif::ProgressBar::no_length(),
-    };
-    progress.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
     let (sender, receiver) = mpsc::channel(2);
-    let reader_progress = progress.clone();
-    let reading = tokio::task::spawn_blocking(move || read_and_send(input, kind, &defaults, &sender, &reader_progress));
+    let reading = tokio::task::spawn_blocking(move || read_and_send(input, kind, &defaults, &sender));
     let upload = points.upload_sales(tokio_stream::wrappers::ReceiverStream::new(receiver));
     let uploaded = tokio::select! {
         uploaded = upload => uploaded,
         _ = tokio::signal::ctrl_c() => {
             progress.abandon();
             anyhow::bail!(
-                "interrupted after {} rows: the sales the service received are kept; run the same command again to import the rest",
+                "interrupted after {} bytes: the sales the service received are kept; run the same command again to import the rest",
                 progress.position()
             );
         }
