@@ -1,6 +1,6 @@
 //! The configuration of a `quanyu` process: shared sections plus one per service.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -50,9 +50,11 @@ pub struct QuanyuConfig {
 #[derive(clap::Args)]
 pub struct ConfigArgs {
     /// A TOML configuration file; without one, the bundled development configuration is used.
-    /// Environment variables override both: QUANYU_DATABASE__URL sets database.url.
-    #[arg(long, env = quanyu_runtime::config::CONFIG_PATH_VARIABLE)]
-    pub config: Option<PathBuf>,
+    /// Given more than once, each file is layered over the ones before (keep secrets such as the
+    /// API keys in a file of their own). Environment variables override them all:
+    /// QUANYU_DATABASE__URL sets database.url.
+    #[arg(long, env = quanyu_runtime::config::CONFIG_PATH_VARIABLE, value_delimiter = ',')]
+    pub config: Vec<PathBuf>,
 }
 
 pub struct Loaded {
@@ -64,22 +66,20 @@ pub struct Loaded {
 impl ConfigArgs {
     /// Loads and validates the configuration.
     pub fn load(&self) -> anyhow::Result<Loaded> {
-        let config = match &self.config {
-            Some(path) => {
-                QuanyuConfig::load(None, Some(path)).with_context(|| format!("loading {}", path.display()))?
-            }
-            None => QuanyuConfig::load(Some(DEV_CONFIG), None)?,
+        let development = self.config.is_empty();
+        let config = if development {
+            QuanyuConfig::load(Some(DEV_CONFIG), &[])?
+        } else {
+            let files: Vec<String> = self.config.iter().map(|path| path.display().to_string()).collect();
+            QuanyuConfig::load(None, &self.config).with_context(|| format!("loading {}", files.join(", ")))?
         };
-        Ok(Loaded {
-            config,
-            development: self.config.is_none(),
-        })
+        Ok(Loaded { config, development })
     }
 }
 
 impl QuanyuConfig {
-    fn load(toml_text: Option<&str>, file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut sections = Sections::load(toml_text, file)?;
+    fn load(toml_text: Option<&str>, files: &[PathBuf]) -> Result<Self, ConfigError> {
+        let mut sections = Sections::load(toml_text, files)?;
         let shared = SharedConfig {
             telemetry: sections.take("telemetry")?,
             server: sections.take("server")?,
@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn bundled_config_is_valid_and_its_keys_are_the_printed_ones() {
-        let loaded = ConfigArgs { config: None }.load().unwrap();
+        let loaded = ConfigArgs { config: Vec::new() }.load().unwrap();
         assert!(loaded.development);
         let configured: Vec<&str> = loaded
             .config
@@ -144,11 +144,52 @@ mod tests {
         assert!(loaded.config.service_context().is_ok());
     }
 
+    /// As Kubernetes gives them: the shared settings from a ConfigMap, the API keys from a Secret.
+    #[test]
+    fn each_config_file_is_layered_over_the_ones_before() {
+        let directory = tempfile::tempdir().unwrap();
+        let shared = directory.path().join("quanyu.toml");
+        let keys = directory.path().join("api-keys.toml");
+        std::fs::write(&shared, "[database]\nmax_connections = 7\nmin_connections = 2\n").unwrap();
+        let digest = quanyu_runtime::auth::digest("mall-key");
+        std::fs::write(
+            &keys,
+            format!(
+                "[database]\nmax_connections = 9\n\n[[auth.api_keys]]\nid = \"mall\"\nrole = \"platform\"\n\
+                 tenant = \"lumen\"\nsha256 = \"{digest}\"\n"
+            ),
+        )
+        .unwrap();
+        let loaded = ConfigArgs {
+            config: vec![shared.clone(), keys],
+        }
+        .load()
+        .unwrap();
+        assert!(!loaded.development);
+        let shared_config = &loaded.config.shared;
+        assert_eq!(shared_config.database.max_connections, 9, "the later file wins");
+        assert_eq!(
+            shared_config.database.min_connections, 2,
+            "the earlier file's other keys stay"
+        );
+        let ids: Vec<&str> = shared_config.auth.api_keys.iter().map(|key| key.id.as_str()).collect();
+        assert_eq!(ids, ["mall"]);
+
+        let missing = directory.path().join("missing.toml");
+        let error = ConfigArgs {
+            config: vec![shared, missing],
+        }
+        .load()
+        .err()
+        .unwrap();
+        assert!(format!("{error:#}").contains("missing.toml"), "{error:#}");
+    }
+
     #[test]
     fn dumped_config_hides_every_secret() {
         let text = "[database]\nurl = \"postgres://quanyu:hunter2@db/quanyu\"\n\
                     [loyalty_points]\nidentity_api_key = \"plain-service-key\"\n";
-        let dumped = QuanyuConfig::load(Some(text), None).unwrap().dump().unwrap();
+        let dumped = QuanyuConfig::load(Some(text), &[]).unwrap().dump().unwrap();
         assert!(dumped.contains("postgres://quanyu:***@db/quanyu"), "{dumped}");
         assert!(dumped.contains("identity_api_key = \"***\""), "{dumped}");
         assert!(

@@ -1,12 +1,13 @@
-//! Layered configuration: struct defaults < optional TOML file < `QUANYU_*` environment variables
-//! (`QUANYU_DATABASE__URL` sets `database.url`). Unknown keys and type errors name their path.
+//! Layered configuration: struct defaults < TOML files, each over the one before < `QUANYU_*`
+//! environment variables (`QUANYU_DATABASE__URL` sets `database.url`). Unknown keys and type
+//! errors name their path.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 
-/// The environment variable that names the configuration file.
+/// The environment variable that names the configuration files (comma-separated).
 pub const CONFIG_PATH_VARIABLE: &str = "QUANYU_CONFIG";
 
 /// The environment variables the `quanyu` client commands read (where to call, with which key):
@@ -27,16 +28,17 @@ pub enum ConfigError {
 pub struct Sections(BTreeMap<String, config::Value>);
 
 impl Sections {
-    /// Layers the TOML text or file given, then the environment.
-    pub fn load(toml_text: Option<&str>, file: Option<&Path>) -> Result<Self, ConfigError> {
+    /// Layers the TOML text given, then the files in order (a later file wins where two set a
+    /// key: secrets can come in a file of their own), then the environment.
+    pub fn load(toml_text: Option<&str>, files: &[PathBuf]) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder();
         if let Some(text) = toml_text {
             builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
         }
-        if let Some(path) = file {
-            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        for path in files {
+            builder = builder.add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
         }
-        // `QUANYU_CONFIG` names the file; it is not a setting of its own.
+        // `QUANYU_CONFIG` names the files; it is not a setting of its own.
         let environment = std::env::vars()
             .filter(|(name, _)| {
                 name.starts_with("QUANYU_")
@@ -248,7 +250,7 @@ mod tests {
     #[test]
     fn file_overrides_defaults_and_names_bad_paths() {
         let load = |text: &str| -> Result<SampleDatabase, ConfigError> {
-            let mut sections = Sections::load(Some(text), None)?;
+            let mut sections = Sections::load(Some(text), &[])?;
             let database = sections.take("database")?;
             sections.finish()?;
             Ok(database)
