@@ -1,9 +1,11 @@
 """Checks deploy/ offline, as CI runs it: the Dockerfile against hadolint's rules, every kustomize
 overlay rendered and each object validated against the Kubernetes schemas (kubernetes-validate),
-and the policy every Quanyu workload keeps (probes, limits, a locked-down securityContext, a
-versioned image, and beside each service its PodDisruptionBudget, autoscaler and NetworkPolicy).
+the policy every Quanyu workload keeps (probes, limits, a locked-down securityContext, a
+versioned image, and beside each service its PodDisruptionBudget, autoscaler and NetworkPolicy),
+and every alert and dashboard query parsed as PromQL, the metrics they read listed in
+metrics.txt (which cli/tests/serve.rs finds exported by a served suite).
 
-    python3 deploy/check.py        # needs hadolint, kustomize and kubernetes-validate
+    python3 deploy/check.py        # needs hadolint, kustomize, kubernetes-validate, promql-parser
 
 Tools: KUSTOMIZE and HADOLINT name the binaries when they are not on PATH.
 """
@@ -15,10 +17,14 @@ import sys
 import tomllib
 
 import kubernetes_validate
+import promql_parser
 import yaml
 
 DEPLOY = pathlib.Path(__file__).resolve().parent
 ROOT = DEPLOY.parent
+sys.path.insert(0, str(DEPLOY / "grafana"))
+import dashboards  # noqa: E402  (deploy/grafana is not a package)
+
 OVERLAYS = ["base", "overlays/dev", "overlays/prod"]
 # The oldest Kubernetes the manifests support (native gRPC probes are GA from 1.27) and the
 # newest the validator knows.
@@ -148,6 +154,43 @@ def selects(item, labels):
     return bool(selector) and all(labels.get(key) == value for key, value in selector.items())
 
 
+def queries():
+    """Every PromQL expression of the alerts and dashboards, by where it stands."""
+    with open(DEPLOY / "prometheus/alerts.yaml") as rules:
+        groups = yaml.safe_load(rules)["groups"]
+    found = {f"alert {rule['alert']}": rule["expr"] for group in groups for rule in group["rules"]}
+    found.update({f"dashboard query {number}": expr for number, expr in enumerate(dashboards.expressions())})
+    return found
+
+
+def metric_names(expressions):
+    """The metrics the expressions read, and the problems of those that do not parse."""
+    names, problems = set(), []
+    for where, expr in expressions.items():
+        try:
+            # Grafana's interval variable is not PromQL: any duration parses the same.
+            parsed = promql_parser.parse(expr.replace("$__rate_interval", "5m"))
+        except ValueError as error:
+            problems.append(f"{where}: {error}")
+            continue
+        promql_parser.walk(parsed, lambda node: names.add(node.name) if isinstance(node, promql_parser.VectorSelector) else None)
+    return names, problems
+
+
+def observability_problems():
+    names, problems = metric_names(queries())
+    listed = set((DEPLOY / "metrics.txt").read_text().split())
+    if names != listed:
+        problems.append(
+            f"metrics.txt lists {sorted(listed - names)} that no query reads and misses {sorted(names - listed)}"
+        )
+    for name, text in dashboards.rendered().items():
+        path = DEPLOY / "grafana/dashboards" / name
+        if not path.exists() or path.read_text() != text:
+            problems.append(f"grafana/dashboards/{name} is not what grafana/dashboards.py writes")
+    return problems
+
+
 def main():
     version, drain = workspace_version(), drain_seconds()
     failures = []
@@ -161,6 +204,9 @@ def main():
         problems = schema_errors(objects) + violations(objects, version, drain)
         failures += [f"{overlay}: {problem}" for problem in problems]
         print(f"{overlay}: {len(objects)} objects, {len(problems)} problems")
+    observability = observability_problems()
+    print(f"alerts and dashboards: {len(queries())} queries, {len(observability)} problems")
+    failures += observability
     for failure in failures:
         print(failure, file=sys.stderr)
     return 1 if failures else 0

@@ -90,5 +90,21 @@ class Policy(unittest.TestCase):
         self.assertTrue(errors and all("periodSecond" in error for error in errors), errors)
 
 
+class Queries(unittest.TestCase):
+    def test_the_alerts_and_dashboards_parse_and_read_what_metrics_txt_lists(self):
+        self.assertEqual(check.observability_problems(), [])
+
+    def test_the_metrics_a_query_reads_are_found_and_a_broken_query_is_named(self):
+        names, problems = check.metric_names(
+            {
+                "ratio": 'sum(rate(a_total{code="X"}[$__rate_interval])) / sum by (le) (b_bucket) > on() c',
+                "broken": "sum(rate(a_total[5m]",
+            }
+        )
+        self.assertEqual(names, {"a_total", "b_bucket", "c"})
+        self.assertEqual(len(problems), 1)
+        self.assertTrue(problems[0].startswith("broken: "), problems)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -9,6 +9,8 @@ use std::time::Duration;
 use quanyu_proto::analytics::v1::analytics_service_client::AnalyticsServiceClient;
 use quanyu_proto::identity::v1 as pb;
 use quanyu_proto::identity::v1::member_identity_service_client::MemberIdentityServiceClient;
+use quanyu_proto::points::v1 as points_pb;
+use quanyu_proto::points::v1::points_service_client::PointsServiceClient;
 use quanyu_runtime::auth::BearerKey;
 use tokio_stream::StreamExt as _;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -285,6 +287,125 @@ fn each_service_reads_its_own_section_and_an_unknown_one_is_refused() {
 
     let error = refused("[loyalty_point]\nsales_writers = 3\n");
     assert!(error.contains("`loyalty_point`: unknown section"), "{error}");
+}
+
+/// Personal data the test below sends, none of which may reach the logs.
+const PHONE: &str = "13912345678";
+const NAME: &str = "张三丰";
+const EMAIL: &str = "zhang.san@example.com";
+const BAD_EMAIL: &str = "li.si@@example.com";
+
+/// What deploy/ builds on, on a served suite after a small demo, an enrolment with a name and an
+/// email, a refused one and a rejected sale: every metric in deploy/metrics.txt (those the alerts
+/// and dashboards read, deploy/check.py) is exported, and the logs, JSON as in production, hold
+/// none of the phones, names or emails sent.
+#[tokio::test]
+async fn a_served_suite_exports_what_dashboards_read_and_logs_no_personal_data() {
+    let server = support::serve();
+    let key = BearerKey::new("dev-demo-platform").unwrap();
+    let mut identity = MemberIdentityServiceClient::with_interceptor(connect(server.ports.identity).await, key.clone());
+    let identity_of = |kind: pb::IdentityKind, value: &str| pb::Identity {
+        kind: kind.into(),
+        value: value.into(),
+        namespace: String::new(),
+    };
+    let enrol = |email: &str| pb::EnrollMemberRequest {
+        identities: vec![
+            identity_of(pb::IdentityKind::Phone, PHONE),
+            identity_of(pb::IdentityKind::Email, email),
+        ],
+        profile: Some(pb::Profile {
+            name: NAME.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    identity.enroll_member(enrol(EMAIL)).await.unwrap();
+    let refused = identity.enroll_member(enrol(BAD_EMAIL)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+
+    let url = |port: u16| format!("http://127.0.0.1:{port}");
+    let demo = quanyu(server.dir.path())
+        .args(["demo", "--members", "20", "--days", "14"])
+        .args([
+            "--identity",
+            &url(server.ports.identity),
+            "--points",
+            &url(server.ports.points),
+        ])
+        .args([
+            "--campaign",
+            &url(server.ports.campaign),
+            "--analytics",
+            &url(server.ports.analytics),
+        ])
+        .output()
+        .unwrap();
+    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+
+    let mut points = PointsServiceClient::with_interceptor(connect(server.ports.points).await, key);
+    let unkind = points_pb::Sale {
+        source: "pos".into(),
+        transaction_id: "t-unkind".into(),
+        ..Default::default()
+    };
+    let answered = points
+        .record_sales(points_pb::RecordSalesRequest { sales: vec![unkind] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answered.results[0].outcome(), points_pb::SaleOutcome::Rejected);
+
+    let wanted: Vec<&str> = include_str!("../../deploy/metrics.txt").split_whitespace().collect();
+    let mut missing = wanted.clone();
+    for _ in 0..50 {
+        let scraped = http_get(server.ports.metrics, "/metrics").await;
+        let exported: std::collections::BTreeSet<&str> = scraped
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.split(['{', ' ']).next())
+            .collect();
+        missing = wanted.iter().copied().filter(|name| !exported.contains(name)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        missing.is_empty(),
+        "deploy/metrics.txt names what is not exported: {missing:?}"
+    );
+
+    let logs = std::fs::read_to_string(server.dir.path().join(support::LOG)).unwrap();
+    // Beside the development keys printed at start, the log is JSON, a line an event.
+    let events = logs.lines().filter(|line| line.starts_with('{')).count();
+    assert!(events > 10, "JSON lines: {logs}");
+    for personal in [PHONE, NAME, EMAIL, BAD_EMAIL] {
+        assert!(!logs.contains(personal), "the logs hold {personal}");
+    }
+    assert_eq!(
+        phone_numbers("to +8613912345678, trace 4f13912345678a, 12345678901 or 13912345678."),
+        ["8613912345678", "13912345678"],
+        "the detector finds phones and passes over hex ids and other numbers"
+    );
+    let phones = phone_numbers(&logs);
+    assert!(phones.is_empty(), "the logs hold phone numbers: {phones:?}");
+}
+
+/// Mainland mobile numbers in `text` (11 digits from 13 to 19, or with 86 before them) that
+/// stand alone, not inside a longer run of hex digits such as a trace id.
+fn phone_numbers(text: &str) -> Vec<&str> {
+    text.split(|character: char| !character.is_ascii_hexdigit())
+        .filter(|run| run.bytes().all(|byte| byte.is_ascii_digit()))
+        .filter(|run| {
+            let national = match run.len() {
+                11 => *run,
+                13 if run.starts_with("86") => &run[2..],
+                _ => return false,
+            };
+            national.starts_with('1') && matches!(national.as_bytes()[1], b'3'..=b'9')
+        })
+        .collect()
 }
 
 /// The whole HTTP/1.0 answer (status line, headers, body) to a GET of `path`.

@@ -1,11 +1,12 @@
 //! The `quanyu` binary as a process: `quanyu serve` on the bundled development configuration
-//! (SQLite under a temporary directory) with every port moved to a free one.
+//! (SQLite under a temporary directory) with every port moved to a free one, logging JSON as in
+//! production to `serve.log` in that directory.
 
 #![allow(dead_code)] // each test binary uses its part
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use tonic::transport::Channel;
@@ -26,6 +27,9 @@ pub fn quanyu(dir: &Path) -> Command {
         .env("QUANYU_API_KEY", "dev-demo-platform");
     command
 }
+
+/// The file in a served suite's directory that holds its logs.
+pub const LOG: &str = "serve.log";
 
 /// Where a served suite listens.
 pub struct Ports {
@@ -63,6 +67,7 @@ pub fn serve() -> Server {
     };
     let listen = |port: u16| format!("127.0.0.1:{port}");
     let url = |port: u16| format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.path().join(LOG)).unwrap();
     let child = quanyu(dir.path())
         .arg("serve")
         .env("QUANYU_MEMBER_IDENTITY__LISTEN", listen(ports.identity))
@@ -77,9 +82,10 @@ pub fn serve() -> Server {
         .env("QUANYU_ANALYTICS__IDENTITY_ENDPOINT", url(ports.identity))
         .env("QUANYU_ANALYTICS__POINTS_ENDPOINT", url(ports.points))
         .env("QUANYU_ANALYTICS__CAMPAIGN_ENDPOINT", url(ports.campaign))
-        // Nobody reads its logs: a pipe would fill and stop the server.
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .env("QUANYU_TELEMETRY__LOG_FORMAT", "json")
+        // A file, not a pipe: a pipe nobody reads would fill and stop the server.
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
         .spawn()
         .unwrap();
     Server { child, ports, dir }

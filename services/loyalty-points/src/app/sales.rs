@@ -289,10 +289,7 @@ impl SaleSync {
             results[index] = Some(result);
         }
         let results: Vec<pb::SaleResult> = results.into_iter().flatten().collect();
-        let rejected = results
-            .iter()
-            .filter(|result| result.outcome == i32::from(pb::SaleOutcome::Rejected))
-            .count();
+        let rejected = counted(&results);
         tracing::info!(batch = results.len(), rejected, "sales recorded");
         if let Some(key) = batch_key {
             self.keep_answer(actor, key, &results, now).await;
@@ -590,6 +587,42 @@ pub async fn write_batch(
     Ok(results)
 }
 
+/// Counts answered sales by outcome (`points_sales_total{outcome}`) and the rejected ones by the
+/// field refused first, its indexes left out (`points_sales_rejected_total{field}`: `lines.sku`);
+/// returns how many were rejected.
+fn counted(results: &[pb::SaleResult]) -> usize {
+    let mut rejected = 0;
+    for result in results {
+        let outcome = pb::SaleOutcome::try_from(result.outcome).unwrap_or(pb::SaleOutcome::Unspecified);
+        let label = outcome.as_str_name().trim_start_matches("SALE_OUTCOME_").to_lowercase();
+        metrics::counter!("points_sales_total", "outcome" => label).increment(1);
+        if outcome == pb::SaleOutcome::Rejected {
+            rejected += 1;
+            let field = result
+                .violations
+                .first()
+                .map_or("", |violation| violation.field.as_str());
+            metrics::counter!("points_sales_rejected_total", "field" => without_indexes(field)).increment(1);
+        }
+    }
+    rejected
+}
+
+/// `lines[3].sku` as `lines.sku`: a label with one value per field, not per line.
+fn without_indexes(field: &str) -> String {
+    let mut kept = String::with_capacity(field.len());
+    let mut in_index = false;
+    for character in field.chars() {
+        match character {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            _ if !in_index => kept.push(character),
+            _ => {}
+        }
+    }
+    kept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -610,5 +643,15 @@ mod tests {
         assert_ne!(digest(&batch), digest(&[sale("a")]));
         // Sales are delimited: moving a byte from one to the next is another batch.
         assert_ne!(digest(&batch), digest(&[sale("ab"), sale("")]));
+    }
+
+    #[test]
+    fn a_rejected_field_is_counted_without_its_indexes() {
+        assert_eq!(without_indexes("lines[12].sku"), "lines.sku");
+        assert_eq!(
+            without_indexes("program.earning.multipliers[0]"),
+            "program.earning.multipliers"
+        );
+        assert_eq!(without_indexes("buyer.identity"), "buyer.identity");
     }
 }
