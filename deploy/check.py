@@ -2,8 +2,9 @@
 overlay rendered and each object validated against the Kubernetes schemas (kubernetes-validate),
 the policy every Quanyu workload keeps (probes, limits, a locked-down securityContext, a
 versioned image, and beside each service its PodDisruptionBudget, autoscaler and NetworkPolicy),
-and every alert and dashboard query parsed as PromQL, the metrics they read listed in
-metrics.txt (which cli/tests/serve.rs finds exported by a served suite).
+every alert and dashboard query parsed as PromQL, the metrics they read listed in metrics.txt
+(which cli/tests/serve.rs finds exported by a served suite), and compose.yaml's files and
+references.
 
     python3 deploy/check.py        # needs hadolint, kustomize, kubernetes-validate, promql-parser
 
@@ -191,6 +192,30 @@ def observability_problems():
     return problems
 
 
+def compose_problems():
+    """What in compose.yaml points nowhere: a mounted file missing, a scrape target or a
+    dependency that is not a service of it. (No container engine here runs it.)"""
+    with open(DEPLOY / "compose.yaml") as file:
+        services = yaml.safe_load(file)["services"]
+    problems = []
+    for service_name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith(".") and not (DEPLOY / source).exists():
+                problems.append(f"compose {service_name}: mounts {source}, which does not exist")
+        for dependency in service.get("depends_on", {}):
+            if dependency not in services:
+                problems.append(f"compose {service_name}: depends on {dependency}, not a service")
+    with open(DEPLOY / "prometheus/prometheus.yml") as file:
+        scraped = yaml.safe_load(file)["scrape_configs"]
+    for job in scraped:
+        for config in job.get("static_configs", []):
+            for target in config["targets"]:
+                if target.split(":")[0] not in services:
+                    problems.append(f"prometheus.yml scrapes {target}, not a service of compose.yaml")
+    return problems
+
+
 def main():
     version, drain = workspace_version(), drain_seconds()
     failures = []
@@ -206,7 +231,7 @@ def main():
         print(f"{overlay}: {len(objects)} objects, {len(problems)} problems")
     observability = observability_problems()
     print(f"alerts and dashboards: {len(queries())} queries, {len(observability)} problems")
-    failures += observability
+    failures += observability + compose_problems()
     for failure in failures:
         print(failure, file=sys.stderr)
     return 1 if failures else 0

@@ -94,6 +94,9 @@ class Queries(unittest.TestCase):
     def test_the_alerts_and_dashboards_parse_and_read_what_metrics_txt_lists(self):
         self.assertEqual(check.observability_problems(), [])
 
+    def test_compose_mounts_files_that_exist_and_scrapes_its_own_services(self):
+        self.assertEqual(check.compose_problems(), [])
+
     def test_the_metrics_a_query_reads_are_found_and_a_broken_query_is_named(self):
         names, problems = check.metric_names(
             {
