@@ -4,7 +4,12 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::trace::v1::Span;
 
 use quanyu_proto::analytics::v1::analytics_service_client::AnalyticsServiceClient;
 use quanyu_proto::identity::v1 as pb;
@@ -324,24 +329,7 @@ async fn a_served_suite_exports_what_dashboards_read_and_logs_no_personal_data()
     let refused = identity.enroll_member(enrol(BAD_EMAIL)).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
 
-    let url = |port: u16| format!("http://127.0.0.1:{port}");
-    let demo = quanyu(server.dir.path())
-        .args(["demo", "--members", "20", "--days", "14"])
-        .args([
-            "--identity",
-            &url(server.ports.identity),
-            "--points",
-            &url(server.ports.points),
-        ])
-        .args([
-            "--campaign",
-            &url(server.ports.campaign),
-            "--analytics",
-            &url(server.ports.analytics),
-        ])
-        .output()
-        .unwrap();
-    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    run_demo(&server, 20);
 
     let mut points = PointsServiceClient::with_interceptor(connect(server.ports.points).await, key);
     let unkind = points_pb::Sale {
@@ -390,6 +378,97 @@ async fn a_served_suite_exports_what_dashboards_read_and_logs_no_personal_data()
     );
     let phones = phone_numbers(&logs);
     assert!(phones.is_empty(), "the logs hold phone numbers: {phones:?}");
+}
+
+/// Runs a small `quanyu demo` of `members` against `server`: every service called, every stream read.
+fn run_demo(server: &support::Server, members: u32) {
+    let url = |port: u16| format!("http://127.0.0.1:{port}");
+    let demo = quanyu(server.dir.path())
+        .args(["demo", "--members", &members.to_string(), "--days", "14"])
+        .args([
+            "--identity",
+            &url(server.ports.identity),
+            "--points",
+            &url(server.ports.points),
+        ])
+        .args([
+            "--campaign",
+            &url(server.ports.campaign),
+            "--analytics",
+            &url(server.ports.analytics),
+        ])
+        .output()
+        .unwrap();
+    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+}
+
+/// An OTLP trace collector in the test: keeps every span exported to it.
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<Span>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let spans = request
+            .into_inner()
+            .resource_spans
+            .into_iter()
+            .flat_map(|resource| resource.scope_spans)
+            .flat_map(|scope| scope.spans);
+        self.0.lock().unwrap().extend(spans);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// One trace across services: a RecordSales call whose buyer is known by phone makes a call to
+/// member-identity, and that call's server span is in the RecordSales call's trace, a
+/// descendant of it.
+#[tokio::test]
+async fn a_sale_and_the_identity_call_it_makes_are_one_trace() {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let server = support::serve_with(&[("QUANYU_TELEMETRY__OTLP_ENDPOINT", &otlp)]);
+    connect(server.ports.identity).await;
+    run_demo(&server, 10);
+
+    let is_sale = |span: &Span| span.name == "/quanyu.points.v1.PointsService/RecordSales";
+    let is_identity = |span: &Span| span.name.starts_with("/quanyu.identity.v1.MemberIdentityService/");
+    let mut joined = None;
+    for _ in 0..100 {
+        let spans = collector.0.lock().unwrap().clone();
+        joined = spans.iter().filter(|span| is_sale(span)).find_map(|sale| {
+            spans
+                .iter()
+                .find(|span| is_identity(span) && span.trace_id == sale.trace_id)
+                .map(|identity| (sale.clone(), identity.clone(), spans.clone()))
+        });
+        if joined.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (sale, identity, spans) = joined.expect("an identity call in the trace of a RecordSales call");
+    // Up from the identity call's server span, through the client call, to the sale's.
+    let mut ancestor = identity.parent_span_id.clone();
+    let mut steps = 0;
+    while ancestor != sale.span_id {
+        let parent = spans
+            .iter()
+            .find(|span| span.span_id == ancestor)
+            .unwrap_or_else(|| panic!("{} is not under RecordSales' span", identity.name));
+        ancestor = parent.parent_span_id.clone();
+        steps += 1;
+        assert!(steps < 20, "a cycle of parents");
+    }
 }
 
 /// Mainland mobile numbers in `text` (11 digits from 13 to 19, or with 86 before them) that

@@ -57,6 +57,11 @@ impl Drop for Server {
 /// Starts `quanyu serve` in a new directory, each service and the metrics on a free port and
 /// each told where the others are.
 pub fn serve() -> Server {
+    serve_with(&[])
+}
+
+/// [`serve`] with more settings, as environment variables.
+pub fn serve_with(settings: &[(&str, &str)]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports {
         identity: free_port(),
@@ -83,6 +88,7 @@ pub fn serve() -> Server {
         .env("QUANYU_ANALYTICS__POINTS_ENDPOINT", url(ports.points))
         .env("QUANYU_ANALYTICS__CAMPAIGN_ENDPOINT", url(ports.campaign))
         .env("QUANYU_TELEMETRY__LOG_FORMAT", "json")
+        .envs(settings.iter().copied())
         // A file, not a pipe: a pipe nobody reads would fill and stop the server.
         .stdout(log.try_clone().unwrap())
         .stderr(log)
