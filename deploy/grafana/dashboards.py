@@ -97,6 +97,11 @@ DASHBOARDS = {
         + [
             ("Sales by outcome", [(f"sum by (outcome) (rate(points_sales_total[{RATE}]))", "{{outcome}}")], "short"),
             (
+                "Points moved, by kind",
+                [(f"sum by (kind) (rate(points_ledger_points_total[{RATE}]))", "{{kind}}")],
+                "short",
+            ),
+            (
                 "Rejected sales by field",
                 [(f"sum by (field) (rate(points_sales_rejected_total[{RATE}]))", "{{field}}")],
                 "short",

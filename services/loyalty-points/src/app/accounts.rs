@@ -121,8 +121,9 @@ pub async fn change(
             Replay::First => {}
             Replay::Same(response) => {
                 // What fell due meanwhile is still settled.
-                save_accounts_alone(&txn, tenant_id, &programs, &mut [&mut account], at).await?;
+                let tally = save_accounts_alone(&txn, tenant_id, &programs, &mut [&mut account], at).await?;
                 txn.commit().await?;
+                tally.count();
                 return Ok(Outcome::Replayed(response.to_vec()));
             }
             Replay::Conflict { field } => {
@@ -167,7 +168,7 @@ pub async fn change(
         Change::Read => {}
     }
     let mut writes = Writes::new(&txn);
-    let events = save_accounts(&mut writes, tenant_id, &programs, &mut [&mut account], at);
+    let (events, tally) = save_accounts(&mut writes, tenant_id, &programs, &mut [&mut account], at);
     let balance = balance_to_pb(&account);
     let changed = Changed { balance, hold };
     if let Some(keyed) = keyed {
@@ -182,5 +183,6 @@ pub async fn change(
     quanyu_outbox::append_to(&mut writes, events);
     writes.execute(&txn).await?;
     txn.commit().await?;
+    tally.count();
     Ok(Outcome::Done(changed))
 }

@@ -64,13 +64,11 @@ async fn fold(
         kept.tier.absorb(&program.ladder, &merged.tier);
         merged.tier.period_growth = 0;
         merged.tier.lifetime_growth = 0;
-        events.extend(save_accounts(
-            &mut writes,
-            tenant_id,
-            &programs,
-            &mut [&mut kept, &mut merged],
-            at,
-        ));
+        // A merge moves points between members, creating or spending none: the consumer commits
+        // the transaction, and its entries are not counted.
+        let (merged_events, _moved) =
+            save_accounts(&mut writes, tenant_id, &programs, &mut [&mut kept, &mut merged], at);
+        events.extend(merged_events);
     }
     quanyu_outbox::append_to(&mut writes, events);
     writes.execute(txn).await?;

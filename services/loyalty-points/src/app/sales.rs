@@ -554,7 +554,7 @@ pub async fn write_batch(
     let mut saved: Vec<&mut Account> = batch.accounts.values_mut().collect();
     saved.sort_by(|a, b| (&a.program_id, &a.member_id).cmp(&(&b.program_id, &b.member_id)));
     let mut writes = Writes::new(&txn);
-    let mut events = save_accounts(&mut writes, tenant_id, programs, &mut saved, at);
+    let (mut events, tally) = save_accounts(&mut writes, tenant_id, programs, &mut saved, at);
     // The accounts and their entries are written while the sales' records and events are built.
     let build_rest = |writes: &mut Writes| {
         events.extend(sale_events);
@@ -584,6 +584,7 @@ pub async fn write_batch(
     };
     writes.execute_while(&txn, build_rest).await?;
     txn.commit().await?;
+    tally.count();
     Ok(results)
 }
 

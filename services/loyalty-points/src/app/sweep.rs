@@ -29,8 +29,9 @@ async fn settle(
     let id = (program_id.clone(), member_id.clone());
     let mut loaded = store::accounts::load(&txn, tenant_id, programs, [id], at).await?;
     let mut accounts: Vec<_> = loaded.values_mut().collect();
-    save_accounts_alone(&txn, tenant_id, programs, &mut accounts, at).await?;
+    let tally = save_accounts_alone(&txn, tenant_id, programs, &mut accounts, at).await?;
     txn.commit().await?;
+    tally.count();
     Ok(())
 }
 
