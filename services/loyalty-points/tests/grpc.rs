@@ -39,6 +39,7 @@ quanyu_testkit::suite!(
     a_sale_sent_again_by_a_till_gets_its_first_answer,
     amounts_past_their_bounds_are_refused_naming_the_field,
     grants_are_credited_once_and_taken_back_from_their_lot,
+    two_replicas_sweeping_at_once_expire_each_lot_once,
 );
 
 async fn rows_in(db: &sea_orm::DatabaseConnection, table: &str) -> i64 {
@@ -853,6 +854,57 @@ async fn expiry_and_tiers_follow_the_calendar_year(suite: Suite) {
         a_year_later.tier, "member",
         "no growth in 2027: down a tier when 2027 closes"
     );
+}
+
+/// Two replicas sweeping at once, each through a pool of its own as two pods do, settle each
+/// account once: no lot expires twice, and neither sweep fails on the other's work.
+async fn two_replicas_sweeping_at_once_expire_each_lot_once(suite: Suite) {
+    use chrono::TimeZone;
+    use quanyu_loyalty_points::app::sweep::sweep;
+    let year_end = pb::Program {
+        expiry: Some(pb::ExpiryPolicy {
+            policy: Some(pb::expiry_policy::Policy::EndOfYearAfter(0)),
+        }),
+        ..program(0)
+    };
+    let mut platform = suite.points(keys::ACME_PLATFORM).await;
+    platform
+        .upsert_program(pb::UpsertProgramRequest {
+            program: Some(year_end),
+        })
+        .await
+        .unwrap();
+    let clock = suite.context.clock.clone();
+    clock.set(chrono::Utc.with_ymd_and_hms(2026, 12, 31, 12, 0, 0).unwrap());
+    let mut pos = suite.points(keys::ACME_POS).await;
+    let sales = (0..30)
+        .map(|n| sale(&format!("sweep-{n}"), phone_buyer(&format!("1382222{n:04}")), 10_000))
+        .collect();
+    let earned = record(&mut pos, sales).await;
+
+    clock.advance(chrono::Duration::hours(6));
+    let schema = quanyu_loyalty_points::LoyaltyPoints::SCHEMA;
+    let (first, second) = (suite.database(schema).await, suite.database(schema).await);
+    let (one, other) = tokio::join!(sweep(&first, &clock), sweep(&second, &clock));
+    assert!(
+        one.unwrap() + other.unwrap() >= earned.len(),
+        "every account was due to one sweep or both"
+    );
+    let mut analyst = suite.points(keys::ACME_ANALYST).await;
+    for result in &earned {
+        let expired = analyst
+            .list_entries(pb::ListEntriesRequest {
+                account: account(&result.member_id),
+                kind: pb::EntryKind::Expire.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .entries;
+        let points: Vec<i64> = expired.iter().map(|entry| entry.points).collect();
+        assert_eq!(points, [-100], "{}", result.member_id);
+    }
 }
 
 async fn reading_a_balance_creates_no_account(suite: Suite) {
