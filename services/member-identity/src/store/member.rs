@@ -117,8 +117,8 @@ pub async fn find_active(txn: &DatabaseTransaction, tenant_id: &str, member_id: 
 }
 
 /// Looks identities up by key, one query per kind and namespace.
-pub async fn find_identities(
-    txn: &DatabaseTransaction,
+pub async fn find_identities<C: ConnectionTrait>(
+    db: &C,
     tenant_id: &str,
     wanted: &[&Identity],
 ) -> Result<Vec<identities::Model>> {
@@ -150,8 +150,8 @@ pub async fn find_identities(
     for lookup in lookups {
         query.union(UnionType::All, lookup);
     }
-    let statement = txn.get_database_backend().build(&query);
-    Ok(identities::Entity::find().from_raw_sql(statement).all(txn).await?)
+    let statement = db.get_database_backend().build(&query);
+    Ok(identities::Entity::find().from_raw_sql(statement).all(db).await?)
 }
 
 pub fn key_of(row: &identities::Model) -> Option<Identity> {
