@@ -26,9 +26,11 @@ fn with_database(url: &str, name: &str) -> String {
     format!("{root}/{name}")
 }
 
-/// What pgbench runs: its TPC-B, or a script of ours after a setup.
+/// What pgbench runs: its TPC-B, its select-only variant (`-S`: one primary-key lookup a
+/// transaction), or a script of ours after a setup.
 pub enum Workload {
     TpcB,
+    SelectOnly,
     Script { setup: &'static str, script: &'static str },
 }
 
@@ -45,8 +47,11 @@ pub async fn pgbench(clients: u32, workload: Workload, run_for: Duration) -> any
     let script_file = std::env::temp_dir().join(format!("quanyu-pgbench-{}.sql", std::process::id()));
     let mut run_args = vec!["-c".to_owned(), clients.to_string(), "-j".into(), "2".into()];
     run_args.extend(["-T".into(), run_for.as_secs().to_string()]);
+    if matches!(workload, Workload::SelectOnly) {
+        run_args.push("-S".into());
+    }
     match workload {
-        Workload::TpcB => {
+        Workload::TpcB | Workload::SelectOnly => {
             let init = Command::new("pgbench")
                 .args(["-i", "-q", "-s", "10", &url])
                 .output()
