@@ -797,21 +797,43 @@ async fn many_tills_crediting_one_member_lose_nothing(suite: Suite) {
     );
 }
 
-async fn expiry_and_tiers_follow_the_calendar_year(suite: Suite) {
-    use chrono::TimeZone;
-    let mut platform = suite.points(keys::ACME_PLATFORM).await;
+/// A program whose points expire at the end of the year they were earned in.
+async fn with_year_end_program(suite: &Suite) {
     let year_end = pb::Program {
         expiry: Some(pb::ExpiryPolicy {
             policy: Some(pb::expiry_policy::Policy::EndOfYearAfter(0)),
         }),
         ..program(0)
     };
-    platform
+    suite
+        .points(keys::ACME_PLATFORM)
+        .await
         .upsert_program(pb::UpsertProgramRequest {
             program: Some(year_end),
         })
         .await
         .unwrap();
+}
+
+/// The points of each expiry entry of the member's account.
+async fn expired_points(suite: &Suite, member_id: &str) -> Vec<i64> {
+    let mut analyst = suite.points(keys::ACME_ANALYST).await;
+    let expired = analyst
+        .list_entries(pb::ListEntriesRequest {
+            account: account(member_id),
+            kind: pb::EntryKind::Expire.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    expired.iter().map(|entry| entry.points).collect()
+}
+
+async fn expiry_and_tiers_follow_the_calendar_year(suite: Suite) {
+    use chrono::TimeZone;
+    with_year_end_program(&suite).await;
     let clock = &suite.context.clock;
     // 23:58 on New Year's Eve in the program's time zone (UTC+8).
     clock.set(chrono::Utc.with_ymd_and_hms(2026, 12, 31, 15, 58, 0).unwrap());
@@ -834,19 +856,7 @@ async fn expiry_and_tiers_follow_the_calendar_year(suite: Suite) {
     assert_eq!(new_year.balance, 0, "the year's points expired at midnight local time");
     assert_eq!(new_year.tier, "gold", "2026's growth keeps gold through 2027");
     assert_eq!((new_year.growth_this_period, new_year.growth_lifetime), (0, 1_000));
-    let mut analyst = suite.points(keys::ACME_ANALYST).await;
-    let expired = analyst
-        .list_entries(pb::ListEntriesRequest {
-            account: account(&member_id),
-            kind: pb::EntryKind::Expire.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
-    assert_eq!(expired.len(), 1);
-    assert_eq!(expired[0].points, -1_000);
+    assert_eq!(expired_points(&suite, &member_id).await, [-1_000]);
 
     clock.advance(chrono::Duration::days(366));
     let a_year_later = balance(&mut pos, &member_id).await;
@@ -861,19 +871,7 @@ async fn expiry_and_tiers_follow_the_calendar_year(suite: Suite) {
 async fn two_replicas_sweeping_at_once_expire_each_lot_once(suite: Suite) {
     use chrono::TimeZone;
     use quanyu_loyalty_points::app::sweep::sweep;
-    let year_end = pb::Program {
-        expiry: Some(pb::ExpiryPolicy {
-            policy: Some(pb::expiry_policy::Policy::EndOfYearAfter(0)),
-        }),
-        ..program(0)
-    };
-    let mut platform = suite.points(keys::ACME_PLATFORM).await;
-    platform
-        .upsert_program(pb::UpsertProgramRequest {
-            program: Some(year_end),
-        })
-        .await
-        .unwrap();
+    with_year_end_program(&suite).await;
     let clock = suite.context.clock.clone();
     clock.set(chrono::Utc.with_ymd_and_hms(2026, 12, 31, 12, 0, 0).unwrap());
     let mut pos = suite.points(keys::ACME_POS).await;
@@ -890,19 +888,8 @@ async fn two_replicas_sweeping_at_once_expire_each_lot_once(suite: Suite) {
         one.unwrap() + other.unwrap() >= earned.len(),
         "every account was due to one sweep or both"
     );
-    let mut analyst = suite.points(keys::ACME_ANALYST).await;
     for result in &earned {
-        let expired = analyst
-            .list_entries(pb::ListEntriesRequest {
-                account: account(&result.member_id),
-                kind: pb::EntryKind::Expire.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .entries;
-        let points: Vec<i64> = expired.iter().map(|entry| entry.points).collect();
+        let points = expired_points(&suite, &result.member_id).await;
         assert_eq!(points, [-100], "{}", result.member_id);
     }
 }
