@@ -75,8 +75,14 @@ def name(item):
     return f"{item['kind']}/{item['metadata']['name']}"
 
 
+def name_and_tag(image):
+    """`registry/path/name:tag` as (name, tag); the tag is empty when there is none."""
+    name, _, tag = image.rsplit("/", 1)[-1].partition(":")
+    return name, tag
+
+
 def is_quanyu(image):
-    return image.rsplit("/", 1)[-1].split(":")[0] == IMAGE
+    return name_and_tag(image)[0] == IMAGE
 
 
 def container_violations(kind, container, version):
@@ -95,7 +101,7 @@ def container_violations(kind, container, version):
     if "cpu" not in resources.get("requests", {}):
         found.append(f"{where}: no cpu request")
     image = container.get("image", "")
-    tag = image.rsplit("/", 1)[-1].partition(":")[2]
+    tag = name_and_tag(image)[1]
     if not tag or tag == "latest":
         found.append(f"{where}: image {image!r} is not tagged with a version")
     elif is_quanyu(image) and tag != version:
@@ -148,10 +154,12 @@ def pod_labels(workload):
 
 
 def selects(item, labels):
+    """Whether `item` (a Service, PodDisruptionBudget or NetworkPolicy) selects pods with `labels`."""
     spec = item.get("spec", {})
-    selector = spec.get("selector") if item["kind"] == "Service" else spec.get("selector", spec.get("podSelector"))
-    if item["kind"] != "Service":
-        selector = (selector or {}).get("matchLabels")
+    if item["kind"] == "Service":
+        selector = spec.get("selector", {})
+    else:
+        selector = spec.get("selector", spec.get("podSelector", {})).get("matchLabels", {})
     return bool(selector) and all(labels.get(key) == value for key, value in selector.items())
 
 

@@ -123,9 +123,6 @@ pub async fn find_identities<C: ConnectionTrait>(
     tenant_id: &str,
     wanted: &[&Identity],
 ) -> Result<Vec<identities::Model>> {
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
     let backend = db.get_database_backend();
     // One key is an equality on the whole primary key: an index probe in any plan, and a lighter
     // statement than the arrays.
@@ -149,6 +146,7 @@ pub async fn find_identities<C: ConnectionTrait>(
             values,
         )
     } else {
+        // No identities, no statement.
         match union_by_namespace(tenant_id, wanted) {
             Some(union) => backend.build(&union),
             None => return Ok(Vec::new()),
