@@ -191,14 +191,11 @@ async fn main() -> anyhow::Result<()> {
 
     load(&db, &template, 0, SMALL).await?;
     eprintln!("enrolling {ENROLMENTS} at {SMALL} members");
-    eprintln!("enrolling {ENROLMENTS} at {SMALL} members");
     let enrol_small = enrolment_rate(&client, 50_000_000).await?;
     load(&db, &template, SMALL, members).await?;
     eprintln!("enrolling {ENROLMENTS} at {members} members");
-    eprintln!("enrolling {ENROLMENTS} at {members} members");
     let enrol_large = enrolment_rate(&client, 60_000_000).await?;
 
-    eprintln!("pgbench -S, then resolves");
     eprintln!("pgbench -S, then resolves");
     let select_only = pgbench(CLIENTS as u32, Workload::SelectOnly, RUN_FOR).await?;
     let one = resolve_call(&client, members, 1);
@@ -227,7 +224,6 @@ async fn main() -> anyhow::Result<()> {
             })
         })
     };
-    eprintln!("calls without database work, then health checks");
     eprintln!("calls without database work, then health checks");
     let (no_db, no_db_elapsed) = hammer(invalid, Until::Elapsed(RUN_FOR), None).await?;
     let health = HealthClient::new(suite.identity_channel().await);

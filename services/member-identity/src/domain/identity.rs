@@ -125,11 +125,69 @@ impl Normaliser {
                 ),
             )
         };
+        if self.default_region == country::Id::CN
+            && let Some(e164) = mainland_mobile(value)
+        {
+            return Ok(e164);
+        }
         let number = phonenumber::parse(Some(self.default_region), value).map_err(|_| invalid())?;
         if !phonenumber::is_valid(&number) {
             return Err(invalid());
         }
         Ok(number.format().mode(Mode::E164).to_string())
+    }
+}
+
+/// With CN the default region, the E.164 form of a mainland mobile number written as its 11
+/// digits or after `+86`, ungrouped or grouped 3-4-4 by spaces or hyphens; `None` for anything
+/// else, which phonenumber then reads. phonenumber's regexes cost 15-40 µs a number, most of a
+/// 1,000-phone resolve, and a till's phone is nearly always one of these. The answer is
+/// phonenumber's own (a property test holds the two together). Not taken for other default
+/// regions: phonenumber 0.3.10 reads `+8613800138000` as `+86 3800138000` there.
+fn mainland_mobile(value: &str) -> Option<String> {
+    // phonenumber cannot read `+86130-0000-0000` (it takes the digits up to the hyphen for the
+    // country code): after a bare `+86`, the 11 digits must follow ungrouped.
+    let (rest, may_group) = match value.strip_prefix("+86") {
+        Some(rest) => match rest.strip_prefix([' ', '-']) {
+            Some(rest) => (rest, true),
+            None => (rest, false),
+        },
+        None => (value, true),
+    };
+    let mut digits = [0u8; 11];
+    let mut count = 0;
+    let mut after_separator = false;
+    for byte in rest.bytes() {
+        match byte {
+            b'0'..=b'9' if count < digits.len() => {
+                digits[count] = byte;
+                count += 1;
+                after_separator = false;
+            }
+            // Only where people group a mobile (138 0013 8000): phonenumber reads some other
+            // places differently (`+861-5000000000` is no number to it).
+            b' ' | b'-' if may_group && (count == 3 || count == 7) && !after_separator => after_separator = true,
+            _ => return None,
+        }
+    }
+    if count < digits.len() || after_separator || !is_mainland_mobile(&digits) {
+        return None;
+    }
+    let mut e164 = String::with_capacity(14);
+    e164.push_str("+86");
+    e164.extend(digits.iter().map(|digit| char::from(*digit)));
+    Some(e164)
+}
+
+/// libphonenumber's pattern of CN mobile numbers (metadata 9.0.33):
+/// `1740[0-5]\d{6}|1(?:[38]\d|4[57]|[59][0-35-9]|6[25-7]|7[0-35-8])\d{8}`.
+fn is_mainland_mobile(digits: &[u8; 11]) -> bool {
+    match (digits[0], digits[1], digits[2]) {
+        (b'1', b'3' | b'8', _) | (b'1', b'4', b'5' | b'7') | (b'1', b'6', b'2' | b'5'..=b'7') => true,
+        (b'1', b'5' | b'9', third) => third != b'4',
+        (b'1', b'7', b'4') => digits[3] == b'0' && digits[4] <= b'5',
+        (b'1', b'7', third) => third != b'9',
+        _ => false,
     }
 }
 
@@ -247,6 +305,37 @@ mod tests {
     }
 
     #[test]
+    fn usual_mainland_mobiles_take_the_fast_path() {
+        let usual = [
+            "13800138000",
+            "+8613800138000",
+            "+86 138 0013 8000",
+            "138-0013-8000",
+            "17401234567",
+        ];
+        for written in usual {
+            let expected = if written.starts_with("174") {
+                "+8617401234567"
+            } else {
+                "+8613800138000"
+            };
+            assert_eq!(mainland_mobile(written).as_deref(), Some(expected));
+        }
+        let unusual = [
+            "17461234567",
+            "19412345678",
+            "12012345678",
+            "1380013800",
+            "138001380001",
+            "138  0013 8000",
+            "+86138-0013-8000",
+        ];
+        for unusual in unusual {
+            assert_eq!(mainland_mobile(unusual), None, "{unusual}");
+        }
+    }
+
+    #[test]
     fn phones_become_e164() {
         let n = cn();
         for input in ["13800138000", "+86 138 0013 8000", "+8613800138000", "138-0013-8000"] {
@@ -336,6 +425,28 @@ mod tests {
             if let Ok(once) = n.normalise(kind, &namespace, &value) {
                 let twice = n.normalise(once.kind, &once.namespace, &once.value).unwrap();
                 prop_assert_eq!(once, twice);
+            }
+        }
+
+        /// Wherever the fast path answers, phonenumber answers the same; and it answers the
+        /// usual ways of writing a mobile.
+        #[test]
+        fn the_mainland_mobile_fast_path_agrees_with_phonenumber(
+            prefix in proptest::sample::select(vec!["", "+86", "+86 ", "+86-", "86", "0", " "]),
+            digits in "1[0-9]{10}|1[3-9][0-9]{9}|17[0-9]{9}|[0-9]{9,12}",
+            separators in proptest::collection::vec((0usize..12, proptest::sample::select(vec![" ", "-", "  ", "--", "."])), 0..3),
+        ) {
+            let mut written = digits;
+            for (at, separator) in separators {
+                written.insert_str(at.min(written.len()), separator);
+            }
+            let value = format!("{prefix}{written}");
+            let slow = || {
+                let number = phonenumber::parse(Some(country::Id::CN), &value).ok()?;
+                phonenumber::is_valid(&number).then(|| number.format().mode(Mode::E164).to_string())
+            };
+            if let Some(fast) = mainland_mobile(&value) {
+                prop_assert_eq!(Some(fast), slow());
             }
         }
 
