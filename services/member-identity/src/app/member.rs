@@ -99,10 +99,11 @@ pub async fn enroll(
         ..Default::default()
     };
     write_profile(&mut row, &command.profile);
-    store::member::insert(&txn, row).await?;
-    insert_identities(&txn, tenant_id, &member_id, wanted, at).await?;
+    let row = store::member::insert(&txn, row).await?;
+    let identities = insert_identities(&txn, tenant_id, &member_id, wanted, at).await?;
+    let mut binding = None;
     if !enrollment.guide_id.is_empty() || !enrollment.store_id.is_empty() {
-        insert_binding(
+        let bound = insert_binding(
             &txn,
             tenant_id,
             &member_id,
@@ -112,6 +113,7 @@ pub async fn enroll(
             at,
         )
         .await?;
+        binding = Some(bound);
     }
     audit(
         &txn,
@@ -122,7 +124,8 @@ pub async fn enroll(
         at,
     )
     .await?;
-    let member = view(&txn, find_member(&txn, tenant_id, &member_id, false).await?).await?;
+    // Built from what was written, not read back: five statements fewer an enrolment.
+    let member = MemberView::enrolled(row, identities, binding);
     let enrolled = Payload::MemberEnrolled(pb::MemberEnrolled {
         member_id: member_id.clone(),
         enrollment: Some(enrollment_to_pb(&member.row)),

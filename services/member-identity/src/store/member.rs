@@ -31,7 +31,7 @@ pub async fn load_views(txn: &DatabaseTransaction, rows: Vec<members::Model>) ->
         .filter(identities::Column::DerivedFrom.is_null())
         .all(txn)
         .await?;
-    found.sort_by(|a, b| (&a.kind, &a.value).cmp(&(&b.kind, &b.value)));
+    found.sort_by(in_shown_order);
     let mut identities_of = group(found, |identity| identity.member_id.clone());
     let mut tags_of = group(
         member_tags::Entity::find()
@@ -70,6 +70,11 @@ pub async fn load_views(txn: &DatabaseTransaction, rows: Vec<members::Model>) ->
             row,
         })
         .collect())
+}
+
+/// The order a member's identities are shown in: by kind, then value.
+pub fn in_shown_order(a: &identities::Model, b: &identities::Model) -> std::cmp::Ordering {
+    (&a.kind, &a.value).cmp(&(&b.kind, &b.value))
 }
 
 pub fn group<T>(items: Vec<T>, key: impl Fn(&T) -> String) -> HashMap<String, Vec<T>> {
@@ -215,9 +220,9 @@ pub async fn insert_identities(
     member_id: &str,
     identities: Vec<(Identity, Option<String>)>,
     at: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Vec<identities::Model>> {
     if identities.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let rows = identities
         .into_iter()
@@ -230,10 +235,7 @@ pub async fn insert_identities(
             derived_from: Set(derived_from),
             linked_at: Set(at),
         });
-    identities::Entity::insert_many(rows)
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
+    Ok(identities::Entity::insert_many(rows).exec_with_returning(txn).await?)
 }
 
 /// Links what is missing of `wanted` to `member_id`; fails when a wanted identity is another's.
@@ -329,9 +331,9 @@ pub async fn list(
     Ok(members)
 }
 
-pub async fn insert(txn: &DatabaseTransaction, row: members::ActiveModel) -> Result<()> {
-    members::Entity::insert(row).exec_without_returning(txn).await?;
-    Ok(())
+/// Inserts a member: the row as stored.
+pub async fn insert(txn: &DatabaseTransaction, row: members::ActiveModel) -> Result<members::Model> {
+    Ok(members::Entity::insert(row).exec_with_returning(txn).await?)
 }
 
 pub async fn update(txn: &DatabaseTransaction, row: members::ActiveModel) -> Result<members::Model> {

@@ -39,6 +39,24 @@ pub struct MemberView {
 }
 
 impl MemberView {
+    /// A member as its enrolment wrote it, without reading it back: its row, the identities
+    /// inserted (phone digests not shown), its binding if any, and no tags or consents yet.
+    pub fn enrolled(
+        row: members::Model,
+        mut identities: Vec<identities::Model>,
+        current_guide: Option<guide_bindings::Model>,
+    ) -> Self {
+        identities.retain(|identity| identity.derived_from.is_none());
+        identities.sort_by(member::in_shown_order);
+        Self {
+            row,
+            identities,
+            tags: Vec::new(),
+            consents: Vec::new(),
+            current_guide,
+        }
+    }
+
     pub fn profile(&self) -> Profile {
         profile_of(&self.row)
     }
