@@ -130,7 +130,11 @@ impl Normaliser {
         {
             return Ok(e164);
         }
-        let number = phonenumber::parse(Some(self.default_region), value).map_err(|_| invalid())?;
+        // A number in international form is read without the default region: phonenumber 0.3.10
+        // strips that region's national prefix from it (with US, `+8613800138000` became
+        // `+86 3800138000`, and no Chinese mobile could be given).
+        let region = (!value.starts_with('+')).then_some(self.default_region);
+        let number = phonenumber::parse(region, value).map_err(|_| invalid())?;
         if !phonenumber::is_valid(&number) {
             return Err(invalid());
         }
@@ -142,8 +146,7 @@ impl Normaliser {
 /// digits or after `+86`, ungrouped or grouped 3-4-4 by spaces or hyphens; `None` for anything
 /// else, which phonenumber then reads. phonenumber's regexes cost 15-40 µs a number, most of a
 /// 1,000-phone resolve, and a till's phone is nearly always one of these. The answer is
-/// phonenumber's own (a property test holds the two together). Not taken for other default
-/// regions: phonenumber 0.3.10 reads `+8613800138000` as `+86 3800138000` there.
+/// phonenumber's own (a property test holds the two together).
 fn mainland_mobile(value: &str) -> Option<String> {
     // phonenumber cannot read `+86130-0000-0000` (it takes the digits up to the hyphen for the
     // country code): after a bare `+86`, the 11 digits must follow ungrouped.
@@ -348,6 +351,13 @@ mod tests {
             n.normalise(IdentityKind::Phone, "", "+1 650-253-0000").unwrap().value,
             "+16502530000"
         );
+        let us = Normaliser::new("US").unwrap();
+        for (input, e164) in [
+            ("+86 138 0013 8000", "+8613800138000"),
+            ("650-253-0000", "+16502530000"),
+        ] {
+            assert_eq!(us.normalise(IdentityKind::Phone, "", input).unwrap().value, e164);
+        }
         let error = n.normalise(IdentityKind::Phone, "", "12345").unwrap_err();
         assert_eq!(error.field, "value");
         assert!(n.normalise(IdentityKind::Phone, "", "not a phone").is_err());
