@@ -191,9 +191,17 @@ fn brute_force_flow(sold: &[Sold], interacted: &[Interacted], from_days_ago: i64
 }
 
 /// Every third sale has a lipstick line of a quarter of its amount beside the serum; the others
-/// are all serum.
+/// are all serum. Sale 3 is a basket of one line a minor unit, serum and lipstick by turns: more
+/// lines than one statement carries, and many of the same SKU.
 fn lines_of(n: usize, amount: i64) -> Vec<(&'static str, &'static str, i64)> {
-    if n.is_multiple_of(3) {
+    if n == 3 {
+        (0..amount)
+            .map(|unit| match unit % 2 {
+                0 => ("skincare", "serum", 1),
+                _ => ("makeup", "lipstick", 1),
+            })
+            .collect()
+    } else if n.is_multiple_of(3) {
         let makeup = amount / 4;
         vec![("skincare", "serum", amount - makeup), ("makeup", "lipstick", makeup)]
     } else {

@@ -2,7 +2,9 @@
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 
-use super::{adding, day_and_place, execute, fold, statement};
+use std::collections::BTreeMap;
+
+use super::{adding, adding_rows, day_and_place, execute, fold, placeholder_rows, statement};
 use crate::domain::Place;
 
 /// A line's category, SKU and (net) amount.
@@ -57,6 +59,10 @@ pub async fn member_now(txn: &DatabaseTransaction, tenant_id: &str, member_id: &
     Ok(survivor.flatten().unwrap_or_else(|| member_id.to_owned()))
 }
 
+/// Rows a multi-row insert carries at most: a sale's lines are not bounded in number, and SQLite
+/// takes at most 32,766 values a statement.
+const ROWS_A_STATEMENT: usize = 500;
+
 /// The rollup of what each member bought per day and place: its table, key and counters.
 pub const MEMBER_DAYS: (&str, &str, &[&str]) = ("member_days", "member_id", &["orders", "spend_minor"]);
 
@@ -96,24 +102,30 @@ pub async fn record_sale(txn: &DatabaseTransaction, tenant_id: &str, sale: &Sale
         other_orders.into(),
     ]);
     execute(txn, &daily, values).await?;
-    let daily_line = adding(
-        "daily_lines",
-        &["category", "sku"],
-        &["member_sales_minor", "other_sales_minor"],
-    );
+    // The lines in one statement, those of the same category and SKU added together first.
+    let mut by_product: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     for line in &sale.lines {
-        let (member_part, other_part) = match sale.member_id {
-            Some(_) => (line.amount_minor, 0),
-            None => (0, line.amount_minor),
-        };
-        let mut values = vec![
-            tenant_id.into(),
-            line.category.as_str().into(),
-            line.sku.as_str().into(),
-        ];
-        values.extend(place.iter().cloned());
-        values.extend([member_part.into(), other_part.into()]);
-        execute(txn, &daily_line, values).await?;
+        *by_product.entry((&line.category, &line.sku)).or_default() += line.amount_minor;
+    }
+    let by_product: Vec<_> = by_product.into_iter().collect();
+    for chunk in by_product.chunks(ROWS_A_STATEMENT) {
+        let daily_lines = adding_rows(
+            "daily_lines",
+            &["category", "sku"],
+            &["member_sales_minor", "other_sales_minor"],
+            chunk.len(),
+        );
+        let mut values = Vec::new();
+        for ((category, sku), amount) in chunk {
+            let (member_part, other_part) = match sale.member_id {
+                Some(_) => (*amount, 0),
+                None => (0, *amount),
+            };
+            values.extend([tenant_id.into(), (*category).into(), (*sku).into()]);
+            values.extend(place.iter().cloned());
+            values.extend([member_part.into(), other_part.into()]);
+        }
+        execute(txn, &daily_lines, values).await?;
     }
     let Some(member_id) = &sale.member_id else {
         return Ok(());
@@ -134,19 +146,26 @@ pub async fn keep_lines(
     lines: &[LineFact],
 ) -> Result<(), DbErr> {
     let (source, transaction_id) = sale;
-    let sql = "INSERT INTO sale_lines (tenant_id, source, transaction_id, line, category, sku, amount_minor) \
-               VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, source, transaction_id, line) DO NOTHING";
-    for (line_no, line) in (0i32..).zip(lines) {
-        let values = vec![
-            tenant_id.into(),
-            source.into(),
-            transaction_id.into(),
-            line_no.into(),
-            line.category.as_str().into(),
-            line.sku.as_str().into(),
-            line.amount_minor.into(),
-        ];
-        execute(txn, sql, values).await?;
+    let numbered: Vec<(i32, &LineFact)> = (0i32..).zip(lines).collect();
+    for chunk in numbered.chunks(ROWS_A_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO sale_lines (tenant_id, source, transaction_id, line, category, sku, amount_minor) \
+             VALUES {} ON CONFLICT (tenant_id, source, transaction_id, line) DO NOTHING",
+            placeholder_rows(7, chunk.len())
+        );
+        let mut values = Vec::with_capacity(7 * chunk.len());
+        for (line_no, line) in chunk {
+            values.extend([
+                tenant_id.into(),
+                source.into(),
+                transaction_id.into(),
+                (*line_no).into(),
+                line.category.as_str().into(),
+                line.sku.as_str().into(),
+                line.amount_minor.into(),
+            ]);
+        }
+        execute(txn, &sql, values).await?;
     }
     Ok(())
 }

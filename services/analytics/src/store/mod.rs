@@ -38,18 +38,30 @@ fn day_and_place(day: &str, place: &Place) -> [Value; 4] {
 /// An insert of one rollup row (the tenant, `keys`, the day and place, then `counters`) that adds
 /// its counters to the row's when the row exists.
 fn adding(table: &str, keys: &[&str], counters: &[&str]) -> String {
+    adding_rows(table, keys, counters, 1)
+}
+
+/// As [`adding`], for `rows` rows in one statement; no two may share a key (PostgreSQL will not
+/// update a row twice in one statement).
+fn adding_rows(table: &str, keys: &[&str], counters: &[&str], rows: usize) -> String {
     let key_columns: Vec<&str> = std::iter::once("tenant_id")
         .chain(keys.iter().copied())
         .chain(DAY_AND_PLACE)
         .collect();
     let columns: Vec<&str> = key_columns.iter().chain(counters).copied().collect();
     format!(
-        "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
+        "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
         columns.join(", "),
-        vec!["?"; columns.len()].join(", "),
+        placeholder_rows(columns.len(), rows),
         key_columns.join(", "),
         additions(table, counters)
     )
+}
+
+/// `(?, ?), (?, ?)`: `rows` rows of `columns` placeholders each.
+fn placeholder_rows(columns: usize, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
 }
 
 /// `counter = table.counter + excluded.counter, …`: an upsert that adds.
