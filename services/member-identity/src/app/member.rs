@@ -101,8 +101,7 @@ pub async fn enroll(
     write_profile(&mut row, &command.profile);
     let row = store::member::insert(&txn, row).await?;
     let identities = insert_identities(&txn, tenant_id, &member_id, wanted, at).await?;
-    let mut binding = None;
-    if !enrollment.guide_id.is_empty() || !enrollment.store_id.is_empty() {
+    let binding = if !enrollment.guide_id.is_empty() || !enrollment.store_id.is_empty() {
         let bound = insert_binding(
             &txn,
             tenant_id,
@@ -113,8 +112,10 @@ pub async fn enroll(
             at,
         )
         .await?;
-        binding = Some(bound);
-    }
+        Some(bound)
+    } else {
+        None
+    };
     audit(
         &txn,
         actor,

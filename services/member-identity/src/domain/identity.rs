@@ -438,8 +438,7 @@ mod tests {
             }
         }
 
-        /// Wherever the fast path answers, phonenumber answers the same; and it answers the
-        /// usual ways of writing a mobile.
+        /// Wherever the fast path answers, phonenumber answers the same.
         #[test]
         fn the_mainland_mobile_fast_path_agrees_with_phonenumber(
             prefix in proptest::sample::select(vec!["", "+86", "+86 ", "+86-", "86", "0", " "]),
