@@ -191,16 +191,18 @@ fn brute_force_flow(sold: &[Sold], interacted: &[Interacted], from_days_ago: i64
 }
 
 /// Every third sale has a lipstick line of a quarter of its amount beside the serum; the others
-/// are all serum. Sale 3 is a basket of one line a minor unit, serum and lipstick by turns: more
-/// lines than one statement carries, and many of the same SKU.
+/// are all serum. Sale 3 is a basket of 900 lines, one minor unit each but the last, serum and
+/// lipstick by turns: more lines than one statement carries, and many of the same SKU.
 fn lines_of(n: usize, amount: i64) -> Vec<(&'static str, &'static str, i64)> {
     if n == 3 {
-        (0..amount)
+        let mut basket: Vec<_> = (0..899)
             .map(|unit| match unit % 2 {
                 0 => ("skincare", "serum", 1),
                 _ => ("makeup", "lipstick", 1),
             })
-            .collect()
+            .collect();
+        basket.push(("skincare", "serum", amount - 899));
+        basket
     } else if n.is_multiple_of(3) {
         let makeup = amount / 4;
         vec![("skincare", "serum", amount - makeup), ("makeup", "lipstick", makeup)]

@@ -594,6 +594,7 @@ async fn every_bad_field_is_named(suite: Suite) {
         ),
         (bad(|s| s.lines[0].quantity = -1), "lines[0].quantity"),
         (bad(|s| s.lines[0].category = "c".repeat(65)), "lines[0].category"),
+        (bad(|s| s.lines = vec![s.lines[0].clone(); 1_001]), "lines"),
         (bad(|s| s.points_redeemed = -5), "points_redeemed"),
         (bad(|s| s.brand_id = "Not A Brand".into()), "brand_id"),
         (bad(|s| s.buyer = Some(pb::Buyer { who: None })), "buyer"),

@@ -14,6 +14,10 @@ use crate::domain::earning::{MAX_AMOUNT_MINOR, SaleLine};
 use crate::domain::ledger::MAX_POINTS_PER_CHANGE;
 use crate::domain::program::Programs;
 
+/// Lines a sale may carry: a long receipt has a few hundred, and every line is written again by
+/// each service that keeps them.
+const MAX_LINES: usize = 1_000;
+
 fn time(at: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     from_proto(at?)
 }
@@ -77,7 +81,11 @@ pub fn check_sale(
     let amount_minor = money("amount", sale.amount.as_ref(), None, &mut violations);
     let currency = sale.amount.as_ref().map(|amount| amount.currency.as_str());
     let mut lines = Vec::new();
-    for (index, line) in sale.lines.iter().enumerate() {
+    if sale.lines.len() > MAX_LINES {
+        let many = sale.lines.len();
+        violations.add("lines", format!("must hold at most {MAX_LINES} lines, got {many}"));
+    }
+    for (index, line) in sale.lines.iter().enumerate().take(MAX_LINES) {
         violations.text(format_args!("lines[{index}].sku"), &line.sku, 64, false);
         violations.text(format_args!("lines[{index}].category"), &line.category, 64, false);
         if line.quantity <= 0 {
