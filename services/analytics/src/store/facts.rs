@@ -59,8 +59,8 @@ pub async fn member_now(txn: &DatabaseTransaction, tenant_id: &str, member_id: &
     Ok(survivor.flatten().unwrap_or_else(|| member_id.to_owned()))
 }
 
-/// Rows a multi-row insert carries at most: a sale's lines are not bounded in number, and SQLite
-/// takes at most 32,766 values a statement.
+/// Rows a multi-row insert carries at most: SQLite takes at most 32,766 values a statement, and
+/// though loyalty-points now bounds a sale at 1,000 lines, sales recorded before held any number.
 const ROWS_A_STATEMENT: usize = 500;
 
 /// The rollup of what each member bought per day and place: its table, key and counters.
