@@ -329,7 +329,7 @@ async fn a_served_suite_exports_what_dashboards_read_and_logs_no_personal_data()
     let refused = identity.enroll_member(enrol(BAD_EMAIL)).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
 
-    run_demo(&server, 20);
+    run_demo(&server, 20).await;
 
     let mut points = PointsServiceClient::with_interceptor(connect(server.ports.points).await, key);
     let unkind = points_pb::Sale {
@@ -380,8 +380,13 @@ async fn a_served_suite_exports_what_dashboards_read_and_logs_no_personal_data()
     assert!(phones.is_empty(), "the logs hold phone numbers: {phones:?}");
 }
 
-/// Runs a small `quanyu demo` of `members` against `server`: every service called, every stream read.
-fn run_demo(server: &support::Server, members: u32) {
+/// Runs a small `quanyu demo` of `members` against `server`, once every service listens: every
+/// service called, every stream read.
+async fn run_demo(server: &support::Server, members: u32) {
+    let ports = &server.ports;
+    for port in [ports.identity, ports.points, ports.campaign, ports.analytics] {
+        connect(port).await;
+    }
     let url = |port: u16| format!("http://127.0.0.1:{port}");
     let demo = quanyu(server.dir.path())
         .args(["demo", "--members", &members.to_string(), "--days", "14"])
@@ -437,8 +442,7 @@ async fn a_sale_and_the_identity_call_it_makes_are_one_trace() {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     let server = support::serve_with(&[("QUANYU_TELEMETRY__OTLP_ENDPOINT", &otlp)]);
-    connect(server.ports.identity).await;
-    run_demo(&server, 10);
+    run_demo(&server, 10).await;
 
     let is_sale = |span: &Span| span.name == "/quanyu.points.v1.PointsService/RecordSales";
     let is_identity = |span: &Span| span.name.starts_with("/quanyu.identity.v1.MemberIdentityService/");
