@@ -15,6 +15,11 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// A duration in milliseconds, as the benchmarks print them.
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1_000.0
+}
+
 /// The PostgreSQL server the benchmarks run on: `TEST_DATABASE_URL`, else the local one.
 pub fn server_url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())

@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use quanyu_bench::quantile;
+use quanyu_bench::{ms, quantile};
 use quanyu_proto::analytics::v1 as pb;
 use quanyu_proto::common::v1::Channel;
 use quanyu_proto::points::v1 as points_pb;
@@ -201,10 +201,6 @@ where
     }
     samples.sort_unstable();
     Ok(samples)
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1_000.0
 }
 
 #[tokio::main]

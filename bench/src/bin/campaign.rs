@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use quanyu_bench::{Workload, pgbench, quantile};
+use quanyu_bench::{Workload, ms, pgbench, quantile};
 use quanyu_proto::campaign::v1 as pb;
 use quanyu_proto::common::v1::{Channel, Money};
 use quanyu_testkit::{Backend, CampaignClient, Sandbox, keys};
@@ -142,8 +142,8 @@ async fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|---|");
     println!(
         "| claims on one hot template | {rate:.0} claims/s (p50 {:.1} ms, p99 {:.1} ms) | one stock row decremented with a check: {baseline:.0} tps | {:.2}x | >= 0.5x |",
-        quantile(&latencies, 0.5).as_secs_f64() * 1e3,
-        quantile(&latencies, 0.99).as_secs_f64() * 1e3,
+        ms(quantile(&latencies, 0.5)),
+        ms(quantile(&latencies, 0.99)),
         rate / baseline
     );
     println!(

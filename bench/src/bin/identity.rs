@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use quanyu_bench::{Workload, pgbench, quantile};
+use quanyu_bench::{Workload, ms, pgbench, quantile};
 use quanyu_proto::identity::v1 as pb;
 use quanyu_runtime::service::Service as _;
 use quanyu_testkit::{Backend, IdentityClient, Sandbox, keys};
@@ -236,7 +236,6 @@ async fn main() -> anyhow::Result<()> {
     });
     let (checks, checks_elapsed) = hammer(check, Until::Elapsed(RUN_FOR), None).await?;
 
-    let ms = |duration: Duration| duration.as_secs_f64() * 1_000.0;
     println!(
         "member-identity with {members} members ({} identities), {CLIENTS} clients",
         members * 3

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::Utc;
+use quanyu_bench::ms;
 use quanyu_outbox::NewEvent;
 use quanyu_proto::events::v1::event::Payload;
 use quanyu_proto::events::v1::event_stream_service_client::EventStreamServiceClient;
@@ -56,14 +57,8 @@ async fn main() -> anyhow::Result<()> {
         "| enrolments committed | {writes} ({:.0}/s) | |",
         writes as f64 / WRITE_FOR.as_secs_f64()
     );
-    println!(
-        "| commit-to-subscriber latency p50 | {:.1} ms | |",
-        p50.as_secs_f64() * 1e3
-    );
-    println!(
-        "| commit-to-subscriber latency p99 | {:.1} ms | <= 500 ms |",
-        p99.as_secs_f64() * 1e3
-    );
+    println!("| commit-to-subscriber latency p50 | {:.1} ms | |", ms(p50));
+    println!("| commit-to-subscriber latency p99 | {:.1} ms | <= 500 ms |", ms(p99));
     println!("| numbering the backlog (sequencer) | {sequence_rate:.0} events/s | |");
     println!("| catch-up, Subscribe over gRPC | {stream_rate:.0} events/s | >= 20,000 events/s |");
     println!("| baseline: same rows read straight from PostgreSQL | {baseline_rate:.0} events/s | |");
