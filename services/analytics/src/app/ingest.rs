@@ -3,11 +3,13 @@
 //! member), merges, erasures, sales, balances and tiers; campaigns' rewards and coupons. Each event is applied in the consumer's transaction with
 //! its cursor, so exactly once.
 
+use std::collections::BTreeMap;
+
 use chrono::FixedOffset;
 use quanyu_outbox::consumer::EventHandler;
 use quanyu_proto::events::v1::Event;
 use quanyu_proto::events::v1::event::Payload;
-use quanyu_proto::points::v1::SaleKind;
+use quanyu_proto::points::v1::{SaleKind, SaleRecorded};
 use quanyu_runtime::clock::from_proto;
 use sea_orm::{DatabaseTransaction, DbErr};
 
@@ -18,7 +20,7 @@ use crate::domain::window::day_of;
 use crate::store::campaigns::{self, Counts, Scope};
 use crate::store::consumers;
 use crate::store::facts::{self, LineFact, SaleFact};
-use crate::store::profiles::{self, AccountFact};
+use crate::store::profiles::{self, Account, AccountFact};
 
 /// The identity events analytics reads, by stream name.
 pub fn identity_event_types() -> Vec<String> {
@@ -69,6 +71,152 @@ pub struct Facts {
 #[async_trait::async_trait]
 impl EventHandler for Facts {
     async fn apply(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), DbErr> {
+        self.apply_all(txn, std::slice::from_ref(event)).await
+    }
+
+    /// Each run of points facts (sales, balances, tiers) is written in a few statements whatever
+    /// its length; other events one at a time.
+    async fn apply_all(&self, txn: &DatabaseTransaction, events: &[Event]) -> Result<(), DbErr> {
+        let mut rest = events;
+        while let Some(first) = rest.first() {
+            let run = rest.iter().take_while(|event| is_points_fact(event)).count();
+            if run == 0 {
+                self.apply_other(txn, first).await?;
+                rest = &rest[1..];
+            } else {
+                self.apply_points_facts(txn, &rest[..run]).await?;
+                rest = &rest[run..];
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sales, balances and tiers: sales add up, and the last balance or tier announced of an account
+/// stands, so a run of them can be written together. (A refund follows the sale it refunds in
+/// the stream, and its sale's lines are kept before any refund of the run is read.)
+fn is_points_fact(event: &Event) -> bool {
+    matches!(
+        event.payload,
+        Some(Payload::SaleRecorded(_) | Payload::PointsChanged(_) | Payload::TierChanged(_))
+    )
+}
+
+impl Facts {
+    /// A run of events that [`is_points_fact`] accepts (others in it are not applied).
+    async fn apply_points_facts(&self, txn: &DatabaseTransaction, events: &[Event]) -> Result<(), DbErr> {
+        let mut sales: BTreeMap<&str, Vec<&SaleRecorded>> = BTreeMap::new();
+        let mut balances: BTreeMap<Account<'_>, i64> = BTreeMap::new();
+        let mut tiers: BTreeMap<Account<'_>, &str> = BTreeMap::new();
+        for event in events {
+            let tenant_id = event.tenant_id.as_str();
+            match &event.payload {
+                Some(Payload::SaleRecorded(sale)) => sales.entry(tenant_id).or_default().push(sale),
+                Some(Payload::PointsChanged(changed)) => {
+                    let account = (tenant_id, changed.member_id.as_str(), changed.program_id.as_str());
+                    balances.insert(account, changed.balance_after);
+                }
+                Some(Payload::TierChanged(changed)) => {
+                    let account = (tenant_id, changed.member_id.as_str(), changed.program_id.as_str());
+                    tiers.insert(account, changed.to_tier.as_str());
+                }
+                _ => {}
+            }
+        }
+        for (tenant_id, sales) in sales {
+            self.record_sales(txn, tenant_id, &sales).await?;
+        }
+        profiles::set_accounts(txn, AccountFact::Balance, &balances).await?;
+        profiles::set_accounts(txn, AccountFact::Tier, &tiers).await
+    }
+
+    /// A tenant's sales and refunds, in stream order.
+    async fn record_sales(
+        &self,
+        txn: &DatabaseTransaction,
+        tenant_id: &str,
+        sales: &[&SaleRecorded],
+    ) -> Result<(), DbErr> {
+        let buyers: Vec<&str> = sales
+            .iter()
+            .map(|sale| sale.member_id.as_str())
+            .filter(|member_id| !member_id.is_empty())
+            .collect();
+        // A sale may arrive after its buyer's merge (the streams are not ordered between them):
+        // it counts for the survivor.
+        let survivors = facts::survivors(txn, tenant_id, &buyers).await?;
+        let fact = |sale: &SaleRecorded, lines: Vec<LineFact>| {
+            let is_refund = sale.kind == SaleKind::Refund as i32;
+            let amount = sale.amount.as_ref().map_or(0, |amount| amount.amount_minor);
+            let at = sale.occurred_at.as_ref().and_then(from_proto).unwrap_or_default();
+            let member_id = Some(sale.member_id.as_str()).filter(|member_id| !member_id.is_empty());
+            SaleFact {
+                member_id: member_id.map(|member_id| {
+                    survivors
+                        .get(member_id)
+                        .cloned()
+                        .unwrap_or_else(|| member_id.to_owned())
+                }),
+                day: day_of(at, self.offset),
+                place: Place {
+                    brand_id: sale.brand_id.clone(),
+                    channel: sale.channel,
+                    store_id: sale.store_id.clone(),
+                },
+                amount_minor: if is_refund { -amount } else { amount },
+                orders: i64::from(!is_refund),
+                lines,
+            }
+        };
+        let (refunds, bought): (Vec<&SaleRecorded>, Vec<&SaleRecorded>) =
+            sales.iter().partition(|sale| sale.kind == SaleKind::Refund as i32);
+        let mut recorded: Vec<SaleFact> = bought
+            .iter()
+            .map(|sale| {
+                let lines = sale
+                    .lines
+                    .iter()
+                    .map(|line| LineFact {
+                        category: line.category.clone(),
+                        sku: line.sku.clone(),
+                        amount_minor: line.amount.as_ref().map_or(0, |amount| amount.amount_minor),
+                    })
+                    .collect();
+                fact(sale, lines)
+            })
+            .collect();
+        let kept: Vec<((&str, &str), &[LineFact])> = bought
+            .iter()
+            .zip(&recorded)
+            .map(|(sale, fact)| {
+                (
+                    (sale.source.as_str(), sale.transaction_id.as_str()),
+                    fact.lines.as_slice(),
+                )
+            })
+            .collect();
+        facts::keep_lines(txn, tenant_id, &kept).await?;
+        for refund in refunds {
+            // A refund takes back from the lines of the sale it refunds, in their proportions.
+            let refunded = (refund.source.as_str(), refund.original_transaction_id.as_str());
+            let original = facts::lines_of(txn, tenant_id, refunded).await?;
+            let amounts: Vec<i64> = original.iter().map(|line| line.amount_minor).collect();
+            let amount = refund.amount.as_ref().map_or(0, |amount| amount.amount_minor);
+            let lines = original
+                .into_iter()
+                .zip(split(-amount, &amounts))
+                .map(|(line, share)| LineFact {
+                    amount_minor: share,
+                    ..line
+                })
+                .collect();
+            recorded.push(fact(refund, lines));
+        }
+        facts::record_sales(txn, tenant_id, &recorded).await
+    }
+
+    /// An event that is not a points fact.
+    async fn apply_other(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), DbErr> {
         let tenant_id = event.tenant_id.as_str();
         match &event.payload {
             Some(Payload::MemberEnrolled(enrolled)) => {
@@ -105,14 +253,6 @@ impl EventHandler for Facts {
                 }
                 _ => Ok(()),
             },
-            Some(Payload::PointsChanged(changed)) => {
-                let account = (changed.member_id.as_str(), changed.program_id.as_str());
-                profiles::set_account(txn, tenant_id, account, AccountFact::Balance(changed.balance_after)).await
-            }
-            Some(Payload::TierChanged(changed)) => {
-                let account = (changed.member_id.as_str(), changed.program_id.as_str());
-                profiles::set_account(txn, tenant_id, account, AccountFact::Tier(&changed.to_tier)).await
-            }
             Some(Payload::IdentityLinked(linked)) => {
                 let keys = linked_keys(&linked.identity.clone().unwrap_or_default());
                 consumers::link(txn, tenant_id, &keys, &linked.member_id).await
@@ -131,56 +271,6 @@ impl EventHandler for Facts {
             Some(Payload::MemberErased(erased)) => {
                 profiles::erase(txn, tenant_id, &erased.member_id).await?;
                 consumers::erase(txn, tenant_id, &erased.member_id).await
-            }
-            Some(Payload::SaleRecorded(sale)) => {
-                let member_id = match sale.member_id.as_str() {
-                    "" => None,
-                    // A sale may arrive after its buyer's merge (the streams are not ordered
-                    // between them): it counts for the survivor.
-                    member => Some(facts::member_now(txn, tenant_id, member).await?),
-                };
-                let amount = sale.amount.as_ref().map_or(0, |amount| amount.amount_minor);
-                let is_refund = sale.kind == SaleKind::Refund as i32;
-                let at = sale.occurred_at.as_ref().and_then(from_proto).unwrap_or_default();
-                let lines = if is_refund {
-                    let refunded = (sale.source.as_str(), sale.original_transaction_id.as_str());
-                    let original = facts::lines_of(txn, tenant_id, refunded).await?;
-                    let amounts: Vec<i64> = original.iter().map(|line| line.amount_minor).collect();
-                    original
-                        .into_iter()
-                        .zip(split(-amount, &amounts))
-                        .map(|(line, share)| LineFact {
-                            amount_minor: share,
-                            ..line
-                        })
-                        .collect()
-                } else {
-                    let lines: Vec<LineFact> = sale
-                        .lines
-                        .iter()
-                        .map(|line| LineFact {
-                            category: line.category.clone(),
-                            sku: line.sku.clone(),
-                            amount_minor: line.amount.as_ref().map_or(0, |amount| amount.amount_minor),
-                        })
-                        .collect();
-                    let recorded = (sale.source.as_str(), sale.transaction_id.as_str());
-                    facts::keep_lines(txn, tenant_id, recorded, &lines).await?;
-                    lines
-                };
-                let fact = SaleFact {
-                    member_id,
-                    day: day_of(at, self.offset),
-                    place: Place {
-                        brand_id: sale.brand_id.clone(),
-                        channel: sale.channel,
-                        store_id: sale.store_id.clone(),
-                    },
-                    amount_minor: if is_refund { -amount } else { amount },
-                    orders: i64::from(!is_refund),
-                    lines,
-                };
-                facts::record_sale(txn, tenant_id, &fact).await
             }
             Some(Payload::RewardGranted(granted)) => {
                 let counts = Counts {

@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 
 use quanyu_runtime::db::lock_keys;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Value};
 
-use super::{adding, day_and_place, execute, fold, statement};
+use super::{Rollup, add_rows, day_and_place, execute, fold, statement};
 use crate::domain::Place;
 use crate::domain::interaction::anonymous_consumer;
 
 /// The rollup of what each consumer did per day and place: its table, key and counters.
-const INTERACTION_DAYS: (&str, &str, &[&str]) = ("interaction_days", "consumer_id", &["exposures", "engagements"]);
+const INTERACTION_DAYS: Rollup<1> = ("interaction_days", ["consumer_id"], &["exposures", "engagements"]);
 
 /// What one consumer did on a day at a place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,19 +100,20 @@ pub async fn erase(txn: &DatabaseTransaction, tenant_id: &str, member_id: &str) 
     Ok(())
 }
 
-/// Adds consumers' days to the rollup (one statement per row: a batch sends each row once).
+/// Adds consumers' days to the rollup (a batch's days, each consumer, day and place once).
 pub async fn add_interactions(
     txn: &DatabaseTransaction,
     tenant_id: &str,
     days: &[InteractionDay],
 ) -> Result<(), DbErr> {
-    let (table, key, counters) = INTERACTION_DAYS;
-    let sql = adding(table, &[key], counters);
-    for day in days {
-        let mut values = vec![tenant_id.into(), day.consumer_id.as_str().into()];
-        values.extend(day_and_place(&day.day, &day.place));
-        values.extend([day.exposures.into(), day.engagements.into()]);
-        execute(txn, &sql, values).await?;
-    }
-    Ok(())
+    let rows: Vec<Vec<Value>> = days
+        .iter()
+        .map(|day| {
+            let mut row = vec![tenant_id.into(), day.consumer_id.as_str().into()];
+            row.extend(day_and_place(&day.day, &day.place));
+            row.extend([day.exposures.into(), day.engagements.into()]);
+            row
+        })
+        .collect();
+    add_rows(txn, INTERACTION_DAYS, &rows).await
 }

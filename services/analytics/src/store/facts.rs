@@ -1,10 +1,10 @@
 //! Writing facts as events arrive, inside the consumer's transaction.
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
+use std::collections::{BTreeMap, HashMap};
 
-use std::collections::BTreeMap;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Value};
 
-use super::{adding, adding_rows, day_and_place, execute, fold, placeholder_rows, statement};
+use super::{ROWS_A_STATEMENT, Rollup, add_rows, day_and_place, execute, fold, placeholder_rows, statement};
 use crate::domain::Place;
 
 /// A line's category, SKU and (net) amount.
@@ -53,18 +53,56 @@ pub async fn enrol(
 
 /// The member `member_id` stands for now: its survivor when it was merged.
 pub async fn member_now(txn: &DatabaseTransaction, tenant_id: &str, member_id: &str) -> Result<String, DbErr> {
-    let sql = "SELECT merged_into FROM members WHERE tenant_id = ? AND member_id = ?";
-    let values = vec![tenant_id.into(), member_id.into()];
-    let survivor: Option<Option<String>> = quanyu_runtime::db::sql::value(txn, (sql, values), "merged_into").await?;
-    Ok(survivor.flatten().unwrap_or_else(|| member_id.to_owned()))
+    let mut survivors = survivors(txn, tenant_id, &[member_id]).await?;
+    Ok(survivors.remove(member_id).unwrap_or_else(|| member_id.to_owned()))
 }
 
-/// Rows a multi-row insert carries at most: SQLite takes at most 32,766 values a statement, and
-/// though loyalty-points now bounds a sale at 1,000 lines, sales recorded before held any number.
-const ROWS_A_STATEMENT: usize = 500;
+/// The survivors of those of `member_ids` that were merged, by member.
+pub async fn survivors(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    member_ids: &[&str],
+) -> Result<HashMap<String, String>, DbErr> {
+    let mut survivors = HashMap::new();
+    for chunk in member_ids.chunks(ROWS_A_STATEMENT) {
+        let sql = format!(
+            "SELECT member_id, merged_into FROM members \
+             WHERE tenant_id = ? AND merged_into IS NOT NULL AND member_id IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut values = vec![tenant_id.into()];
+        values.extend(chunk.iter().map(|member_id| (*member_id).into()));
+        let rows = txn
+            .query_all_raw(statement(txn.get_database_backend(), &sql, values))
+            .await?;
+        for row in rows {
+            survivors.insert(row.try_get("", "member_id")?, row.try_get("", "merged_into")?);
+        }
+    }
+    Ok(survivors)
+}
 
 /// The rollup of what each member bought per day and place: its table, key and counters.
-pub const MEMBER_DAYS: (&str, &str, &[&str]) = ("member_days", "member_id", &["orders", "spend_minor"]);
+pub const MEMBER_DAYS: Rollup<1> = ("member_days", ["member_id"], &["orders", "spend_minor"]);
+
+/// Net sales and orders per day and place, split between members and everyone else.
+const DAILY_SALES: Rollup<0> = (
+    "daily_sales",
+    [],
+    &[
+        "member_sales_minor",
+        "other_sales_minor",
+        "member_orders",
+        "other_orders",
+    ],
+);
+
+/// Net sales per day, place and line (category and SKU).
+const DAILY_LINES: Rollup<2> = (
+    "daily_lines",
+    ["category", "sku"],
+    &["member_sales_minor", "other_sales_minor"],
+);
 
 /// Folds `loser` into `survivor`: what it bought becomes the survivor's, and it (and any member
 /// merged into it before) now stands for the survivor. Folding the same pair again changes
@@ -76,77 +114,79 @@ pub async fn merge(txn: &DatabaseTransaction, tenant_id: &str, survivor: &str, l
     fold(txn, MEMBER_DAYS, tenant_id, loser, survivor).await
 }
 
-/// Adds a sale to the day's rollup, and to its member's day when it has one.
-pub async fn record_sale(txn: &DatabaseTransaction, tenant_id: &str, sale: &SaleFact) -> Result<(), DbErr> {
-    let (member_sales, other_sales, member_orders, other_orders) = match sale.member_id {
-        Some(_) => (sale.amount_minor, 0, sale.orders, 0),
-        None => (0, sale.amount_minor, 0, sale.orders),
-    };
-    let place = day_and_place(&sale.day, &sale.place);
-    let daily = adding(
-        "daily_sales",
-        &[],
-        &[
-            "member_sales_minor",
-            "other_sales_minor",
-            "member_orders",
-            "other_orders",
-        ],
-    );
-    let mut values = vec![tenant_id.into()];
-    values.extend(place.iter().cloned());
-    values.extend([
-        member_sales.into(),
-        other_sales.into(),
-        member_orders.into(),
-        other_orders.into(),
-    ]);
-    execute(txn, &daily, values).await?;
-    // The lines in one statement, those of the same category and SKU added together first.
-    let mut by_product: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-    for line in &sale.lines {
-        *by_product.entry((&line.category, &line.sku)).or_default() += line.amount_minor;
-    }
-    let by_product: Vec<_> = by_product.into_iter().collect();
-    for chunk in by_product.chunks(ROWS_A_STATEMENT) {
-        let daily_lines = adding_rows(
-            "daily_lines",
-            &["category", "sku"],
-            &["member_sales_minor", "other_sales_minor"],
-            chunk.len(),
-        );
-        let mut values = Vec::new();
-        for ((category, sku), amount) in chunk {
-            let (member_part, other_part) = match sale.member_id {
-                Some(_) => (*amount, 0),
-                None => (0, *amount),
-            };
-            values.extend([tenant_id.into(), (*category).into(), (*sku).into()]);
-            values.extend(place.iter().cloned());
-            values.extend([member_part.into(), other_part.into()]);
+/// Adds sales to the rollups: each rollup in one statement (per 500 rows), the sales that fall
+/// on the same row added together first.
+pub async fn record_sales(txn: &DatabaseTransaction, tenant_id: &str, sales: &[SaleFact]) -> Result<(), DbErr> {
+    let mut daily: BTreeMap<(&str, &Place), [i64; 4]> = BTreeMap::new();
+    let mut lines: BTreeMap<(&str, &str, &str, &Place), [i64; 2]> = BTreeMap::new();
+    let mut member_days: BTreeMap<(&str, &str, &Place), [i64; 2]> = BTreeMap::new();
+    for sale in sales {
+        let by_member = sale.member_id.is_some();
+        let split = |amount: i64| if by_member { [amount, 0] } else { [0, amount] };
+        let [member_sales, other_sales] = split(sale.amount_minor);
+        let [member_orders, other_orders] = split(sale.orders);
+        let counters = daily.entry((&sale.day, &sale.place)).or_default();
+        add_to(counters, [member_sales, other_sales, member_orders, other_orders]);
+        for line in &sale.lines {
+            let key = (
+                line.category.as_str(),
+                line.sku.as_str(),
+                sale.day.as_str(),
+                &sale.place,
+            );
+            add_to(lines.entry(key).or_default(), split(line.amount_minor));
         }
-        execute(txn, &daily_lines, values).await?;
+        if let Some(member_id) = &sale.member_id {
+            let counters = member_days.entry((member_id, &sale.day, &sale.place)).or_default();
+            add_to(counters, [sale.orders, sale.amount_minor]);
+        }
     }
-    let Some(member_id) = &sale.member_id else {
-        return Ok(());
+    let row = |keys: &[&str], (day, place): (&str, &Place), counters: &[i64]| -> Vec<Value> {
+        let mut row: Vec<Value> = vec![tenant_id.into()];
+        row.extend(keys.iter().map(|key| (*key).into()));
+        row.extend(day_and_place(day, place));
+        row.extend(counters.iter().map(|counter| (*counter).into()));
+        row
     };
-    let (table, key, counters) = MEMBER_DAYS;
-    let mut values = vec![tenant_id.into(), member_id.as_str().into()];
-    values.extend(place);
-    values.extend([sale.orders.into(), sale.amount_minor.into()]);
-    execute(txn, &adding(table, &[key], counters), values).await?;
-    Ok(())
+    let daily: Vec<_> = daily
+        .iter()
+        .map(|((day, place), counters)| row(&[], (*day, *place), counters))
+        .collect();
+    add_rows(txn, DAILY_SALES, &daily).await?;
+    let lines: Vec<_> = lines
+        .iter()
+        .map(|((category, sku, day, place), counters)| row(&[*category, *sku], (*day, *place), counters))
+        .collect();
+    add_rows(txn, DAILY_LINES, &lines).await?;
+    let member_days: Vec<_> = member_days
+        .iter()
+        .map(|((member_id, day, place), counters)| row(&[*member_id], (*day, *place), counters))
+        .collect();
+    add_rows(txn, MEMBER_DAYS, &member_days).await
 }
 
-/// Keeps a sale's lines for the refunds that may follow it.
+/// Adds `more` to `counters`, one by one.
+fn add_to<const N: usize>(counters: &mut [i64; N], more: [i64; N]) {
+    for (counter, more) in counters.iter_mut().zip(more) {
+        *counter += more;
+    }
+}
+
+/// Keeps sales' lines (each sale's source and transaction id, and its lines) for the refunds
+/// that may follow them.
 pub async fn keep_lines(
     txn: &DatabaseTransaction,
     tenant_id: &str,
-    sale: (&str, &str),
-    lines: &[LineFact],
+    sales: &[((&str, &str), &[LineFact])],
 ) -> Result<(), DbErr> {
-    let (source, transaction_id) = sale;
-    let numbered: Vec<(i32, &LineFact)> = (0i32..).zip(lines).collect();
+    let numbered: Vec<(&str, &str, i32, &LineFact)> = sales
+        .iter()
+        .flat_map(|((source, transaction_id), lines)| {
+            (0i32..)
+                .zip(lines.iter())
+                .map(move |(line_no, line)| (*source, *transaction_id, line_no, line))
+        })
+        .collect();
     for chunk in numbered.chunks(ROWS_A_STATEMENT) {
         let sql = format!(
             "INSERT INTO sale_lines (tenant_id, source, transaction_id, line, category, sku, amount_minor) \
@@ -154,11 +194,11 @@ pub async fn keep_lines(
             placeholder_rows(7, chunk.len())
         );
         let mut values = Vec::with_capacity(7 * chunk.len());
-        for (line_no, line) in chunk {
+        for (source, transaction_id, line_no, line) in chunk {
             values.extend([
                 tenant_id.into(),
-                source.into(),
-                transaction_id.into(),
+                (*source).into(),
+                (*transaction_id).into(),
                 (*line_no).into(),
                 line.category.as_str().into(),
                 line.sku.as_str().into(),

@@ -35,27 +35,38 @@ fn day_and_place(day: &str, place: &Place) -> [Value; 4] {
     ]
 }
 
-/// An insert of one rollup row (the tenant, `keys`, the day and place, then `counters`) that adds
-/// its counters to the row's when the row exists.
-fn adding(table: &str, keys: &[&str], counters: &[&str]) -> String {
-    adding_rows(table, keys, counters, 1)
-}
+/// A rollup table: its name, the `K` keys of a row after the tenant (the day and place follow
+/// them), and the counters each row adds up.
+pub type Rollup<const K: usize> = (&'static str, [&'static str; K], &'static [&'static str]);
 
-/// As [`adding`], for `rows` rows in one statement; no two may share a key (PostgreSQL will not
-/// update a row twice in one statement).
-fn adding_rows(table: &str, keys: &[&str], counters: &[&str], rows: usize) -> String {
+/// Rows a multi-row statement carries at most: SQLite takes at most 32,766 values a statement.
+const ROWS_A_STATEMENT: usize = 500;
+
+/// Adds `rows` to a rollup, in as few statements as its limit allows: each row is the tenant,
+/// the rollup's keys, the day and place, then its counters, which are added to those of the row
+/// with the same key when there is one. No two rows may share a key (PostgreSQL will not update
+/// a row twice in one statement): callers add them up first.
+async fn add_rows<const K: usize>(
+    txn: &DatabaseTransaction,
+    (table, keys, counters): Rollup<K>,
+    rows: &[Vec<Value>],
+) -> Result<(), DbErr> {
     let key_columns: Vec<&str> = std::iter::once("tenant_id")
         .chain(keys.iter().copied())
         .chain(DAY_AND_PLACE)
         .collect();
     let columns: Vec<&str> = key_columns.iter().chain(counters).copied().collect();
-    format!(
-        "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
-        columns.join(", "),
-        placeholder_rows(columns.len(), rows),
-        key_columns.join(", "),
-        additions(table, counters)
-    )
+    for chunk in rows.chunks(ROWS_A_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+            columns.join(", "),
+            placeholder_rows(columns.len(), chunk.len()),
+            key_columns.join(", "),
+            additions(table, counters)
+        );
+        execute(txn, &sql, chunk.concat()).await?;
+    }
+    Ok(())
 }
 
 /// `(?, ?), (?, ?)`: `rows` rows of `columns` placeholders each.
@@ -77,7 +88,7 @@ fn additions(table: &str, counters: &[&str]) -> String {
 /// rows `into` has on the same day and place.
 async fn fold(
     txn: &DatabaseTransaction,
-    (table, key, counters): (&str, &str, &[&str]),
+    (table, [key], counters): Rollup<1>,
     tenant_id: &str,
     from: &str,
     into: &str,

@@ -1,9 +1,11 @@
 //! The member facts audience rules compare beyond purchases and interactions: city and birthday,
 //! the guide binding, tags, and each loyalty account's balance and tier.
 
+use std::collections::BTreeMap;
+
 use sea_orm::{DatabaseTransaction, DbErr, Value};
 
-use super::execute;
+use super::{ROWS_A_STATEMENT, execute, placeholder_rows};
 
 /// The member's city and birthday now (empty when unknown); an erased member keeps neither.
 pub async fn set_profile(
@@ -67,32 +69,40 @@ pub async fn change_tags(
     Ok(())
 }
 
-/// A loyalty account's balance or tier, as loyalty-points announced it.
-pub enum AccountFact<'a> {
-    Balance(i64),
-    Tier(&'a str),
+/// What loyalty-points announces of an account: its balance or its tier.
+#[derive(Debug, Clone, Copy)]
+pub enum AccountFact {
+    Balance,
+    Tier,
 }
 
-pub async fn set_account(
+/// A loyalty account: its tenant, member and program.
+pub type Account<'a> = (&'a str, &'a str, &'a str);
+
+/// Sets accounts' balance or tier to the value given each, in one statement (per 500 accounts).
+pub async fn set_accounts<V: Into<Value> + Clone>(
     txn: &DatabaseTransaction,
-    tenant_id: &str,
-    (member_id, program_id): (&str, &str),
-    fact: AccountFact<'_>,
+    fact: AccountFact,
+    accounts: &BTreeMap<Account<'_>, V>,
 ) -> Result<(), DbErr> {
-    let (column, value): (&str, Value) = match fact {
-        AccountFact::Balance(balance) => ("balance", balance.into()),
-        AccountFact::Tier(tier) => ("tier", tier.into()),
+    let column = match fact {
+        AccountFact::Balance => "balance",
+        AccountFact::Tier => "tier",
     };
-    let sql = format!(
-        "INSERT INTO member_programs (tenant_id, member_id, program_id, {column}) VALUES (?, ?, ?, ?) \
-         ON CONFLICT (tenant_id, member_id, program_id) DO UPDATE SET {column} = excluded.{column}"
-    );
-    execute(
-        txn,
-        &sql,
-        vec![tenant_id.into(), member_id.into(), program_id.into(), value],
-    )
-    .await?;
+    let accounts: Vec<_> = accounts.iter().collect();
+    for chunk in accounts.chunks(ROWS_A_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO member_programs (tenant_id, member_id, program_id, {column}) VALUES {} \
+             ON CONFLICT (tenant_id, member_id, program_id) DO UPDATE SET {column} = excluded.{column}",
+            placeholder_rows(4, chunk.len())
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(4 * chunk.len());
+        for ((tenant_id, member_id, program_id), value) in chunk {
+            values.extend([(*tenant_id).into(), (*member_id).into(), (*program_id).into()]);
+            values.push((*value).clone().into());
+        }
+        execute(txn, &sql, values).await?;
+    }
     Ok(())
 }
 
