@@ -8,6 +8,7 @@ mod m20261203_000002_create_interaction_tables;
 mod m20261203_000003_create_member_profiles;
 mod m20261203_000004_create_campaign_results;
 mod m20261203_000005_add_referral_results;
+mod m20261204_000006_index_members_by_survivor;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000003_create_member_profiles::Migration),
             Box::new(m20261203_000004_create_campaign_results::Migration),
             Box::new(m20261203_000005_add_referral_results::Migration),
+            Box::new(m20261204_000006_index_members_by_survivor::Migration),
         ]
     }
 

@@ -108,9 +108,12 @@ const DAILY_LINES: Rollup<2> = (
 /// merged into it before) now stands for the survivor. Folding the same pair again changes
 /// nothing.
 pub async fn merge(txn: &DatabaseTransaction, tenant_id: &str, survivor: &str, loser: &str) -> Result<(), DbErr> {
-    let sql = "UPDATE members SET merged_into = ? WHERE tenant_id = ? AND (member_id = ? OR merged_into = ?)";
-    let values = vec![survivor.into(), tenant_id.into(), loser.into(), loser.into()];
-    execute(txn, sql, values).await?;
+    // Two statements, each by an index: with `member_id = ? OR merged_into = ?` SQLite read
+    // every member of the tenant.
+    for column in ["merged_into", "member_id"] {
+        let sql = format!("UPDATE members SET merged_into = ? WHERE tenant_id = ? AND {column} = ?");
+        execute(txn, &sql, vec![survivor.into(), tenant_id.into(), loser.into()]).await?;
+    }
     fold(txn, MEMBER_DAYS, tenant_id, loser, survivor).await
 }
 

@@ -10,6 +10,7 @@ mod m20261203_000005_create_referral_tables;
 mod m20261203_000006_create_member_purchases;
 mod m20261203_000007_create_assist_tables;
 mod m20261203_000008_create_referred_keys;
+mod m20261204_000009_index_members_of_merges;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000006_create_member_purchases::Migration),
             Box::new(m20261203_000007_create_assist_tables::Migration),
             Box::new(m20261203_000008_create_referred_keys::Migration),
+            Box::new(m20261204_000009_index_members_of_merges::Migration),
         ]
     }
 
