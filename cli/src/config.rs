@@ -167,7 +167,7 @@ mod tests {
         .unwrap();
         assert!(!loaded.development);
         let shared_config = &loaded.config.shared;
-        assert_eq!(shared_config.database.max_connections, 9, "the later file wins");
+        assert_eq!(shared_config.database.max_connections, Some(9), "the later file wins");
         assert_eq!(
             shared_config.database.min_connections, 2,
             "the earlier file's other keys stay"

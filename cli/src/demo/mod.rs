@@ -458,24 +458,42 @@ async fn start_coupon_drop(clients: &Clients) -> anyhow::Result<()> {
 
 /// Waits until analytics has counted every sale: its net sales over the demo's days reach the
 /// sum of what was sold and refunded.
+/// Waits until analytics has counted every sale and every member the demo made: the streams of
+/// sales and of enrolments are consumed apart, and the report reads both.
 async fn await_analytics(clients: &Clients, plan: &Plan, net_sales: i64) -> anyhow::Result<()> {
     let mut analytics = clients.analytics().await?;
     let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_message("analytics is counting the sales");
+    bar.set_message("analytics is counting the sales and members");
+    // Friends enrol today, which may be after --until.
+    let today = chrono::Utc::now().date_naive() + chrono::Duration::days(1);
     let asked = analytics_pb::GetMetricsRequest {
-        metrics: vec![analytics_pb::Metric::MemberShareOfSales.into()],
+        metrics: vec![
+            analytics_pb::Metric::MemberShareOfSales.into(),
+            analytics_pb::Metric::FastMembers.into(),
+        ],
         start_date: (plan.until - chrono::Duration::days(i64::from(plan.days) + 1)).to_string(),
-        end_date: plan.until.to_string(),
+        end_date: plan.until.max(today).to_string(),
         ..Default::default()
     };
+    // Each person once: twins are merged, and friends are members of their own.
+    let people: i64 = (0..plan.members)
+        .map(|index| 1 + plan.member(index).friends.len() as i64)
+        .sum();
     let started = std::time::Instant::now();
     loop {
-        let counted = call!(analytics, get_metrics, asked.clone())?
-            .values
-            .first()
-            .map_or(0, |value| value.denominator);
+        let values = call!(analytics, get_metrics, asked.clone())?.values;
+        let value = |metric: analytics_pb::Metric| {
+            values
+                .iter()
+                .find(|value| value.metric == i32::from(metric))
+                .cloned()
+                .unwrap_or_default()
+        };
+        // Net sales by everyone, and members not merged into another.
+        let sales = value(analytics_pb::Metric::MemberShareOfSales).denominator;
+        let members = value(analytics_pb::Metric::FastMembers).numerator;
         // At least: sales imported into the same days (a POS file) count too.
-        if counted >= net_sales {
+        if sales >= net_sales && members >= people {
             bar.finish_and_clear();
             eprintln!(
                 "analytics     caught up {} after the last sale",
@@ -485,7 +503,7 @@ async fn await_analytics(clients: &Clients, plan: &Plan, net_sales: i64) -> anyh
         }
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(600),
-            "analytics counted {counted} of {net_sales} in net sales after ten minutes"
+            "after ten minutes analytics counted {sales} of {net_sales} in net sales and {members} of {people} members"
         );
         bar.tick();
         tokio::time::sleep(Duration::from_millis(250)).await;

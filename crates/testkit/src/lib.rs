@@ -371,7 +371,6 @@ fn start(server: Server, listener: TcpListener, context: &ServiceContext) -> (So
 fn database_config(url: String) -> DatabaseConfig {
     DatabaseConfig {
         url: quanyu_runtime::config::SecretUrl::new(url),
-        max_connections: 5,
         min_connections: 0,
         ..DatabaseConfig::default()
     }
