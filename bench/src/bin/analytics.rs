@@ -81,7 +81,8 @@ async fn catch_up(sandbox: &mut Sandbox) -> anyhow::Result<(usize, Duration)> {
     let row = events
         .query_one_raw(sea_orm::Statement::from_string(
             events.get_database_backend(),
-            "SELECT count(*) AS events FROM outbox_events".to_owned(),
+            // Events not yet sequenced wait in outbox_pending: they are backlog too.
+            "SELECT (SELECT count(*) FROM outbox_events) + (SELECT count(*) FROM outbox_pending) AS events".to_owned(),
         ))
         .await?
         .context("a row")?;

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 
 use quanyu_runtime::db::lock_keys;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Value};
+use sea_orm::{DatabaseTransaction, DbErr, Value};
 
-use super::{Rollup, add_rows, day_and_place, execute, fold, statement};
+use super::{Rollup, add_rows, day_and_place, execute, fold, values_by_key};
 use crate::domain::Place;
 use crate::domain::interaction::anonymous_consumer;
 
@@ -40,23 +40,14 @@ pub async fn members_of(
     tenant_id: &str,
     keys: &[String],
 ) -> Result<HashMap<String, String>, DbErr> {
-    let mut linked = HashMap::new();
-    // Well under either database's limit on parameters per statement.
-    for chunk in keys.chunks(500) {
-        let sql = format!(
-            "SELECT identity_key, member_id FROM identity_links WHERE tenant_id = ? AND identity_key IN ({})",
-            vec!["?"; chunk.len()].join(", ")
-        );
-        let mut values = vec![tenant_id.into()];
-        values.extend(chunk.iter().map(|key| key.as_str().into()));
-        let rows = txn
-            .query_all_raw(statement(txn.get_database_backend(), &sql, values))
-            .await?;
-        for row in rows {
-            linked.insert(row.try_get("", "identity_key")?, row.try_get("", "member_id")?);
-        }
-    }
-    Ok(linked)
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    values_by_key(
+        txn,
+        ("identity_links", "identity_key", "member_id", ""),
+        tenant_id,
+        &keys,
+    )
+    .await
 }
 
 /// Links the identities of `keys` to `member_id`: what their consumers did becomes the member's.

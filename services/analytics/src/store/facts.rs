@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Value};
 
-use super::{ROWS_A_STATEMENT, Rollup, add_rows, day_and_place, execute, fold, placeholder_rows, statement};
+use super::{
+    ROWS_A_STATEMENT, Rollup, add_rows, day_and_place, execute, fold, placeholder_rows, statement, values_by_key,
+};
 use crate::domain::Place;
 
 /// A line's category, SKU and (net) amount.
@@ -63,23 +65,8 @@ pub async fn survivors(
     tenant_id: &str,
     member_ids: &[&str],
 ) -> Result<HashMap<String, String>, DbErr> {
-    let mut survivors = HashMap::new();
-    for chunk in member_ids.chunks(ROWS_A_STATEMENT) {
-        let sql = format!(
-            "SELECT member_id, merged_into FROM members \
-             WHERE tenant_id = ? AND merged_into IS NOT NULL AND member_id IN ({})",
-            vec!["?"; chunk.len()].join(", ")
-        );
-        let mut values = vec![tenant_id.into()];
-        values.extend(chunk.iter().map(|member_id| (*member_id).into()));
-        let rows = txn
-            .query_all_raw(statement(txn.get_database_backend(), &sql, values))
-            .await?;
-        for row in rows {
-            survivors.insert(row.try_get("", "member_id")?, row.try_get("", "merged_into")?);
-        }
-    }
-    Ok(survivors)
+    let merged = ("members", "member_id", "merged_into", "merged_into IS NOT NULL");
+    values_by_key(txn, merged, tenant_id, member_ids).await
 }
 
 /// The rollup of what each member bought per day and place: its table, key and counters.

@@ -9,7 +9,9 @@ pub mod metrics;
 pub mod profiles;
 
 use quanyu_runtime::db::sql::{Query, execute, statement};
-use sea_orm::{DatabaseTransaction, DbBackend, DbErr, Value};
+use std::collections::HashMap;
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Value};
 
 use crate::domain::Place;
 
@@ -67,6 +69,38 @@ async fn add_rows<const K: usize>(
         execute(txn, &sql, chunk.concat()).await?;
     }
     Ok(())
+}
+
+/// The `value` column by the `key` column of the tenant's rows in `table` whose key is one of
+/// `keys` (and that `condition` selects, when not empty), in statements of at most
+/// [`ROWS_A_STATEMENT`] keys.
+async fn values_by_key(
+    txn: &DatabaseTransaction,
+    (table, key, value, condition): (&str, &str, &str, &str),
+    tenant_id: &str,
+    keys: &[&str],
+) -> Result<HashMap<String, String>, DbErr> {
+    let condition = if condition.is_empty() {
+        String::new()
+    } else {
+        format!(" AND {condition}")
+    };
+    let mut found = HashMap::new();
+    for chunk in keys.chunks(ROWS_A_STATEMENT) {
+        let sql = format!(
+            "SELECT {key}, {value} FROM {table} WHERE tenant_id = ?{condition} AND {key} IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut values: Vec<Value> = vec![tenant_id.into()];
+        values.extend(chunk.iter().map(|wanted| (*wanted).into()));
+        let rows = txn
+            .query_all_raw(statement(txn.get_database_backend(), &sql, values))
+            .await?;
+        for row in rows {
+            found.insert(row.try_get("", key)?, row.try_get("", value)?);
+        }
+    }
+    Ok(found)
 }
 
 /// `(?, ?), (?, ?)`: `rows` rows of `columns` placeholders each.
