@@ -45,9 +45,9 @@ impl DatabaseConfig {
 
     /// The pool's size for a database at `url`. SQLite writes one transaction at a time: with
     /// more connections, writers that find the database locked sleep in SQLite's busy handler
-    /// (1, 2, 5, 10… ms) while the lock is free again, instead of queueing for the connection,
-    /// and the 100,000-member demo took 6 minutes instead of 4½. One connection is also all a
-    /// reader needs there: every statement is short.
+    /// (1, 2, 5, 10… ms) while the lock is free again, instead of queueing for the connection
+    /// (bench/README, the demo). Readers queue for it too: configure more connections where long
+    /// reports matter more than writes.
     fn pool_size(&self, url: &str) -> u32 {
         self.max_connections.unwrap_or_else(|| {
             if url.starts_with("sqlite:") {
@@ -183,4 +183,22 @@ pub fn record_pool_gauges(db: &DatabaseConnection, service: &'static str) {
         .set(f64::from(size.saturating_sub(idle)));
     metrics::gauge!("db_pool_connections", "service" => service, "state" => "idle").set(f64::from(idle));
     metrics::gauge!("db_pool_max_connections", "service" => service).set(f64::from(max));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_pools_hold_one_connection_and_postgresql_pools_ten_unless_configured() {
+        let unset = DatabaseConfig::default();
+        assert_eq!(unset.pool_size("sqlite://data/x.db"), 1);
+        assert_eq!(unset.pool_size("postgres://db/quanyu"), POSTGRES_CONNECTIONS);
+        let configured = DatabaseConfig {
+            max_connections: Some(4),
+            ..DatabaseConfig::default()
+        };
+        assert_eq!(configured.pool_size("sqlite://data/x.db"), 4);
+        assert_eq!(configured.pool_size("postgres://db/quanyu"), 4);
+    }
 }
