@@ -456,8 +456,6 @@ async fn start_coupon_drop(clients: &Clients) -> anyhow::Result<()> {
     schedule(&mut campaign, winback).await
 }
 
-/// Waits until analytics has counted every sale: its net sales over the demo's days reach the
-/// sum of what was sold and refunded.
 /// Waits until analytics has counted every sale and every member the demo made: the streams of
 /// sales and of enrolments are consumed apart, and the report reads both.
 async fn await_analytics(clients: &Clients, plan: &Plan, net_sales: i64) -> anyhow::Result<()> {

@@ -4,9 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Value};
 
-use super::{
-    ROWS_A_STATEMENT, Rollup, add_rows, day_and_place, execute, fold, placeholder_rows, statement, values_by_key,
-};
+use super::{Rollup, add_rows, day_and_place, execute, fold, insert_rows, statement, values_by_key};
 use crate::domain::Place;
 
 /// A line's category, SKU and (net) amount.
@@ -169,35 +167,29 @@ pub async fn keep_lines(
     tenant_id: &str,
     sales: &[((&str, &str), &[LineFact])],
 ) -> Result<(), DbErr> {
-    let numbered: Vec<(&str, &str, i32, &LineFact)> = sales
+    let rows: Vec<Vec<Value>> = sales
         .iter()
         .flat_map(|((source, transaction_id), lines)| {
-            (0i32..)
-                .zip(lines.iter())
-                .map(move |(line_no, line)| (*source, *transaction_id, line_no, line))
+            (0i32..).zip(lines.iter()).map(move |(line_no, line)| {
+                vec![
+                    tenant_id.into(),
+                    (*source).into(),
+                    (*transaction_id).into(),
+                    line_no.into(),
+                    line.category.as_str().into(),
+                    line.sku.as_str().into(),
+                    line.amount_minor.into(),
+                ]
+            })
         })
         .collect();
-    for chunk in numbered.chunks(ROWS_A_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO sale_lines (tenant_id, source, transaction_id, line, category, sku, amount_minor) \
-             VALUES {} ON CONFLICT (tenant_id, source, transaction_id, line) DO NOTHING",
-            placeholder_rows(7, chunk.len())
-        );
-        let mut values = Vec::with_capacity(7 * chunk.len());
-        for (source, transaction_id, line_no, line) in chunk {
-            values.extend([
-                tenant_id.into(),
-                (*source).into(),
-                (*transaction_id).into(),
-                (*line_no).into(),
-                line.category.as_str().into(),
-                line.sku.as_str().into(),
-                line.amount_minor.into(),
-            ]);
-        }
-        execute(txn, &sql, values).await?;
-    }
-    Ok(())
+    insert_rows(
+        txn,
+        "INSERT INTO sale_lines (tenant_id, source, transaction_id, line, category, sku, amount_minor)",
+        "ON CONFLICT (tenant_id, source, transaction_id, line) DO NOTHING",
+        &rows,
+    )
+    .await
 }
 
 /// The lines kept of a sale, in their order; none when it was never seen.

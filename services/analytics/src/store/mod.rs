@@ -58,13 +58,28 @@ async fn add_rows<const K: usize>(
         .chain(DAY_AND_PLACE)
         .collect();
     let columns: Vec<&str> = key_columns.iter().chain(counters).copied().collect();
+    let insert = format!("INSERT INTO {table} ({})", columns.join(", "));
+    let on_conflict = format!(
+        "ON CONFLICT ({}) DO UPDATE SET {}",
+        key_columns.join(", "),
+        additions(table, counters)
+    );
+    insert_rows(txn, &insert, &on_conflict, rows).await
+}
+
+/// `insert` (`INSERT INTO table (columns…)`) of `rows`, each row the values of those columns,
+/// then `on_conflict`, in statements of at most [`ROWS_A_STATEMENT`] rows.
+async fn insert_rows(
+    txn: &DatabaseTransaction,
+    insert: &str,
+    on_conflict: &str,
+    rows: &[Vec<Value>],
+) -> Result<(), DbErr> {
     for chunk in rows.chunks(ROWS_A_STATEMENT) {
+        let columns = chunk.first().map_or(0, Vec::len);
         let sql = format!(
-            "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
-            columns.join(", "),
-            placeholder_rows(columns.len(), chunk.len()),
-            key_columns.join(", "),
-            additions(table, counters)
+            "{insert} VALUES {} {on_conflict}",
+            placeholder_rows(columns, chunk.len())
         );
         execute(txn, &sql, chunk.concat()).await?;
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use sea_orm::{DatabaseTransaction, DbErr, Value};
 
-use super::{ROWS_A_STATEMENT, execute, placeholder_rows};
+use super::{execute, insert_rows};
 
 /// The member's city and birthday now (empty when unknown); an erased member keeps neither.
 pub async fn set_profile(
@@ -89,21 +89,21 @@ pub async fn set_accounts<V: Into<Value> + Clone>(
         AccountFact::Balance => "balance",
         AccountFact::Tier => "tier",
     };
-    let accounts: Vec<_> = accounts.iter().collect();
-    for chunk in accounts.chunks(ROWS_A_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO member_programs (tenant_id, member_id, program_id, {column}) VALUES {} \
-             ON CONFLICT (tenant_id, member_id, program_id) DO UPDATE SET {column} = excluded.{column}",
-            placeholder_rows(4, chunk.len())
-        );
-        let mut values: Vec<Value> = Vec::with_capacity(4 * chunk.len());
-        for ((tenant_id, member_id, program_id), value) in chunk {
-            values.extend([(*tenant_id).into(), (*member_id).into(), (*program_id).into()]);
-            values.push((*value).clone().into());
-        }
-        execute(txn, &sql, values).await?;
-    }
-    Ok(())
+    let rows: Vec<Vec<Value>> = accounts
+        .iter()
+        .map(|((tenant_id, member_id, program_id), value)| {
+            vec![
+                (*tenant_id).into(),
+                (*member_id).into(),
+                (*program_id).into(),
+                value.clone().into(),
+            ]
+        })
+        .collect();
+    let insert = format!("INSERT INTO member_programs (tenant_id, member_id, program_id, {column})");
+    let on_conflict =
+        format!("ON CONFLICT (tenant_id, member_id, program_id) DO UPDATE SET {column} = excluded.{column}");
+    insert_rows(txn, &insert, &on_conflict, &rows).await
 }
 
 /// The loser's tags become the survivor's, where the survivor has none of that name.

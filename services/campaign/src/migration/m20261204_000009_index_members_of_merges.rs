@@ -41,7 +41,7 @@ const REPLACED: (&str, &str, &[&str]) = (
     &["tenant_id", "member_id"],
 );
 
-fn drop(name: &'static str, table: &'static str) -> IndexDropStatement {
+fn index_drop(name: &'static str, table: &'static str) -> IndexDropStatement {
     Index::drop().name(name).table(table).if_exists().to_owned()
 }
 
@@ -52,14 +52,14 @@ impl MigrationTrait for Migration {
             manager.create_index(index(name, table, columns)).await?;
         }
         let (name, table, _) = REPLACED;
-        manager.drop_index(drop(name, table)).await
+        manager.drop_index(index_drop(name, table)).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let (name, table, columns) = REPLACED;
         manager.create_index(index(name, table, columns)).await?;
         for (name, table, _) in ADDED {
-            manager.drop_index(drop(name, table)).await?;
+            manager.drop_index(index_drop(name, table)).await?;
         }
         Ok(())
     }
