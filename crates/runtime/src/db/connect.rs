@@ -148,6 +148,17 @@ pub async fn begin_read(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTran
     sea_orm::TransactionTrait::begin(db).await
 }
 
+/// Begins a transaction that only reads, and reads one snapshot throughout: REPEATABLE READ on
+/// PostgreSQL (whose default reads each statement's own); SQLite's read transactions do already.
+pub async fn begin_snapshot(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return begin_read(db).await;
+    }
+    let _waiting = Waiting::start();
+    let snapshot = Some(sea_orm::IsolationLevel::RepeatableRead);
+    sea_orm::TransactionTrait::begin_with_config(db, snapshot, Some(sea_orm::AccessMode::ReadOnly)).await
+}
+
 /// Counts a use case waiting for a connection (`db_pool_waiting`) until dropped, however its
 /// wait ends (a connection, an error, a cancelled call).
 struct Waiting;

@@ -11,7 +11,7 @@ mod retry;
 pub mod sql;
 
 pub use batch::Writes;
-pub use connect::{DatabaseConfig, begin_read, begin_write, connect, record_pool_gauges};
+pub use connect::{DatabaseConfig, begin_read, begin_snapshot, begin_write, connect, record_pool_gauges};
 pub use keys::{find_by_keys, find_columns_by_keys, lock_keys};
 pub use retry::{Transient, with_retries};
 
