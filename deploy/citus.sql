@@ -28,6 +28,8 @@ SELECT citus_add_local_table_to_metadata('campaign.outbox_pending');
 SELECT citus_add_local_table_to_metadata('campaign.outbox_sequence');
 SELECT citus_add_local_table_to_metadata('analytics.analytics_migrations');
 SELECT citus_add_local_table_to_metadata('analytics.outbox_cursors');
+-- Analytics' log of changed consumers: one order for every tenant, read by every replica.
+SELECT citus_add_local_table_to_metadata('analytics.consumer_changes');
 
 -- Everything else belongs to one tenant: distributed by tenant_id, co-located, so that a
 -- use case's statements all go to the worker that holds its tenant.

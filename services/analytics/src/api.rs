@@ -16,6 +16,7 @@ use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
 use crate::app;
+use crate::app::index::FactIndex;
 use crate::app::metrics::Parameters;
 use crate::domain::Place;
 use crate::domain::aipl::{Stage, Windows};
@@ -26,14 +27,21 @@ use crate::store::metrics::{LineFilter, Scope};
 
 pub struct AnalyticsApi {
     db: DatabaseConnection,
+    /// The facts FAST, the stage flow and the channel overlap are read from.
+    index: FactIndex,
     clock: Clock,
     /// The time zone whose calendar days windows name.
     offset: FixedOffset,
 }
 
 impl AnalyticsApi {
-    pub fn new(db: DatabaseConnection, clock: Clock, offset: FixedOffset) -> Self {
-        Self { db, clock, offset }
+    pub fn new(db: DatabaseConnection, index: FactIndex, clock: Clock, offset: FixedOffset) -> Self {
+        Self {
+            db,
+            index,
+            clock,
+            offset,
+        }
     }
 
     /// What the tenant's audiences are read as of: today, in analytics' time zone.
@@ -222,7 +230,7 @@ impl AnalyticsService for AnalyticsApi {
             }
         }
         violations.into_result().map_err(AnalyticsError::from)?;
-        let values = app::metrics::get_metrics(&self.db, &scope, &asked, &parameters).await?;
+        let values = app::metrics::get_metrics(&self.db, &self.index, &scope, &asked, &parameters).await?;
         Ok(Response::new(pb::GetMetricsResponse { values }))
     }
 
@@ -236,7 +244,7 @@ impl AnalyticsService for AnalyticsApi {
         }
         no_lines(&scope, &mut violations);
         violations.into_result().map_err(AnalyticsError::from)?;
-        let overlaps = app::metrics::channel_overlap(&self.db, &scope).await?;
+        let overlaps = app::metrics::channel_overlap(&self.index, &scope).await?;
         Ok(Response::new(pb::GetChannelOverlapResponse { overlaps }))
     }
 
@@ -265,7 +273,7 @@ impl AnalyticsService for AnalyticsApi {
         }
         let windows = Windows::from_pb(input.windows.as_ref(), "windows", &mut violations);
         violations.into_result().map_err(AnalyticsError::from)?;
-        let flow = app::metrics::stage_flow(&self.db, &scope, &windows).await?;
+        let flow = app::metrics::stage_flow(&self.index, &scope, &windows).await?;
         let counts = |count: &dyn Fn(Stage) -> i64| -> Vec<pb::StageCount> {
             Stage::REACHED
                 .iter()

@@ -11,6 +11,11 @@ pub enum AnalyticsError {
     InvalidInput(Vec<FieldViolation>),
     #[error("{0}")]
     NotFound(String),
+    /// More than analytics holds in memory.
+    #[error("{0}")]
+    OverCapacity(String),
+    #[error("{0}")]
+    Internal(String),
     #[error("database error: {0}")]
     Database(#[from] DbErr),
 }
@@ -32,21 +37,22 @@ impl ServiceError for AnalyticsError {
         match self {
             Self::InvalidInput(_) => Code::InvalidArgument,
             Self::NotFound(_) => Code::NotFound,
-            Self::Database(_) => Code::Internal,
+            Self::OverCapacity(_) => Code::ResourceExhausted,
+            Self::Internal(_) | Self::Database(_) => Code::Internal,
         }
     }
 
     fn field_violations(&self) -> &[FieldViolation] {
         match self {
             Self::InvalidInput(violations) => violations,
-            Self::NotFound(_) | Self::Database(_) => &[],
+            Self::NotFound(_) | Self::OverCapacity(_) | Self::Internal(_) | Self::Database(_) => &[],
         }
     }
 
     fn database_error(&self) -> Option<&DbErr> {
         match self {
             Self::Database(error) => Some(error),
-            Self::InvalidInput(_) | Self::NotFound(_) => None,
+            Self::InvalidInput(_) | Self::NotFound(_) | Self::OverCapacity(_) | Self::Internal(_) => None,
         }
     }
 }

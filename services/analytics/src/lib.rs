@@ -94,7 +94,10 @@ impl Service for Analytics {
             let consumer = Consumer::new(stream, db.clone(), app::ingest::Facts { offset });
             tokio::spawn(consumer.run(context.shutdown.clone()));
         }
-        let analytics = AnalyticsServiceServer::new(api::AnalyticsApi::new(db.clone(), context.clock.clone(), offset));
+        let index = app::index::FactIndex::new(db.clone());
+        tokio::spawn(index.clone().keep_current(context.shutdown.clone()));
+        let analytics =
+            AnalyticsServiceServer::new(api::AnalyticsApi::new(db.clone(), index, context.clock.clone(), offset));
         Ok(context
             .server(Self::NAME, &db)
             .mount(quanyu_runtime::limited!(analytics, context))

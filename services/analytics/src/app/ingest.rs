@@ -3,7 +3,7 @@
 //! member), merges, erasures, sales, balances and tiers; campaigns' rewards and coupons. Each event is applied in the consumer's transaction with
 //! its cursor, so exactly once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::FixedOffset;
 use quanyu_outbox::consumer::EventHandler;
@@ -14,10 +14,11 @@ use quanyu_runtime::clock::from_proto;
 use sea_orm::{DatabaseTransaction, DbErr};
 
 use crate::domain::Place;
-use crate::domain::interaction::linked_keys;
+use crate::domain::interaction::{anonymous_consumer, linked_keys};
 use crate::domain::lines::split;
 use crate::domain::window::day_of;
 use crate::store::campaigns::{self, Counts, Scope};
+use crate::store::changes::{self, Changed};
 use crate::store::consumers;
 use crate::store::facts::{self, LineFact, SaleFact};
 use crate::store::profiles::{self, Account, AccountFact};
@@ -78,17 +79,18 @@ impl EventHandler for Facts {
     /// its length; other events one at a time.
     async fn apply_all(&self, txn: &DatabaseTransaction, events: &[Event]) -> Result<(), DbErr> {
         let mut rest = events;
+        let mut changed = BTreeSet::new();
         while let Some(first) = rest.first() {
             let run = rest.iter().take_while(|event| is_points_fact(event)).count();
             if run == 0 {
-                self.apply_other(txn, first).await?;
+                self.apply_other(txn, first, &mut changed).await?;
                 rest = &rest[1..];
             } else {
-                self.apply_points_facts(txn, &rest[..run]).await?;
+                self.apply_points_facts(txn, &rest[..run], &mut changed).await?;
                 rest = &rest[run..];
             }
         }
-        Ok(())
+        changes::record(txn, &changed).await
     }
 }
 
@@ -104,7 +106,12 @@ fn is_points_fact(event: &Event) -> bool {
 
 impl Facts {
     /// A run of events that [`is_points_fact`] accepts (others in it are not applied).
-    async fn apply_points_facts(&self, txn: &DatabaseTransaction, events: &[Event]) -> Result<(), DbErr> {
+    async fn apply_points_facts(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &[Event],
+        changed: &mut BTreeSet<Changed>,
+    ) -> Result<(), DbErr> {
         let mut sales: BTreeMap<&str, Vec<&SaleRecorded>> = BTreeMap::new();
         let mut balances: BTreeMap<Account<'_>, i64> = BTreeMap::new();
         let mut tiers: BTreeMap<Account<'_>, &str> = BTreeMap::new();
@@ -124,7 +131,7 @@ impl Facts {
             }
         }
         for (tenant_id, sales) in sales {
-            self.record_sales(txn, tenant_id, &sales).await?;
+            self.record_sales(txn, tenant_id, &sales, changed).await?;
         }
         profiles::set_accounts(txn, AccountFact::Balance, &balances).await?;
         profiles::set_accounts(txn, AccountFact::Tier, &tiers).await
@@ -136,6 +143,7 @@ impl Facts {
         txn: &DatabaseTransaction,
         tenant_id: &str,
         sales: &[&SaleRecorded],
+        changed: &mut BTreeSet<Changed>,
     ) -> Result<(), DbErr> {
         let buyers: Vec<&str> = sales
             .iter()
@@ -212,12 +220,20 @@ impl Facts {
                 .collect();
             recorded.push(fact(refund, lines));
         }
+        let buyers = recorded.iter().filter_map(|sale| sale.member_id.clone());
+        changed.extend(buyers.map(|member_id| (tenant_id.to_owned(), member_id)));
         facts::record_sales(txn, tenant_id, &recorded).await
     }
 
     /// An event that is not a points fact.
-    async fn apply_other(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), DbErr> {
+    async fn apply_other(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &Event,
+        changed: &mut BTreeSet<Changed>,
+    ) -> Result<(), DbErr> {
         let tenant_id = event.tenant_id.as_str();
+        let mut change = |consumer_id: &str| changed.insert((tenant_id.to_owned(), consumer_id.to_owned()));
         match &event.payload {
             Some(Payload::MemberEnrolled(enrolled)) => {
                 let enrollment = enrolled.enrollment.clone().unwrap_or_default();
@@ -229,6 +245,7 @@ impl Facts {
                     store_id: enrollment.store_id,
                 };
                 let member_id = enrolled.member_id.as_str();
+                change(member_id);
                 facts::enrol(txn, tenant_id, member_id, &day_of(at, self.offset), &place).await?;
                 let binding = (place.store_id.as_str(), enrollment.guide_id.as_str());
                 profiles::bind(txn, tenant_id, member_id, binding).await
@@ -255,6 +272,10 @@ impl Facts {
             },
             Some(Payload::IdentityLinked(linked)) => {
                 let keys = linked_keys(&linked.identity.clone().unwrap_or_default());
+                change(&linked.member_id);
+                for key in &keys {
+                    change(&anonymous_consumer(key));
+                }
                 consumers::link(txn, tenant_id, &keys, &linked.member_id).await
             }
             Some(Payload::IdentityUnlinked(unlinked)) => {
@@ -263,6 +284,8 @@ impl Facts {
             }
             Some(Payload::MembersMerged(merged)) => {
                 let (survivor, loser) = (&merged.survivor_id, &merged.merged_member_id);
+                change(survivor);
+                change(loser);
                 facts::merge(txn, tenant_id, survivor, loser).await?;
                 profiles::merge(txn, tenant_id, survivor, loser).await?;
                 consumers::merge(txn, tenant_id, survivor, loser).await?;

@@ -14,6 +14,7 @@ use sea_orm::DatabaseConnection;
 use crate::domain::Place;
 use crate::domain::interaction::{CheckedInteraction, anonymous_consumer, check};
 use crate::error::AnalyticsError;
+use crate::store::changes;
 use crate::store::consumers::{self, InteractionDay};
 
 /// The most interactions one call records.
@@ -161,6 +162,11 @@ async fn apply(
     let mut writes = Writes::new(&txn);
     idempotency::record(&mut writes, tenant_id, new_records, now);
     writes.execute(&txn).await?;
+    let changed = days
+        .into_iter()
+        .map(|day| (tenant_id.to_owned(), day.consumer_id))
+        .collect();
+    changes::record(&txn, &changed).await?;
     txn.commit().await?;
     Ok(results)
 }

@@ -3,6 +3,7 @@
 
 pub mod audiences;
 pub mod campaigns;
+pub mod index;
 pub mod ingest;
 pub mod interactions;
 pub mod metrics;

@@ -171,6 +171,15 @@ impl Flow {
         }
     }
 
+    /// The consumers of both flows.
+    #[must_use]
+    pub fn merge(mut self, other: Self) -> Self {
+        for (from, to, consumers) in other.pairs() {
+            self.add(from, to, consumers);
+        }
+        self
+    }
+
     /// Each pair of stages with at least one consumer, in stage order.
     pub fn pairs(&self) -> impl Iterator<Item = (Stage, Stage, i64)> + '_ {
         self.consumers

@@ -151,9 +151,17 @@ pub fn linked_keys(identity: &Identity) -> Vec<String> {
     }
 }
 
+/// What the consumer of an identity no member holds is named by: `identity:<key>`.
+const ANONYMOUS_PREFIX: &str = "identity:";
+
 /// The consumer an identity no member holds stands for.
 pub fn anonymous_consumer(identity_key: &str) -> String {
-    format!("identity:{identity_key}")
+    format!("{ANONYMOUS_PREFIX}{identity_key}")
+}
+
+/// Whether a consumer is an identity's own rather than a member.
+pub fn is_anonymous(consumer_id: &str) -> bool {
+    consumer_id.starts_with(ANONYMOUS_PREFIX)
 }
 
 #[cfg(test)]

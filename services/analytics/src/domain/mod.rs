@@ -3,6 +3,7 @@
 
 pub mod aipl;
 pub mod audience;
+pub mod fast;
 pub mod interaction;
 pub mod lines;
 pub mod rfm;
@@ -14,4 +15,14 @@ pub struct Place {
     pub brand_id: String,
     pub channel: i32,
     pub store_id: String,
+}
+
+impl Place {
+    /// Whether this place, read as a filter (each field empty, or 0 for the channel, selects
+    /// every value), selects `place`.
+    pub fn selects(&self, place: &Place) -> bool {
+        (self.brand_id.is_empty() || self.brand_id == place.brand_id)
+            && (self.channel == 0 || self.channel == place.channel)
+            && (self.store_id.is_empty() || self.store_id == place.store_id)
+    }
 }

@@ -9,6 +9,7 @@ mod m20261203_000003_create_member_profiles;
 mod m20261203_000004_create_campaign_results;
 mod m20261203_000005_add_referral_results;
 mod m20261204_000006_index_members_by_survivor;
+mod m20261204_000007_create_consumer_changes;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000004_create_campaign_results::Migration),
             Box::new(m20261203_000005_add_referral_results::Migration),
             Box::new(m20261204_000006_index_members_by_survivor::Migration),
+            Box::new(m20261204_000007_create_consumer_changes::Migration),
         ]
     }
 

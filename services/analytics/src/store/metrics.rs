@@ -4,7 +4,6 @@ use sea_orm::{ConnectionTrait, DbErr, Value};
 
 use super::{Query, day_after, statement};
 use crate::domain::Place;
-use crate::domain::aipl::{Signals, Windows};
 use crate::domain::window::{Window, days_before};
 
 /// What a metric counts: a tenant, a window, and the place fields the filter sets.
@@ -110,27 +109,6 @@ async fn pair_of(db: &impl ConnectionTrait, query: Query) -> Result<(i64, i64), 
     pair(db, &sql, values).await
 }
 
-/// Members enrolled by the window's last day (at any place), not merged into another.
-pub async fn members(db: &impl ConnectionTrait, scope: &Scope) -> Result<i64, DbErr> {
-    let mut values = Vec::new();
-    scope.members_by_last_day(&mut values);
-    Ok(pair(
-        db,
-        &format!("SELECT {MEMBERS_BY_LAST_DAY} AS a, CAST(0 AS BIGINT) AS b"),
-        values,
-    )
-    .await?
-    .0)
-}
-
-/// Members enrolled by the window's last day at the place, not merged into another.
-pub async fn members_at_place(db: &impl ConnectionTrait, scope: &Scope) -> Result<i64, DbErr> {
-    let (conditions, values) = scope.conditions_to_date("enrolled_day");
-    let sql =
-        format!("SELECT count(*) AS a, CAST(0 AS BIGINT) AS b FROM members WHERE {conditions} AND merged_into IS NULL");
-    Ok(pair(db, &sql, values).await?.0)
-}
-
 /// Members enrolled in the window at the place, not merged into another.
 pub async fn new_members<C: ConnectionTrait>(db: &C, scope: &Scope) -> Result<i64, DbErr> {
     let (conditions, values) = scope.conditions("enrolled_day");
@@ -205,156 +183,6 @@ pub async fn spend_to_date(db: &impl ConnectionTrait, scope: &Scope) -> Result<(
          {MEMBERS_BY_LAST_DAY} AS b"
     );
     pair(db, &sql, values).await
-}
-
-/// For each pair of channels (in order, each pair once), the members who bought on both.
-pub async fn channel_overlap(db: &impl ConnectionTrait, scope: &Scope) -> Result<Vec<(i32, i32, i64)>, DbErr> {
-    let (conditions, values) = scope.conditions("day");
-    let bought = format!("SELECT DISTINCT member_id, channel FROM member_days WHERE {conditions} AND orders > 0");
-    let sql = format!(
-        "SELECT a.channel AS channel, b.channel AS other_channel, count(*) AS members \
-         FROM ({bought}) AS a JOIN ({bought}) AS b ON a.member_id = b.member_id AND a.channel <= b.channel \
-         GROUP BY a.channel, b.channel ORDER BY a.channel, b.channel"
-    );
-    let both = values.iter().cloned().chain(values.iter().cloned()).collect();
-    let rows = db
-        .query_all_raw(statement(db.get_database_backend(), &sql, both))
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get("", "channel")?,
-                row.try_get("", "other_channel")?,
-                row.try_get("", "members")?,
-            ))
-        })
-        .collect()
-}
-
-/// Members who bought in the 365 days to the window's last day with at least `min_spend` net
-/// spend there, and members who bought in them.
-pub async fn buyers_of_the_year(db: &impl ConnectionTrait, scope: &Scope, min_spend: i64) -> Result<(i64, i64), DbErr> {
-    let last_day = scope.window.last_day.as_str();
-    let (conditions, mut values) = scope.conditions_between("day", &days_before(last_day, 364), last_day);
-    values.insert(0, min_spend.into());
-    let sql = format!(
-        "SELECT CAST(sum(CASE WHEN spend >= ? THEN 1 ELSE 0 END) AS BIGINT) AS a, count(*) AS b FROM \
-         (SELECT member_id, sum(spend_minor) AS spend FROM member_days WHERE {conditions} \
-          GROUP BY member_id HAVING sum(orders) > 0) AS buyers"
-    );
-    pair(db, &sql, values).await
-}
-
-/// Members who bought or interacted in the window, and members enrolled by its last day.
-pub async fn thriving_members(db: &impl ConnectionTrait, scope: &Scope) -> Result<(i64, i64), DbErr> {
-    let (conditions, values) = scope.conditions("day");
-    let mut all = values.clone();
-    all.extend(values);
-    scope.members_by_last_day(&mut all);
-    let sql = format!(
-        "SELECT (SELECT count(*) FROM \
-           (SELECT member_id AS consumer_id FROM member_days WHERE {conditions} AND orders > 0 \
-            UNION SELECT consumer_id FROM interaction_days WHERE {conditions} AND consumer_id NOT LIKE 'identity:%') \
-           AS active) AS a, {MEMBERS_BY_LAST_DAY} AS b"
-    );
-    pair(db, &sql, all).await
-}
-
-/// The names of the signal columns, on the start day then on the end day.
-const SIGNALS: [&str; 8] = [
-    "exposed_s",
-    "engaged_s",
-    "purchased_s",
-    "loyal_s",
-    "exposed_e",
-    "engaged_e",
-    "purchased_e",
-    "loyal_e",
-];
-
-/// Consumers by what they did within each AIPL window as of `start_day` and as of `end_day` (not
-/// before it), among the purchases and interactions at the scope's place: each pair of signals
-/// met, and how many consumers met it.
-pub async fn stage_signals(
-    db: &impl ConnectionTrait,
-    scope: &Scope,
-    (start_day, end_day): (&str, &str),
-    windows: &Windows,
-) -> Result<Vec<(Signals, Signals, i64)>, DbErr> {
-    let from = |day: &str, days: i64| days_before(day, days - 1);
-    let days = [start_day, end_day];
-    let mut query = Query::default();
-    query.push("SELECT ");
-    for column in SIGNALS {
-        query.push(&format!("CAST({column} AS BIGINT) AS {column}, "));
-    }
-    query.push("count(*) AS consumers FROM (SELECT consumer_id");
-    for column in SIGNALS {
-        query.push(&format!(", max({column}) AS {column}"));
-    }
-    // What members bought: a purchase is a day with a sale.
-    query.push(" FROM (SELECT member_id AS consumer_id");
-    for (day, on) in days.into_iter().zip(["s", "e"]) {
-        query
-            .push(&format!(
-                ", 0 AS exposed_{on}, 0 AS engaged_{on}, max(CASE WHEN day >= "
-            ))
-            .bind(from(day, windows.purchase_days))
-            .push(" AND day <= ")
-            .bind(day)
-            .push(&format!(
-                " THEN 1 ELSE 0 END) AS purchased_{on}, CASE WHEN count(DISTINCT CASE WHEN day >= "
-            ))
-            .bind(from(day, windows.loyal_days))
-            .push(" AND day <= ")
-            .bind(day)
-            .push(" THEN day END) >= ")
-            .bind(windows.loyal_min_purchase_days)
-            .push(&format!(" THEN 1 ELSE 0 END AS loyal_{on}"));
-    }
-    let earliest = from(start_day, windows.purchase_days.max(windows.loyal_days));
-    query
-        .push(" FROM member_days WHERE ")
-        .append(scope.conditions_between("day", &earliest, end_day))
-        .push(" AND orders > 0 GROUP BY member_id UNION ALL SELECT consumer_id");
-    // What consumers, members or not, did: exposures and engagements.
-    for day in days {
-        for (counter, window) in [
-            ("exposures", windows.aware_days),
-            ("engagements", windows.interest_days),
-        ] {
-            query
-                .push(&format!(", max(CASE WHEN {counter} > 0 AND day >= "))
-                .bind(from(day, window))
-                .push(" AND day <= ")
-                .bind(day)
-                .push(" THEN 1 ELSE 0 END)");
-        }
-        query.push(", 0, 0");
-    }
-    let earliest = from(start_day, windows.aware_days.max(windows.interest_days));
-    query
-        .push(" FROM interaction_days WHERE ")
-        .append(scope.conditions_between("day", &earliest, end_day))
-        .push(" GROUP BY consumer_id) AS signals GROUP BY consumer_id) AS per_consumer GROUP BY ")
-        .push(&SIGNALS.join(", "));
-    let rows = db
-        .query_all_raw(query.into_statement(db.get_database_backend()))
-        .await?;
-    rows.iter()
-        .map(|row| {
-            let flag = |index: usize| -> Result<bool, DbErr> { Ok(row.try_get::<i64>("", SIGNALS[index])? != 0) };
-            let signals = |first: usize| -> Result<Signals, DbErr> {
-                Ok(Signals {
-                    exposed: flag(first)?,
-                    engaged: flag(first + 1)?,
-                    purchased: flag(first + 2)?,
-                    bought_on_enough_days: flag(first + 3)?,
-                })
-            };
-            Ok((signals(0)?, signals(4)?, row.try_get("", "consumers")?))
-        })
-        .collect()
 }
 
 /// Member m's purchases (`d`) among the sales the scope's place selects, as a condition's start:

@@ -3,6 +3,7 @@
 
 pub mod audiences;
 pub mod campaigns;
+pub mod changes;
 pub mod consumers;
 pub mod facts;
 pub mod metrics;
