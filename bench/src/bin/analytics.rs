@@ -18,6 +18,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use quanyu_analytics::app::metrics::FAST;
 use quanyu_bench::{ms, quantile};
 use quanyu_proto::analytics::v1 as pb;
 use quanyu_proto::common::v1::Channel;
@@ -41,14 +42,6 @@ const SLOW_SAMPLES: usize = 5;
 const DUCKDB_SAMPLES: usize = 10;
 const MEMBERS: i64 = 1_000_000;
 const SALES: i64 = 10_000_000;
-/// The figures the issue sets p99 <= 50 ms for, beside the channel overlap.
-const FAST: [pb::Metric; 5] = [
-    pb::Metric::FastFertility,
-    pb::Metric::FastAdvancing,
-    pb::Metric::FastMembers,
-    pb::Metric::FastHighValueMembers,
-    pb::Metric::FastThriving,
-];
 
 fn metrics_request(metrics: &[pb::Metric], first_day: &str, last_day: &str) -> pb::GetMetricsRequest {
     pb::GetMetricsRequest {

@@ -188,14 +188,6 @@ fn rate(value: f64) -> Value {
     json!((value * 10_000.0).round() / 10_000.0)
 }
 
-const FAST: [pb::Metric; 5] = [
-    pb::Metric::FastFertility,
-    pb::Metric::FastAdvancing,
-    pb::Metric::FastMembers,
-    pb::Metric::FastHighValueMembers,
-    pb::Metric::FastThriving,
-];
-
 /// The FAST figures at the end of each period of `step` days from `from` to `to`.
 pub async fn fast(
     analytics: &mut AnalyticsClient,
@@ -216,7 +208,10 @@ pub async fn fast(
     let mut end = (from + step - Duration::days(1)).min(to);
     loop {
         let asked = pb::GetMetricsRequest {
-            metrics: FAST.iter().map(|&metric| metric.into()).collect(),
+            metrics: quanyu_analytics::app::metrics::FAST
+                .iter()
+                .map(|&metric| metric.into())
+                .collect(),
             start_date: (end - step + Duration::days(1)).to_string(),
             end_date: end.to_string(),
             filter: filter.clone(),

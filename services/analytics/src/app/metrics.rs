@@ -26,8 +26,8 @@ pub struct Parameters {
     pub first_purchase_days: i64,
 }
 
-/// The FAST metrics: read from the facts in memory, all in one pass.
-const FAST: [Metric; 5] = [
+/// The FAST metrics: read from the facts in memory, in one pass.
+pub const FAST: [Metric; 5] = [
     Metric::FastFertility,
     Metric::FastAdvancing,
     Metric::FastMembers,

@@ -416,6 +416,15 @@ mod tests {
         }
     }
 
+    /// The 30 days to `TODAY`, at the places `places` selects.
+    fn thirty_days(places: &[bool]) -> Ask<'_> {
+        Ask {
+            first_day: TODAY - 29,
+            last_day: TODAY,
+            places,
+        }
+    }
+
     fn rules() -> Rules {
         Rules {
             windows: Windows::default(),
@@ -426,11 +435,7 @@ mod tests {
     #[test]
     fn a_day_bought_at_two_places_is_one_purchase_day() {
         let places = [true, true];
-        let ask = Ask {
-            first_day: TODAY - 29,
-            last_day: TODAY,
-            places: &places,
-        };
+        let ask = thirty_days(&places);
         let two_days = buyer(vec![
             purchase(TODAY - 40, 0),
             purchase(TODAY - 40, 1),
@@ -460,11 +465,7 @@ mod tests {
     #[test]
     fn places_the_filter_leaves_out_count_for_nothing() {
         let places = [true, false];
-        let ask = Ask {
-            first_day: TODAY - 29,
-            last_day: TODAY,
-            places: &places,
-        };
+        let ask = thirty_days(&places);
         let elsewhere = Consumer {
             enrolment: Some(Enrolment { day: 0, place: 1 }),
             ..buyer(vec![purchase(TODAY, 1)])
@@ -500,11 +501,7 @@ mod tests {
     #[test]
     fn the_overlap_counts_each_pair_of_channels_a_member_bought_on_once() {
         let places = [true, true, true];
-        let ask = Ask {
-            first_day: TODAY - 29,
-            last_day: TODAY,
-            places: &places,
-        };
+        let ask = thirty_days(&places);
         // Places 0 and 1 are both on channel 1 (index 0); place 2 is channel 5 (index 1).
         let (channels, channel_of) = (&[1, 5][..], &[0, 0, 1][..]);
         let both = buyer(vec![purchase(TODAY - 3, 0), purchase(TODAY - 2, 1), purchase(TODAY, 2)]);
