@@ -513,6 +513,12 @@ mod tests {
     /// The stage a consumer is in on `day` by the definitions, from sets of days.
     fn stage_by_definition(consumer: &Consumer<'_>, day: DayNumber, windows: &Windows) -> Stage {
         let within = |from: DayNumber, days: i64| from <= day && i64::from(day - from) < days;
+        let interacted = |kind: fn(&Interaction) -> bool, days: i64| {
+            consumer
+                .interactions
+                .iter()
+                .any(|seen| kind(seen) && within(seen.day, days))
+        };
         let bought: BTreeSet<DayNumber> = consumer
             .purchases
             .iter()
@@ -527,17 +533,9 @@ mod tests {
             .any(|purchase| purchase.bought && within(purchase.day, windows.purchase_days))
         {
             Stage::Purchased
-        } else if consumer
-            .interactions
-            .iter()
-            .any(|seen| seen.engaged && within(seen.day, windows.interest_days))
-        {
+        } else if interacted(|seen| seen.engaged, windows.interest_days) {
             Stage::Interested
-        } else if consumer
-            .interactions
-            .iter()
-            .any(|seen| seen.exposed && within(seen.day, windows.aware_days))
-        {
+        } else if interacted(|seen| seen.exposed, windows.aware_days) {
             Stage::Aware
         } else {
             Stage::None
