@@ -262,31 +262,27 @@ impl FactIndex {
 
     /// Reads the facts of `changed` consumers again, and puts them in place of theirs.
     async fn read_again(&self, txn: &DatabaseTransaction, changed: &BTreeSet<Changed>) -> Result<(), AnalyticsError> {
-        let mut by_tenant: HashMap<&str, Vec<&str>> = HashMap::new();
+        // Every changed consumer has a draft, so that one with no rows left is removed.
+        let mut drafts = Drafts::new();
         for (tenant_id, consumer_id) in changed {
-            by_tenant.entry(tenant_id).or_default().push(consumer_id);
+            let consumers = drafts.entry(tenant_id.clone()).or_default();
+            consumers.insert(consumer_id.clone(), Draft::default());
         }
-        for (tenant_id, consumer_ids) in by_tenant {
-            let mut rows = Vec::new();
+        let mut rows = Vec::new();
+        for (tenant_id, consumers) in &drafts {
+            let consumer_ids: Vec<&str> = consumers.keys().map(String::as_str).collect();
             changes::read_consumers(txn, tenant_id, &consumer_ids, |row| {
                 rows.push(row);
                 Ok::<_, AnalyticsError>(())
             })
             .await?;
-            let mut facts = self.facts.write().await;
-            let tenant = facts.tenants.entry(tenant_id.to_owned()).or_default();
-            let mut drafts: HashMap<String, Draft> = consumer_ids
-                .iter()
-                .map(|consumer_id| ((*consumer_id).to_owned(), Draft::default()))
-                .collect();
-            for row in rows {
-                let place = tenant.place_number(&row.place)?;
-                drafts.entry(row.consumer_id.clone()).or_default().add(&row, place)?;
-            }
-            for (consumer_id, draft) in drafts {
-                tenant.replace(&consumer_id, draft);
-            }
         }
+        // Read before the lock is taken, as a full read is.
+        let mut facts = self.facts.write().await;
+        for row in &rows {
+            draft_row(&mut facts, &mut drafts, row)?;
+        }
+        put_drafts(&mut facts, drafts);
         Ok(())
     }
 
@@ -312,24 +308,31 @@ impl FactIndex {
 /// Every tenant's facts, read from the database.
 async fn read_all(txn: &DatabaseTransaction) -> Result<Facts, AnalyticsError> {
     let mut facts = Facts::default();
-    let mut drafts: HashMap<String, HashMap<String, Draft>> = HashMap::new();
-    changes::read_all(txn, |row| {
-        let place = facts
-            .tenants
-            .entry(row.tenant_id.clone())
-            .or_default()
-            .place_number(&row.place)?;
-        let consumers = drafts.entry(row.tenant_id.clone()).or_default();
-        consumers.entry(row.consumer_id.clone()).or_default().add(&row, place)
-    })
-    .await?;
+    let mut drafts = Drafts::new();
+    changes::read_all(txn, |row| draft_row(&mut facts, &mut drafts, &row)).await?;
+    put_drafts(&mut facts, drafts);
+    Ok(facts)
+}
+
+/// Consumers' facts as they are read, by tenant and consumer.
+type Drafts = HashMap<String, HashMap<String, Draft>>;
+
+/// Adds a row to its consumer's draft, its place numbered among its tenant's.
+fn draft_row(facts: &mut Facts, drafts: &mut Drafts, row: &FactRow) -> Result<(), AnalyticsError> {
+    let tenant = facts.tenants.entry(row.tenant_id.clone()).or_default();
+    let place = tenant.place_number(&row.place)?;
+    let consumers = drafts.entry(row.tenant_id.clone()).or_default();
+    consumers.entry(row.consumer_id.clone()).or_default().add(row, place)
+}
+
+/// Puts each draft in place of its consumer's facts.
+fn put_drafts(facts: &mut Facts, drafts: Drafts) {
     for (tenant_id, consumers) in drafts {
         let tenant = facts.tenants.entry(tenant_id).or_default();
         for (consumer_id, draft) in consumers {
             tenant.replace(&consumer_id, draft);
         }
     }
-    Ok(facts)
 }
 
 /// A consumer's facts as they are read, in any order.

@@ -1,4 +1,5 @@
-//! The figures of one window, read in one transaction so that they agree with each other.
+//! The figures of one window: those SQL answers read in one transaction, so that they agree
+//! with each other; FAST, the stage flow and the channel overlap from the facts in memory.
 
 use quanyu_proto::analytics::v1 as pb;
 use quanyu_proto::analytics::v1::{Metric, MetricValue};
